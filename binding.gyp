@@ -1,0 +1,34 @@
+{
+  "targets": [
+    {
+      "target_name": "ctpurge",
+      "sources": [
+        "native/addon.cc",
+        "native/sysError.cc",
+        "native/netlinkSocket.cc",
+        "native/ctMessage.cc",
+        "native/dumpReader.cc",
+        "native/filter.cc",
+        "native/policyTimeouts.cc",
+        "native/entryRecord.cc",
+        "native/jsConvert.cc",
+        "native/singleRequest.cc",
+        "native/handle.cc",
+        "native/dumpCursor.cc",
+        "native/purgeWorker.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": [
+        "-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter",
+        "<!@(pkg-config --cflags libnetfilter_conntrack libmnl)"
+      ],
+      "libraries": ["<!@(pkg-config --libs libnetfilter_conntrack libmnl)"],
+      "conditions": [
+        ["OS!='linux'", { "type": "none" }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,64 @@
+// Module entry: registers the native surface declared in src/native.ts.
+#include <napi.h>
+
+#include <cmath>
+
+#include "addonData.h"
+#include "dumpCursor.h"
+#include "handle.h"
+#include "jsConvert.h"
+#include "policyTimeouts.h"
+
+namespace ctpurge {
+namespace {
+
+// estimateAge(protocol, family, state, secondsLeft, timeouts) for unit tests: the same
+// code the filters use, with policy timeouts given instead of read from /proc.
+Napi::Value EstimateAge(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "estimateAge(p, f, s, left, timeouts)");
+  PolicyTimeouts t;
+  Napi::Object o = info[4].As<Napi::Object>();
+  auto num = [&](Napi::Object obj, const char* k) {
+    Napi::Value v = obj.Get(k);
+    return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : 0u;
+  };
+  Napi::Value tcp = o.Get("tcp");
+  if (tcp.IsArray()) {
+    auto a = tcp.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length() && i < 14; i++) {
+      Napi::Value v = a.Get(i);
+      t.tcp[i] = v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : 0;
+    }
+  }
+  t.udp = num(o, "udp");
+  t.udpStream = num(o, "udpStream");
+  t.icmp = num(o, "icmp");
+  t.icmpv6 = num(o, "icmpv6");
+  t.generic = num(o, "generic");
+  t.gre = num(o, "gre");
+  t.greStream = num(o, "greStream");
+  Age age = estimateAgeFromTimeout(static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()),
+                                   static_cast<uint8_t>(info[1].As<Napi::Number>().Uint32Value()),
+                                   static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value()),
+                                   info[3].As<Napi::Number>().Uint32Value(), t);
+  if (age.source == AgeSource::Unknown) return env.Null();
+  return Napi::Number::New(env, age.seconds);
+}
+
+}  // namespace
+}  // namespace ctpurge
+
+static Napi::Object InitCtpurge(Napi::Env env, Napi::Object exports) {
+  using namespace ctpurge;
+  auto* data = new AddonData();
+  data->handleCtor = Napi::Persistent(Handle::Define(env));
+  data->cursorCtor = Napi::Persistent(DumpCursor::Define(env));
+  env.SetInstanceData<AddonData>(data);  // deleted with the environment (worker exit too)
+  exports.Set("open", Napi::Function::New(env, Handle::Open, "open"));
+  exports.Set("estimateAge", Napi::Function::New(env, EstimateAge, "estimateAge"));
+  exports.Set("recordSize", Napi::Number::New(env, 168));
+  return exports;
+}
+
+NODE_API_MODULE(ctpurge, InitCtpurge)

@@ -1,0 +1,87 @@
+// ctnetlink messages: entries parsed in place from a dump, and the requests ctpurge sends.
+#pragma once
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace ctpurge {
+
+constexpr uint8_t kNoState = 0xff;
+
+struct Tuple {
+  uint8_t src[16] = {};
+  uint8_t dst[16] = {};
+  uint16_t sport = 0;  // host order; for GRE the keys
+  uint16_t dport = 0;
+  uint8_t icmpType = 0, icmpCode = 0;
+  uint16_t icmpId = 0;
+  bool hasPorts = false;
+  bool hasIcmp = false;
+};
+
+// One conntrack entry, parsed straight from its netlink attributes: no allocation. The raw
+// CTA_TUPLE_ORIG pointer is only valid while the receive buffer it points into is.
+struct Entry {
+  uint32_t id = 0;
+  uint32_t status = 0;
+  uint32_t timeout = 0;
+  uint32_t mark = 0;
+  uint16_t zone = 0;
+  uint8_t family = 0;
+  uint8_t protocol = 0;
+  uint8_t state = kNoState;
+  bool hasTimeout = false;
+  bool hasCounters = false;
+  bool hasStart = false;
+  bool hasLabels = false;
+  bool hasId = false;
+  Tuple orig, reply;
+  uint64_t packets[2] = {}, bytes[2] = {};  // [0] original direction, [1] reply
+  uint64_t startNs = 0;
+  uint8_t labels[16] = {};
+  const nlattr* origTupleAttr = nullptr;
+};
+
+// Fills e from one IPCTNL_MSG_CT_NEW message; false if it is not a usable entry.
+bool parseEntry(const nlmsghdr* nlh, Entry& e);
+
+// The kernel-side part of a dump filter; every field is optional.
+struct DumpFilter {
+  uint8_t family = 0;
+  bool hasMark = false;
+  uint32_t mark = 0, markMask = 0;
+  bool hasStatus = false;  // only sent on kernels >= 5.15 (the caller decides)
+  uint32_t status = 0, statusMask = 0;
+  bool hasZone = false;  // only sent on kernels >= 6.8
+  uint16_t zone = 0;
+};
+
+// Writes the request into buf (at least MNL_SOCKET_BUFFER_SIZE) and returns the header.
+nlmsghdr* buildDumpRequest(char* buf, uint32_t seq, const DumpFilter& f);
+// A DELETE without a tuple: the kernel flushes everything that passes the filter.
+// version=1 makes the kernel honour the family (with version 0 it flushes all families).
+nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const DumpFilter& f);
+nlmsghdr* buildStatsRequest(char* buf, uint32_t seq, bool perCpu);
+
+// Appends a DELETE for e (its original tuple echoed verbatim, plus zone and id) to out.
+// Returns false when the entry has no tuple to echo.
+bool appendDelete(std::vector<char>& out, const Entry& e, uint32_t seq, bool ack);
+// The size appendDelete would add, for batch planning.
+size_t deleteMessageSize(const Entry& e);
+
+struct GlobalStats {
+  uint32_t entries = 0, maxEntries = 0;
+};
+struct CpuStats {
+  uint32_t cpu = 0;
+  uint32_t found = 0, invalid = 0, insert = 0, insertFailed = 0, drop = 0, earlyDrop = 0, error = 0,
+           searchRestart = 0, clashResolve = 0, chainTooLong = 0;
+};
+void parseGlobalStats(const nlmsghdr* nlh, GlobalStats& out);
+void parseCpuStats(const nlmsghdr* nlh, CpuStats& out);
+
+}  // namespace ctpurge

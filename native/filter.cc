@@ -1,0 +1,96 @@
+#include "filter.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cmath>
+
+namespace ctpurge {
+
+bool Cidr::contains(uint8_t entryFamily, const uint8_t* a) const {
+  if (entryFamily != family) return false;
+  const int fullBytes = prefix / 8;
+  for (int i = 0; i < fullBytes; i++) {
+    if (a[i] != addr[i]) return false;
+  }
+  const int rest = prefix % 8;
+  if (rest == 0) return true;
+  const uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (a[fullBytes] & mask) == (addr[fullBytes] & mask);
+}
+
+namespace {
+
+bool anyContains(const std::vector<Cidr>& list, uint8_t family, const uint8_t* a) {
+  if (list.empty()) return true;
+  for (const Cidr& c : list) {
+    if (c.contains(family, a)) return true;
+  }
+  return false;
+}
+
+bool inRange(const PortRange& r, uint16_t p) { return p >= r.lo && p <= r.hi; }
+
+bool hasPortsProtocol(uint8_t p) {
+  return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_UDPLITE || p == IPPROTO_SCTP || p == IPPROTO_DCCP;
+}
+
+}  // namespace
+
+DumpFilter Filter::dumpFilter() const {
+  DumpFilter d;
+  d.family = family;
+  if (hasMark) {
+    d.hasMark = true;
+    d.mark = mark & markMask;
+    d.markMask = markMask;
+  }
+  if (kernelStatusFilter && statusMask != 0) {
+    d.hasStatus = true;
+    d.status = statusValue;
+    d.statusMask = statusMask;
+  }
+  if (kernelZoneFilter && hasZone) {
+    d.hasZone = true;
+    d.zone = zone;
+  }
+  return d;
+}
+
+bool Filter::flushable() const {
+  if (protocol >= 0 || hasStates || hasSport || hasDport || hasOlderThan) return false;
+  if (!src.empty() || !dst.empty() || !replySrc.empty() || !replyDst.empty()) return false;
+  if (statusMask != 0 && !kernelStatusFilter) return false;
+  if (hasZone && !kernelZoneFilter) return false;
+  // A flush with no condition at all would empty the table: never by implication.
+  return statusMask != 0 || hasMark || hasZone;
+}
+
+bool Filter::matches(const Entry& e, const Age& age) const {
+  if (family && e.family != family) return false;
+  if (protocol >= 0 && e.protocol != protocol) return false;
+  if ((e.status & statusMask) != statusValue) return false;
+  if (hasMark && (e.mark & markMask) != (mark & markMask)) return false;
+  if (hasZone && e.zone != zone) return false;
+  if (hasStates) {
+    if (e.state == kNoState || e.state >= 32) return false;
+    uint32_t set = 0;
+    if (e.protocol == IPPROTO_TCP) set = tcpStates;
+    else if (e.protocol == IPPROTO_SCTP) set = sctpStates;
+    else if (e.protocol == IPPROTO_DCCP) set = dccpStates;
+    if (!(set & (1u << e.state))) return false;
+  }
+  if (hasSport && !(hasPortsProtocol(e.protocol) && e.orig.hasPorts && inRange(sport, e.orig.sport))) return false;
+  if (hasDport && !(hasPortsProtocol(e.protocol) && e.orig.hasPorts && inRange(dport, e.orig.dport))) return false;
+  if (!anyContains(src, e.family, e.orig.src)) return false;
+  if (!anyContains(dst, e.family, e.orig.dst)) return false;
+  if (!anyContains(replySrc, e.family, e.reply.src)) return false;
+  if (!anyContains(replyDst, e.family, e.reply.dst)) return false;
+  if (hasOlderThan) {
+    if (std::isnan(age.seconds) || age.source == AgeSource::Unknown) return false;
+    if (age.seconds < olderThan) return false;
+  }
+  return true;
+}
+
+}  // namespace ctpurge

@@ -1,0 +1,51 @@
+// A query compiled once (in TypeScript, then here) and evaluated for every entry.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "ctMessage.h"
+#include "policyTimeouts.h"
+
+namespace ctpurge {
+
+struct Cidr {
+  uint8_t family = 0;
+  uint8_t addr[16] = {};
+  uint8_t prefix = 0;
+  bool contains(uint8_t entryFamily, const uint8_t* a) const;
+};
+
+struct PortRange {
+  uint16_t lo = 0, hi = 65535;
+};
+
+struct Filter {
+  uint8_t family = 0;  // 0 = any, AF_INET, AF_INET6
+  int protocol = -1;   // -1 = any
+  bool hasStates = false;
+  uint32_t tcpStates = 0, sctpStates = 0, dccpStates = 0;  // bit i = kernel state i
+  uint32_t statusMask = 0, statusValue = 0;
+  bool hasMark = false;
+  uint32_t mark = 0, markMask = 0;
+  bool hasZone = false;
+  uint16_t zone = 0;
+  std::vector<Cidr> src, dst, replySrc, replyDst;  // each: any-of
+  bool hasSport = false, hasDport = false;
+  PortRange sport, dport;
+  bool hasOlderThan = false;
+  double olderThan = 0;
+  // Which kernel-side filters the running kernel honours (decided from its version).
+  bool kernelStatusFilter = false;
+  bool kernelZoneFilter = false;
+
+  // The part the kernel can apply while dumping. Everything is re-checked by matches().
+  DumpFilter dumpFilter() const;
+  // True when a single filtered flush (DELETE without tuple) removes exactly what this
+  // filter selects: only family, status, mark and zone conditions, all kernel-supported.
+  bool flushable() const;
+  bool needsAge() const { return hasOlderThan; }
+  // age: from estimateAge(); only read when needsAge().
+  bool matches(const Entry& e, const Age& age) const;
+};
+
+}  // namespace ctpurge

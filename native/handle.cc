@@ -1,0 +1,259 @@
+#include "handle.h"
+
+#include <sys/socket.h>
+
+#include <vector>
+
+#include "addonData.h"
+#include "dumpCursor.h"
+#include "dumpReader.h"
+#include "entryRecord.h"
+#include "jsConvert.h"
+#include "purgeWorker.h"
+#include "singleRequest.h"
+
+namespace ctpurge {
+namespace {
+
+class OpenWorker : public PromiseWorker {
+ public:
+  OpenWorker(Napi::Env env, std::string path) : PromiseWorker(env, "ctpurge:open"), path_(std::move(path)) {}
+
+ protected:
+  void Run() override {
+    auto ns = std::make_shared<Namespace>();
+    ns->label = path_;
+    if (!path_.empty()) ns->fd = openNetnsFile(path_);
+    // Ask for the global stats once: ctnetlink checks CAP_NET_ADMIN per request, so a
+    // missing capability shows here, at open, rather than halfway through a purge.
+    NetlinkSocket s = NetlinkSocket::open(ns->fd.get(), "open");
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    s.request(buildStatsRequest(buf, s.nextSeq(), false), "open", [](const nlmsghdr*) {});
+    ns_ = std::move(ns);
+  }
+  Napi::Value Resolve(Napi::Env env) override { return Handle::NewInstance(env, ns_); }
+
+ private:
+  std::string path_;
+  NamespacePtr ns_;
+};
+
+class StatsWorker : public PromiseWorker {
+ public:
+  StatsWorker(Napi::Env env, NamespacePtr ns) : PromiseWorker(env, "ctpurge:stats"), ns_(std::move(ns)) {}
+
+ protected:
+  void Run() override {
+    NetlinkSocket s = NetlinkSocket::open(ns_->fd.get(), "stats");
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    s.request(buildStatsRequest(buf, s.nextSeq(), false), "stats",
+              [&](const nlmsghdr* m) { parseGlobalStats(m, global_); });
+    s.request(buildStatsRequest(buf, s.nextSeq(), true), "stats", [&](const nlmsghdr* m) {
+      CpuStats c;
+      parseCpuStats(m, c);
+      cpus_.push_back(c);
+    });
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("count", global_.entries);
+    o.Set("max", global_.maxEntries);
+    Napi::Array cpus = Napi::Array::New(env, cpus_.size());
+    for (size_t i = 0; i < cpus_.size(); i++) {
+      const CpuStats& c = cpus_[i];
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("cpu", c.cpu);
+      x.Set("found", c.found);
+      x.Set("invalid", c.invalid);
+      x.Set("insert", c.insert);
+      x.Set("insertFailed", c.insertFailed);
+      x.Set("drop", c.drop);
+      x.Set("earlyDrop", c.earlyDrop);
+      x.Set("error", c.error);
+      x.Set("searchRestart", c.searchRestart);
+      x.Set("clashResolve", c.clashResolve);
+      x.Set("chainTooLong", c.chainTooLong);
+      cpus.Set(static_cast<uint32_t>(i), x);
+    }
+    o.Set("cpus", cpus);
+    return o;
+  }
+
+ private:
+  NamespacePtr ns_;
+  GlobalStats global_;
+  std::vector<CpuStats> cpus_;
+};
+
+class CountWorker : public PromiseWorker {
+ public:
+  CountWorker(Napi::Env env, NamespacePtr ns, Filter f)
+      : PromiseWorker(env, "ctpurge:count"), ns_(std::move(ns)), filter_(std::move(f)) {}
+
+ protected:
+  void Run() override {
+    PolicyTimeouts timeouts;
+    if (filter_.needsAge()) inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
+    DumpReader reader(ns_->fd.get(), filter_.dumpFilter(), "count");
+    const uint64_t now = realtimeNowNs();
+    Age noAge;
+    while (reader.next([&](const Entry& e) {
+      const Age age = filter_.needsAge() ? estimateAge(e, timeouts, now) : noAge;
+      if (filter_.matches(e, age)) count_++;
+    })) {
+    }
+  }
+  Napi::Value Resolve(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(count_)); }
+
+ private:
+  NamespacePtr ns_;
+  Filter filter_;
+  uint64_t count_ = 0;
+};
+
+enum class SingleOp { Get, Create, Delete };
+
+class SingleWorker : public PromiseWorker {
+ public:
+  SingleWorker(Napi::Env env, NamespacePtr ns, EntrySpec spec, SingleOp op)
+      : PromiseWorker(env, "ctpurge:entry"), ns_(std::move(ns)), spec_(spec), op_(op) {}
+
+ protected:
+  void Run() override {
+    NetlinkSocket s = NetlinkSocket::open(ns_->fd.get(), "entry");
+    switch (op_) {
+      case SingleOp::Get: {
+        Entry e;
+        found_ = getEntry(s, spec_, e);
+        if (found_) {
+          PolicyTimeouts timeouts;
+          inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
+          appendRecord(record_, e, estimateAge(e, timeouts, realtimeNowNs()));
+        }
+        break;
+      }
+      case SingleOp::Create: createEntry(s, spec_); break;
+      case SingleOp::Delete: found_ = deleteEntry(s, spec_); break;
+    }
+  }
+  Napi::Value Resolve(Napi::Env env) override {
+    switch (op_) {
+      case SingleOp::Get: return found_ ? toArrayBuffer(env, record_) : env.Null();
+      case SingleOp::Create: return env.Undefined();
+      case SingleOp::Delete: return Napi::Boolean::New(env, found_);
+    }
+    return env.Undefined();
+  }
+
+ private:
+  NamespacePtr ns_;
+  EntrySpec spec_;
+  SingleOp op_;
+  bool found_ = false;
+  std::vector<uint8_t> record_;
+};
+
+class TimeoutsWorker : public PromiseWorker {
+ public:
+  TimeoutsWorker(Napi::Env env, NamespacePtr ns) : PromiseWorker(env, "ctpurge:timeouts"), ns_(std::move(ns)) {}
+
+ protected:
+  void Run() override {
+    inNetns(ns_->fd.get(), [&] { t_ = PolicyTimeouts::readFromProc(); });
+  }
+  Napi::Value Resolve(Napi::Env env) override { return timeoutsToJs(env, t_); }
+
+ private:
+  NamespacePtr ns_;
+  PolicyTimeouts t_;
+};
+
+template <typename W, typename... Args>
+Napi::Value queue(Napi::Env env, Args&&... args) {
+  auto* w = new W(env, std::forward<Args>(args)...);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Object objectArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsObject()) throw Napi::TypeError::New(info.Env(), "ctpurge: expected an object argument");
+  return info[i].As<Napi::Object>();
+}
+
+}  // namespace
+
+Napi::Function Handle::Define(Napi::Env env) {
+  return DefineClass(env, "ConntrackHandle",
+                     {
+                         InstanceMethod<&Handle::Stats>("stats"),
+                         InstanceMethod<&Handle::Count>("count"),
+                         InstanceMethod<&Handle::Get>("get"),
+                         InstanceMethod<&Handle::Create>("create"),
+                         InstanceMethod<&Handle::Delete>("delete"),
+                         InstanceMethod<&Handle::Timeouts>("timeouts"),
+                         InstanceMethod<&Handle::Dump>("dump"),
+                         InstanceMethod<&Handle::Purge>("purge"),
+                         InstanceMethod<&Handle::Close>("close"),
+                     });
+}
+
+Napi::Value Handle::Open(const Napi::CallbackInfo& info) {
+  std::string path;
+  if (info.Length() > 0 && info[0].IsString()) path = info[0].As<Napi::String>().Utf8Value();
+  return queue<OpenWorker>(info.Env(), std::move(path));
+}
+
+Napi::Object Handle::NewInstance(Napi::Env env, NamespacePtr ns) {
+  AddonData* data = env.GetInstanceData<AddonData>();
+  Napi::Object o = data->handleCtor.New({});
+  Handle::Unwrap(o)->ns_ = std::move(ns);
+  return o;
+}
+
+Handle::Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {}
+
+NamespacePtr Handle::checkedNs(Napi::Env env) const {
+  if (!ns_) throw Napi::Error::New(env, "ctpurge: the handle is closed");
+  return ns_;
+}
+
+Napi::Value Handle::Stats(const Napi::CallbackInfo& info) { return queue<StatsWorker>(info.Env(), checkedNs(info.Env())); }
+
+Napi::Value Handle::Count(const Napi::CallbackInfo& info) {
+  return queue<CountWorker>(info.Env(), checkedNs(info.Env()), filterFromJs(objectArg(info, 0)));
+}
+
+Napi::Value Handle::Get(const Napi::CallbackInfo& info) {
+  return queue<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Get);
+}
+
+Napi::Value Handle::Create(const Napi::CallbackInfo& info) {
+  return queue<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Create);
+}
+
+Napi::Value Handle::Delete(const Napi::CallbackInfo& info) {
+  return queue<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Delete);
+}
+
+Napi::Value Handle::Timeouts(const Napi::CallbackInfo& info) {
+  return queue<TimeoutsWorker>(info.Env(), checkedNs(info.Env()));
+}
+
+Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t chunk = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 4096;
+  return DumpCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), chunk);
+}
+
+Napi::Value Handle::Purge(const Napi::CallbackInfo& info) {
+  return startPurge(info, checkedNs(info.Env()));
+}
+
+Napi::Value Handle::Close(const Napi::CallbackInfo& info) {
+  // Work already queued keeps its own reference to the namespace and finishes.
+  ns_.reset();
+  return info.Env().Undefined();
+}
+
+}  // namespace ctpurge

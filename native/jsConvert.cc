@@ -1,0 +1,180 @@
+#include "jsConvert.h"
+
+#include <cstring>
+#include <exception>
+
+namespace ctpurge {
+
+void PromiseWorker::Execute() {
+  try {
+    Run();
+  } catch (const SysError& e) {
+    error_ = e;
+    SetError(e.message.empty() ? "ctpurge native error" : e.message);
+  } catch (const std::bad_alloc&) {
+    error_ = SysError::fromErrno(ENOMEM, "", "", "out of memory");
+    SetError("out of memory");
+  } catch (const std::exception& e) {
+    error_.message = e.what();
+    SetError(e.what());
+  }
+}
+
+void PromiseWorker::OnOK() {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  Settle(true);
+  try {
+    deferred_.Resolve(Resolve(env));
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  }
+}
+
+void PromiseWorker::OnError(const Napi::Error&) {
+  Napi::HandleScope scope(Env());
+  Settle(false);
+  deferred_.Reject(toJsError(Env(), error_).Value());
+}
+
+namespace {
+
+uint32_t u32(const Napi::Object& o, const char* key, uint32_t dflt = 0) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : dflt;
+}
+
+bool has(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return !v.IsUndefined() && !v.IsNull();
+}
+
+void bytes16(const Napi::Value& v, uint8_t* out) {
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), "ctpurge: address must be a Uint8Array(16)");
+  auto a = v.As<Napi::Uint8Array>();
+  if (a.ByteLength() != 16) throw Napi::TypeError::New(v.Env(), "ctpurge: address must be 16 bytes");
+  std::memcpy(out, a.Data(), 16);
+}
+
+std::vector<Cidr> cidrs(const Napi::Object& o, const char* key) {
+  std::vector<Cidr> out;
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) return out;
+  auto arr = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Object c = arr.Get(i).As<Napi::Object>();
+    Cidr x;
+    x.family = static_cast<uint8_t>(u32(c, "family"));
+    x.prefix = static_cast<uint8_t>(u32(c, "prefix"));
+    bytes16(c.Get("addr"), x.addr);
+    out.push_back(x);
+  }
+  return out;
+}
+
+bool range(const Napi::Object& o, const char* key, PortRange& r) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) return false;
+  auto arr = v.As<Napi::Array>();
+  r.lo = static_cast<uint16_t>(arr.Get(0u).As<Napi::Number>().Uint32Value());
+  r.hi = static_cast<uint16_t>(arr.Get(1u).As<Napi::Number>().Uint32Value());
+  return true;
+}
+
+}  // namespace
+
+Filter filterFromJs(const Napi::Object& o) {
+  Filter f;
+  f.family = static_cast<uint8_t>(u32(o, "family"));
+  f.protocol = has(o, "protocol") ? static_cast<int>(u32(o, "protocol")) : -1;
+  f.hasStates = o.Get("hasStates").ToBoolean();
+  f.tcpStates = u32(o, "tcpStates");
+  f.sctpStates = u32(o, "sctpStates");
+  f.dccpStates = u32(o, "dccpStates");
+  f.statusMask = u32(o, "statusMask");
+  f.statusValue = u32(o, "statusValue") & f.statusMask;
+  if (has(o, "mark")) {
+    f.hasMark = true;
+    f.mark = u32(o, "mark");
+    f.markMask = u32(o, "markMask", 0xffffffffu);
+  }
+  if (has(o, "zone")) {
+    f.hasZone = true;
+    f.zone = static_cast<uint16_t>(u32(o, "zone"));
+  }
+  f.src = cidrs(o, "src");
+  f.dst = cidrs(o, "dst");
+  f.replySrc = cidrs(o, "replySrc");
+  f.replyDst = cidrs(o, "replyDst");
+  f.hasSport = range(o, "sport", f.sport);
+  f.hasDport = range(o, "dport", f.dport);
+  if (has(o, "olderThan")) {
+    f.hasOlderThan = true;
+    f.olderThan = o.Get("olderThan").As<Napi::Number>().DoubleValue();
+  }
+  f.kernelStatusFilter = o.Get("kernelStatusFilter").ToBoolean();
+  f.kernelZoneFilter = o.Get("kernelZoneFilter").ToBoolean();
+  return f;
+}
+
+EntrySpec entrySpecFromJs(const Napi::Object& o) {
+  EntrySpec s;
+  s.family = static_cast<uint8_t>(u32(o, "family"));
+  s.protocol = static_cast<uint8_t>(u32(o, "protocol"));
+  bytes16(o.Get("src"), s.src);
+  bytes16(o.Get("dst"), s.dst);
+  if (has(o, "sport") || has(o, "dport")) {
+    s.hasPorts = true;
+    s.sport = static_cast<uint16_t>(u32(o, "sport"));
+    s.dport = static_cast<uint16_t>(u32(o, "dport"));
+  }
+  if (has(o, "icmpType")) {
+    s.hasIcmp = true;
+    s.icmpType = static_cast<uint8_t>(u32(o, "icmpType"));
+    s.icmpCode = static_cast<uint8_t>(u32(o, "icmpCode"));
+    s.icmpId = static_cast<uint16_t>(u32(o, "icmpId"));
+  }
+  if (has(o, "replySrc")) {
+    s.hasReply = true;
+    bytes16(o.Get("replySrc"), s.replySrc);
+    bytes16(o.Get("replyDst"), s.replyDst);
+    s.replySport = static_cast<uint16_t>(u32(o, "replySport"));
+    s.replyDport = static_cast<uint16_t>(u32(o, "replyDport"));
+  }
+  if (has(o, "zone")) { s.hasZone = true; s.zone = static_cast<uint16_t>(u32(o, "zone")); }
+  if (has(o, "id")) { s.hasId = true; s.id = u32(o, "id"); }
+  if (has(o, "state")) { s.hasState = true; s.state = static_cast<uint8_t>(u32(o, "state")); }
+  s.timeout = u32(o, "timeout");
+  if (has(o, "status")) { s.hasStatus = true; s.status = u32(o, "status"); }
+  if (has(o, "mark")) { s.hasMark = true; s.mark = u32(o, "mark"); }
+  if (has(o, "labels")) { s.hasLabels = true; bytes16(o.Get("labels"), s.labels); }
+  return s;
+}
+
+Napi::Object timeoutsToJs(Napi::Env env, const PolicyTimeouts& t) {
+  Napi::Object o = Napi::Object::New(env);
+  static const char* const tcpNames[14] = {nullptr, "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
+                                           "last_ack", "time_wait", "close", nullptr, nullptr, nullptr,
+                                           "max_retrans", "unacknowledged"};
+  Napi::Object tcp = Napi::Object::New(env);
+  for (int i = 0; i < 14; i++) {
+    if (tcpNames[i] && t.tcp[i]) tcp.Set(tcpNames[i], t.tcp[i]);
+  }
+  o.Set("tcp", tcp);
+  Napi::Object udp = Napi::Object::New(env);
+  udp.Set("unreplied", t.udp);
+  udp.Set("stream", t.udpStream);
+  o.Set("udp", udp);
+  o.Set("icmp", t.icmp);
+  o.Set("icmpv6", t.icmpv6);
+  o.Set("generic", t.generic);
+  return o;
+}
+
+Napi::ArrayBuffer toArrayBuffer(Napi::Env env, const std::vector<uint8_t>& bytes) {
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, bytes.size());
+  if (!bytes.empty()) std::memcpy(ab.Data(), bytes.data(), bytes.size());
+  return ab;
+}
+
+}  // namespace ctpurge
