@@ -39,6 +39,7 @@ bool hasPortsProtocol(uint8_t p) {
 
 DumpFilter Filter::dumpFilter() const {
   DumpFilter d;
+  if (!kernelFilters) return d;
   d.family = family;
   if (hasMark) {
     d.hasMark = true;
@@ -58,6 +59,7 @@ DumpFilter Filter::dumpFilter() const {
 }
 
 bool Filter::flushable() const {
+  if (!kernelFilters) return false;
   if (protocol >= 0 || hasStates || hasSport || hasDport || hasOlderThan) return false;
   if (!src.empty() || !dst.empty() || !replySrc.empty() || !replyDst.empty()) return false;
   if (statusMask != 0 && !kernelStatusFilter) return false;

@@ -37,6 +37,9 @@ struct Filter {
   // Which kernel-side filters the running kernel honours (decided from its version).
   bool kernelStatusFilter = false;
   bool kernelZoneFilter = false;
+  // false: send no filter to the kernel at all and match everything here (stands in for
+  // old kernels in tests, and is a way out if a kernel filter ever misbehaves).
+  bool kernelFilters = true;
 
   // The part the kernel can apply while dumping. Everything is re-checked by matches().
   DumpFilter dumpFilter() const;

@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <vector>
 
 #include "addonData.h"
@@ -159,13 +160,28 @@ class TimeoutsWorker : public PromiseWorker {
 
  protected:
   void Run() override {
-    inNetns(ns_->fd.get(), [&] { t_ = PolicyTimeouts::readFromProc(); });
+    inNetns(ns_->fd.get(), [&] {
+      t_ = PolicyTimeouts::readFromProc();
+      for (size_t i = 0; i < kFlags.size(); i++) flags_[i] = readConntrackSysctl(kFlags[i]);
+    });
   }
-  Napi::Value Resolve(Napi::Env env) override { return timeoutsToJs(env, t_); }
+  Napi::Value Resolve(Napi::Env env) override {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("timeouts", timeoutsToJs(env, t_));
+    Napi::Object sysctl = Napi::Object::New(env);
+    for (size_t i = 0; i < kFlags.size(); i++) {
+      if (flags_[i] >= 0) sysctl.Set(kFlags[i], Napi::Number::New(env, static_cast<double>(flags_[i])));
+    }
+    o.Set("sysctl", sysctl);
+    return o;
+  }
 
  private:
+  // Per-namespace settings doctor reports on.
+  static constexpr std::array<const char*, 6> kFlags = {"timestamp", "acct", "tcp_loose", "tcp_be_liberal", "buckets", "max"};
   NamespacePtr ns_;
   PolicyTimeouts t_;
+  std::array<long, 6> flags_ = {};
 };
 
 template <typename W, typename... Args>
@@ -191,7 +207,7 @@ Napi::Function Handle::Define(Napi::Env env) {
                          InstanceMethod<&Handle::Get>("get"),
                          InstanceMethod<&Handle::Create>("create"),
                          InstanceMethod<&Handle::Delete>("delete"),
-                         InstanceMethod<&Handle::Timeouts>("timeouts"),
+                         InstanceMethod<&Handle::Timeouts>("settings"),
                          InstanceMethod<&Handle::Dump>("dump"),
                          InstanceMethod<&Handle::Purge>("purge"),
                          InstanceMethod<&Handle::Close>("close"),

@@ -114,6 +114,7 @@ Filter filterFromJs(const Napi::Object& o) {
   }
   f.kernelStatusFilter = o.Get("kernelStatusFilter").ToBoolean();
   f.kernelZoneFilter = o.Get("kernelZoneFilter").ToBoolean();
+  f.kernelFilters = !o.Has("kernelFilters") || o.Get("kernelFilters").ToBoolean();
   return f;
 }
 

@@ -19,18 +19,22 @@ enum : int { kTcpSynSent = 1, kTcpSynRecv, kTcpEstablished, kTcpFinWait, kTcpClo
              kTcpTimeWait, kTcpClose, kTcpSynSent2, kTcpRetrans = 12, kTcpUnack = 13 };
 
 uint32_t readSysctl(const char* name) {
-  std::string path = std::string("/proc/sys/net/netfilter/nf_conntrack_") + name;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[32] = {};
-  ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return 0;
-  long v = std::strtol(buf, nullptr, 10);
+  long v = readConntrackSysctl(name);
   return v > 0 ? static_cast<uint32_t>(v) : 0;
 }
 
 }  // namespace
+
+long readConntrackSysctl(const char* name) {
+  std::string path = std::string("/proc/sys/net/netfilter/nf_conntrack_") + name;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[32] = {};
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return -1;
+  return std::strtol(buf, nullptr, 10);
+}
 
 PolicyTimeouts PolicyTimeouts::readFromProc() {
   PolicyTimeouts t;

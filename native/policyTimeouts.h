@@ -36,4 +36,7 @@ Age estimateAgeFromTimeout(uint8_t protocol, uint8_t family, uint8_t state, uint
 
 uint64_t realtimeNowNs();
 
+// /proc/sys/net/netfilter/nf_conntrack_<name> of the calling thread's namespace; -1 if absent.
+long readConntrackSysctl(const char* name);
+
 }  // namespace ctpurge

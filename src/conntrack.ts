@@ -1,0 +1,329 @@
+/** The public Conntrack class: one handle on one network namespace's conntrack table. */
+import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { fromNative } from './errors.js';
+import { decodeRecords, type Entry } from './entry.js';
+import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
+import { kernelFeatures, type KernelFeatures } from './kernel.js';
+import { resolveNetns } from './netns.js';
+import { loadNative, type NativeBinding, type NativeCpuStats, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
+import { typeName } from './parse/duration.js';
+import { compileQuery, QUERY_FIELDS, type Query } from './query.js';
+
+export interface OpenOptions {
+  /** A name from `ip netns list`, or a path such as /proc/PID/ns/net. Default: the caller's namespace. */
+  netns?: string;
+  /** For tests: a stand-in for the native addon. */
+  binding?: NativeBinding;
+  /** For tests: the kernel features to assume instead of reading uname. */
+  kernel?: KernelFeatures;
+}
+
+export interface ListOptions {
+  /** Entries per native chunk (default 4096). */
+  chunkSize?: number;
+}
+
+export type CpuStats = NativeCpuStats;
+
+export interface ConntrackStats {
+  /** Entries in this namespace (nf_conntrack_count). */
+  count: number;
+  /** nf_conntrack_max: global, but applied to each namespace. */
+  max: number;
+  /** count / max, 0-1. */
+  usage: number;
+  /** Hash buckets (global); null if unreadable. */
+  buckets: number | null;
+  perCpu: CpuStats[];
+  /** perCpu summed. */
+  totals: Omit<CpuStats, 'cpu'>;
+}
+
+export interface PurgeOptions extends Query {
+  /** Count (and report through onDeleted) what would go; delete nothing. */
+  dryRun?: boolean;
+  /** At most this many delete requests. */
+  limit?: number;
+  /** Called for every deleted entry (in a dry run: every entry that would go). */
+  onDeleted?: (entry: Entry) => void;
+  /** Called about every 200 ms with the counts so far. */
+  onProgress?: (progress: PurgeProgress) => void;
+  /** Stops after the batch in flight; the result then has cancelled: true. */
+  signal?: AbortSignal;
+}
+
+export interface PurgeProgress {
+  scanned: number;
+  matched: number;
+  deleted: number;
+  vanished: number;
+}
+
+export interface PurgeResult {
+  /** Entries that matched the query when they were read. */
+  matched: number;
+  /** Entries the kernel deleted for us (0 in a dry run). */
+  deleted: number;
+  /** Matched, but gone before our delete reached them (ENOENT): expired, or a new flow reused the tuple. */
+  vanished: number;
+  /** Entries read and checked. With the kernel's status filter, only entries that passed it. */
+  scanned: number;
+  /** Entries in the table when the purge started. */
+  tableSize: number;
+  durationMs: number;
+  /** 'flush': one kernel-side filtered flush (no age or tuple condition); 'dump': dump, match, delete. */
+  method: 'flush' | 'dump';
+  dryRun: boolean;
+  cancelled: boolean;
+  limitReached: boolean;
+  /** Delete batches whose error replies the kernel dropped (ENOBUFS): their vanished count is unknown. */
+  lostReports: number;
+}
+
+export interface ConntrackSettings {
+  timeouts: NativeSettings['timeouts'];
+  /** Whether new entries get a start timestamp (exact ages). */
+  timestamps: boolean | null;
+  /** Whether packet/byte counters are kept. */
+  accounting: boolean | null;
+  tcpLoose: boolean | null;
+  buckets: number | null;
+}
+
+const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal'];
+
+function capture(): Error {
+  const e = new Error();
+  Error.captureStackTrace(e, capture);
+  return e;
+}
+
+export class Conntrack {
+  /** The namespace file this handle works in; null for the caller's own namespace. */
+  readonly netns: string | null;
+  readonly kernel: KernelFeatures;
+  #handle: NativeHandle | null;
+
+  private constructor(handle: NativeHandle, netns: string | null, kernel: KernelFeatures) {
+    this.#handle = handle;
+    this.netns = netns;
+    this.kernel = kernel;
+  }
+
+  /** Opens a handle; checks the namespace and CAP_NET_ADMIN with one request. */
+  static async open(options: OpenOptions = {}): Promise<Conntrack> {
+    if (options === null || typeof options !== 'object') throw new TypeError(`options: expected an object, got ${typeName(options)}`);
+    for (const k of Object.keys(options)) {
+      if (!['netns', 'binding', 'kernel'].includes(k)) throw new TypeError(`options: unknown field '${k}'`);
+    }
+    const path = options.netns === undefined ? null : resolveNetns(options.netns);
+    const binding = options.binding ?? loadNative();
+    const captured = capture();
+    try {
+      const handle = await binding.open(path);
+      return new Conntrack(handle, path, options.kernel ?? kernelFeatures());
+    } catch (err) {
+      throw fromNative(err, captured, path ?? options.netns ?? null);
+    }
+  }
+
+  get closed(): boolean {
+    return this.#handle === null;
+  }
+
+  #native(): NativeHandle {
+    if (!this.#handle) throw new Error('Conntrack: this handle is closed');
+    return this.#handle;
+  }
+
+  async #call<T>(fn: (h: NativeHandle) => Promise<T>): Promise<T> {
+    const h = this.#native();
+    const captured = capture();
+    try {
+      return await fn(h);
+    } catch (err) {
+      throw fromNative(err, captured, this.netns);
+    }
+  }
+
+  /**
+   * Streams the entries that match the query. The query is validated now (it throws
+   * before any kernel I/O); the dump starts at the first iteration and arrives in chunks,
+   * so memory stays bounded whatever the table size.
+   */
+  list(query: Query = {}, options: ListOptions = {}): AsyncIterableIterator<Entry> {
+    const chunks = this.listChunks(query, options);
+    async function* entries(): AsyncGenerator<Entry> {
+      for await (const chunk of chunks) yield* decodeRecords(chunk);
+    }
+    return entries();
+  }
+
+  /** Like list(), but yields the packed record chunks (see docs/api.md) for bulk consumers. */
+  listChunks(query: Query = {}, options: ListOptions = {}): AsyncIterableIterator<ArrayBuffer> {
+    const compiled = compileQuery(query, this.kernel);
+    const chunkSize = options.chunkSize ?? 4096;
+    if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 1 << 20) throw new RangeError('chunkSize: expected an integer 1-1048576');
+    const handle = this.#native();
+    const netns = this.netns;
+    async function* chunks(): AsyncGenerator<ArrayBuffer> {
+      const cursor = handle.dump(compiled.filter, chunkSize);
+      const captured = capture();
+      let pending: Promise<ArrayBuffer | null> | null = null;
+      try {
+        pending = cursor.next();
+        for (;;) {
+          const buf = await pending;
+          pending = null;
+          if (!buf) break;
+          // Read the next chunk on the worker thread while the consumer handles this one.
+          pending = cursor.next();
+          yield buf;
+        }
+      } catch (err) {
+        throw fromNative(err, captured, netns);
+      } finally {
+        pending?.catch(() => undefined);
+        cursor.close();
+      }
+    }
+    return chunks();
+  }
+
+  /** Counts matching entries; with no query, the table size from the kernel's counter. */
+  async count(query: Query = {}): Promise<number> {
+    const compiled = compileQuery(query, this.kernel);
+    if (compiled.empty) return this.#call(async (h) => (await h.stats()).count);
+    return this.#call((h) => h.count(compiled.filter));
+  }
+
+  /** Looks up one entry by its original tuple (and zone); null when there is none. */
+  async get(tuple: TupleSpec): Promise<Entry | null> {
+    const spec = tupleToNative(tuple, 'get');
+    const buf = await this.#call((h) => h.get(spec));
+    if (!buf) return null;
+    return decodeRecords(buf).next().value ?? null;
+  }
+
+  /** Inserts an entry, like `conntrack -I`. */
+  async create(spec: CreateSpec): Promise<void> {
+    const native = createToNative(spec);
+    await this.#call((h) => h.create(native));
+  }
+
+  /**
+   * Deletes one entry. Given an Entry (from list/get), deletes by tuple + zone + id, so a
+   * new flow that reused the tuple is left alone. Returns false when nothing was deleted
+   * (already gone, or the id no longer matches).
+   */
+  async delete(target: Entry | TupleSpec): Promise<boolean> {
+    const spec = tupleToNative(isEntry(target) ? entryToTuple(target) : target, 'delete');
+    return this.#call((h) => h.delete(spec));
+  }
+
+  async stats(): Promise<ConntrackStats> {
+    const s = await this.#call((h) => h.stats());
+    const totals = { found: 0, invalid: 0, insert: 0, insertFailed: 0, drop: 0, earlyDrop: 0, error: 0, searchRestart: 0, clashResolve: 0, chainTooLong: 0 };
+    for (const c of s.cpus) for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += c[k];
+    return { count: s.count, max: s.max, usage: s.max > 0 ? s.count / s.max : 0, buckets: await readBuckets(), perCpu: s.cpus, totals };
+  }
+
+  /** The namespace's policy timeouts and the conntrack sysctls that matter for purging. */
+  async settings(): Promise<ConntrackSettings> {
+    const s = await this.#call((h) => h.settings());
+    const flag = (v: number | undefined) => (v === undefined ? null : v !== 0);
+    return {
+      timeouts: s.timeouts,
+      timestamps: flag(s.sysctl.timestamp),
+      accounting: flag(s.sysctl.acct),
+      tcpLoose: flag(s.sysctl.tcp_loose),
+      buckets: s.sysctl.buckets ?? (await readBuckets()),
+    };
+  }
+
+  /**
+   * Deletes every entry that matches the query: dumped with kernel-side filters, matched
+   * in C++, deleted in batches (tuple + zone + id) while the dump runs. With only status,
+   * mark and zone conditions on a kernel that filters them, one filtered flush is used.
+   * An empty query is refused.
+   */
+  async purge(options: PurgeOptions): Promise<PurgeResult> {
+    if (options === null || typeof options !== 'object') throw new TypeError(`purge: expected an options object, got ${typeName(options)}`);
+    const query: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(options)) {
+      if (PURGE_KEYS.includes(k)) continue;
+      if (!(QUERY_FIELDS as readonly string[]).includes(k)) throw new TypeError(`purge: unknown option '${k}'`);
+      query[k] = v;
+    }
+    const { dryRun = false, limit, onDeleted, onProgress, signal } = options;
+    if (typeof dryRun !== 'boolean') throw new TypeError(`dryRun: expected true or false, got ${typeName(dryRun)}`);
+    if (limit !== undefined) {
+      if (typeof limit !== 'number' || !Number.isInteger(limit)) throw new TypeError(`limit: expected an integer, got ${typeName(limit)}`);
+      if (limit < 0 || limit > Number.MAX_SAFE_INTEGER) throw new RangeError(`limit: must be 0 or more`);
+    }
+    if (onDeleted !== undefined && typeof onDeleted !== 'function') throw new TypeError(`onDeleted: expected a function, got ${typeName(onDeleted)}`);
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw new TypeError(`onProgress: expected a function, got ${typeName(onProgress)}`);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`signal: expected an AbortSignal, got ${typeName(signal)}`);
+    const compiled = compileQuery(query as Query, this.kernel);
+    if (compiled.empty) {
+      throw new TypeError('purge: refusing to purge with an empty query, which would delete every entry; give at least one condition (e.g. { unreplied: true, olderThan: 3600 })');
+    }
+    const handle = this.#native();
+    const cancel = new Int32Array(new SharedArrayBuffer(4));
+    const onAbort = () => Atomics.store(cancel, 0, 1);
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let callbackError: unknown;
+    const started = performance.now();
+    try {
+      const tableSize = (await this.#call((h) => h.stats())).count;
+      const counts: NativePurgeCounts = await this.#call(() =>
+        handle.purge(
+          compiled.filter,
+          { dryRun, limit, wantEntries: onDeleted !== undefined, allowFlush: true, cancel },
+          (progress, records) => {
+            try {
+              if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);
+              onProgress?.({ scanned: progress.scanned, matched: progress.matched, deleted: progress.deleted, vanished: progress.vanished });
+            } catch (err) {
+              callbackError ??= err;
+            }
+          },
+        ),
+      );
+      if (callbackError !== undefined) throw callbackError;
+      return {
+        matched: counts.matched,
+        deleted: counts.deleted,
+        vanished: counts.vanished,
+        scanned: counts.scanned,
+        tableSize,
+        durationMs: performance.now() - started,
+        method: counts.method,
+        dryRun,
+        cancelled: counts.cancelled,
+        limitReached: counts.limitReached,
+        lostReports: counts.lostReports,
+      };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Releases the handle. Operations already running finish; new ones throw. */
+  async close(): Promise<void> {
+    const h = this.#handle;
+    this.#handle = null;
+    h?.close();
+  }
+}
+
+async function readBuckets(): Promise<number | null> {
+  try {
+    const n = Number((await readFile('/sys/module/nf_conntrack/parameters/hashsize', 'utf8')).trim());
+    return Number.isFinite(n) ? n : null;
+  } catch {
+    return null;
+  }
+}

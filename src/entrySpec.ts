@@ -1,0 +1,144 @@
+/** Tuples and entry specs for get/create/delete, validated and turned into the native form. */
+import { AF_INET, AF_INET6, parseAddress, type Family } from './parse/address.js';
+import { parseDuration, typeName } from './parse/duration.js';
+import { parseProtocol } from './query.js';
+import { CONNTRACK_STATUS_NAMES, DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES, type ProtocolName, type StatusFlagName } from './protocols.js';
+import type { Entry } from './entry.js';
+import type { NativeEntrySpec } from './native.js';
+
+export interface TupleSpec {
+  family?: Family;
+  protocol: ProtocolName | number;
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  icmp?: { type: number; code?: number; id?: number };
+  zone?: number;
+  /** With delete(): only delete if the kernel's id still matches. */
+  id?: number;
+}
+
+export interface CreateSpec extends TupleSpec {
+  /** Seconds (or a duration string) until the kernel expires it. */
+  timeout: number | string;
+  /** TCP/SCTP/DCCP state name, e.g. 'ESTABLISHED'. */
+  state?: string;
+  /** Status flags to set: 'seenReply', 'assured' (conntrack's SEEN_REPLY, ASSURED work too). */
+  status?: (StatusFlagName | string)[];
+  mark?: number;
+  /** Connection label bits to set, 0-127. */
+  labels?: number[];
+  /** Reply direction; defaults to the inverse of the original (no NAT). */
+  reply?: { src: string; dst: string; sport?: number; dport?: number };
+}
+
+const TUPLE_KEYS = ['family', 'protocol', 'src', 'dst', 'sport', 'dport', 'icmp', 'zone', 'id'];
+const CREATE_KEYS = [...TUPLE_KEYS, 'timeout', 'state', 'status', 'mark', 'labels', 'reply'];
+const PORT_PROTOCOLS = new Set<number>([PROTOCOLS.tcp, PROTOCOLS.udp, PROTOCOLS.udplite, PROTOCOLS.sctp, PROTOCOLS.dccp]);
+
+function int(value: unknown, name: string, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${name}: expected an integer, got ${typeName(value)}`);
+  if (value < 0 || value > max) throw new RangeError(`${name}: ${value} is outside 0-${max}`);
+  return value;
+}
+
+function address(value: unknown, name: string, family: Family | undefined): { family: Family; addr: Uint8Array } {
+  if (typeof value !== 'string') throw new TypeError(`${name}: expected an IP address string, got ${typeName(value)}`);
+  const a = parseAddress(value);
+  if (!a) throw new RangeError(`${name}: ${JSON.stringify(value.slice(0, 60))} is not an IPv4 or IPv6 address`);
+  if (family && a.family !== family) throw new RangeError(`${name}: ${value} is not ${family}`);
+  return a;
+}
+
+function checkKeys(spec: object, allowed: string[], what: string): void {
+  for (const k of Object.keys(spec)) if (!allowed.includes(k)) throw new TypeError(`${what}: unknown field '${k}'`);
+}
+
+export function tupleToNative(spec: TupleSpec, what = 'tuple', allowed = TUPLE_KEYS): NativeEntrySpec {
+  if (spec === null || typeof spec !== 'object') throw new TypeError(`${what}: expected an object, got ${typeName(spec)}`);
+  checkKeys(spec, allowed, what);
+  if (spec.family !== undefined && spec.family !== 'ipv4' && spec.family !== 'ipv6') throw new RangeError(`family: expected 'ipv4' or 'ipv6', got ${typeName(spec.family)}`);
+  const src = address(spec.src, 'src', spec.family);
+  const dst = address(spec.dst, 'dst', src.family);
+  const protocol = parseProtocol(spec.protocol);
+  const out: NativeEntrySpec = { family: src.family === 'ipv4' ? AF_INET : AF_INET6, protocol, src: src.addr, dst: dst.addr };
+  if (PORT_PROTOCOLS.has(protocol) || protocol === PROTOCOLS.gre) {
+    if (spec.sport === undefined || spec.dport === undefined) throw new TypeError(`${what}: sport and dport are required for this protocol`);
+    out.sport = int(spec.sport, 'sport', 65535);
+    out.dport = int(spec.dport, 'dport', 65535);
+  } else if (spec.sport !== undefined || spec.dport !== undefined) {
+    throw new TypeError(`${what}: protocol ${protocol} has no ports`);
+  }
+  if (protocol === PROTOCOLS.icmp || protocol === PROTOCOLS.icmpv6) {
+    const icmp = spec.icmp ?? { type: protocol === PROTOCOLS.icmp ? 8 : 128 };
+    if (typeof icmp !== 'object' || icmp === null) throw new TypeError(`icmp: expected { type, code?, id? }, got ${typeName(icmp)}`);
+    out.icmpType = int(icmp.type, 'icmp.type', 255);
+    out.icmpCode = int(icmp.code ?? 0, 'icmp.code', 255);
+    out.icmpId = int(icmp.id ?? 0, 'icmp.id', 65535);
+  } else if (spec.icmp !== undefined) {
+    throw new TypeError(`${what}: icmp is only for the icmp and icmpv6 protocols`);
+  }
+  if (spec.zone !== undefined) out.zone = int(spec.zone, 'zone', 65535);
+  if (spec.id !== undefined) out.id = int(spec.id, 'id', 0xffffffff);
+  return out;
+}
+
+export function createToNative(spec: CreateSpec): NativeEntrySpec {
+  const out = tupleToNative(spec, 'create', CREATE_KEYS);
+  if (spec.id !== undefined) throw new TypeError('create: id is assigned by the kernel');
+  if (spec.timeout === undefined) throw new TypeError('timeout: required for create (seconds until the entry expires)');
+  const timeout = parseDuration(spec.timeout, 'timeout');
+  if (timeout < 1 || timeout > 0x7fffffff / 1000) throw new RangeError('timeout: must be between 1 s and 2147483 s (the kernel caps timeouts in jiffies)');
+  out.timeout = Math.floor(timeout);
+  if (spec.state !== undefined) {
+    if (typeof spec.state !== 'string') throw new TypeError(`state: expected a state name, got ${typeName(spec.state)}`);
+    const table: readonly string[] | undefined =
+      out.protocol === PROTOCOLS.tcp ? TCP_STATES : out.protocol === PROTOCOLS.sctp ? SCTP_STATES : out.protocol === PROTOCOLS.dccp ? DCCP_STATES : undefined;
+    if (!table) throw new TypeError(`state: protocol ${out.protocol} has no states`);
+    const i = table.indexOf(spec.state.toUpperCase());
+    if (i <= 0) throw new RangeError(`state: unknown state ${JSON.stringify(spec.state)} (known: ${table.slice(1).join(', ')})`);
+    out.state = i;
+  }
+  if (spec.status !== undefined) {
+    if (!Array.isArray(spec.status)) throw new TypeError(`status: expected a list of flag names, got ${typeName(spec.status)}`);
+    let bits = 0;
+    for (const f of spec.status) {
+      const name = (typeof f === 'string' ? (CONNTRACK_STATUS_NAMES[f.toUpperCase()] ?? f) : f) as StatusFlagName;
+      if (name !== 'seenReply' && name !== 'assured') throw new RangeError(`status: only seenReply and assured can be set on a new entry, got ${typeName(f)}`);
+      bits |= 1 << STATUS_BITS[name];
+    }
+    out.status = bits;
+  }
+  if (spec.mark !== undefined) out.mark = int(spec.mark, 'mark', 0xffffffff);
+  if (spec.labels !== undefined) {
+    if (!Array.isArray(spec.labels)) throw new TypeError(`labels: expected a list of bit numbers, got ${typeName(spec.labels)}`);
+    const bytes = new Uint8Array(16);
+    for (const l of spec.labels) {
+      const bit = int(l, 'labels', 127);
+      bytes[bit >> 3] = (bytes[bit >> 3] as number) | (1 << (bit & 7));
+    }
+    out.labels = bytes;
+  }
+  if (spec.reply !== undefined) {
+    const fam = out.family === AF_INET ? 'ipv4' : 'ipv6';
+    out.replySrc = address(spec.reply.src, 'reply.src', fam).addr;
+    out.replyDst = address(spec.reply.dst, 'reply.dst', fam).addr;
+    out.replySport = int(spec.reply.sport ?? out.dport ?? 0, 'reply.sport', 65535);
+    out.replyDport = int(spec.reply.dport ?? out.sport ?? 0, 'reply.dport', 65535);
+  }
+  return out;
+}
+
+/** An Entry from list()/get() names itself by its original tuple, zone and id. */
+export function entryToTuple(e: Entry): TupleSpec {
+  const t: TupleSpec = { family: e.family, protocol: e.protocolNumber, src: e.orig.src, dst: e.orig.dst, zone: e.zone, id: e.id };
+  if (e.orig.sport !== undefined) t.sport = e.orig.sport;
+  if (e.orig.dport !== undefined) t.dport = e.orig.dport;
+  if (e.orig.icmp) t.icmp = e.orig.icmp;
+  return t;
+}
+
+export function isEntry(v: unknown): v is Entry {
+  return typeof v === 'object' && v !== null && 'orig' in v && 'reply' in v && 'status' in v;
+}

@@ -1,0 +1,94 @@
+/** ConntrackError: Node's SystemError shape (code, errno, syscall) plus a hint. */
+
+export interface ConntrackErrorInit {
+  code: string;
+  errno?: number;
+  syscall?: string;
+  operation?: string;
+  netns?: string | null;
+  hint?: string;
+}
+
+export class ConntrackError extends Error {
+  readonly code: string;
+  /** Negative, like Node's: -1 for EPERM. */
+  readonly errno: number | undefined;
+  readonly syscall: string | undefined;
+  /** What ctpurge was doing: open, dump, delete, flush, ... */
+  readonly operation: string | undefined;
+  readonly netns: string | null;
+  readonly hint: string | undefined;
+
+  constructor(message: string, init: ConntrackErrorInit) {
+    super(message);
+    this.name = 'ConntrackError';
+    this.code = init.code;
+    this.errno = init.errno;
+    this.syscall = init.syscall;
+    this.operation = init.operation;
+    this.netns = init.netns ?? null;
+    this.hint = init.hint;
+  }
+}
+
+interface NativeErrorShape {
+  message?: string;
+  code?: string;
+  errno?: number;
+  syscall?: string;
+  operation?: string;
+}
+
+export function hintFor(code: string, syscall: string | undefined, operation: string | undefined, netns: string | null): string | undefined {
+  switch (code) {
+    case 'EPERM':
+    case 'EACCES':
+      if (syscall === 'setns') {
+        return 'entering another network namespace needs CAP_SYS_ADMIN; run as root, or run ctpurge inside the namespace (ip netns exec NAME ctpurge ...)';
+      }
+      return 'ctnetlink needs CAP_NET_ADMIN: run as root, or grant only that capability (setpriv --inh-caps=+net_admin --ambient-caps=+net_admin, or AmbientCapabilities=CAP_NET_ADMIN in a systemd unit)';
+    case 'ENOENT':
+      if (operation === 'open' && netns) return `no network namespace at ${netns}; list them with: ip netns list`;
+      return undefined;
+    case 'EINVAL':
+      if (operation === 'open' && netns) return `${netns} is not a network namespace file (use a name from ip netns list, or /proc/PID/ns/net)`;
+      return 'the kernel rejected the request; an older kernel may not support this filter';
+    case 'EPROTONOSUPPORT':
+    case 'EAFNOSUPPORT':
+      return 'conntrack netlink support is missing: modprobe nf_conntrack_netlink';
+    case 'EOPNOTSUPP':
+      return 'the kernel was built without this conntrack feature (zones, marks or labels)';
+    case 'ENOBUFS':
+      return 'the socket buffer overflowed and the kernel dropped messages; retry';
+    case 'EBUSY':
+      return 'the kernel refused to change a status bit it does not allow to change (only SEEN_REPLY and ASSURED can be set)';
+    case 'EEXIST':
+      return 'an entry with this tuple already exists in this zone';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Turns the native error into a ConntrackError. `captured` is an Error made before the
+ * call, so the stack points at the caller's code, not at the event loop.
+ */
+export function fromNative(err: unknown, captured: Error, netns: string | null): Error {
+  if (!(err instanceof Error)) return err as Error;
+  const e = err as Error & NativeErrorShape;
+  if (typeof e.code !== 'string') return err;
+  const hint = hintFor(e.code, e.syscall, e.operation, netns);
+  const where = e.operation ? `${e.operation}: ` : '';
+  const out = new ConntrackError(`${where}${e.message}${hint ? ` (${hint})` : ''}`, {
+    code: e.code,
+    errno: e.errno,
+    syscall: e.syscall,
+    operation: e.operation,
+    netns,
+    hint,
+  });
+  const partial = (err as { partial?: unknown }).partial;
+  if (partial !== undefined) Object.defineProperty(out, 'partial', { value: partial, enumerable: true });
+  if (captured.stack) out.stack = `${out.name}: ${out.message}\n${captured.stack.split('\n').slice(1).join('\n')}`;
+  return out;
+}

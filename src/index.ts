@@ -1,0 +1,19 @@
+export { Conntrack } from './conntrack.js';
+export type {
+  OpenOptions,
+  ListOptions,
+  ConntrackStats,
+  CpuStats,
+  ConntrackSettings,
+  PurgeOptions,
+  PurgeProgress,
+  PurgeResult,
+} from './conntrack.js';
+export type { Entry, Tuple, StatusFlags, Counters, AgeSource } from './entry.js';
+export type { TupleSpec, CreateSpec } from './entrySpec.js';
+export { ConntrackError } from './errors.js';
+export { compileQuery, type Query, type MarkQuery, type CompiledQuery } from './query.js';
+export { parseDuration, formatDuration } from './parse/duration.js';
+export { parseCidr, type Cidr, type Family } from './parse/address.js';
+export { parsePortRange, type PortRange } from './parse/port.js';
+export { kernelFeatures, type KernelFeatures } from './kernel.js';

@@ -1,0 +1,197 @@
+/** The whole native surface, typed in one place, and the loader with possible solutions. */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeCidr {
+  family: number;
+  addr: Uint8Array;
+  prefix: number;
+}
+
+export interface NativeFilter {
+  family: number;
+  protocol?: number;
+  hasStates: boolean;
+  tcpStates: number;
+  sctpStates: number;
+  dccpStates: number;
+  statusMask: number;
+  statusValue: number;
+  mark?: number;
+  markMask?: number;
+  zone?: number;
+  src?: NativeCidr[];
+  dst?: NativeCidr[];
+  replySrc?: NativeCidr[];
+  replyDst?: NativeCidr[];
+  sport?: [number, number];
+  dport?: [number, number];
+  olderThan?: number;
+  kernelStatusFilter: boolean;
+  kernelZoneFilter: boolean;
+  kernelFilters: boolean;
+}
+
+export interface NativeEntrySpec {
+  family: number;
+  protocol: number;
+  src: Uint8Array;
+  dst: Uint8Array;
+  sport?: number;
+  dport?: number;
+  icmpType?: number;
+  icmpCode?: number;
+  icmpId?: number;
+  replySrc?: Uint8Array;
+  replyDst?: Uint8Array;
+  replySport?: number;
+  replyDport?: number;
+  zone?: number;
+  id?: number;
+  state?: number;
+  timeout?: number;
+  status?: number;
+  mark?: number;
+  labels?: Uint8Array;
+}
+
+export interface NativeCpuStats {
+  cpu: number;
+  found: number;
+  invalid: number;
+  insert: number;
+  insertFailed: number;
+  drop: number;
+  earlyDrop: number;
+  error: number;
+  searchRestart: number;
+  clashResolve: number;
+  chainTooLong: number;
+}
+
+export interface NativeStats {
+  count: number;
+  max: number;
+  cpus: NativeCpuStats[];
+}
+
+export interface NativeTimeouts {
+  tcp: Record<string, number>;
+  udp: { unreplied: number; stream: number };
+  icmp: number;
+  icmpv6: number;
+  generic: number;
+}
+
+export interface NativeSettings {
+  timeouts: NativeTimeouts;
+  sysctl: Partial<Record<'timestamp' | 'acct' | 'tcp_loose' | 'tcp_be_liberal' | 'buckets' | 'max', number>>;
+}
+
+export interface NativePurgeOptions {
+  dryRun: boolean;
+  limit?: number;
+  wantEntries: boolean;
+  allowFlush: boolean;
+  cancel?: Int32Array;
+}
+
+export interface NativePurgeCounts {
+  scanned: number;
+  matched: number;
+  deleted: number;
+  vanished: number;
+  batches: number;
+  method: 'flush' | 'dump';
+  cancelled: boolean;
+  limitReached: boolean;
+  lostReports: number;
+}
+
+export interface NativeCursor {
+  /** Resolves with packed entry records (see entryRecord.ts), or null at the end. */
+  next(): Promise<ArrayBuffer | null>;
+  close(): void;
+  readonly scanned: number;
+}
+
+export interface NativeHandle {
+  stats(): Promise<NativeStats>;
+  count(filter: NativeFilter): Promise<number>;
+  get(spec: NativeEntrySpec): Promise<ArrayBuffer | null>;
+  create(spec: NativeEntrySpec): Promise<void>;
+  delete(spec: NativeEntrySpec): Promise<boolean>;
+  /** Policy timeouts and a few per-namespace sysctls (timestamp, acct, tcp_loose, ...). */
+  settings(): Promise<NativeSettings>;
+  dump(filter: NativeFilter, chunkSize: number): NativeCursor;
+  purge(
+    filter: NativeFilter,
+    options: NativePurgeOptions,
+    onProgress?: (counts: NativePurgeCounts, records: ArrayBuffer | undefined) => void,
+  ): Promise<NativePurgeCounts>;
+  close(): void;
+}
+
+export interface NativeTimeoutTable {
+  tcp?: number[];
+  udp?: number;
+  udpStream?: number;
+  icmp?: number;
+  icmpv6?: number;
+  generic?: number;
+  gre?: number;
+  greStream?: number;
+}
+
+export interface NativeBinding {
+  /** Opens a handle on the namespace file at path, or on the caller's namespace. */
+  open(netnsPath: string | null): Promise<NativeHandle>;
+  /** The age estimate from seconds left and policy timeouts; null when unknown. */
+  estimateAge(protocol: number, family: number, state: number, secondsLeft: number, timeouts: NativeTimeoutTable): number | null;
+  recordSize: number;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(import.meta.url);
+let loaded: NativeBinding | undefined;
+
+function candidates(): string[] {
+  const root = path.resolve(here, '..');
+  const list = [];
+  if (process.env.CTPURGE_ADDON) list.push(path.resolve(process.env.CTPURGE_ADDON));
+  list.push(path.join(root, 'build/Release/ctpurge.node'), path.join(root, 'build/Debug/ctpurge.node'));
+  return list;
+}
+
+/** Loads the addon once; the error lists what to do instead of a bare dlopen message. */
+export function loadNative(): NativeBinding {
+  if (loaded) return loaded;
+  const tried = candidates();
+  let lastError: unknown;
+  for (const file of tried) {
+    if (!existsSync(file)) continue;
+    try {
+      loaded = require(file) as NativeBinding;
+      return loaded;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  const reason = lastError instanceof Error ? lastError.message : 'the compiled addon was not found';
+  const err = new Error(
+    [
+      `Could not load the ctpurge native addon: ${reason}`,
+      `Looked in: ${tried.join(', ')}`,
+      'Possible solutions:',
+      '- Install the system libraries: apt-get install -y libnetfilter-conntrack3 libmnl0',
+      '  (to build: apt-get install -y libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3)',
+      '- Rebuild the addon for this Node version: npm rebuild ctpurge  (or, in a clone: npm run build)',
+      '- In a clone, run the bootstrap: npm run bootstrap',
+      '- ctpurge runs on Linux only.',
+    ].join('\n'),
+  );
+  (err as Error & { cause?: unknown }).cause = lastError;
+  throw err;
+}

@@ -1,0 +1,65 @@
+/** Durations: seconds as a number, or strings like '3600', '90s', '90m', '1h', '2d', '1h30m'. */
+
+const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/** Ten years: anything longer is a typo, and no conntrack timeout gets near it. */
+export const MAX_DURATION_SECONDS = 10 * 365 * 86400;
+
+const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy;
+
+/**
+ * Parses a duration into seconds. Throws TypeError for a wrong type and RangeError for a
+ * string that is not a duration or a value out of range; `name` names the option in the message.
+ */
+export function parseDuration(value: unknown, name = 'duration'): number {
+  let seconds: number;
+  if (typeof value === 'number') {
+    seconds = value;
+  } else if (typeof value === 'string') {
+    const s = value.trim();
+    if (s.length === 0 || s.length > 64) throw new RangeError(`${name}: expected a duration such as 3600, 90m, 1h or 2d, got ${JSON.stringify(value.slice(0, 40))}`);
+    if (/^\d+(?:\.\d+)?$/.test(s)) {
+      seconds = Number(s);
+    } else {
+      seconds = 0;
+      PART.lastIndex = 0;
+      let matched = 0;
+      for (let m = PART.exec(s); m !== null; m = PART.exec(s)) {
+        seconds += Number(m[1]) * (UNIT_SECONDS[m[2] as string] as number);
+        matched = PART.lastIndex;
+      }
+      if (matched !== s.length) {
+        throw new RangeError(`${name}: ${JSON.stringify(s)} is not a duration (examples: 3600, 90m, 1h, 2d)`);
+      }
+    }
+  } else {
+    throw new TypeError(`${name}: expected seconds (number) or a duration string, got ${typeName(value)}`);
+  }
+  if (!Number.isFinite(seconds)) throw new RangeError(`${name}: must be a finite number of seconds`);
+  if (seconds < 0) throw new RangeError(`${name}: must not be negative`);
+  if (seconds > MAX_DURATION_SECONDS) throw new RangeError(`${name}: ${seconds} s is more than ten years`);
+  return seconds;
+}
+
+/** 3725 -> '1h2m5s'; used in output. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  let s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  const parts: string[] = [];
+  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (s >= size) {
+      parts.push(`${Math.floor(s / size)}${unit}`);
+      s %= size;
+    }
+    if (parts.length === 2) break;
+  }
+  return parts.join('');
+}
+
+export function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'number' && Number.isNaN(v)) return 'NaN';
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)?.slice(0, 40) ?? ''}`.trim();
+}

@@ -1,0 +1,205 @@
+/** The query API: validated and compiled once, before any kernel I/O, into the plain filter the native layer evaluates per entry. */
+import { AF_INET, AF_INET6, formatCidr, parseCidr, type Cidr, type Family } from './parse/address.js';
+import { parseDuration, typeName } from './parse/duration.js';
+import { parsePortRange, type PortRange } from './parse/port.js';
+import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
+import { kernelFeatures, type KernelFeatures } from './kernel.js';
+import type { NativeFilter } from './native.js';
+
+export interface MarkQuery {
+  value: number;
+  mask?: number;
+}
+
+export interface Query {
+  family?: Family;
+  protocol?: ProtocolName | number;
+  /** One state or a list (any of): 'ESTABLISHED', ['SYN_SENT', 'SYN_RECV']. */
+  state?: string | string[];
+  /** true: never saw a reply ([UNREPLIED]); false: did see one. */
+  unreplied?: boolean;
+  assured?: boolean;
+  /** Address or CIDR, or a list (any of). */
+  src?: string | string[];
+  dst?: string | string[];
+  replySrc?: string | string[];
+  replyDst?: string | string[];
+  /** Port or [from, to]. */
+  sport?: number | PortRange;
+  dport?: number | PortRange;
+  mark?: number | MarkQuery;
+  zone?: number;
+  /** Seconds, or '3600', '90m', '1h', '2d'. Entries whose age is unknown never match. */
+  olderThan?: number | string;
+}
+
+export const QUERY_FIELDS = [
+  'family', 'protocol', 'state', 'unreplied', 'assured', 'src', 'dst', 'replySrc', 'replyDst',
+  'sport', 'dport', 'mark', 'zone', 'olderThan',
+] as const;
+
+export interface CompiledQuery {
+  readonly filter: NativeFilter;
+  /** True when the query has no condition at all (it selects every entry). */
+  readonly empty: boolean;
+  /** Human-readable form, e.g. "unreplied, older than 1h, tcp". */
+  readonly description: string;
+}
+
+function u32(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${name}: expected an integer, got ${typeName(value)}`);
+  if (value < 0 || value > 0xffffffff) throw new RangeError(`${name}: ${value} is outside 0-4294967295`);
+  return value;
+}
+
+function bool(value: unknown, name: string): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name}: expected true or false, got ${typeName(value)}`);
+  return value;
+}
+
+export function parseProtocol(value: unknown, name = 'protocol'): number {
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0 || value > 255) throw new RangeError(`${name}: protocol number must be 0-255, got ${value}`);
+    return value;
+  }
+  if (typeof value === 'string') {
+    const lower = value.toLowerCase();
+    if (lower in PROTOCOLS) return PROTOCOLS[lower as ProtocolName];
+    if (lower === 'ipv6-icmp') return PROTOCOLS.icmpv6;
+    if (/^\d{1,3}$/.test(value) && Number(value) <= 255) return Number(value);
+    throw new RangeError(`${name}: unknown protocol ${JSON.stringify(value.slice(0, 40))} (use ${Object.keys(PROTOCOLS).join(', ')} or a number 0-255)`);
+  }
+  throw new TypeError(`${name}: expected a protocol name or number, got ${typeName(value)}`);
+}
+
+function cidrList(value: unknown, name: string): Cidr[] {
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0) throw new RangeError(`${name}: empty list`);
+  if (list.length > 1024) throw new RangeError(`${name}: at most 1024 addresses`);
+  return list.map((v) => parseCidr(v, name));
+}
+
+function stateMasks(value: unknown): { tcp: number; sctp: number; dccp: number; names: string[] } {
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0) throw new RangeError('state: empty list');
+  let tcp = 0;
+  let sctp = 0;
+  let dccp = 0;
+  const names: string[] = [];
+  for (const v of list) {
+    if (typeof v !== 'string') throw new TypeError(`state: expected a state name, got ${typeName(v)}`);
+    const s = v.toUpperCase();
+    const t = (TCP_STATES as readonly string[]).indexOf(s);
+    const c = (SCTP_STATES as readonly string[]).indexOf(s);
+    const d = (DCCP_STATES as readonly string[]).indexOf(s);
+    if (s === 'NONE' || (t < 0 && c < 0 && d < 0)) {
+      throw new RangeError(`state: unknown state ${JSON.stringify(v.slice(0, 40))} (known: ${ALL_STATE_NAMES.join(', ')})`);
+    }
+    if (t > 0) tcp |= 1 << t;
+    if (c > 0) sctp |= 1 << c;
+    if (d > 0) dccp |= 1 << d;
+    names.push(s);
+  }
+  return { tcp, sctp, dccp, names };
+}
+
+/**
+ * Validates a query and compiles it for the native matcher. Throws TypeError/RangeError
+ * naming the field; never touches the kernel.
+ */
+export function compileQuery(query: Query = {}, features: KernelFeatures = kernelFeatures()): CompiledQuery {
+  if (query === null || typeof query !== 'object' || Array.isArray(query)) {
+    throw new TypeError(`query: expected an object, got ${typeName(query)}`);
+  }
+  for (const key of Object.keys(query)) {
+    if (!(QUERY_FIELDS as readonly string[]).includes(key)) throw new TypeError(`query: unknown field '${key}'`);
+  }
+  const filter: NativeFilter = {
+    family: 0,
+    hasStates: false,
+    tcpStates: 0,
+    sctpStates: 0,
+    dccpStates: 0,
+    statusMask: 0,
+    statusValue: 0,
+    kernelStatusFilter: features.statusFilter,
+    kernelZoneFilter: features.zoneFilter,
+    kernelFilters: features.kernelFilters,
+  };
+  const desc: string[] = [];
+  const q = query as Record<string, unknown>;
+  const set = (k: string) => q[k] !== undefined;
+
+  if (set('family')) {
+    if (q.family === 'ipv4') filter.family = AF_INET;
+    else if (q.family === 'ipv6') filter.family = AF_INET6;
+    else throw new RangeError(`family: expected 'ipv4' or 'ipv6', got ${typeName(q.family)}`);
+    desc.push(q.family as string);
+  }
+  if (set('protocol')) {
+    filter.protocol = parseProtocol(q.protocol);
+    desc.push(typeof q.protocol === 'string' ? q.protocol.toLowerCase() : `protocol ${filter.protocol}`);
+  }
+  if (set('state')) {
+    const m = stateMasks(q.state);
+    Object.assign(filter, { hasStates: true, tcpStates: m.tcp, sctpStates: m.sctp, dccpStates: m.dccp });
+    desc.push(`state ${m.names.join('|')}`);
+  }
+  if (set('unreplied')) {
+    const u = bool(q.unreplied, 'unreplied');
+    filter.statusMask |= IPS_SEEN_REPLY;
+    if (!u) filter.statusValue |= IPS_SEEN_REPLY;
+    desc.push(u ? 'unreplied' : 'replied');
+  }
+  if (set('assured')) {
+    const a = bool(q.assured, 'assured');
+    filter.statusMask |= IPS_ASSURED;
+    if (a) filter.statusValue |= IPS_ASSURED;
+    desc.push(a ? 'assured' : 'not assured');
+  }
+  for (const key of ['src', 'dst', 'replySrc', 'replyDst'] as const) {
+    if (!set(key)) continue;
+    const list = cidrList(q[key], key);
+    if (filter.family) {
+      const fam = filter.family === AF_INET ? 'ipv4' : 'ipv6';
+      for (const c of list) {
+        if (c.family !== fam) throw new RangeError(`${key}: ${formatCidr(c)} is not ${fam}, but family is ${fam}`);
+      }
+    }
+    filter[key] = list.map((c) => ({ family: c.family === 'ipv4' ? AF_INET : AF_INET6, addr: c.addr, prefix: c.prefix }));
+    desc.push(`${key} ${list.map(formatCidr).join(',')}`);
+  }
+  for (const key of ['sport', 'dport'] as const) {
+    if (!set(key)) continue;
+    const r = parsePortRange(q[key], key);
+    filter[key] = r;
+    desc.push(`${key} ${r[0] === r[1] ? r[0] : `${r[0]}-${r[1]}`}`);
+  }
+  if (set('mark')) {
+    const m = q.mark;
+    if (typeof m === 'number') {
+      filter.mark = u32(m, 'mark');
+      filter.markMask = 0xffffffff;
+    } else if (m !== null && typeof m === 'object' && !Array.isArray(m)) {
+      const mo = m as Record<string, unknown>;
+      for (const k of Object.keys(mo)) if (k !== 'value' && k !== 'mask') throw new TypeError(`mark: unknown field '${k}'`);
+      filter.mark = u32(mo.value, 'mark.value');
+      filter.markMask = mo.mask === undefined ? 0xffffffff : u32(mo.mask, 'mark.mask');
+    } else {
+      throw new TypeError(`mark: expected a number or { value, mask }, got ${typeName(m)}`);
+    }
+    desc.push(filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/0x${filter.markMask.toString(16)}`);
+  }
+  if (set('zone')) {
+    const z = q.zone;
+    if (typeof z !== 'number' || !Number.isInteger(z)) throw new TypeError(`zone: expected an integer, got ${typeName(z)}`);
+    if (z < 0 || z > 65535) throw new RangeError(`zone: ${z} is outside 0-65535`);
+    filter.zone = z;
+    desc.push(`zone ${z}`);
+  }
+  if (set('olderThan')) {
+    filter.olderThan = parseDuration(q.olderThan, 'olderThan');
+    desc.push(`older than ${typeof q.olderThan === 'string' ? q.olderThan : `${filter.olderThan}s`}`);
+  }
+  return { filter, empty: desc.length === 0, description: desc.length ? desc.join(', ') : 'every entry' };
+}
