@@ -9,6 +9,7 @@ import { resolveNetns } from './netns.js';
 import { loadNative, type NativeBinding, type NativeCpuStats, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
 import { typeName } from './parse/duration.js';
 import { compileQuery, QUERY_FIELDS, type Query } from './query.js';
+import { SummaryBuilder, type TableSummary } from './summary.js';
 
 export interface OpenOptions {
   /** A name from `ip netns list`, or a path such as /proc/PID/ns/net. Default: the caller's namespace. */
@@ -227,6 +228,15 @@ export class Conntrack {
     const totals = { found: 0, invalid: 0, insert: 0, insertFailed: 0, drop: 0, earlyDrop: 0, error: 0, searchRestart: 0, clashResolve: 0, chainTooLong: 0 };
     for (const c of s.cpus) for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += c[k];
     return { count: s.count, max: s.max, usage: s.max > 0 ? s.count / s.max : 0, buckets: await readBuckets(), perCpu: s.cpus, totals };
+  }
+
+  /** Breakdowns of the matching entries: by protocol, state and reply status, and the top sources, destinations and ports. */
+  async summary(query: Query = {}, options: { top?: number } = {}): Promise<TableSummary> {
+    const top = options.top ?? 10;
+    if (!Number.isInteger(top) || top < 1 || top > 1000) throw new RangeError('top: expected an integer 1-1000');
+    const builder = new SummaryBuilder();
+    for await (const chunk of this.listChunks(query)) builder.add(chunk);
+    return builder.result(top);
   }
 
   /** The namespace's policy timeouts and the conntrack sysctls that matter for purging. */

@@ -17,3 +17,4 @@ export { parseDuration, formatDuration } from './parse/duration.js';
 export { parseCidr, type Cidr, type Family } from './parse/address.js';
 export { parsePortRange, type PortRange } from './parse/port.js';
 export { kernelFeatures, type KernelFeatures } from './kernel.js';
+export type { TableSummary, Ranked } from './summary.js';

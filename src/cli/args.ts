@@ -1,0 +1,213 @@
+/** Command-line parsing: options to a typed object, and selectors to a Query. Parsing only, no I/O. */
+import { parseCidr } from '../parse/address.js';
+import { parseDuration } from '../parse/duration.js';
+import { parsePortRange } from '../parse/port.js';
+import { parseProtocol, type Query } from '../query.js';
+import { resolveNetns } from '../netns.js';
+
+/** Bad usage: exit code 2, one line on stderr. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export type Command = 'purge' | 'list' | 'stats' | 'doctor';
+export const COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor'];
+
+interface OptionSpec {
+  name: string;
+  short?: string;
+  value?: string; // placeholder; absent = flag
+  repeat?: boolean;
+  commands: Command[] | 'all';
+}
+
+const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor'];
+const OPTIONS: OptionSpec[] = [
+  { name: 'unreplied', commands: SELECTOR_COMMANDS },
+  { name: 'assured', commands: SELECTOR_COMMANDS },
+  { name: 'older', value: 'DUR', commands: SELECTOR_COMMANDS },
+  { name: 'state', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS },
+  { name: 'proto', value: 'P', commands: SELECTOR_COMMANDS },
+  { name: 'family', value: 'ipv4|ipv6', commands: SELECTOR_COMMANDS },
+  { name: 'src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS },
+  { name: 'dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS },
+  { name: 'reply-src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS },
+  { name: 'reply-dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS },
+  { name: 'sport', value: 'P|A-B', commands: SELECTOR_COMMANDS },
+  { name: 'dport', value: 'P|A-B', commands: SELECTOR_COMMANDS },
+  { name: 'mark', value: 'V[/M]', commands: SELECTOR_COMMANDS },
+  { name: 'zone', value: 'N', commands: SELECTOR_COMMANDS },
+  { name: 'netns', value: 'NAME|PATH', commands: 'all' },
+  { name: 'dry-run', commands: ['purge'] },
+  { name: 'limit', value: 'N', commands: ['purge', 'list'] },
+  { name: 'log', value: 'FILE', commands: ['purge'] },
+  { name: 'json', commands: 'all' },
+  { name: 'output', short: 'o', value: 'table|conntrack', commands: ['list'] },
+  { name: 'top', value: 'N', commands: ['stats'] },
+  { name: 'quiet', short: 'q', commands: 'all' },
+  { name: 'verbose', short: 'v', commands: 'all' },
+  { name: 'help', short: 'h', commands: 'all' },
+  { name: 'version', commands: 'all' },
+];
+
+export interface ParsedArgs {
+  command: Command;
+  query: Query;
+  /** Selectors given, as typed: for messages. */
+  selectorCount: number;
+  netns?: string;
+  dryRun: boolean;
+  limit?: number;
+  log?: string;
+  json: boolean;
+  output: 'table' | 'conntrack';
+  top: number;
+  quiet: boolean;
+  verbose: boolean;
+  help: boolean;
+  version: boolean;
+}
+
+const MAX_ARG_LENGTH = 4096;
+
+function integer(value: string, option: string, max: number): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`${option}: expected a whole number, got ${JSON.stringify(value.slice(0, 40))}`);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`${option}: ${value.slice(0, 40)} is larger than ${max}`);
+  return n;
+}
+
+function u32(value: string, option: string): number {
+  const n = /^0x[0-9a-f]+$/i.test(value) ? Number.parseInt(value.slice(2), 16) : /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n > 0xffffffff) throw new UsageError(`${option}: expected a number 0-4294967295 (decimal or 0x hex), got ${JSON.stringify(value.slice(0, 40))}`);
+  return n;
+}
+
+/** Runs a parser from the library and re-labels its TypeError/RangeError as usage errors. */
+function usage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+export function parseArgs(argv: string[]): ParsedArgs {
+  let command: Command = 'purge';
+  let rest = argv;
+  const first = argv[0];
+  if (first !== undefined && !first.startsWith('-')) {
+    if (first === 'help') return { ...defaults('purge'), help: true };
+    if (!(COMMANDS as string[]).includes(first) || first === 'purge') {
+      if (first !== 'purge') throw new UsageError(`unknown command '${first.slice(0, 40)}' (commands: list, stats, doctor; the default is the purge)`);
+    }
+    command = first as Command;
+    rest = argv.slice(1);
+  }
+  const out = defaults(command);
+  const values = new Map<string, string[]>();
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i] as string;
+    if (arg.length > MAX_ARG_LENGTH) throw new UsageError(`argument ${i + 1} is longer than ${MAX_ARG_LENGTH} characters`);
+    if (arg.includes('\0')) throw new UsageError(`argument ${i + 1} contains a NUL byte`);
+    let spec: OptionSpec | undefined;
+    let inline: string | undefined;
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+      inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
+      spec = OPTIONS.find((o) => o.name === name);
+      if (!spec) throw new UsageError(`unknown option --${name.slice(0, 40)}`);
+    } else if (arg.startsWith('-') && arg.length === 2) {
+      spec = OPTIONS.find((o) => o.short === arg[1]);
+      if (!spec) throw new UsageError(`unknown option ${arg}`);
+    } else {
+      throw new UsageError(`unexpected argument '${arg.slice(0, 40)}'`);
+    }
+    const label = `--${spec.name}`;
+    if (spec.commands !== 'all' && !spec.commands.includes(command)) {
+      throw new UsageError(`${label} does not apply to ${command === 'purge' ? 'the purge' : `'${command}'`}`);
+    }
+    if (!spec.value) {
+      if (inline !== undefined) throw new UsageError(`${label} takes no value`);
+      values.set(spec.name, ['']);
+      continue;
+    }
+    let v = inline;
+    if (v === undefined) {
+      v = rest[++i];
+      if (v === undefined || (v.startsWith('--') && v.length > 2)) throw new UsageError(`${label} needs a value (${spec.value})`);
+      if (v.length > MAX_ARG_LENGTH) throw new UsageError(`${label}: value is longer than ${MAX_ARG_LENGTH} characters`);
+      if (v.includes('\0')) throw new UsageError(`${label}: value contains a NUL byte`);
+    }
+    const prev = values.get(spec.name);
+    if (prev && !spec.repeat) throw new UsageError(`${label} given twice`);
+    values.set(spec.name, [...(prev ?? []), v]);
+  }
+
+  const one = (k: string) => values.get(k)?.[0];
+  const list = (k: string) => (values.get(k) ?? []).flatMap((v) => v.split(',')).map((v) => v.trim());
+  const q: Query = {};
+  if (values.has('unreplied')) q.unreplied = true;
+  if (values.has('assured')) q.assured = true;
+  if (values.has('older')) q.olderThan = usage(() => parseDuration(one('older'), '--older'));
+  if (values.has('state')) {
+    const states = list('state');
+    if (states.some((s) => s === '')) throw new UsageError('--state: empty state name');
+    q.state = states;
+  }
+  if (values.has('proto')) {
+    const p = usage(() => parseProtocol(one('proto'), '--proto'));
+    q.protocol = p;
+  }
+  if (values.has('family')) {
+    const f = one('family');
+    if (f !== 'ipv4' && f !== 'ipv6') throw new UsageError(`--family: expected ipv4 or ipv6, got ${JSON.stringify(f?.slice(0, 40))}`);
+    q.family = f;
+  }
+  for (const [opt, key] of [['src', 'src'], ['dst', 'dst'], ['reply-src', 'replySrc'], ['reply-dst', 'replyDst']] as const) {
+    if (!values.has(opt)) continue;
+    const cidrs = list(opt);
+    for (const c of cidrs) usage(() => parseCidr(c, `--${opt}`));
+    q[key] = cidrs;
+  }
+  for (const key of ['sport', 'dport'] as const) {
+    if (values.has(key)) q[key] = usage(() => parsePortRange(one(key), `--${key}`));
+  }
+  if (values.has('mark')) {
+    const [v, m, extra] = (one('mark') as string).split('/');
+    if (extra !== undefined) throw new UsageError('--mark: expected VALUE or VALUE/MASK');
+    q.mark = { value: u32(v ?? '', '--mark'), mask: m === undefined ? 0xffffffff : u32(m, '--mark mask') };
+  }
+  if (values.has('zone')) q.zone = integer(one('zone') as string, '--zone', 65535);
+  if (values.has('netns')) out.netns = usage(() => (resolveNetns(one('netns'), '--netns'), one('netns') as string));
+  out.dryRun = values.has('dry-run');
+  if (values.has('limit')) out.limit = integer(one('limit') as string, '--limit', Number.MAX_SAFE_INTEGER);
+  if (values.has('log')) {
+    const file = one('log') as string;
+    if (file === '') throw new UsageError('--log: empty file name');
+    out.log = file;
+  }
+  out.json = values.has('json');
+  if (values.has('output')) {
+    const o = one('output');
+    if (o === 'json') out.json = true;
+    else if (o === 'table' || o === 'conntrack') out.output = o;
+    else throw new UsageError(`--output: expected table, conntrack or json, got ${JSON.stringify(o?.slice(0, 40))}`);
+  }
+  if (values.has('top')) out.top = Math.max(1, integer(one('top') as string, '--top', 1000));
+  out.quiet = values.has('quiet');
+  out.verbose = values.has('verbose');
+  out.help = values.has('help');
+  out.version = values.has('version');
+  if (out.quiet && out.verbose) throw new UsageError('--quiet and --verbose contradict each other');
+  if (out.log && out.json && out.log === '-') throw new UsageError('--log - would mix entries into the --json summary on stdout');
+  out.query = q;
+  out.selectorCount = Object.keys(q).length;
+  return out;
+}
+
+function defaults(command: Command): ParsedArgs {
+  return { command, query: {}, selectorCount: 0, dryRun: false, json: false, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
+}

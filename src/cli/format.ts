@@ -1,0 +1,111 @@
+/** Output formats for entries and summaries. */
+import type { Entry, Tuple } from '../entry.js';
+import { formatDuration } from '../parse/duration.js';
+
+function endpoint(addr: string, port: number | undefined, v6: boolean): string {
+  if (port === undefined) return addr;
+  return v6 ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+function flags(e: Entry): string {
+  const f: string[] = [];
+  if (e.unreplied) f.push('UNREPLIED');
+  if (e.status.assured) f.push('ASSURED');
+  if (e.status.offload) f.push('OFFLOAD');
+  return f.join(',') || '-';
+}
+
+export const TABLE_HEADER = ['PROTO', 'STATE', 'ORIGINAL', '', 'FLAGS', 'TIMEOUT', 'AGE', 'AGE FROM', 'ZONE', 'MARK'];
+
+export function tableRow(e: Entry): string[] {
+  const v6 = e.family === 'ipv6';
+  return [
+    String(e.protocol),
+    e.state ?? '-',
+    endpoint(e.orig.src, e.orig.sport, v6),
+    `-> ${endpoint(e.orig.dst, e.orig.dport, v6)}`,
+    flags(e),
+    e.timeout === null ? '-' : formatDuration(e.timeout),
+    e.age === null ? '?' : formatDuration(e.age),
+    e.ageSource,
+    String(e.zone),
+    String(e.mark),
+  ];
+}
+
+/** Aligns columns; widths only grow, so a streamed table stays aligned chunk after chunk. */
+export class TableWriter {
+  #widths: number[];
+  #header: string[] | null;
+  constructor(header: string[]) {
+    this.#widths = header.map((h) => h.length);
+    this.#header = header;
+  }
+  /** Formats rows; the first call also prints the header, aligned to the first rows. */
+  format(input: string[][]): string {
+    const rows = this.#header ? [this.#header, ...input] : input;
+    this.#header = null;
+    for (const r of rows) r.forEach((c, i) => (this.#widths[i] = Math.max(this.#widths[i] ?? 0, c.length)));
+    return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(this.#widths[i] ?? 0))).join('  ').trimEnd()).join('\n') + (rows.length ? '\n' : '');
+  }
+}
+
+function tupleText(t: Tuple): string {
+  let s = `src=${t.src} dst=${t.dst}`;
+  if (t.icmp) s += ` type=${t.icmp.type} code=${t.icmp.code} id=${t.icmp.id}`;
+  if (t.sport !== undefined) s += ` sport=${t.sport} dport=${t.dport}`;
+  return s;
+}
+
+/** A line shaped like `conntrack -L` prints, for existing grep/awk habits. */
+export function conntrackLine(e: Entry): string {
+  const proto = typeof e.protocol === 'string' ? e.protocol : 'unknown';
+  let s = `${proto.padEnd(8)} ${String(e.protocolNumber)} ${e.timeout ?? 0} `;
+  if (e.state) s += `${e.state} `;
+  s += tupleText(e.orig);
+  if (e.counters) s += ` packets=${e.counters.orig.packets} bytes=${e.counters.orig.bytes}`;
+  if (e.unreplied) s += ' [UNREPLIED]';
+  s += ` ${tupleText(e.reply)}`;
+  if (e.counters) s += ` packets=${e.counters.reply.packets} bytes=${e.counters.reply.bytes}`;
+  if (e.status.assured) s += ' [ASSURED]';
+  s += ` mark=${e.mark}`;
+  if (e.zone) s += ` zone=${e.zone}`;
+  return s;
+}
+
+/** One NDJSON line: the Entry with start as an ISO string and status as a flag list. */
+export function jsonLine(e: Entry): string {
+  const status: string[] = [];
+  for (const [k, v] of Object.entries(e.status)) if (v === true) status.push(k);
+  return JSON.stringify({
+    id: e.id,
+    family: e.family,
+    protocol: e.protocol,
+    state: e.state,
+    orig: e.orig,
+    reply: e.reply,
+    status,
+    unreplied: e.unreplied,
+    timeout: e.timeout,
+    mark: e.mark,
+    zone: e.zone,
+    labels: e.labels,
+    counters: e.counters,
+    start: e.start?.toISOString() ?? null,
+    age: e.age === null ? null : Math.round(e.age * 1000) / 1000,
+    ageSource: e.ageSource,
+  });
+}
+
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+export function bar(fraction: number, width = 24): string {
+  const full = Math.round(Math.max(0, Math.min(1, fraction)) * width);
+  return '█'.repeat(full) + '·'.repeat(width - full);
+}
+
+export function percent(part: number, whole: number): string {
+  return whole > 0 ? `${((part / whole) * 100).toFixed(1)}%` : '0.0%';
+}

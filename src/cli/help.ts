@@ -1,0 +1,52 @@
+/** --help texts. */
+
+export const MAIN_HELP = `Usage: ctpurge [selectors] [options]          purge matching entries (the default)
+       ctpurge list [selectors] [options]     show matching entries
+       ctpurge stats [options]                table size, breakdowns, top talkers
+       ctpurge doctor [options]               findings and the commands that would help
+
+Deletes stale conntrack entries over netlink: dump (filtered in the kernel where it can),
+match, delete in batches by tuple + zone + id. Nothing else is touched.
+
+Selectors (all combined with AND; a repeated address option means any of):
+  --unreplied              never saw a reply ([UNREPLIED])
+  --assured                marked [ASSURED]
+  --older DUR              age at least DUR: 3600, 90m, 1h, 2d (entries of unknown age never match)
+  --state S[,S]            protocol state, e.g. ESTABLISHED,SYN_SENT
+  --proto P                tcp, udp, icmp, icmpv6, sctp, dccp, gre, udplite or a number
+  --family ipv4|ipv6
+  --src CIDR               original source (repeatable)
+  --dst CIDR               original destination (repeatable)
+  --reply-src CIDR         reply-direction source (repeatable)
+  --reply-dst CIDR         reply-direction destination (repeatable)
+  --sport P|A-B            original source port or range
+  --dport P|A-B            original destination port or range
+  --mark V[/M]             connection mark, optionally masked (decimal or 0x hex)
+  --zone N                 conntrack zone
+
+Options:
+  --netns NAME|PATH        work in a network namespace (ip netns name or /proc/PID/ns/net)
+  --dry-run                purge: count what would go, delete nothing
+  --limit N                purge: at most N deletions; list: at most N entries
+  --log FILE               purge: append every deleted entry as NDJSON (file created 0600)
+  --json                   purge/stats/doctor: one JSON object; list: NDJSON, one entry per line
+  -o, --output FORMAT      list: table (default) or conntrack (lines like conntrack -L)
+  --top N                  stats: how many top sources/destinations/ports (default 10)
+  -q, --quiet              print nothing on success (for cron)
+  -v, --verbose            more detail (the query, the method, timings)
+  -h, --help               this help
+  --version                print the version
+
+Examples:
+  ctpurge --unreplied --older 3600                  purge unreplied flows idle for an hour
+  ctpurge --unreplied --older 1h --proto tcp --dport 80 --netns blue --dry-run
+  ctpurge --src 10.1.0.0/16 --log /var/log/ctpurge.ndjson
+  ctpurge list --unreplied --older 1d -o conntrack | head
+  ctpurge stats --top 5
+  ctpurge doctor
+
+Exit codes:
+  0  success (nothing to purge is success too)
+  1  runtime failure (kernel error, missing CAP_NET_ADMIN, namespace gone, ...)
+  2  bad usage (unknown option, bad value, no selector for a purge); the table is untouched
+`;

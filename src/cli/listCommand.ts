@@ -1,0 +1,30 @@
+/** ctpurge list: matching entries as a table, conntrack-style lines, or NDJSON. */
+import type { Conntrack } from '../conntrack.js';
+import { decodeRecords } from '../entry.js';
+import type { ParsedArgs } from './args.js';
+import { conntrackLine, jsonLine, TABLE_HEADER, TableWriter, tableRow } from './format.js';
+import type { Output } from './output.js';
+
+export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output): Promise<number> {
+  let shown = 0;
+  const limit = args.limit ?? Infinity;
+  const table = new TableWriter(TABLE_HEADER);
+  for await (const chunk of ct.listChunks(args.query)) {
+    const lines: string[] = [];
+    const rows: string[][] = [];
+    for (const e of decodeRecords(chunk)) {
+      if (shown >= limit) break;
+      shown++;
+      if (args.json) lines.push(jsonLine(e));
+      else if (args.output === 'conntrack') lines.push(conntrackLine(e));
+      else rows.push(tableRow(e));
+    }
+    await out.write(rows.length ? table.format(rows) : lines.length ? `${lines.join('\n')}\n` : '');
+    if (shown >= limit) break;
+  }
+  if (!args.json && args.output === 'table' && shown === 0) await out.write(table.format([]));
+  if (!args.json && args.output !== 'table' && !args.quiet) {
+    process.stderr.write(`ctpurge: ${shown} ${shown === 1 ? 'entry' : 'entries'} shown\n`);
+  }
+  return shown;
+}

@@ -1,0 +1,143 @@
+/** The ctpurge command: parse, validate everything, then call the library. */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Conntrack } from '../conntrack.js';
+import { ConntrackError } from '../errors.js';
+import { compileQuery } from '../query.js';
+import { resolveNetns } from '../netns.js';
+import { parseArgs, UsageError, type ParsedArgs } from './args.js';
+import { doctorCommand, renderDoctor } from './doctorCommand.js';
+import { MAIN_HELP } from './help.js';
+import { listCommand } from './listCommand.js';
+import { Output, PipeClosed } from './output.js';
+import { purgeCommand, purgeSummary } from './purgeCommand.js';
+import { collectStats, renderStats } from './statsCommand.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+const FIELD_TO_OPTION: Record<string, string> = {
+  olderThan: '--older',
+  state: '--state',
+  protocol: '--proto',
+  family: '--family',
+  src: '--src',
+  dst: '--dst',
+  replySrc: '--reply-src',
+  replyDst: '--reply-dst',
+  sport: '--sport',
+  dport: '--dport',
+  mark: '--mark',
+  'mark.value': '--mark',
+  'mark.mask': '--mark',
+  zone: '--zone',
+};
+
+function version(): string {
+  const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+}
+
+/** Validates what can be validated without the kernel; throws UsageError. */
+function validate(args: ParsedArgs): string {
+  let description: string;
+  try {
+    description = compileQuery(args.query).description;
+  } catch (err) {
+    if (err instanceof TypeError || err instanceof RangeError) {
+      const m = /^([\w.]+): (.*)$/.exec(err.message);
+      throw new UsageError(m ? `${FIELD_TO_OPTION[m[1] as string] ?? m[1]}: ${m[2]}` : err.message);
+    }
+    throw err;
+  }
+  if (args.command === 'purge' && args.selectorCount === 0) {
+    throw new UsageError('refusing to purge without a selector: that would delete every entry. Give at least one, e.g. --unreplied --older 3600');
+  }
+  if (args.netns !== undefined) {
+    const file = resolveNetns(args.netns, '--netns');
+    if (!existsSync(file)) {
+      throw new UsageError(args.netns.includes('/') ? `--netns: ${file} does not exist` : `--netns: no network namespace named '${args.netns}' (see: ip netns list)`);
+    }
+  }
+  return description;
+}
+
+function errorLine(err: unknown): string {
+  if (err instanceof ConntrackError) return err.message;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let args: ParsedArgs;
+  let description: string;
+  try {
+    args = parseArgs(argv);
+    if (args.help) {
+      process.stdout.write(MAIN_HELP);
+      return EXIT_OK;
+    }
+    if (args.version) {
+      process.stdout.write(`ctpurge ${version()}\n`);
+      return EXIT_OK;
+    }
+    description = validate(args);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`ctpurge: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+
+  const out = new Output();
+  const abort = new AbortController();
+  const onSignal = () => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let ct: Conntrack | undefined;
+  try {
+    ct = await Conntrack.open(args.netns === undefined ? {} : { netns: args.netns });
+    switch (args.command) {
+      case 'purge': {
+        const result = await purgeCommand(ct, args, description, abort.signal);
+        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: description, ...result })}\n`);
+        else if (!args.quiet) await out.write(`${purgeSummary(result)}\n`);
+        break;
+      }
+      case 'list':
+        await listCommand(ct, args, out);
+        break;
+      case 'stats': {
+        const report = await collectStats(ct, args);
+        await out.write(args.json ? `${JSON.stringify(report)}\n` : renderStats(report));
+        break;
+      }
+      case 'doctor': {
+        const report = await doctorCommand(ct, args);
+        await out.write(args.json ? `${JSON.stringify(report)}\n` : renderDoctor(report));
+        break;
+      }
+    }
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof PipeClosed) return EXIT_OK;
+    if (err instanceof UsageError) {
+      process.stderr.write(`ctpurge: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof ConntrackError && err.operation === 'open' && args.netns !== undefined && (err.code === 'ENOENT' || err.code === 'EINVAL')) {
+      process.stderr.write(`ctpurge: --netns: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`ctpurge: ${errorLine(err)}\n`);
+    if (args.verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return EXIT_FAILURE;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await ct?.close();
+  }
+}

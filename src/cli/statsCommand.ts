@@ -1,0 +1,44 @@
+/** ctpurge stats: size, breakdowns and top talkers, with small bar charts. */
+import type { Conntrack, ConntrackStats } from '../conntrack.js';
+import type { Ranked, TableSummary } from '../summary.js';
+import type { ParsedArgs } from './args.js';
+import { bar, formatCount, percent } from './format.js';
+
+export interface StatsReport {
+  netns: string | null;
+  stats: ConntrackStats;
+  summary: TableSummary;
+}
+
+export async function collectStats(ct: Conntrack, args: ParsedArgs): Promise<StatsReport> {
+  const [stats, summary] = await Promise.all([ct.stats(), ct.summary(args.query, { top: args.top })]);
+  return { netns: ct.netns, stats, summary };
+}
+
+function section(title: string, rows: Ranked[], total: number): string {
+  if (rows.length === 0) return '';
+  const w = Math.max(...rows.map((r) => r.key.length));
+  const cw = Math.max(...rows.map((r) => formatCount(r.count).length));
+  return `${title}\n${rows.map((r) => `  ${r.key.padEnd(w)}  ${formatCount(r.count).padStart(cw)}  ${bar(r.count / total)} ${percent(r.count, total).padStart(6)}`).join('\n')}\n`;
+}
+
+export function renderStats(r: StatsReport): string {
+  const { stats: s, summary: m } = r;
+  const total = m.total || 1;
+  const lines = [
+    `conntrack table${r.netns ? ` in ${r.netns}` : ''}: ${formatCount(s.count)} of ${formatCount(s.max)} entries (${percent(s.count, s.max)} full)` +
+      `${s.buckets ? `, ${formatCount(s.buckets)} buckets` : ''}`,
+    `  ${bar(s.usage, 40)} ${percent(s.count, s.max)}`,
+    `per-CPU totals: drop ${formatCount(s.totals.drop)}, early_drop ${formatCount(s.totals.earlyDrop)}, insert_failed ${formatCount(s.totals.insertFailed)}, invalid ${formatCount(s.totals.invalid)}`,
+    '',
+    section('replied vs unreplied', [{ key: 'unreplied', count: m.unreplied }, { key: 'replied', count: m.replied }], total),
+    section('by protocol', m.byProtocol, total),
+    section('by state', m.byState, total),
+    section('by family', m.byFamily, total),
+    section('age known from', m.byAgeSource, total),
+    section(`top ${m.topSources.length} sources`, m.topSources, total),
+    section(`top ${m.topDestinations.length} destinations`, m.topDestinations, total),
+    section(`top ${m.topDestinationPorts.length} destination ports`, m.topDestinationPorts, total),
+  ];
+  return `${lines.filter((l) => l !== '').join('\n')}\n`;
+}
