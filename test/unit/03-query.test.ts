@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { compileQuery } from '../../src/query.js';
+import { kernelFeatures, parseKernelVersion } from '../../src/kernel.js';
+
+const modern = kernelFeatures('6.18.0', {});
+
+describe('compileQuery', () => {
+  it('an empty query is empty', () => {
+    const q = compileQuery({}, modern);
+    expect(q.empty).toBe(true);
+    expect(q.filter.statusMask).toBe(0);
+  });
+
+  it('unreplied is status value 0 under mask SEEN_REPLY; replied is SEEN_REPLY', () => {
+    expect(compileQuery({ unreplied: true }, modern).filter).toMatchObject({ statusMask: 2, statusValue: 0 });
+    expect(compileQuery({ unreplied: false }, modern).filter).toMatchObject({ statusMask: 2, statusValue: 2 });
+    expect(compileQuery({ unreplied: true, assured: true }, modern).filter).toMatchObject({ statusMask: 6, statusValue: 4 });
+  });
+
+  it('compiles every field', () => {
+    const q = compileQuery(
+      {
+        family: 'ipv6',
+        protocol: 'tcp',
+        state: ['ESTABLISHED', 'syn_sent'],
+        src: 'fd00::/8',
+        dst: ['fd00::1', 'fd00::2'],
+        replySrc: '::1',
+        replyDst: 'fd00::/16',
+        sport: [1000, 2000],
+        dport: 80,
+        mark: { value: 7, mask: 0xff },
+        zone: 3,
+        olderThan: '1h',
+      },
+      modern,
+    );
+    expect(q.filter).toMatchObject({ family: 10, protocol: 6, hasStates: true, mark: 7, markMask: 0xff, zone: 3, olderThan: 3600, sport: [1000, 2000], dport: [80, 80] });
+    expect(q.filter.tcpStates).toBe((1 << 3) | (1 << 1));
+    expect(q.filter.sctpStates).toBe(1 << 4); // ESTABLISHED is an SCTP state too
+    expect(q.filter.dst).toHaveLength(2);
+    expect(q.empty).toBe(false);
+    expect(q.description).toContain('older than 1h');
+  });
+
+  it('kernel features follow the version', () => {
+    expect(kernelFeatures('5.10.0', {})).toMatchObject({ statusFilter: false, zoneFilter: false });
+    expect(kernelFeatures('5.15.0', {})).toMatchObject({ statusFilter: true, zoneFilter: false });
+    expect(kernelFeatures('6.8.0-1-amd64', {})).toMatchObject({ statusFilter: true, zoneFilter: true });
+    expect(kernelFeatures('6.18.0', { CTPURGE_NO_KERNEL_FILTER: '1' })).toMatchObject({ statusFilter: false, zoneFilter: false, kernelFilters: false });
+    expect(parseKernelVersion('garbage')).toBeNull();
+    expect(compileQuery({ unreplied: true }, kernelFeatures('5.4.0', {})).filter.kernelStatusFilter).toBe(false);
+  });
+
+  it.each([
+    [{ bogus: 1 }, TypeError, /unknown field 'bogus'/],
+    [{ family: 'inet' }, RangeError, /family/],
+    [{ protocol: 'tcpp' }, RangeError, /protocol/],
+    [{ protocol: 300 }, RangeError, /protocol/],
+    [{ state: 'SLEEPING' }, RangeError, /state/],
+    [{ state: [] }, RangeError, /state/],
+    [{ state: 5 }, TypeError, /state/],
+    [{ unreplied: 'yes' }, TypeError, /unreplied/],
+    [{ assured: 1 }, TypeError, /assured/],
+    [{ src: '10.0.0.0/40' }, RangeError, /src/],
+    [{ dst: [] }, RangeError, /dst/],
+    [{ family: 'ipv4', src: '::1' }, RangeError, /src/],
+    [{ sport: 70000 }, RangeError, /sport/],
+    [{ dport: 'x' }, RangeError, /dport/],
+    [{ mark: -1 }, RangeError, /mark/],
+    [{ mark: { value: 1, bits: 2 } }, TypeError, /mark/],
+    [{ mark: 'seven' }, TypeError, /mark/],
+    [{ zone: 70000 }, RangeError, /zone/],
+    [{ zone: 1.5 }, TypeError, /zone/],
+    [{ olderThan: -5 }, RangeError, /olderThan/],
+    [{ olderThan: NaN }, RangeError, /olderThan/],
+    [{ olderThan: Infinity }, RangeError, /olderThan/],
+    [{ olderThan: '10 years' }, RangeError, /olderThan/],
+  ])('rejects %j', (query, type, message) => {
+    expect(() => compileQuery(query as never, modern)).toThrow(type);
+    expect(() => compileQuery(query as never, modern)).toThrow(message);
+  });
+
+  it('rejects non-objects', () => {
+    expect(() => compileQuery(null as never)).toThrow(TypeError);
+    expect(() => compileQuery([] as never)).toThrow(TypeError);
+  });
+
+  it('throws only the documented errors for arbitrary queries', () => {
+    const field = fc.constantFrom('family', 'protocol', 'state', 'unreplied', 'assured', 'src', 'dst', 'sport', 'dport', 'mark', 'zone', 'olderThan');
+    fc.assert(
+      fc.property(fc.dictionary(field, fc.anything()), (q) => {
+        try {
+          const c = compileQuery(q as never, modern);
+          expect(typeof c.description).toBe('string');
+        } catch (err) {
+          expect(err instanceof TypeError || err instanceof RangeError).toBe(true);
+          expect((err as Error).message).toMatch(/^(query|family|protocol|state|unreplied|assured|src|dst|sport|dport|mark|mark\.value|mark\.mask|zone|olderThan):/);
+        }
+      }),
+    );
+  });
+});

@@ -1,0 +1,133 @@
+import { describe, expect, it } from 'vitest';
+import { parseArgs, UsageError } from '../../src/cli/args.js';
+import { conntrackLine, jsonLine, TableWriter } from '../../src/cli/format.js';
+import { purgeSummary } from '../../src/cli/purgeCommand.js';
+import { diagnose } from '../../src/cli/doctorCommand.js';
+import type { Entry } from '../../src/entry.js';
+
+describe('CLI argument parsing', () => {
+  it('turns selectors into a query', () => {
+    const a = parseArgs(['--unreplied', '--older', '1h', '--proto', 'tcp', '--dport', '80', '--src', '10.0.0.0/8', '--src=10.2.0.0/16,10.3.0.0/16', '--mark', '0x7/0xff', '--zone', '3', '--netns', 'blue', '--dry-run']);
+    expect(a.command).toBe('purge');
+    expect(a.query).toEqual({ unreplied: true, olderThan: 3600, protocol: 6, dport: [80, 80], src: ['10.0.0.0/8', '10.2.0.0/16', '10.3.0.0/16'], mark: { value: 7, mask: 255 }, zone: 3 });
+    expect(a.netns).toBe('blue');
+    expect(a.dryRun).toBe(true);
+    expect(a.selectorCount).toBe(7);
+  });
+
+  it('knows the subcommands', () => {
+    expect(parseArgs(['list', '-o', 'conntrack']).output).toBe('conntrack');
+    expect(parseArgs(['stats', '--top', '3']).top).toBe(3);
+    expect(parseArgs(['doctor', '--json']).json).toBe(true);
+    expect(parseArgs(['help']).help).toBe(true);
+  });
+
+  it.each([
+    [['--bogus'], /unknown option --bogus/],
+    [['frobnicate'], /unknown command/],
+    [['--older'], /--older needs a value/],
+    [['--older', '--unreplied'], /--older needs a value/],
+    [['--older', 'soon'], /--older/],
+    [['--older', '-5'], /--older/],
+    [['--dport', '70000'], /--dport/],
+    [['--src', '300.1.1.1'], /--src/],
+    [['--limit', '-1'], /--limit/],
+    [['--limit', '1e9'], /--limit/],
+    [['--mark', '1/2/3'], /--mark/],
+    [['--zone', '65536'], /--zone/],
+    [['--family', 'inet'], /--family/],
+    [['--proto', 'tcpx'], /--proto/],
+    [['--unreplied', 'extra'], /unexpected argument 'extra'/],
+    [['--unreplied=yes'], /--unreplied takes no value/],
+    [['--older', '1h', '--older', '2h'], /--older given twice/],
+    [['list', '--dry-run'], /--dry-run does not apply/],
+    [['--netns', '../etc'], /--netns/],
+    [['--netns', 'a\0b'], /NUL/],
+    [['-q', '-v', '--unreplied'], /contradict/],
+    [['--src', 'x'.repeat(5000)], /longer than/],
+  ])('%j is a usage error', (argv, message) => {
+    expect(() => parseArgs(argv)).toThrow(UsageError);
+    expect(() => parseArgs(argv)).toThrow(message);
+  });
+});
+
+const entry: Entry = {
+  id: 1,
+  family: 'ipv4',
+  protocol: 'tcp',
+  protocolNumber: 6,
+  state: 'ESTABLISHED',
+  orig: { src: '10.1.0.1', dst: '192.0.2.80', sport: 40000, dport: 80 },
+  reply: { src: '192.0.2.80', dst: '10.1.0.1', sport: 80, dport: 40000 },
+  status: { raw: 8, expected: false, seenReply: false, assured: false, confirmed: true, srcNat: false, dstNat: false, seqAdjust: false, srcNatDone: false, dstNatDone: false, dying: false, fixedTimeout: false, template: false, natClash: false, helper: false, offload: false, hwOffload: false },
+  unreplied: true,
+  timeout: 424799,
+  mark: 0,
+  zone: 3,
+  labels: [],
+  counters: null,
+  start: null,
+  age: 7201,
+  ageSource: 'timeout',
+};
+
+describe('output formats', () => {
+  it('prints conntrack -L shaped lines', () => {
+    expect(conntrackLine(entry)).toBe(
+      'tcp      6 424799 ESTABLISHED src=10.1.0.1 dst=192.0.2.80 sport=40000 dport=80 [UNREPLIED] src=192.0.2.80 dst=10.1.0.1 sport=80 dport=40000 mark=0 zone=3',
+    );
+  });
+
+  it('prints NDJSON with the status as a list', () => {
+    const o = JSON.parse(jsonLine(entry));
+    expect(o.status).toEqual(['confirmed']);
+    expect(o.orig.dport).toBe(80);
+    expect(o.ageSource).toBe('timeout');
+  });
+
+  it('aligns table columns', () => {
+    const t = new TableWriter(['A', 'B']);
+    expect(t.format([['long-value', 'x']])).toBe('A           B\nlong-value  x\n');
+  });
+
+  it('summarises a purge in one line', () => {
+    const r = { matched: 262144, deleted: 262144, vanished: 0, scanned: 262144, tableSize: 1048576, durationMs: 1900, method: 'dump' as const, dryRun: false, cancelled: false, limitReached: false, lostReports: 0 };
+    expect(purgeSummary(r)).toBe('purged 262,144 of 1,048,576 entries (262,144 matched, 0 vanished) in 1.90 s');
+    expect(purgeSummary({ ...r, dryRun: true, deleted: 0 })).toMatch(/^would purge 262,144 of 1,048,576 entries \(dry run\)/);
+  });
+});
+
+describe('doctor findings', () => {
+  const timeouts = { tcp: { established: 432000, unacknowledged: 300 }, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600 };
+  const totals = { found: 0, invalid: 0, insert: 0, insertFailed: 0, drop: 0, earlyDrop: 0, error: 0, searchRestart: 0, clashResolve: 0, chainTooLong: 0 };
+
+  it('a full table with stale unreplied entries gets the exact remedies', () => {
+    const r = diagnose({
+      netns: '/var/run/netns/blue',
+      netnsArg: 'blue',
+      stats: { count: 917504, max: 917504, usage: 1, buckets: 65536, perCpu: [], totals: { ...totals, drop: 12 } },
+      settings: { timeouts, timestamps: false, accounting: false, tcpLoose: true, buckets: 65536 },
+      unreplied: 825753,
+      staleUnreplied: 800000,
+    });
+    const all = r.findings.flatMap((f) => f.commands).join('\n');
+    expect(r.findings.map((f) => f.severity)).toContain('critical');
+    expect(all).toContain('sysctl -w net.netfilter.nf_conntrack_max=1835008');
+    expect(all).toContain('echo 458752 > /sys/module/nf_conntrack/parameters/hashsize');
+    expect(all).toContain('ip netns exec blue sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=86400');
+    expect(all).toContain('ip netns exec blue sysctl -w net.netfilter.nf_conntrack_tcp_loose=0');
+    expect(all).toContain('ip netns exec blue sysctl -w net.netfilter.nf_conntrack_timestamp=1');
+    expect(all).toContain('ctpurge --unreplied --older 1h --netns blue');
+  });
+
+  it('a healthy table has no warnings', () => {
+    const r = diagnose({
+      netns: null,
+      stats: { count: 10, max: 262144, usage: 10 / 262144, buckets: 65536, perCpu: [], totals },
+      settings: { timeouts, timestamps: true, accounting: false, tcpLoose: false, buckets: 65536 },
+      unreplied: 1,
+      staleUnreplied: 0,
+    });
+    expect(r.findings).toEqual([]);
+  });
+});
