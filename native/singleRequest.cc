@@ -68,7 +68,12 @@ NfctPtr toNfct(const EntrySpec& s, bool forCreate) {
   }
   if (s.hasState) {
     if (s.protocol == IPPROTO_TCP) nfct_set_attr_u8(c, ATTR_TCP_STATE, s.state);
-    else if (s.protocol == IPPROTO_SCTP) nfct_set_attr_u8(c, ATTR_SCTP_STATE, s.state);
+    else if (s.protocol == IPPROTO_SCTP) {
+      // ctnetlink insists on both verification tags alongside an SCTP state (EINVAL otherwise).
+      nfct_set_attr_u8(c, ATTR_SCTP_STATE, s.state);
+      nfct_set_attr_u32(c, ATTR_SCTP_VTAG_ORIG, 0);
+      nfct_set_attr_u32(c, ATTR_SCTP_VTAG_REPL, 0);
+    }
     else if (s.protocol == IPPROTO_DCCP) nfct_set_attr_u8(c, ATTR_DCCP_STATE, s.state);
   }
   nfct_set_attr_u32(c, ATTR_TIMEOUT, s.timeout);
