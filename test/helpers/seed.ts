@@ -33,7 +33,11 @@ export function seedLine(e: SeedEntry): string {
 }
 
 function addr(family: 'ipv4' | 'ipv6', net: number, i: number): string {
-  return family === 'ipv4' ? `10.${net}.${(i >> 8) & 255}.${i & 255}` : `fd00:${net}::${(i >> 16).toString(16)}:${(i & 0xffff).toString(16)}`;
+  if (family === 'ipv4') return `10.${net}.${(i >> 8) & 255}.${i & 255}`;
+  // RFC 5952 text, so model keys compare equal to what the kernel reports.
+  const hi = (i >> 16) & 0xffff;
+  const lo = i & 0xffff;
+  return hi ? `fd00:${net}::${hi.toString(16)}:${lo.toString(16)}` : `fd00:${net}::${lo.toString(16)}`;
 }
 
 /**
