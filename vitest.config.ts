@@ -7,6 +7,8 @@ export default defineConfig({
     // two big tables from competing for the 2 CPUs and the global conntrack limit.
     fileParallelism: false,
     pool: 'forks',
+    // The streaming test measures retained memory, so it needs to run the GC itself.
+    poolOptions: { forks: { execArgv: ['--expose-gc'] } },
     testTimeout: 120_000,
     hookTimeout: 180_000,
     reporters: ['default'],
