@@ -54,7 +54,8 @@ describeKernel(`streaming a ${N.toLocaleString('en-US')}-entry table`, () => {
 
   it('a consumer that stops early releases the dump', async () => {
     let n = 0;
-    for await (const _ of ct.list()) {
+    for await (const entry of ct.list()) {
+      expect(entry.id).toBeTypeOf('number');
       if (++n === 10) break;
     }
     expect(n).toBe(10);
