@@ -1,0 +1,270 @@
+// npm run bench: ctpurge against the tools people use today, on the same tables, in the same
+// run. Tables live in throwaway namespaces; nf_conntrack_max and hashsize are raised for the
+// run and put back, also on failure.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = path.join(root, 'bin/ctpurge.js');
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const SIZES = (process.env.BENCH_SIZES ?? '131072,1048576').split(',').map(Number);
+const PIPELINE = process.env.BENCH_PIPELINE !== '0';
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-bench-'));
+const namespaces = new Set();
+const restore = [];
+
+if (process.getuid?.() !== 0) {
+  console.error('npm run bench needs root (throwaway namespaces, nf_conntrack_max).');
+  process.exit(1);
+}
+if (!existsSync('/usr/bin/time')) execFileSync('apt-get', ['install', '-y', '-qq', 'time'], { stdio: 'inherit' });
+
+function cleanup() {
+  for (const ns of namespaces) spawnSync('ip', ['netns', 'del', ns]);
+  namespaces.clear();
+  while (restore.length) restore.pop()();
+  rmSync(tmp, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+function setKnob(file, value) {
+  const before = readFileSync(file, 'utf8').trim();
+  if (Number(before) >= value) return;
+  writeFileSync(file, String(value));
+  restore.push(() => writeFileSync(file, before));
+}
+
+function netns(name) {
+  const full = `ctpurge-bench-${name}-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', full]);
+  namespaces.add(full);
+  return full;
+}
+function dropNs(ns) {
+  spawnSync('ip', ['netns', 'del', ns]);
+  namespaces.delete(ns);
+}
+
+/** Runs a command, returns { wall (s), rss (KB) }; output discarded. */
+function timed(cmd, args, { shell = false } = {}) {
+  const out = path.join(tmp, 'time');
+  const argv = shell ? ['-f', '%e %M', '-o', out, 'bash', '-c', cmd] : ['-f', '%e %M', '-o', out, cmd, ...args];
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync('/usr/bin/time', argv, { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 26 });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`${shell ? cmd : [cmd, ...args].join(' ')} failed: ${r.stderr}`);
+  const [, rss] = readFileSync(out, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+  return { wall, rss };
+}
+
+function stats(values) {
+  const s = [...values].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1], runs: s.length };
+}
+
+// Table layout: 1/4 stale UNREPLIED (2 h idle by their timeout), 1/8 young UNREPLIED, 5/8
+// replied; TCP and UDP, IPv4 and IPv6. Stale IPv4 sources are 10.1.0.0/16 (for the CIDR race).
+function classes(n) {
+  const stale = [];
+  const young = [];
+  const replied = [];
+  for (let i = 0; i < n; i++) {
+    const v6 = i % 2 === 1;
+    const a = i >> 1;
+    const sport = 1024 + (a % 60000);
+    const hi = Math.floor(a / 60000);
+    const kind = i % 8;
+    if (kind < 2) {
+      const src = v6 ? `fd00:1::${hi.toString(16)}:${(a & 0xffff).toString(16)}` : `10.1.${hi & 255}.${(a >> 8) & 255}`;
+      const dst = v6 ? 'fd00:ff::80' : '192.0.2.80';
+      stale.push(i % 4 === 0 || i % 4 === 1
+        ? `-I -p tcp -s ${src} -d ${dst} --sport ${sport} --dport 80 --state ESTABLISHED -t 424800`
+        : `-I -p udp -s ${src} -d ${dst} --sport ${sport} --dport 53 -t 25`);
+    } else if (kind === 2) {
+      const src = v6 ? `fd00:2::${hi.toString(16)}:${(a & 0xffff).toString(16)}` : `10.2.${hi & 255}.${(a >> 8) & 255}`;
+      young.push(`-I -p tcp -s ${src} -d ${v6 ? 'fd00:ff::443' : '192.0.2.43'} --sport ${sport} --dport 443 --state ESTABLISHED -t 298`);
+    } else {
+      const src = v6 ? `fd00:3::${hi.toString(16)}:${(a & 0xffff).toString(16)}:${kind}` : `10.${3 + kind}.${hi & 255}.${(a >> 8) & 255}`;
+      replied.push(kind % 2 === 0
+        ? `-I -p tcp -s ${src} -d ${v6 ? 'fd00:ff::22' : '192.0.2.22'} --sport ${sport} --dport 22 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED`
+        : `-I -p udp -s ${src} -d ${v6 ? 'fd00:ff::123' : '192.0.2.123'} --sport ${sport} --dport 123 -t 100 -u SEEN_REPLY,ASSURED`);
+    }
+  }
+  return { stale, young, replied };
+}
+
+function load(ns, lines, name) {
+  const file = path.join(tmp, name);
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  execFileSync('ip', ['netns', 'exec', ns, 'conntrack', '-R', file], { stdio: 'ignore' });
+}
+const count = (ns) => Number(execFileSync('ip', ['netns', 'exec', ns, 'conntrack', '-C'], { encoding: 'utf8' }).trim());
+const ctp = (ns, args) => ['ip', ['netns', 'exec', ns, process.execPath, BIN, ...args]];
+
+const results = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version, conntrack: execFileSync('conntrack', ['--version'], { encoding: 'utf8' }).trim() }, sizes: {} };
+
+setKnob('/proc/sys/net/netfilter/nf_conntrack_max', Math.max(...SIZES) + 65536);
+setKnob('/sys/module/nf_conntrack/parameters/hashsize', Math.max(...SIZES) / 4);
+
+for (const n of SIZES) {
+  console.error(`\n== ${n.toLocaleString('en-US')}-entry table ==`);
+  const c = classes(n);
+  const staleV4 = c.stale.filter((l) => l.includes(' -s 10.1.'));
+  const ns = netns(`t${n}`);
+  const r = {};
+  load(ns, c.stale, 'stale');
+  load(ns, c.young, 'young');
+  load(ns, c.replied, 'replied');
+  if (count(ns) !== n) throw new Error(`table has ${count(ns)} entries, expected ${n}`);
+
+  const purge = [];
+  const listUnreplied = [];
+  for (let i = 0; i < RUNS; i++) {
+    listUnreplied.push(timed('ip', ['netns', 'exec', ns, 'conntrack', '-L', '-u', 'UNREPLIED']).wall);
+    const t = timed(...ctp(ns, ['--unreplied', '--older', '3600', '-q']));
+    if (count(ns) !== n - c.stale.length) throw new Error('purge left the wrong count');
+    purge.push(t);
+    load(ns, c.stale, 'stale');
+    console.error(`  purge run ${i + 1}: ${t.wall.toFixed(2)} s, ${t.rss} KB`);
+  }
+  r.purge = { ...stats(purge.map((p) => p.wall)), deleted: c.stale.length, peakRssMB: stats(purge.map((p) => p.rss / 1024)), entriesPerSecond: Math.round(n / stats(purge.map((p) => p.wall)).median) };
+  r.conntrackListUnreplied = stats(listUnreplied);
+
+  // Same-size deletion by source CIDR (the stale IPv4 sources).
+  const cidrCtp = [];
+  const cidrCt = [];
+  for (let i = 0; i < RUNS; i++) {
+    cidrCtp.push(timed(...ctp(ns, ['--src', '10.1.0.0/16', '-q'])).wall);
+    if (count(ns) !== n - staleV4.length) throw new Error('ctpurge --src left the wrong count');
+    load(ns, staleV4, 'stalev4');
+    cidrCt.push(timed('ip', ['netns', 'exec', ns, 'conntrack', '-D', '-s', '10.1.0.0', '--mask-src', '255.255.0.0']).wall);
+    if (count(ns) !== n - staleV4.length) throw new Error('conntrack -D left the wrong count');
+    load(ns, staleV4, 'stalev4');
+  }
+  r.cidrDelete = { deleted: staleV4.length, ctpurge: stats(cidrCtp), conntrack: stats(cidrCt) };
+
+  // list everything as NDJSON vs conntrack -L -o extended.
+  const listCtp = [];
+  const listCt = [];
+  for (let i = 0; i < RUNS; i++) {
+    listCtp.push(timed(`ip netns exec ${ns} ${process.execPath} ${BIN} list --json > /dev/null`, [], { shell: true }).wall);
+    listCt.push(timed(`ip netns exec ${ns} conntrack -L -o extended > /dev/null 2>&1`, [], { shell: true }).wall);
+  }
+  r.listAll = { ctpurge: stats(listCtp), conntrack: stats(listCt) };
+
+  // --unreplied with no age: the kernel's filtered flush, vs conntrack -F of the same count.
+  const unreplied = c.stale.length + c.young.length;
+  const flushCtp = [];
+  const flushApi = [];
+  const flushCt = [];
+  const other = netns(`f${n}`);
+  for (let i = 0; i < RUNS; i++) {
+    const t = timed(...ctp(ns, ['--unreplied', '--json']));
+    flushCtp.push(t.wall);
+    if (count(ns) !== n - unreplied) throw new Error('flush left the wrong count');
+    load(ns, c.stale, 'stale');
+    load(ns, c.young, 'young');
+    // The flush request alone, through the API (no process start-up).
+    const api = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e',
+      `import { Conntrack } from ${JSON.stringify(path.join(root, 'dist/index.js'))}; const ct = await Conntrack.open(); const r = await ct.purge({ unreplied: true }); console.log(JSON.stringify(r));`], { encoding: 'utf8' });
+    const apiResult = JSON.parse(api.stdout);
+    if (apiResult.method !== 'flush' || apiResult.deleted !== unreplied) throw new Error(`API flush: ${api.stdout}${api.stderr}`);
+    flushApi.push(apiResult.durationMs / 1000);
+    load(ns, c.stale, 'stale');
+    load(ns, c.young, 'young');
+    load(other, [...c.stale, ...c.young], 'unreplied');
+    flushCt.push(timed('ip', ['netns', 'exec', other, 'conntrack', '-F']).wall);
+    if (count(other) !== 0) throw new Error('conntrack -F left entries');
+  }
+  dropNs(other);
+  r.flush = { deleted: unreplied, ctpurgeCli: stats(flushCtp), ctpurgeApi: stats(flushApi), conntrackF: stats(flushCt) };
+
+  // Embedded: event-loop delay while a Node process purges through the API.
+  const loopDelay = [];
+  for (let i = 0; i < RUNS; i++) {
+    const script = `import { monitorEventLoopDelay } from 'node:perf_hooks';
+      import { Conntrack } from ${JSON.stringify(path.join(root, 'dist/index.js'))};
+      const h = monitorEventLoopDelay({ resolution: 1 }); h.enable();
+      const tick = setInterval(() => {}, 1);
+      const ct = await Conntrack.open();
+      const r = await ct.purge({ unreplied: true, olderThan: 3600 });
+      clearInterval(tick); h.disable();
+      console.log(JSON.stringify({ maxMs: h.max / 1e6, p99Ms: h.percentile(99) / 1e6, deleted: r.deleted, ms: r.durationMs }));`;
+    const out = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' });
+    const o = JSON.parse(out.stdout);
+    if (o.deleted !== c.stale.length) throw new Error(`embedded purge deleted ${o.deleted}`);
+    loopDelay.push(o.maxMs);
+    load(ns, c.stale, 'stale');
+  }
+  r.embeddedMaxLoopDelayMs = stats(loopDelay);
+  dropNs(ns);
+  results.sizes[n] = r;
+}
+
+// The seed's shell pipeline: one conntrack -D per entry, on a 2,000-entry table.
+if (PIPELINE) {
+  const ns = netns('pipe');
+  const lines = [];
+  for (let i = 0; i < 2000; i++) {
+    lines.push(i < 1800
+      ? `-I -p tcp -s 10.1.${i >> 8}.${i & 255} -d 192.0.2.80 --sport ${20000 + i} --dport 80 --state ESTABLISHED -t 424800`
+      : `-I -p tcp -s 10.3.${i >> 8}.${i & 255} -d 192.0.2.22 --sport ${20000 + i} --dport 22 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED`);
+  }
+  const pipeline = `conntrack -L 2>/dev/null | grep UNREPLIED | awk '{ for (i = 1; i <= NF; i++) { if ($i ~ /^src=/ && !s) s = substr($i, 5); if ($i ~ /^dst=/ && !d) d = substr($i, 5); if ($i ~ /^sport=/ && !sp) sp = substr($i, 7); if ($i ~ /^dport=/ && !dp) dp = substr($i, 7) } print "-p tcp -s " s " -d " d " --sport " sp " --dport " dp; s = d = sp = dp = "" }' | while read -r args; do conntrack -D $args > /dev/null 2>&1; done`;
+  const runs = [];
+  const ctpRuns = [];
+  for (let i = 0; i < RUNS; i++) {
+    load(ns, lines, 'pipe');
+    runs.push(timed(`ip netns exec ${ns} bash -c '${pipeline.replace(/'/g, `'\\''`)}'`, [], { shell: true }).wall);
+    if (count(ns) !== 200) throw new Error(`pipeline left ${count(ns)}`);
+    execFileSync('ip', ['netns', 'exec', ns, 'conntrack', '-F'], { stdio: 'ignore' });
+    load(ns, lines, 'pipe');
+    ctpRuns.push(timed(...ctp(ns, ['--unreplied', '--older', '3600', '-q'])).wall);
+    execFileSync('ip', ['netns', 'exec', ns, 'conntrack', '-F'], { stdio: 'ignore' });
+  }
+  dropNs(ns);
+  const s = stats(runs);
+  // Each conntrack -D dumps the whole table again: cost per entry grows with the table, so
+  // the total grows with deletions x table size. Scaled from 1,800 of 2,000.
+  const perEntry = s.median / 1800;
+  const extrapolate = (del, size) => perEntry * (del / 1800) * (size / 2000) * 1800;
+  results.pipeline = { table: 2000, deleted: 1800, wall: s, ctpurge: stats(ctpRuns), perEntryMs: perEntry * 1000, extrapolated262144of1048576Hours: extrapolate(262144, 1048576) / 3600 };
+}
+
+cleanup();
+
+// Report.
+const rows = [];
+const ratio = (a, b) => (a / b).toFixed(2);
+const fmt = (s) => `${s.median.toFixed(2)} s (${s.min.toFixed(2)}-${s.max.toFixed(2)})`;
+for (const [n, r] of Object.entries(results.sizes)) {
+  const N = Number(n).toLocaleString('en-US');
+  rows.push([`${N}: ctpurge --unreplied --older 3600 (${r.purge.deleted.toLocaleString('en-US')} deleted)`, fmt(r.purge), `${ratio(r.purge.median, r.conntrackListUnreplied.median)}x conntrack -L -u UNREPLIED (${fmt(r.conntrackListUnreplied)}); target <= 1.3x`]);
+  rows.push([`${N}: peak RSS of that purge`, `${r.purge.peakRssMB.median.toFixed(1)} MB`, 'target <= 120 MB']);
+  rows.push([`${N}: time per table entry`, `${((r.purge.median / Number(n)) * 1e6).toFixed(2)} us`, `${r.purge.entriesPerSecond.toLocaleString('en-US')} entries/s`]);
+  rows.push([`${N}: delete by --src (${r.cidrDelete.deleted.toLocaleString('en-US')})`, fmt(r.cidrDelete.ctpurge), `${ratio(r.cidrDelete.ctpurge.median, r.cidrDelete.conntrack.median)}x conntrack -D --mask-src (${fmt(r.cidrDelete.conntrack)}); target <= 0.5x`]);
+  rows.push([`${N}: --unreplied, no age (flush, ${r.flush.deleted.toLocaleString('en-US')})`, `CLI ${fmt(r.flush.ctpurgeCli)}; API ${fmt(r.flush.ctpurgeApi)}`, `CLI ${ratio(r.flush.ctpurgeCli.median, r.flush.conntrackF.median)}x, API ${ratio(r.flush.ctpurgeApi.median, r.flush.conntrackF.median)}x conntrack -F of the same count (${fmt(r.flush.conntrackF)}); target <= 1.5x`]);
+  rows.push([`${N}: list --json (all)`, fmt(r.listAll.ctpurge), `${ratio(r.listAll.ctpurge.median, r.listAll.conntrack.median)}x conntrack -L -o extended (${fmt(r.listAll.conntrack)}); target <= 1.0x`]);
+  rows.push([`${N}: max event-loop delay, embedded purge`, `${r.embeddedMaxLoopDelayMs.median.toFixed(1)} ms (${r.embeddedMaxLoopDelayMs.min.toFixed(1)}-${r.embeddedMaxLoopDelayMs.max.toFixed(1)})`, 'target <= 20 ms']);
+}
+const sizes = Object.keys(results.sizes).map(Number).sort((a, b) => a - b);
+if (sizes.length >= 2) {
+  const per = (n) => results.sizes[n].purge.median / n;
+  rows.push(['time per entry, largest vs smallest table', `${ratio(per(sizes.at(-1)), per(sizes[0]))}x`, 'target flat within 1.2x']);
+}
+if (results.pipeline) {
+  const p = results.pipeline;
+  rows.push([`shell pipeline, 1,800 of 2,000 (${p.perEntryMs.toFixed(1)} ms/entry)`, fmt(p.wall), `ctpurge ${fmt(p.ctpurge)}; extrapolated to 262,144 of 1,048,576: ~${p.extrapolated262144of1048576Hours.toFixed(0)} h`]);
+}
+const w0 = Math.max(...rows.map((r) => r[0].length));
+const w1 = Math.max(...rows.map((r) => r[1].length));
+console.log(`\nctpurge bench, ${results.date.slice(0, 10)}, ${results.machine.cpus} vCPU ${results.machine.model}, kernel ${results.machine.kernel}, ${RUNS} runs each (median (min-max))\n`);
+for (const r of rows) console.log(`${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`);
+mkdirSync(path.join(root, 'bench/results'), { recursive: true });
+const file = path.join(root, 'bench/results', `${results.date.slice(0, 10)}.json`);
+writeFileSync(file, `${JSON.stringify({ ...results, table: rows }, null, 2)}\n`);
+console.log(`\nwritten: ${path.relative(root, file)}`);
