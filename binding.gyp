@@ -11,6 +11,7 @@
         "native/filter.cc",
         "native/policyTimeouts.cc",
         "native/entryRecord.cc",
+        "native/ndjson.cc",
         "native/jsConvert.cc",
         "native/singleRequest.cc",
         "native/handle.cc",

@@ -2,6 +2,7 @@
 
 #include "addonData.h"
 #include "entryRecord.h"
+#include "ndjson.h"
 #include "jsConvert.h"
 
 namespace ctpurge {
@@ -19,21 +20,26 @@ class NextChunkWorker : public PromiseWorker {
       c.reader_ = std::make_unique<DumpReader>(c.ns_->fd.get(), c.filter_.dumpFilter(), "dump");
     }
     const uint64_t now = realtimeNowNs();
-    const size_t limit = static_cast<size_t>(c.chunk_) * kRecordSize;
-    records_.reserve(limit + 256 * kRecordSize);
+    const bool ndjson = c.format_ == DumpCursor::Format::Ndjson;
+    if (ndjson) text_.reserve((static_cast<size_t>(c.chunk_) + 256) * 420);
+    else records_.reserve((static_cast<size_t>(c.chunk_) + 256) * kRecordSize);
     bool more = true;
-    while (more && records_.size() < limit) {
+    while (more && matched_ < c.chunk_) {
       more = c.reader_->next([&](const Entry& e) {
         scanned_++;
         const Age age = estimateAge(e, c.timeouts_, now);
-        if (c.filter_.matches(e, age)) appendRecord(records_, e, age);
+        if (!c.filter_.matches(e, age)) return;
+        matched_++;
+        if (ndjson) appendNdjson(text_, e, age);
+        else appendRecord(records_, e, age);
       });
     }
     if (!more) finished_ = true;
   }
 
   Napi::Value Resolve(Napi::Env env) override {
-    if (records_.empty()) return env.Null();
+    if (matched_ == 0) return env.Null();
+    if (cursor_->format_ == DumpCursor::Format::Ndjson) return Napi::Buffer<char>::Copy(env, text_.data(), text_.size());
     return toArrayBuffer(env, records_);
   }
 
@@ -52,6 +58,8 @@ class NextChunkWorker : public PromiseWorker {
   DumpCursor* cursor_;
   Napi::ObjectReference self_;  // keeps the cursor alive while its worker runs
   std::vector<uint8_t> records_;
+  std::string text_;
+  uint32_t matched_ = 0;
   double scanned_ = 0;
   bool finished_ = false;
 };
@@ -65,13 +73,14 @@ Napi::Function DumpCursor::Define(Napi::Env env) {
                      });
 }
 
-Napi::Object DumpCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t chunk) {
+Napi::Object DumpCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t chunk, Format format) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->cursorCtor.New({});
   DumpCursor* c = DumpCursor::Unwrap(o);
   c->ns_ = std::move(ns);
   c->filter_ = std::move(filter);
   c->chunk_ = chunk == 0 ? 4096 : chunk;
+  c->format_ = format;
   return o;
 }
 

@@ -16,7 +16,8 @@ namespace ctpurge {
 class DumpCursor : public Napi::ObjectWrap<DumpCursor> {
  public:
   static Napi::Function Define(Napi::Env env);
-  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t chunk);
+  enum class Format { Records, Ndjson };
+  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t chunk, Format format);
   explicit DumpCursor(const Napi::CallbackInfo& info);
 
  private:
@@ -28,6 +29,7 @@ class DumpCursor : public Napi::ObjectWrap<DumpCursor> {
   NamespacePtr ns_;
   Filter filter_;
   uint32_t chunk_ = 4096;
+  Format format_ = Format::Records;
   PolicyTimeouts timeouts_;
   std::unique_ptr<DumpReader> reader_;
   double scanned_ = 0;

@@ -259,7 +259,9 @@ Napi::Value Handle::Timeouts(const Napi::CallbackInfo& info) {
 Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t chunk = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 4096;
-  return DumpCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), chunk);
+  const bool ndjson = info.Length() > 2 && info[2].IsString() && info[2].As<Napi::String>().Utf8Value() == "ndjson";
+  return DumpCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), chunk,
+                                 ndjson ? DumpCursor::Format::Ndjson : DumpCursor::Format::Records);
 }
 
 Napi::Value Handle::Purge(const Napi::CallbackInfo& info) {

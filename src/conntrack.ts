@@ -6,7 +6,7 @@ import { decodeRecords, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
-import { loadNative, type NativeBinding, type NativeCpuStats, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
+import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor, type NativeFilter, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
 import { typeName } from './parse/duration.js';
 import { compileQuery, QUERY_FIELDS, type Query } from './query.js';
 import { SummaryBuilder, type TableSummary } from './summary.js';
@@ -163,24 +163,37 @@ export class Conntrack {
 
   /** Like list(), but yields the packed record chunks (see docs/api.md) for bulk consumers. */
   listChunks(query: Query = {}, options: ListOptions = {}): AsyncIterableIterator<ArrayBuffer> {
+    return this.#stream(query, options, (h, filter, size) => h.dump(filter, size, 'records'));
+  }
+
+  /**
+   * Like list(), but yields NDJSON text (one entry per line, the same fields as Entry, with
+   * start as an ISO string and status as a list of flag names), formatted in C++: the fast
+   * path for exporting a whole table.
+   */
+  listNdjson(query: Query = {}, options: ListOptions = {}): AsyncIterableIterator<Buffer> {
+    return this.#stream(query, options, (h, filter, size) => h.dump(filter, size, 'ndjson'));
+  }
+
+  #stream<T>(query: Query, options: ListOptions, open: (h: NativeHandle, filter: NativeFilter, chunkSize: number) => NativeCursor<T>): AsyncIterableIterator<T> {
     const compiled = compileQuery(query, this.kernel);
     const chunkSize = options.chunkSize ?? 4096;
     if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 1 << 20) throw new RangeError('chunkSize: expected an integer 1-1048576');
     const handle = this.#native();
     const netns = this.netns;
-    async function* chunks(): AsyncGenerator<ArrayBuffer> {
-      const cursor = handle.dump(compiled.filter, chunkSize);
+    async function* chunks(): AsyncGenerator<T> {
+      const cursor = open(handle, compiled.filter, chunkSize);
       const captured = capture();
-      let pending: Promise<ArrayBuffer | null> | null = null;
+      let pending: Promise<T | null> | null = null;
       try {
         pending = cursor.next();
         for (;;) {
-          const buf = await pending;
+          const chunk = await pending;
           pending = null;
-          if (!buf) break;
+          if (!chunk) break;
           // Read the next chunk on the worker thread while the consumer handles this one.
           pending = cursor.next();
-          yield buf;
+          yield chunk;
         }
       } catch (err) {
         throw fromNative(err, captured, netns);

@@ -110,9 +110,9 @@ export interface NativePurgeCounts {
   lostReports: number;
 }
 
-export interface NativeCursor {
-  /** Resolves with packed entry records (see entryRecord.ts), or null at the end. */
-  next(): Promise<ArrayBuffer | null>;
+export interface NativeCursor<T = ArrayBuffer> {
+  /** Resolves with packed entry records (see entry.ts) or NDJSON text, or null at the end. */
+  next(): Promise<T | null>;
   close(): void;
   readonly scanned: number;
 }
@@ -125,7 +125,8 @@ export interface NativeHandle {
   delete(spec: NativeEntrySpec): Promise<boolean>;
   /** Policy timeouts and a few per-namespace sysctls (timestamp, acct, tcp_loose, ...). */
   settings(): Promise<NativeSettings>;
-  dump(filter: NativeFilter, chunkSize: number): NativeCursor;
+  dump(filter: NativeFilter, chunkSize: number, format?: 'records'): NativeCursor<ArrayBuffer>;
+  dump(filter: NativeFilter, chunkSize: number, format: 'ndjson'): NativeCursor<Buffer>;
   purge(
     filter: NativeFilter,
     options: NativePurgeOptions,

@@ -201,5 +201,11 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     filter.olderThan = parseDuration(q.olderThan, 'olderThan');
     desc.push(`older than ${typeof q.olderThan === 'string' ? q.olderThan : `${filter.olderThan}s`}`);
   }
+  // Addresses of one family imply it: the kernel then skips the other family while dumping
+  // instead of sending entries that could never match.
+  if (!filter.family) {
+    const families = new Set([...(filter.src ?? []), ...(filter.dst ?? []), ...(filter.replySrc ?? []), ...(filter.replyDst ?? [])].map((c) => c.family));
+    if (families.size === 1) filter.family = [...families][0] as number;
+  }
   return { filter, empty: desc.length === 0, description: desc.length ? desc.join(', ') : 'every entry' };
 }

@@ -9,6 +9,13 @@ export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output):
   let shown = 0;
   const limit = args.limit ?? Infinity;
   const table = new TableWriter(TABLE_HEADER);
+  if (args.json && args.limit === undefined) {
+    // The whole table as NDJSON: formatted in C++, no object per entry.
+    for await (const text of ct.listNdjson(args.query)) {
+      await out.write(text);
+    }
+    return -1;
+  }
   for await (const chunk of ct.listChunks(args.query)) {
     const lines: string[] = [];
     const rows: string[][] = [];

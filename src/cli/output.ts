@@ -11,7 +11,7 @@ export class Output {
       else throw err;
     });
   }
-  async write(text: string): Promise<void> {
+  async write(text: string | Buffer): Promise<void> {
     if (this.#broken) throw new PipeClosed();
     if (text.length === 0) return;
     if (!this.stream.write(text)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'close')]);

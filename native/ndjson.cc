@@ -1,0 +1,216 @@
+#include "ndjson.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cmath>
+#include <cstdio>
+#include <charconv>
+#include <ctime>
+
+namespace ctpurge {
+namespace {
+
+// std::to_string allocates a temporary per number; to_chars writes in place.
+template <typename T>
+void num(std::string& out, T v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<size_t>(r.ptr - buf));
+}
+
+const char* protocolName(uint8_t p) {
+  switch (p) {
+    case 1: return "icmp";
+    case 6: return "tcp";
+    case 17: return "udp";
+    case 33: return "dccp";
+    case 47: return "gre";
+    case 58: return "icmpv6";
+    case 132: return "sctp";
+    case 136: return "udplite";
+    default: return nullptr;
+  }
+}
+
+// Same tables as src/protocols.ts.
+const char* const kTcp[] = {"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"};
+const char* const kSctp[] = {"NONE", "CLOSED", "COOKIE_WAIT", "COOKIE_ECHOED", "ESTABLISHED", "SHUTDOWN_SENT", "SHUTDOWN_RECD", "SHUTDOWN_ACK_SENT", "HEARTBEAT_SENT"};
+const char* const kDccp[] = {"NONE", "REQUEST", "RESPOND", "PARTOPEN", "OPEN", "CLOSEREQ", "CLOSING", "TIMEWAIT"};
+const char* const kStatus[] = {"expected", "seenReply", "assured", "confirmed", "srcNat", "dstNat", "seqAdjust", "srcNatDone",
+                               "dstNatDone", "dying", "fixedTimeout", "template", "natClash", "helper", "offload", "hwOffload"};
+const char* const kAgeSource[] = {"unknown", "timestamp", "timeout"};
+
+void appendState(std::string& out, uint8_t proto, uint8_t state) {
+  const char* const* table = nullptr;
+  size_t size = 0;
+  if (proto == IPPROTO_TCP) { table = kTcp; size = std::size(kTcp); }
+  else if (proto == IPPROTO_SCTP) { table = kSctp; size = std::size(kSctp); }
+  else if (proto == IPPROTO_DCCP) { table = kDccp; size = std::size(kDccp); }
+  if (!table || state == kNoState) {
+    out += "null";
+  } else if (state < size) {
+    out += '"';
+    out += table[state];
+    out += '"';
+  } else {
+    out += '"';
+    num(out, state);
+    out += '"';
+  }
+}
+
+// RFC 5952 text, exactly like formatIpv6() in src/parse/address.ts (no embedded IPv4).
+void appendAddress(std::string& out, uint8_t family, const uint8_t* a) {
+  char buf[48];
+  if (family == AF_INET) {
+    for (int i = 0; i < 4; i++) {
+      if (i) out += '.';
+      num(out, static_cast<unsigned>(a[i]));
+    }
+    return;
+  }
+  unsigned g[8];
+  for (int i = 0; i < 8; i++) g[i] = (static_cast<unsigned>(a[i * 2]) << 8) | a[i * 2 + 1];
+  int bestStart = -1, bestLen = 0;
+  for (int i = 0; i < 8;) {
+    if (g[i] != 0) { i++; continue; }
+    int j = i;
+    while (j < 8 && g[j] == 0) j++;
+    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  if (bestLen < 2) bestStart = -1;
+  for (int i = 0; i < 8; i++) {
+    if (i == bestStart) {
+      out += "::";
+      i += bestLen - 1;
+      continue;
+    }
+    if (i > 0 && i != bestStart + bestLen) out += ':';
+    auto r = std::to_chars(buf, buf + sizeof buf, g[i], 16);
+    out.append(buf, static_cast<size_t>(r.ptr - buf));
+  }
+}
+
+void appendTuple(std::string& out, uint8_t family, const Tuple& t) {
+  out += "{\"src\":\"";
+  appendAddress(out, family, t.src);
+  out += "\",\"dst\":\"";
+  appendAddress(out, family, t.dst);
+  out += '"';
+  if (t.hasPorts) {
+    out += ",\"sport\":";
+    num(out, t.sport);
+    out += ",\"dport\":";
+    num(out, t.dport);
+  }
+  if (t.hasIcmp) {
+    out += ",\"icmp\":{\"type\":";
+    num(out, static_cast<unsigned>(t.icmpType));
+    out += ",\"code\":";
+    num(out, static_cast<unsigned>(t.icmpCode));
+    out += ",\"id\":";
+    num(out, t.icmpId);
+    out += '}';
+  }
+  out += '}';
+}
+
+// Math.round(age * 1000) / 1000, printed the way JavaScript prints that number.
+void appendAge(std::string& out, double age) {
+  const long long milli = std::llround(age * 1000.0);
+  num(out, milli / 1000);
+  long long frac = milli % 1000;
+  if (frac == 0) return;
+  char buf[8];
+  std::snprintf(buf, sizeof buf, ".%03lld", frac);
+  std::string f(buf);
+  while (f.back() == '0') f.pop_back();
+  out += f;
+}
+
+void appendIso(std::string& out, uint64_t startNs) {
+  const long long ms = static_cast<long long>(startNs / 1000000ull);
+  const time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+  out += buf;
+}
+
+}  // namespace
+
+void appendNdjson(std::string& out, const Entry& e, const Age& age) {
+  out += "{\"id\":";
+  num(out, e.id);
+  out += e.family == AF_INET ? ",\"family\":\"ipv4\"" : ",\"family\":\"ipv6\"";
+  out += ",\"protocol\":";
+  if (const char* name = protocolName(e.protocol)) {
+    out += '"';
+    out += name;
+    out += '"';
+  } else {
+    num(out, static_cast<unsigned>(e.protocol));
+  }
+  out += ",\"state\":";
+  appendState(out, e.protocol, e.state);
+  out += ",\"orig\":";
+  appendTuple(out, e.family, e.orig);
+  out += ",\"reply\":";
+  appendTuple(out, e.family, e.reply);
+  out += ",\"status\":[";
+  bool first = true;
+  for (unsigned bit = 0; bit < std::size(kStatus); bit++) {
+    if (!(e.status & (1u << bit))) continue;
+    if (!first) out += ',';
+    first = false;
+    out += '"';
+    out += kStatus[bit];
+    out += '"';
+  }
+  out += "],\"unreplied\":";
+  out += (e.status & 2u) ? "false" : "true";
+  out += ",\"timeout\":";
+  if (e.hasTimeout) num(out, e.timeout);
+  else out += "null";
+  out += ",\"mark\":";
+  num(out, e.mark);
+  out += ",\"zone\":";
+  num(out, e.zone);
+  out += ",\"labels\":[";
+  first = true;
+  for (unsigned bit = 0; bit < 128; bit++) {
+    if (!(e.labels[bit / 8] & (1u << (bit % 8)))) continue;
+    if (!first) out += ',';
+    first = false;
+    num(out, bit);
+  }
+  out += "],\"counters\":";
+  if (e.hasCounters) {
+    out += "{\"orig\":{\"packets\":";
+    num(out, e.packets[0]);
+    out += ",\"bytes\":";
+    num(out, e.bytes[0]);
+    out += "},\"reply\":{\"packets\":";
+    num(out, e.packets[1]);
+    out += ",\"bytes\":";
+    num(out, e.bytes[1]);
+    out += "}}";
+  } else {
+    out += "null";
+  }
+  out += ",\"start\":";
+  if (e.hasStart) appendIso(out, e.startNs);
+  else out += "null";
+  out += ",\"age\":";
+  if (age.source == AgeSource::Unknown || std::isnan(age.seconds)) out += "null";
+  else appendAge(out, age.seconds);
+  out += ",\"ageSource\":\"";
+  out += kAgeSource[static_cast<int>(age.source)];
+  out += "\"}\n";
+}
+
+}  // namespace ctpurge
