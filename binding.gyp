@@ -16,6 +16,7 @@
         "native/singleRequest.cc",
         "native/handle.cc",
         "native/dumpCursor.cc",
+        "native/purgeLane.cc",
         "native/purgeWorker.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -10,6 +10,7 @@
 #include "dumpReader.h"
 #include "entryRecord.h"
 #include "jsConvert.h"
+#include "lanes.h"
 #include "purgeWorker.h"
 #include "singleRequest.h"
 
@@ -95,14 +96,19 @@ class CountWorker : public PromiseWorker {
   void Run() override {
     PolicyTimeouts timeouts;
     if (filter_.needsAge()) inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
-    DumpReader reader(ns_->fd.get(), filter_.dumpFilter(), "count");
     const uint64_t now = realtimeNowNs();
-    Age noAge;
-    while (reader.next([&](const Entry& e) {
-      const Age age = filter_.needsAge() ? estimateAge(e, timeouts, now) : noAge;
-      if (filter_.matches(e, age)) count_++;
-    })) {
-    }
+    std::vector<Filter> parts = splitByFamily(filter_);
+    std::vector<uint64_t> counts(parts.size());
+    runLanes(parts.size(), [&](size_t i) {
+      const Filter& f = parts[i];
+      DumpReader reader(ns_->fd.get(), f.dumpFilter(), "count");
+      while (reader.next([&](const Entry& e) {
+        const Age age = f.needsAge() ? estimateAge(e, timeouts, now) : Age{};
+        if (f.matches(e, age)) counts[i]++;
+      })) {
+      }
+    }, [](size_t) {});
+    for (uint64_t c : counts) count_ += c;
   }
   Napi::Value Resolve(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(count_)); }
 

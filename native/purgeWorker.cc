@@ -1,13 +1,20 @@
 #include "purgeWorker.h"
 
-#include <chrono>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "dumpReader.h"
 #include "entryRecord.h"
 #include "filter.h"
 #include "jsConvert.h"
+#include "lanes.h"
+#include "purgeLane.h"
 
 namespace ctpurge {
 namespace {
@@ -20,26 +27,10 @@ struct PurgeOptions {
   const int32_t* cancel = nullptr;
 };
 
-struct PurgeCounts {
-  double scanned = 0, matched = 0, deleted = 0, vanished = 0, batches = 0;
-  bool flushed = false, cancelled = false, limitReached = false;
-  double lostReports = 0;
-};
-
 struct ProgressItem {
   PurgeCounts counts;
   std::vector<uint8_t> records;
 };
-
-using Clock = std::chrono::steady_clock;
-
-// Each batch must fit the socket's send buffer (EMSGSIZE otherwise); 256 KiB holds
-// about 2,500 deletes, which is plenty to amortise the syscall.
-constexpr size_t kMaxBatchBytes = 256 * 1024;
-// Error replies for a whole batch must fit the receive buffer, or the kernel drops them.
-constexpr int kDeleteRcvBuf = 16 * 1024 * 1024;
-constexpr int kDeleteSndBuf = 1024 * 1024;
-constexpr size_t kRecordsPerReport = 2048;
 
 class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
  public:
@@ -111,126 +102,38 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     return o;
   }
 
-  bool cancelled() const { return opts_.cancel && __atomic_load_n(opts_.cancel, __ATOMIC_RELAXED) != 0; }
-
   void run(const ExecutionProgress& progress) {
     if (opts_.allowFlush && !opts_.dryRun && opts_.limit < 0 && !opts_.wantEntries && filter_.flushable()) {
       runFlush();
       return;
     }
-    PolicyTimeouts timeouts;
-    inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
-    DumpReader reader(ns_->fd.get(), filter_.dumpFilter(), "purge");
-    if (!opts_.dryRun) {
-      del_.emplace(NetlinkSocket::open(ns_->fd.get(), "delete"));
-      del_->setReceiveBuffer(kDeleteRcvBuf);
-      del_->setSendBuffer(kDeleteSndBuf);
-      del_->capAcks();
-      const int sndbuf = del_->sendBufferSize();
-      batchLimit_ = std::min(kMaxBatchBytes, static_cast<size_t>(sndbuf > 8192 ? sndbuf - 4096 : 4096));
-      batch_.reserve(batchLimit_ + 512);
-      replyBuf_.resize(256 * 1024);
-    }
-    const uint64_t now = realtimeNowNs();
-    const bool needAge = filter_.needsAge() || opts_.wantEntries;
-    bool stop = false;
-    auto lastReport = Clock::now();
-    bool more = true;
-    while (more && !stop) {
-      more = reader.next([&](const Entry& e) {
-        if (stop) return;
-        counts_.scanned++;
-        const Age age = needAge ? estimateAge(e, timeouts, now) : Age{};
-        if (!filter_.matches(e, age)) return;
-        if (opts_.limit >= 0 && requested_ >= opts_.limit) {
-          counts_.limitReached = true;
-          stop = true;
-          return;
-        }
-        counts_.matched++;
-        requested_++;
-        if (opts_.dryRun) {
-          if (opts_.wantEntries) appendRecord(pending_, e, age);
-          return;
-        }
-        if (!batch_.empty() && batch_.size() + deleteMessageSize(e) > batchLimit_) sendBatch();
-        lastMsgOffset_ = batch_.size();
-        const uint32_t seq = del_->nextSeq();
-        if (!appendDelete(batch_, e, seq, false)) return;
-        batchSeqs_.push_back(seq);
-        if (opts_.wantEntries) appendRecord(batchRecords_, e, age);
-      });
-      // Deletes go out after every dump buffer: an entry is deleted milliseconds after
-      // it was read, while the dump carries on.
-      if (!batch_.empty()) sendBatch();
-      if (cancelled()) {
-        counts_.cancelled = true;
-        stop = true;
-      }
-      if (pending_.size() >= kRecordsPerReport * kRecordSize || Clock::now() - lastReport > std::chrono::milliseconds(200)) {
-        report(progress);
-        lastReport = Clock::now();
-      }
-    }
-    report(progress);
-  }
+    shared_.nsFd = ns_->fd.get();
+    shared_.dryRun = opts_.dryRun;
+    shared_.limit = opts_.limit;
+    shared_.wantEntries = opts_.wantEntries;
+    shared_.cancel = opts_.cancel;
+    inNetns(shared_.nsFd, [&] { shared_.timeouts = PolicyTimeouts::readFromProc(); });
+    shared_.nowNs = realtimeNowNs();
 
-  void report(const ExecutionProgress& progress) {
-    ProgressItem item;
-    item.counts = counts_;
-    item.records.swap(pending_);
-    progress.Send(&item, 1);
-  }
-
-  void sendBatch() {
-    auto* last = reinterpret_cast<nlmsghdr*>(batch_.data() + lastMsgOffset_);
-    // Only the last message asks for an ACK: it is the barrier that tells us the kernel
-    // has processed (and answered errors for) everything before it.
-    last->nlmsg_flags |= NLM_F_ACK;
-    const uint32_t ackSeq = last->nlmsg_seq;
-    del_->send(batch_.data(), batch_.size(), "delete");
-    counts_.batches++;
-    vanishedSeqs_.clear();
-    bool acked = false;
-    while (!acked) {
-      size_t n = 0;
-      try {
-        n = del_->receive(replyBuf_.data(), replyBuf_.size(), "delete");
-      } catch (const SysError& e) {
-        // ENOBUFS: the kernel dropped replies. The deletes still happened; we just can't
-        // tell which of them were "already gone". Say so instead of guessing.
-        if (e.errnum != ENOBUFS) throw;
-        counts_.lostReports++;
-        break;
-      }
-      int len = static_cast<int>(n);
-      for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(replyBuf_.data()); mnl_nlmsg_ok(m, len);
-           m = mnl_nlmsg_next(m, &len)) {
-        if (m->nlmsg_type != NLMSG_ERROR) continue;
-        const int err = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
-        if (err == ENOENT) vanishedSeqs_.push_back(m->nlmsg_seq);
-        else if (err != 0) throwErrno("sendmsg", "delete", err);
-        if (m->nlmsg_seq == ackSeq) acked = true;
-      }
-    }
-    const double vanished = static_cast<double>(vanishedSeqs_.size());
-    counts_.vanished += vanished;
-    counts_.deleted += static_cast<double>(batchSeqs_.size()) - vanished;
-    if (opts_.wantEntries) {
-      size_t v = 0;
-      for (size_t i = 0; i < batchSeqs_.size(); i++) {
-        // Both lists are in sequence order: the kernel answers in the order it processes.
-        if (v < vanishedSeqs_.size() && vanishedSeqs_[v] == batchSeqs_[i]) {
-          v++;
-          continue;
-        }
-        pending_.insert(pending_.end(), batchRecords_.begin() + static_cast<long>(i * kRecordSize),
-                        batchRecords_.begin() + static_cast<long>((i + 1) * kRecordSize));
-      }
-    }
-    batch_.clear();
-    batchSeqs_.clear();
-    batchRecords_.clear();
+    std::vector<Filter> parts = splitByFamily(filter_);
+    std::vector<PurgeLane> lanes;
+    lanes.reserve(parts.size());
+    for (Filter& f : parts) lanes.emplace_back(std::move(f), shared_);
+    std::vector<PurgeCounts> latest(lanes.size());
+    std::mutex reportLock;
+    auto reporter = [&](size_t lane) {
+      return [&, lane](const PurgeCounts& c, std::vector<uint8_t>&& records) {
+        std::lock_guard<std::mutex> g(reportLock);
+        latest[lane] = c;
+        ProgressItem item;
+        for (const PurgeCounts& l : latest) item.counts.add(l);
+        item.records = std::move(records);
+        progress.Send(&item, 1);
+      };
+    };
+    // One lane failing stops the others at their next buffer.
+    runLanes(lanes.size(), [&](size_t i) { lanes[i].run(reporter(i)); }, [&](size_t) { shared_.abort.store(true); });
+    for (const PurgeLane& l : lanes) counts_.add(l.counts());
   }
 
   void runFlush() {
@@ -260,16 +163,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   Napi::ObjectReference cancelRef_;
   SysError error_;
   PurgeCounts counts_;
-  double requested_ = 0;
-  std::optional<NetlinkSocket> del_;
-  size_t batchLimit_ = kMaxBatchBytes;
-  size_t lastMsgOffset_ = 0;
-  std::vector<char> batch_;
-  std::vector<uint32_t> batchSeqs_;
-  std::vector<uint8_t> batchRecords_;
-  std::vector<uint8_t> pending_;
-  std::vector<uint32_t> vanishedSeqs_;
-  std::vector<char> replyBuf_;
+  PurgeShared shared_;
+
 };
 
 }  // namespace

@@ -8,6 +8,7 @@ import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
 import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor, type NativeFilter, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
 import { typeName } from './parse/duration.js';
+import { AF_INET, AF_INET6 } from './parse/address.js';
 import { compileQuery, QUERY_FIELDS, type Query } from './query.js';
 import { SummaryBuilder, type TableSummary } from './summary.js';
 
@@ -181,25 +182,31 @@ export class Conntrack {
     if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 1 << 20) throw new RangeError('chunkSize: expected an integer 1-1048576');
     const handle = this.#native();
     const netns = this.netns;
+    // With no family condition, one dump per family: they run on two worker threads, so
+    // the kernel's share of the work (most of it) uses both CPUs. Chunks arrive as ready.
+    const filters = compiled.filter.family === 0 && compiled.filter.kernelFilters
+      ? [AF_INET, AF_INET6].map((family) => ({ ...compiled.filter, family }))
+      : [compiled.filter];
     async function* chunks(): AsyncGenerator<T> {
-      const cursor = open(handle, compiled.filter, chunkSize);
+      const cursors = filters.map((f) => open(handle, f, chunkSize));
       const captured = capture();
-      let pending: Promise<T | null> | null = null;
+      const pending = new Map<number, Promise<{ lane: number; chunk: T | null }>>();
+      // Each cursor reads its next chunk on a worker thread while the consumer handles this one.
+      const arm = (lane: number) => pending.set(lane, (cursors[lane] as NativeCursor<T>).next().then((chunk) => ({ lane, chunk })));
       try {
-        pending = cursor.next();
-        for (;;) {
-          const chunk = await pending;
-          pending = null;
-          if (!chunk) break;
-          // Read the next chunk on the worker thread while the consumer handles this one.
-          pending = cursor.next();
+        cursors.forEach((_, lane) => arm(lane));
+        while (pending.size > 0) {
+          const { lane, chunk } = await Promise.race(pending.values());
+          pending.delete(lane);
+          if (!chunk) continue;
+          arm(lane);
           yield chunk;
         }
       } catch (err) {
         throw fromNative(err, captured, netns);
       } finally {
-        pending?.catch(() => undefined);
-        cursor.close();
+        for (const p of pending.values()) p.catch(() => undefined);
+        for (const c of cursors) c.close();
       }
     }
     return chunks();

@@ -3,6 +3,7 @@ import { Conntrack, type Entry, type Query } from '../../src/index.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { inCidr, key, seedAge } from '../helpers/expect.js';
 import { mixedTable, seedLine, type SeedEntry } from '../helpers/seed.js';
+import { jsonLine } from '../../src/cli/format.js';
 
 const N = 4000;
 
@@ -88,5 +89,40 @@ describeKernel('every query field against an independent expectation', () => {
   it('counts unreplied the same way conntrack -L -u UNREPLIED does', async () => {
     const lines = ns.conntrackList(['-u', 'UNREPLIED']);
     expect(await ct.count({ unreplied: true })).toBe(lines.length);
+  });
+});
+
+describeKernel('NDJSON formatted in C++ equals the TypeScript formatter', () => {
+  let ns: TestNetns;
+  let ct: Conntrack;
+  beforeAll(async () => {
+    ns = TestNetns.create();
+    ns.load(mixedTable(600).map(seedLine));
+    ns.sysctl('net.netfilter.nf_conntrack_timestamp', 1);
+    ns.sysctl('net.netfilter.nf_conntrack_acct', 1);
+    ns.load([
+      '-I -p icmp -s 10.50.0.1 -d 10.50.0.2 --icmp-type 8 --icmp-code 0 --icmp-id 9 -t 30',
+      '-I -p icmpv6 -s fd50::1 -d fd50::2 --icmpv6-type 128 --icmpv6-code 0 --icmpv6-id 9 -t 30',
+      '-I -p 99 -s 10.50.0.3 -d 10.50.0.4 -t 100',
+      '-I -p tcp -s ::ffff:10.0.0.1 -d 2001:db8:0:0:1:0:0:1 --sport 1 --dport 2 --state SYN_SENT -t 100',
+    ]);
+    ct = await Conntrack.open({ netns: ns.name });
+  });
+  afterAll(async () => {
+    await ct?.close();
+    ns?.destroy();
+  });
+
+  it('line for line, apart from the seconds that tick between two dumps', async () => {
+    const strip = (l: string) => l.replace(/"timeout":\d+,/, '').replace(/"age":[\d.]+,/, '');
+    const native: string[] = [];
+    for await (const buf of ct.listNdjson()) native.push(...buf.toString('utf8').trimEnd().split('\n'));
+    const ts: string[] = [];
+    for await (const e of ct.list()) ts.push(jsonLine(e));
+    expect(native).toHaveLength(604);
+    expect(native.map(strip).sort()).toEqual(ts.map(strip).sort());
+    expect(native.some((l) => l.includes('"start":"20'))).toBe(true);
+    expect(native.some((l) => l.includes('"icmp":{"type":8,"code":0,"id":9}'))).toBe(true);
+    expect(native.some((l) => l.includes('"protocol":99'))).toBe(true);
   });
 });

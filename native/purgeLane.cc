@@ -1,0 +1,145 @@
+#include "purgeLane.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "dumpReader.h"
+#include "entryRecord.h"
+
+namespace ctpurge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Each batch must fit the socket's send buffer (EMSGSIZE otherwise); 256 KiB holds
+// about 2,500 deletes, which is plenty to amortise the syscall.
+constexpr size_t kMaxBatchBytes = 256 * 1024;
+// Error replies for a whole batch must fit the receive buffer, or the kernel drops them.
+constexpr int kDeleteRcvBuf = 16 * 1024 * 1024;
+constexpr int kDeleteSndBuf = 1024 * 1024;
+constexpr size_t kRecordsPerReport = 2048;
+
+}  // namespace
+
+void PurgeCounts::add(const PurgeCounts& o) {
+  scanned += o.scanned;
+  matched += o.matched;
+  deleted += o.deleted;
+  vanished += o.vanished;
+  batches += o.batches;
+  lostReports += o.lostReports;
+  flushed = flushed || o.flushed;
+  cancelled = cancelled || o.cancelled;
+  limitReached = limitReached || o.limitReached;
+}
+
+void PurgeLane::run(const Report& report) {
+  DumpReader reader(shared_.nsFd, filter_.dumpFilter(), "purge");
+  if (!shared_.dryRun) {
+    del_.emplace(NetlinkSocket::open(shared_.nsFd, "delete"));
+    del_->setReceiveBuffer(kDeleteRcvBuf);
+    del_->setSendBuffer(kDeleteSndBuf);
+    del_->capAcks();
+    const int sndbuf = del_->sendBufferSize();
+    batchLimit_ = std::min(kMaxBatchBytes, static_cast<size_t>(sndbuf > 8192 ? sndbuf - 4096 : 4096));
+    batch_.reserve(batchLimit_ + 512);
+    replyBuf_.resize(256 * 1024);
+  }
+  const bool needAge = filter_.needsAge() || shared_.wantEntries;
+  const bool limited = shared_.limit >= 0;
+  bool stop = false;
+  auto lastReport = Clock::now();
+  bool more = true;
+  while (more && !stop) {
+    more = reader.next([&](const Entry& e) {
+      if (stop) return;
+      counts_.scanned++;
+      const Age age = needAge ? estimateAge(e, shared_.timeouts, shared_.nowNs) : Age{};
+      if (!filter_.matches(e, age)) return;
+      if (limited && shared_.requested.fetch_add(1) >= static_cast<int64_t>(shared_.limit)) {
+        counts_.limitReached = true;
+        stop = true;
+        return;
+      }
+      counts_.matched++;
+      if (shared_.dryRun) {
+        if (shared_.wantEntries) appendRecord(pending_, e, age);
+        return;
+      }
+      if (!batch_.empty() && batch_.size() + deleteMessageSize(e) > batchLimit_) sendBatch();
+      lastMsgOffset_ = batch_.size();
+      const uint32_t seq = del_->nextSeq();
+      if (!appendDelete(batch_, e, seq, false)) return;
+      batchSeqs_.push_back(seq);
+      if (shared_.wantEntries) appendRecord(batchRecords_, e, age);
+    });
+    // Deletes go out after every dump buffer: an entry is deleted milliseconds after it
+    // was read, while the dump carries on.
+    if (!batch_.empty()) sendBatch();
+    if (shared_.cancelled()) {
+      counts_.cancelled = true;
+      stop = true;
+    }
+    if (pending_.size() >= kRecordsPerReport * kRecordSize || Clock::now() - lastReport > std::chrono::milliseconds(200)) {
+      report(counts_, std::move(pending_));
+      pending_.clear();
+      lastReport = Clock::now();
+    }
+  }
+  report(counts_, std::move(pending_));
+  pending_.clear();
+}
+
+void PurgeLane::sendBatch() {
+  auto* last = reinterpret_cast<nlmsghdr*>(batch_.data() + lastMsgOffset_);
+  // Only the last message asks for an ACK: it is the barrier that tells us the kernel has
+  // processed (and answered errors for) everything before it. The kernel handles a batch
+  // synchronously inside sendmsg, so every reply is queued by the time it returns.
+  last->nlmsg_flags |= NLM_F_ACK;
+  const uint32_t ackSeq = last->nlmsg_seq;
+  del_->send(batch_.data(), batch_.size(), "delete");
+  counts_.batches++;
+  vanishedSeqs_.clear();
+  bool acked = false;
+  while (!acked) {
+    size_t n = 0;
+    try {
+      n = del_->receive(replyBuf_.data(), replyBuf_.size(), "delete");
+    } catch (const SysError& e) {
+      // ENOBUFS: the kernel dropped replies. The deletes still happened; we just can't tell
+      // which of them were "already gone". Say so instead of guessing.
+      if (e.errnum != ENOBUFS) throw;
+      counts_.lostReports++;
+      break;
+    }
+    int len = static_cast<int>(n);
+    for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(replyBuf_.data()); mnl_nlmsg_ok(m, len);
+         m = mnl_nlmsg_next(m, &len)) {
+      if (m->nlmsg_type != NLMSG_ERROR) continue;
+      const int err = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
+      if (err == ENOENT) vanishedSeqs_.push_back(m->nlmsg_seq);
+      else if (err != 0) throwErrno("sendmsg", "delete", err);
+      if (m->nlmsg_seq == ackSeq) acked = true;
+    }
+  }
+  const double vanished = static_cast<double>(vanishedSeqs_.size());
+  counts_.vanished += vanished;
+  counts_.deleted += static_cast<double>(batchSeqs_.size()) - vanished;
+  if (shared_.wantEntries) {
+    size_t v = 0;
+    for (size_t i = 0; i < batchSeqs_.size(); i++) {
+      // Both lists are in sequence order: the kernel answers in the order it processes.
+      if (v < vanishedSeqs_.size() && vanishedSeqs_[v] == batchSeqs_[i]) {
+        v++;
+        continue;
+      }
+      pending_.insert(pending_.end(), batchRecords_.begin() + static_cast<long>(i * kRecordSize),
+                      batchRecords_.begin() + static_cast<long>((i + 1) * kRecordSize));
+    }
+  }
+  batch_.clear();
+  batchSeqs_.clear();
+  batchRecords_.clear();
+}
+
+}  // namespace ctpurge

@@ -1,0 +1,66 @@
+// One dump-match-delete pass over part of the table (one address family), run on its own
+// thread. The purge worker runs one lane per family so the kernel's dump work, which is
+// most of the cost, uses both CPUs.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "filter.h"
+#include "netlinkSocket.h"
+#include "policyTimeouts.h"
+
+namespace ctpurge {
+
+struct PurgeCounts {
+  double scanned = 0, matched = 0, deleted = 0, vanished = 0, batches = 0;
+  bool flushed = false, cancelled = false, limitReached = false;
+  double lostReports = 0;
+
+  void add(const PurgeCounts& o);
+};
+
+// What all lanes of one purge share.
+struct PurgeShared {
+  int nsFd = -1;
+  bool dryRun = false;
+  double limit = -1;  // < 0: no limit
+  bool wantEntries = false;
+  const int32_t* cancel = nullptr;  // JS sets it through a SharedArrayBuffer
+  PolicyTimeouts timeouts;
+  uint64_t nowNs = 0;
+  std::atomic<int64_t> requested{0};  // delete requests issued (or matches, in a dry run), for limit
+  std::atomic<bool> abort{false};     // set when another lane failed
+
+  bool cancelled() const { return abort.load() || (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0); }
+};
+
+class PurgeLane {
+ public:
+  // report(counts so far, records of deleted entries since the last report)
+  using Report = std::function<void(const PurgeCounts&, std::vector<uint8_t>&&)>;
+
+  PurgeLane(Filter filter, PurgeShared& shared) : filter_(std::move(filter)), shared_(shared) {}
+  void run(const Report& report);
+  const PurgeCounts& counts() const { return counts_; }
+
+ private:
+  void sendBatch();
+
+  Filter filter_;
+  PurgeShared& shared_;
+  PurgeCounts counts_;
+  std::optional<NetlinkSocket> del_;
+  size_t batchLimit_ = 0;
+  size_t lastMsgOffset_ = 0;
+  std::vector<char> batch_;
+  std::vector<uint32_t> batchSeqs_;
+  std::vector<uint8_t> batchRecords_;
+  std::vector<uint8_t> pending_;
+  std::vector<uint32_t> vanishedSeqs_;
+  std::vector<char> replyBuf_;
+};
+
+}  // namespace ctpurge
