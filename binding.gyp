@@ -16,7 +16,9 @@
         "native/singleRequest.cc",
         "native/handle.cc",
         "native/dumpCursor.cc",
+        "native/eventCursor.cc",
         "native/purgeLane.cc",
+        "native/fileLock.cc",
         "native/purgeWorker.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

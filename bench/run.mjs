@@ -42,6 +42,7 @@ function netns(name) {
   const full = `ctpurge-bench-${name}-${process.pid}`;
   execFileSync('ip', ['netns', 'add', full]);
   namespaces.add(full);
+  for (const [k, v] of Object.entries(BENCH_SYSCTLS)) execFileSync('ip', ['netns', 'exec', full, 'sysctl', '-q', '-w', `${k}=${v}`]);
   return full;
 }
 function dropNs(ns) {
@@ -66,8 +67,12 @@ function stats(values) {
   return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1], runs: s.length };
 }
 
-// Table layout: 1/4 stale UNREPLIED (2 h idle by their timeout), 1/8 young UNREPLIED, 5/8
-// replied; TCP and UDP, IPv4 and IPv6. Stale IPv4 sources are 10.1.0.0/16 (for the CIDR race).
+// Table layout: 1/4 stale UNREPLIED, 1/8 young UNREPLIED, 5/8 replied; TCP and UDP, IPv4
+// and IPv6. Ages come from the timeouts (timestamps off), against the namespace's own
+// policy timeouts: UDP's are raised to a day in the bench namespaces (BENCH_SYSCTLS) so UDP
+// entries can be old, and so nothing expires while a multi-minute run goes on.
+// Stale IPv4 sources are 10.1.0.0/16 (for the CIDR race).
+const BENCH_SYSCTLS = { 'net.netfilter.nf_conntrack_udp_timeout': 86400, 'net.netfilter.nf_conntrack_udp_timeout_stream': 86400 };
 function classes(n) {
   const stale = [];
   const young = [];
@@ -78,20 +83,26 @@ function classes(n) {
     const sport = 1024 + (a % 60000);
     const hi = Math.floor(a / 60000);
     const kind = i % 8;
+    const tcp = (i >> 3) % 2 === 0;
     if (kind < 2) {
       const src = v6 ? `fd00:1::${hi.toString(16)}:${(a & 0xffff).toString(16)}` : `10.1.${hi & 255}.${(a >> 8) & 255}`;
       const dst = v6 ? 'fd00:ff::80' : '192.0.2.80';
-      stale.push(i % 4 === 0 || i % 4 === 1
+      // 7,200 s old: 432,000 - 424,800 (TCP), 86,400 - 79,200 (UDP).
+      stale.push(tcp
         ? `-I -p tcp -s ${src} -d ${dst} --sport ${sport} --dport 80 --state ESTABLISHED -t 424800`
-        : `-I -p udp -s ${src} -d ${dst} --sport ${sport} --dport 53 -t 25`);
+        : `-I -p udp -s ${src} -d ${dst} --sport ${sport} --dport 53 -t 79200`);
     } else if (kind === 2) {
       const src = v6 ? `fd00:2::${hi.toString(16)}:${(a & 0xffff).toString(16)}` : `10.2.${hi & 255}.${(a >> 8) & 255}`;
-      young.push(`-I -p tcp -s ${src} -d ${v6 ? 'fd00:ff::443' : '192.0.2.43'} --sport ${sport} --dport 443 --state ESTABLISHED -t 298`);
+      const dst = v6 ? 'fd00:ff::443' : '192.0.2.43';
+      // 1,000 s (TCP) and 400 s (UDP) old: young.
+      young.push(tcp
+        ? `-I -p tcp -s ${src} -d ${dst} --sport ${sport} --dport 443 --state ESTABLISHED -t 431000`
+        : `-I -p udp -s ${src} -d ${dst} --sport ${sport} --dport 443 -t 86000`);
     } else {
       const src = v6 ? `fd00:3::${hi.toString(16)}:${(a & 0xffff).toString(16)}:${kind}` : `10.${3 + kind}.${hi & 255}.${(a >> 8) & 255}`;
-      replied.push(kind % 2 === 0
+      replied.push(tcp
         ? `-I -p tcp -s ${src} -d ${v6 ? 'fd00:ff::22' : '192.0.2.22'} --sport ${sport} --dport 22 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED`
-        : `-I -p udp -s ${src} -d ${v6 ? 'fd00:ff::123' : '192.0.2.123'} --sport ${sport} --dport 123 -t 100 -u SEEN_REPLY,ASSURED`);
+        : `-I -p udp -s ${src} -d ${v6 ? 'fd00:ff::123' : '192.0.2.123'} --sport ${sport} --dport 123 -t 80000 -u SEEN_REPLY,ASSURED`);
     }
   }
   return { stale, young, replied };

@@ -5,6 +5,8 @@
 
 #include "addonData.h"
 #include "dumpCursor.h"
+#include "eventCursor.h"
+#include "fileLock.h"
 #include "handle.h"
 #include "jsConvert.h"
 #include "policyTimeouts.h"
@@ -54,9 +56,12 @@ static Napi::Object InitCtpurge(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->handleCtor = Napi::Persistent(Handle::Define(env));
   data->cursorCtor = Napi::Persistent(DumpCursor::Define(env));
+  data->eventCtor = Napi::Persistent(EventCursor::Define(env));
   env.SetInstanceData<AddonData>(data);  // deleted with the environment (worker exit too)
   exports.Set("open", Napi::Function::New(env, Handle::Open, "open"));
   exports.Set("estimateAge", Napi::Function::New(env, EstimateAge, "estimateAge"));
+  exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
+  exports.Set("unlockFile", Napi::Function::New(env, UnlockFile, "unlockFile"));
   exports.Set("recordSize", Napi::Number::New(env, 168));
   return exports;
 }

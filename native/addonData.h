@@ -8,6 +8,7 @@ namespace ctpurge {
 struct AddonData {
   Napi::FunctionReference handleCtor;
   Napi::FunctionReference cursorCtor;
+  Napi::FunctionReference eventCtor;
 };
 
 }  // namespace ctpurge

@@ -137,7 +137,9 @@ void putFilter(nlmsghdr* nlh, const DumpFilter& f) {
 }  // namespace
 
 bool parseEntry(const nlmsghdr* nlh, Entry& e) {
-  if ((nlh->nlmsg_type & 0xff) != IPCTNL_MSG_CT_NEW) return false;
+  // Dumps and new/update events are CT_NEW; destroy events are CT_DELETE.
+  const uint16_t type = nlh->nlmsg_type & 0xff;
+  if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_CTNETLINK || (type != IPCTNL_MSG_CT_NEW && type != IPCTNL_MSG_CT_DELETE)) return false;
   if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(nfgenmsg))) return false;
   e = Entry{};
   const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));

@@ -7,6 +7,7 @@
 
 #include "addonData.h"
 #include "dumpCursor.h"
+#include "eventCursor.h"
 #include "dumpReader.h"
 #include "entryRecord.h"
 #include "jsConvert.h"
@@ -216,6 +217,7 @@ Napi::Function Handle::Define(Napi::Env env) {
                          InstanceMethod<&Handle::Timeouts>("settings"),
                          InstanceMethod<&Handle::Dump>("dump"),
                          InstanceMethod<&Handle::Purge>("purge"),
+                         InstanceMethod<&Handle::Events>("events"),
                          InstanceMethod<&Handle::Close>("close"),
                      });
 }
@@ -272,6 +274,13 @@ Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
 
 Napi::Value Handle::Purge(const Napi::CallbackInfo& info) {
   return startPurge(info, checkedNs(info.Env()));
+}
+
+Napi::Value Handle::Events(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint32_t groups = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 7;
+  const int rcvbuf = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
+  return EventCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), groups, rcvbuf);
 }
 
 Napi::Value Handle::Close(const Napi::CallbackInfo& info) {

@@ -115,6 +115,12 @@ void NetlinkSocket::capAcks() {
   ::setsockopt(fd(), SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
 }
 
+void NetlinkSocket::joinGroup(int group) {
+  if (mnl_socket_setsockopt(sock_.get(), NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) {
+    throwErrno("setsockopt", "events", errno);
+  }
+}
+
 void NetlinkSocket::send(const void* buf, size_t len, const std::string& operation) {
   ssize_t n = mnl_socket_sendto(sock_.get(), buf, len);
   if (n < 0) throwErrno("sendmsg", operation, errno);

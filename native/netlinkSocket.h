@@ -53,6 +53,7 @@ class NetlinkSocket {
   void setSendBuffer(int bytes);
   int sendBufferSize() const;
   void capAcks();  // NETLINK_CAP_ACK: error replies without the echoed request
+  void joinGroup(int group);  // NETLINK_ADD_MEMBERSHIP
 
   void send(const void* buf, size_t len, const std::string& operation);
   // Blocking receive; returns bytes, throws on error.

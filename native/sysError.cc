@@ -64,7 +64,10 @@ Napi::Error toJsError(Napi::Env env, const SysError& e) {
   }
   Napi::Error err = Napi::Error::New(env, msg);
   Napi::Object o = err.Value();
-  if (e.errnum != 0) {
+  if (!e.code.empty()) {
+    o.Set("code", e.code);
+    if (e.holderPid >= 0) o.Set("holderPid", Napi::Number::New(env, static_cast<double>(e.holderPid)));
+  } else if (e.errnum != 0) {
     const char* name = errnoName(e.errnum);
     o.Set("code", name ? std::string(name) : "E" + std::to_string(e.errnum));
     o.Set("errno", Napi::Number::New(env, -e.errnum));

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { fromNative } from './errors.js';
-import { decodeRecords, type Entry } from './entry.js';
+import { decodeRecord, decodeRecords, RECORD_SIZE, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
@@ -11,6 +11,7 @@ import { typeName } from './parse/duration.js';
 import { AF_INET, AF_INET6 } from './parse/address.js';
 import { compileQuery, QUERY_FIELDS, type Query } from './query.js';
 import { SummaryBuilder, type TableSummary } from './summary.js';
+import { Purger, type PurgerOptions } from './purger.js';
 
 export interface OpenOptions {
   /** A name from `ip netns list`, or a path such as /proc/PID/ns/net. Default: the caller's namespace. */
@@ -92,6 +93,26 @@ export interface ConntrackSettings {
   tcpLoose: boolean | null;
   buckets: number | null;
 }
+
+export type EventType = 'new' | 'update' | 'destroy';
+
+export type ConntrackEvent =
+  | { type: EventType; entry: Entry }
+  /** The kernel dropped events because the receive buffer overflowed (ENOBUFS). */
+  | { type: 'lost'; count: number };
+
+export interface EventsOptions {
+  /** Default: all three. */
+  types?: EventType[];
+  /** Only events whose entry matches. */
+  query?: Query;
+  /** Receive buffer in bytes (default 8 MiB, forced with CAP_NET_ADMIN). */
+  receiveBuffer?: number;
+  /** Ends the stream (within about 200 ms), e.g. on SIGTERM. */
+  signal?: AbortSignal;
+}
+
+const EVENT_TYPES: (EventType | undefined)[] = [undefined, 'new', 'update', 'destroy'];
 
 const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal'];
 
@@ -243,6 +264,12 @@ export class Conntrack {
     return this.#call((h) => h.delete(spec));
   }
 
+  /** Just the fill level: { count, max, usage }, one kernel request. */
+  async usage(): Promise<{ count: number; max: number; usage: number }> {
+    const s = await this.#call((h) => h.stats());
+    return { count: s.count, max: s.max, usage: s.max > 0 ? s.count / s.max : 0 };
+  }
+
   async stats(): Promise<ConntrackStats> {
     const s = await this.#call((h) => h.stats());
     const totals = { found: 0, invalid: 0, insert: 0, insertFailed: 0, drop: 0, earlyDrop: 0, error: 0, searchRestart: 0, clashResolve: 0, chainTooLong: 0 };
@@ -339,6 +366,58 @@ export class Conntrack {
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * Conntrack events from the kernel's multicast groups, as they happen. Overflow is never
+   * silent: a { type: 'lost' } marker comes first. Ends when the loop breaks (or close()).
+   */
+  events(options: EventsOptions = {}): AsyncIterableIterator<ConntrackEvent> {
+    if (options === null || typeof options !== 'object') throw new TypeError(`events: expected an options object, got ${typeName(options)}`);
+    for (const k of Object.keys(options)) if (!['types', 'query', 'receiveBuffer', 'signal'].includes(k)) throw new TypeError(`events: unknown option '${k}'`);
+    const types = options.types ?? ['new', 'update', 'destroy'];
+    if (!Array.isArray(types) || types.length === 0) throw new TypeError('types: expected a non-empty list of new, update, destroy');
+    let groups = 0;
+    for (const t of types) {
+      const i = EVENT_TYPES.indexOf(t);
+      if (i < 1) throw new RangeError(`types: unknown event type ${typeName(t)} (new, update, destroy)`);
+      groups |= 1 << (i - 1);
+    }
+    const rcvbuf = options.receiveBuffer ?? 8 * 1024 * 1024;
+    if (!Number.isInteger(rcvbuf) || rcvbuf < 4096 || rcvbuf > 1 << 30) throw new RangeError('receiveBuffer: expected bytes, 4096 to 1 GiB');
+    const compiled = compileQuery(options.query ?? {}, this.kernel);
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal: expected an AbortSignal');
+    const cursor = this.#native().events(compiled.filter, groups, rcvbuf);
+    const netns = this.netns;
+    const signal = options.signal;
+    const onAbort = () => cursor.close();
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    async function* iterate(): AsyncGenerator<ConntrackEvent> {
+      const captured = capture();
+      try {
+        for (;;) {
+          const batch = await cursor.next();
+          if (!batch) return;
+          if (batch.lost > 0) yield { type: 'lost', count: batch.lost };
+          const bytes = new Uint8Array(batch.records);
+          for (let off = 0; off + RECORD_SIZE <= batch.records.byteLength; off += RECORD_SIZE) {
+            yield { type: EVENT_TYPES[bytes[off + 23] as number] ?? 'update', entry: decodeRecord(batch.records, off) };
+          }
+        }
+      } catch (err) {
+        throw fromNative(err, captured, netns);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        cursor.close();
+      }
+    }
+    return iterate();
+  }
+
+  /** A Purger on this handle: `ct.schedule({ query, every: '5m' }).start()`. */
+  schedule(options: PurgerOptions): Purger {
+    return new Purger(this, options);
   }
 
   /** Releases the handle. Operations already running finish; new ones throw. */

@@ -8,6 +8,9 @@ export type {
   PurgeOptions,
   PurgeProgress,
   PurgeResult,
+  ConntrackEvent,
+  EventType,
+  EventsOptions,
 } from './conntrack.js';
 export type { Entry, Tuple, StatusFlags, Counters, AgeSource } from './entry.js';
 export type { TupleSpec, CreateSpec } from './entrySpec.js';
@@ -18,3 +21,6 @@ export { parseCidr, type Cidr, type Family } from './parse/address.js';
 export { parsePortRange, type PortRange } from './parse/port.js';
 export { kernelFeatures, type KernelFeatures } from './kernel.js';
 export type { TableSummary, Ranked } from './summary.js';
+export { Purger, nextInterval, type PurgerOptions, type PurgerRun, type AdaptiveState } from './purger.js';
+export { acquirePurgeLock, type PurgeLock } from './lock.js';
+export { PurgeMetrics } from './metrics.js';

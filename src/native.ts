@@ -117,6 +117,12 @@ export interface NativeCursor<T = ArrayBuffer> {
   readonly scanned: number;
 }
 
+export interface NativeEventCursor {
+  /** Resolves with the next batch (records with the event type in byte 23, and how many overflows were seen), or null once closed. */
+  next(): Promise<{ records: ArrayBuffer; lost: number } | null>;
+  close(): void;
+}
+
 export interface NativeHandle {
   stats(): Promise<NativeStats>;
   count(filter: NativeFilter): Promise<number>;
@@ -132,6 +138,8 @@ export interface NativeHandle {
     options: NativePurgeOptions,
     onProgress?: (counts: NativePurgeCounts, records: ArrayBuffer | undefined) => void,
   ): Promise<NativePurgeCounts>;
+  /** groups: bit 0 new, bit 1 update, bit 2 destroy. */
+  events(filter: NativeFilter, groups: number, receiveBuffer: number): NativeEventCursor;
   close(): void;
 }
 
@@ -152,6 +160,10 @@ export interface NativeBinding {
   /** The age estimate from seconds left and policy timeouts; null when unknown. */
   estimateAge(protocol: number, family: number, state: number, secondsLeft: number, timeouts: NativeTimeoutTable): number | null;
   recordSize: number;
+  /** flock(2) on path, waiting up to waitMs; resolves with the fd. Rejects with code ELOCKED and holderPid. */
+  lockFile(path: string, waitMs: number): Promise<number>;
+  /** Closes the fd, releasing the lock. */
+  unlockFile(fd: number): void;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -10,8 +10,8 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export type Command = 'purge' | 'list' | 'stats' | 'doctor';
-export const COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor'];
+export type Command = 'purge' | 'list' | 'stats' | 'doctor' | 'watch';
+export const COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor', 'watch'];
 
 interface OptionSpec {
   name: string;
@@ -21,7 +21,7 @@ interface OptionSpec {
   commands: Command[] | 'all';
 }
 
-const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor'];
+const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor', 'watch'];
 const OPTIONS: OptionSpec[] = [
   { name: 'unreplied', commands: SELECTOR_COMMANDS },
   { name: 'assured', commands: SELECTOR_COMMANDS },
@@ -42,6 +42,12 @@ const OPTIONS: OptionSpec[] = [
   { name: 'limit', value: 'N', commands: ['purge', 'list'] },
   { name: 'log', value: 'FILE', commands: ['purge'] },
   { name: 'json', commands: 'all' },
+  { name: 'every', value: 'DUR', commands: ['purge'] },
+  { name: 'adaptive', commands: ['purge'] },
+  { name: 'when-above', value: 'PCT', commands: ['purge'] },
+  { name: 'metrics-file', value: 'PATH', commands: ['purge'] },
+  { name: 'metrics-listen', value: '[HOST:]PORT', commands: ['purge'] },
+  { name: 'lock-wait', value: 'DUR', commands: ['purge'] },
   { name: 'output', short: 'o', value: 'table|conntrack', commands: ['list'] },
   { name: 'top', value: 'N', commands: ['stats'] },
   { name: 'quiet', short: 'q', commands: 'all' },
@@ -60,6 +66,14 @@ export interface ParsedArgs {
   limit?: number;
   log?: string;
   json: boolean;
+  /** Daemon mode: seconds between runs. */
+  every?: number;
+  adaptive: boolean;
+  /** 0-1 */
+  whenAbove?: number;
+  metricsFile?: string;
+  metricsListen?: { host: string; port: number };
+  lockWait: number;
   output: 'table' | 'conntrack';
   top: number;
   quiet: boolean;
@@ -100,7 +114,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
   if (first !== undefined && !first.startsWith('-')) {
     if (first === 'help') return { ...defaults('purge'), help: true };
     if (!(COMMANDS as string[]).includes(first) || first === 'purge') {
-      if (first !== 'purge') throw new UsageError(`unknown command '${first.slice(0, 40)}' (commands: list, stats, doctor; the default is the purge)`);
+      if (first !== 'purge') throw new UsageError(`unknown command '${first.slice(0, 40)}' (commands: list, stats, doctor, watch; the default is the purge)`);
     }
     command = first as Command;
     rest = argv.slice(1);
@@ -190,6 +204,30 @@ export function parseArgs(argv: string[]): ParsedArgs {
     out.log = file;
   }
   out.json = values.has('json');
+  if (values.has('every')) {
+    out.every = usage(() => parseDuration(one('every'), '--every'));
+    if (out.every < 0.1) throw new UsageError('--every: must be at least 100ms');
+  }
+  out.adaptive = values.has('adaptive');
+  if (values.has('when-above')) {
+    const m = /^(\d{1,3}(?:\.\d+)?)%?$/.exec(one('when-above') as string);
+    const pct = m ? Number(m[1]) : NaN;
+    if (!(pct >= 0 && pct < 100)) throw new UsageError(`--when-above: expected a percentage of the table 0-99, got ${JSON.stringify(one('when-above')?.slice(0, 40))}`);
+    out.whenAbove = pct / 100;
+  }
+  if ((out.adaptive || out.whenAbove !== undefined) && out.every === undefined) {
+    throw new UsageError(`${out.adaptive ? '--adaptive' : '--when-above'} needs --every`);
+  }
+  if (values.has('metrics-file')) {
+    const f = one('metrics-file') as string;
+    if (f === '' || f.endsWith('/')) throw new UsageError('--metrics-file: expected a file path');
+    out.metricsFile = f;
+  }
+  if (values.has('metrics-listen')) {
+    if (out.every === undefined) throw new UsageError('--metrics-listen needs --every (a one-shot run would exit at once)');
+    out.metricsListen = parseListen(one('metrics-listen') as string);
+  }
+  out.lockWait = values.has('lock-wait') ? usage(() => parseDuration(one('lock-wait'), '--lock-wait')) : 10;
   if (values.has('output')) {
     const o = one('output');
     if (o === 'json') out.json = true;
@@ -209,5 +247,14 @@ export function parseArgs(argv: string[]): ParsedArgs {
 }
 
 function defaults(command: Command): ParsedArgs {
-  return { command, query: {}, selectorCount: 0, dryRun: false, json: false, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
+  return { command, query: {}, selectorCount: 0, dryRun: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
+}
+
+/** '9469' -> 127.0.0.1:9469 (loopback unless a host is given); '0.0.0.0:9469'; '[::1]:9469'. */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):)?(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) throw new UsageError(`--metrics-listen: expected [HOST:]PORT, got ${JSON.stringify(value.slice(0, 60))}`);
+  const host = m[1] ? m[1].replace(/^\[|\]$/g, '') : '127.0.0.1';
+  return { host, port };
 }

@@ -4,6 +4,7 @@ export const MAIN_HELP = `Usage: ctpurge [selectors] [options]          purge ma
        ctpurge list [selectors] [options]     show matching entries
        ctpurge stats [options]                table size, breakdowns, top talkers
        ctpurge doctor [options]               findings and the commands that would help
+       ctpurge watch [selectors] [options]    conntrack events as they happen (new, update, destroy)
 
 Deletes stale conntrack entries over netlink: dump (filtered in the kernel where it can),
 match, delete in batches by tuple + zone + id. Nothing else is touched.
@@ -30,6 +31,13 @@ Options:
   --limit N                purge: at most N deletions; list: at most N entries
   --log FILE               purge: append every deleted entry as NDJSON (file created 0600)
   --json                   purge/stats/doctor: one JSON object; list: NDJSON, one entry per line
+  --every DUR              run as a daemon: purge now, then every DUR, never overlapping
+  --adaptive               with --every: shorter intervals while runs delete a lot or the table
+                           is over 80% full, longer (up to 8x) while they find little
+  --when-above PCT         with --every: only purge while the table is more than PCT% full
+  --metrics-file PATH      Prometheus textfile-collector metrics, rewritten atomically after each run
+  --metrics-listen [H:]P   with --every: serve /metrics over HTTP (127.0.0.1 unless a host is given)
+  --lock-wait DUR          wait this long for another purge of the namespace (default 10s), then exit 1
   -o, --output FORMAT      list: table (default) or conntrack (lines like conntrack -L)
   --top N                  stats: how many top sources/destinations/ports (default 10)
   -q, --quiet              print nothing on success (for cron)
@@ -42,6 +50,7 @@ Examples:
   ctpurge --unreplied --older 1h --proto tcp --dport 80 --netns blue --dry-run
   ctpurge --src 10.1.0.0/16 --log /var/log/ctpurge.ndjson
   ctpurge list --unreplied --older 1d -o conntrack | head
+  ctpurge --unreplied --older 1h --every 5m --adaptive --metrics-file /var/lib/node_exporter/ctpurge.prom
   ctpurge stats --top 5
   ctpurge doctor
 

@@ -10,9 +10,13 @@ import { parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { doctorCommand, renderDoctor } from './doctorCommand.js';
 import { MAIN_HELP } from './help.js';
 import { listCommand } from './listCommand.js';
+import { conntrackLine, jsonLine } from './format.js';
 import { Output, PipeClosed } from './output.js';
 import { purgeCommand, purgeSummary } from './purgeCommand.js';
 import { collectStats, renderStats } from './statsCommand.js';
+import { metricsLabels, runDaemon } from './daemon.js';
+import { acquirePurgeLock } from '../lock.js';
+import { PurgeMetrics } from '../metrics.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -102,7 +106,22 @@ export async function main(argv: string[]): Promise<number> {
     ct = await Conntrack.open(args.netns === undefined ? {} : { netns: args.netns });
     switch (args.command) {
       case 'purge': {
-        const result = await purgeCommand(ct, args, description, abort.signal);
+        if (args.every !== undefined) {
+          await runDaemon(ct, args, abort.signal);
+          break;
+        }
+        const lock = await acquirePurgeLock(ct.netns, args.lockWait);
+        let result;
+        try {
+          result = await purgeCommand(ct, args, description, abort.signal);
+        } finally {
+          lock.release();
+        }
+        if (args.metricsFile) {
+          const metrics = new PurgeMetrics(metricsLabels(ct));
+          metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
+          await metrics.writeFile(args.metricsFile);
+        }
         if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: description, ...result })}\n`);
         else if (!args.quiet) await out.write(`${purgeSummary(result)}\n`);
         break;
@@ -110,6 +129,18 @@ export async function main(argv: string[]): Promise<number> {
       case 'list':
         await listCommand(ct, args, out);
         break;
+      case 'watch': {
+        for await (const ev of ct.events({ query: args.query, signal: abort.signal })) {
+          if (ev.type === 'lost') {
+            process.stderr.write(`ctpurge: ${ev.count} event overflow(s): the kernel dropped events\n`);
+            if (args.json) await out.write(`${JSON.stringify(ev)}\n`);
+            continue;
+          }
+          if (args.json) await out.write(`{"type":"${ev.type}","entry":${jsonLine(ev.entry)}}\n`);
+          else await out.write(`[${ev.type.toUpperCase()}] ${conntrackLine(ev.entry)}\n`);
+        }
+        break;
+      }
       case 'stats': {
         const report = await collectStats(ct, args);
         await out.write(args.json ? `${JSON.stringify(report)}\n` : renderStats(report));

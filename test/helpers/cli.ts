@@ -1,5 +1,6 @@
 /** Runs the built ctpurge binary. */
 import { spawnSync } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,7 +12,10 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Purge locks of test runs go to a directory of their own, not the machine's /run/ctpurge. */
+export const TEST_LOCK_DIR = path.join(os.tmpdir(), `ctpurge-test-locks-${process.pid}`);
+
 export function ctpurge(args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000, maxBuffer: 1 << 30 });
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, CTPURGE_LOCK_DIR: TEST_LOCK_DIR, ...env }, timeout: 120_000, maxBuffer: 1 << 30 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

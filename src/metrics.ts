@@ -1,0 +1,69 @@
+/** Prometheus metrics for scheduled purges: the textfile-collector format, written atomically. */
+import { randomBytes } from 'node:crypto';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { PurgeResult } from './conntrack.js';
+
+export class PurgeMetrics {
+  runs = 0;
+  deleted = 0;
+  matched = 0;
+  errors = 0;
+  lastRunTimestamp = 0;
+  lastRunDuration = 0;
+  entries = 0;
+  max = 0;
+
+  constructor(readonly labels: Record<string, string> = {}) {}
+
+  recordRun(result: PurgeResult | null, table: { count: number; max: number }, finishedAt = Date.now()): void {
+    this.runs++;
+    if (result) {
+      this.deleted += result.deleted;
+      this.matched += result.matched;
+      this.lastRunDuration = result.durationMs / 1000;
+      this.entries = Math.max(0, result.tableSize - result.deleted);
+    } else {
+      this.lastRunDuration = 0;
+      this.entries = table.count;
+    }
+    this.max = table.max;
+    this.lastRunTimestamp = finishedAt / 1000;
+  }
+
+  recordError(): void {
+    this.errors++;
+  }
+
+  /** The text exposition format (version 0.0.4). */
+  render(): string {
+    const l = Object.entries(this.labels)
+      .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+      .join(',');
+    const lab = l ? `{${l}}` : '';
+    const metric = (name: string, type: 'counter' | 'gauge', help: string, value: number) =>
+      `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${lab} ${Number.isInteger(value) ? value : value.toFixed(6)}\n`;
+    return [
+      metric('ctpurge_runs_total', 'counter', 'Purge runs, including runs skipped below --when-above.', this.runs),
+      metric('ctpurge_entries_deleted_total', 'counter', 'Conntrack entries deleted.', this.deleted),
+      metric('ctpurge_entries_matched_total', 'counter', 'Conntrack entries that matched the selectors when read.', this.matched),
+      metric('ctpurge_errors_total', 'counter', 'Purge runs that failed.', this.errors),
+      metric('ctpurge_last_run_timestamp_seconds', 'gauge', 'Unix time the last run finished.', this.lastRunTimestamp),
+      metric('ctpurge_last_run_duration_seconds', 'gauge', 'Wall time of the last run.', this.lastRunDuration),
+      metric('ctpurge_conntrack_entries', 'gauge', 'Entries in the conntrack table after the last run.', this.entries),
+      metric('ctpurge_conntrack_max', 'gauge', 'nf_conntrack_max.', this.max),
+    ].join('');
+  }
+
+  /** Writes the file atomically: a temp file in the same directory, then rename. */
+  async writeFile(file: string): Promise<void> {
+    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    try {
+      await writeFile(tmp, this.render(), { mode: 0o644 });
+      await rename(tmp, file);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * A purge on a schedule: the first run at start, then one every interval, never two at
+ * once. Optional adaptive interval and a pressure gate. For services that embed ctpurge.
+ */
+import { EventEmitter } from 'node:events';
+import type { Conntrack, PurgeResult } from './conntrack.js';
+import { parseDuration, typeName } from './parse/duration.js';
+import { compileQuery, type Query } from './query.js';
+
+export interface PurgerOptions {
+  /** What to purge; an empty query is refused. */
+  query: Query;
+  /** Interval between the end of one run and the start of the next: seconds or '5m'. */
+  every: number | string;
+  /**
+   * Shorten the interval under pressure, lengthen it when runs find little (see
+   * nextInterval). true uses bounds every/8 .. every*8.
+   */
+  adaptive?: boolean | { min?: number | string; max?: number | string };
+  /** Only purge when count/max is above this share (0-1); otherwise the run is skipped. */
+  whenAbove?: number;
+  /** Stops the purger (the run in flight finishes its batch first). */
+  signal?: AbortSignal;
+  /** Forwarded to each purge. */
+  limit?: number;
+  dryRun?: boolean;
+  /** Taken before each run and released after it, e.g. acquirePurgeLock (the CLI's lock). */
+  lock?: () => Promise<{ release(): void }>;
+}
+
+export interface PurgerRun {
+  result: PurgeResult | null;
+  /** Set when whenAbove kept the run from purging. */
+  skipped: boolean;
+  /** count/max when the run started. */
+  usage: number;
+  count: number;
+  max: number;
+  /** Seconds until the next run. */
+  nextInSeconds: number;
+}
+
+export interface AdaptiveState {
+  interval: number;
+  min: number;
+  max: number;
+}
+
+/** The fraction of the table a run must delete to count as "a large share". */
+export const LARGE_SHARE = 0.1;
+/** Below this fraction a run "found little". */
+export const SMALL_SHARE = 0.01;
+/** count/max above which the table counts as under pressure. */
+export const PRESSURE = 0.8;
+
+/**
+ * The adaptive rule, the idea behind Cilium's conntrack GC interval and the kernel's own
+ * gc worker: purge more often while purges find a lot or the table is near full, less
+ * often while they find little.
+ * - deleted >= 10% of the table, or count/max >= 0.8: halve the interval (not below min);
+ * - deleted < 1% of the table and count/max < 0.8: grow it by half (not above max);
+ * - otherwise keep it.
+ */
+export function nextInterval(state: AdaptiveState, deleted: number, tableSize: number, usage: number): number {
+  const share = tableSize > 0 ? deleted / tableSize : 0;
+  if (share >= LARGE_SHARE || usage >= PRESSURE) return Math.max(state.min, state.interval / 2);
+  if (share < SMALL_SHARE) return Math.min(state.max, state.interval * 1.5);
+  return state.interval;
+}
+
+export class Purger extends EventEmitter {
+  readonly #ct: Conntrack;
+  readonly #query: Query;
+  readonly #every: number;
+  readonly #whenAbove: number | undefined;
+  readonly #adaptive: AdaptiveState | null;
+  readonly #limit: number | undefined;
+  readonly #dryRun: boolean;
+  readonly #lock: PurgerOptions['lock'];
+  readonly #abort = new AbortController();
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<void> | null = null;
+  #started = false;
+  #stopped = false;
+  #interval: number;
+
+  constructor(ct: Conntrack, options: PurgerOptions) {
+    super();
+    if (options === null || typeof options !== 'object') throw new TypeError(`Purger: expected options, got ${typeName(options)}`);
+    for (const k of Object.keys(options)) {
+      if (!['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'lock'].includes(k)) throw new TypeError(`Purger: unknown option '${k}'`);
+    }
+    const compiled = compileQuery(options.query ?? {}, ct.kernel);
+    if (compiled.empty) throw new TypeError('query: refusing to schedule a purge with an empty query, which would delete every entry');
+    const every = parseDuration(options.every, 'every');
+    if (every < 0.1) throw new RangeError('every: must be at least 100 ms');
+    if (options.whenAbove !== undefined && (typeof options.whenAbove !== 'number' || !(options.whenAbove >= 0 && options.whenAbove < 1))) {
+      throw new RangeError(`whenAbove: expected a share of the table between 0 and 1, got ${typeName(options.whenAbove)}`);
+    }
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal: expected an AbortSignal');
+    this.#ct = ct;
+    this.#query = options.query;
+    this.#every = every;
+    this.#interval = every;
+    this.#whenAbove = options.whenAbove;
+    this.#limit = options.limit;
+    this.#dryRun = options.dryRun ?? false;
+    if (options.lock !== undefined && typeof options.lock !== 'function') throw new TypeError('lock: expected a function');
+    this.#lock = options.lock;
+    const a = options.adaptive;
+    if (a) {
+      const min = typeof a === 'object' && a.min !== undefined ? parseDuration(a.min, 'adaptive.min') : every / 8;
+      const max = typeof a === 'object' && a.max !== undefined ? parseDuration(a.max, 'adaptive.max') : every * 8;
+      if (!(min > 0 && min <= every && every <= max)) throw new RangeError('adaptive: need 0 < min <= every <= max');
+      this.#adaptive = { interval: every, min, max };
+    } else {
+      this.#adaptive = null;
+    }
+    options.signal?.addEventListener('abort', () => void this.stop(), { once: true });
+    if (options.signal?.aborted) this.#stopped = true;
+  }
+
+  /** 'run' (PurgerRun) after every run, 'error' (Error) when one fails, 'stop' once stopped. */
+  override on(event: 'run', listener: (run: PurgerRun) => void): this;
+  override on(event: 'error', listener: (err: Error) => void): this;
+  override on(event: 'stop', listener: () => void): this;
+  override on(event: string, listener: (...args: never[]) => void): this {
+    return super.on(event, listener as (...args: unknown[]) => void);
+  }
+
+  /** Seconds between runs right now (changes in adaptive mode). */
+  get interval(): number {
+    return this.#interval;
+  }
+
+  get running(): boolean {
+    return this.#running !== null;
+  }
+
+  /** Starts: the first run now, then one per interval. Returns this. */
+  start(): this {
+    if (this.#started || this.#stopped) return this;
+    this.#started = true;
+    this.#schedule(0);
+    return this;
+  }
+
+  /** Stops scheduling; a run in flight stops after its current batch. Resolves when it has. */
+  async stop(): Promise<void> {
+    if (this.#stopped) {
+      await this.#running;
+      return;
+    }
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#abort.abort();
+    await this.#running;
+    this.emit('stop');
+  }
+
+  /** Runs once now unless a run is already going (then waits for that one). */
+  async runNow(): Promise<void> {
+    if (this.#running) return this.#running;
+    this.#running = this.#run().finally(() => {
+      this.#running = null;
+    });
+    return this.#running;
+  }
+
+  #schedule(seconds: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      void this.runNow().then(() => this.#schedule(this.#interval));
+    }, seconds * 1000);
+    // A purger must never keep its host process alive on its own.
+    this.#timer.unref();
+  }
+
+  async #run(): Promise<void> {
+    try {
+      const stats = await this.#ct.usage();
+      const usage = stats.usage;
+      let result: PurgeResult | null = null;
+      const skipped = this.#whenAbove !== undefined && usage <= this.#whenAbove;
+      if (!skipped) {
+        const lock = this.#lock ? await this.#lock() : null;
+        try {
+          result = await this.#ct.purge({ ...this.#query, signal: this.#abort.signal, limit: this.#limit, dryRun: this.#dryRun });
+        } finally {
+          lock?.release();
+        }
+      }
+      if (this.#adaptive) {
+        this.#adaptive.interval = nextInterval(this.#adaptive, result?.deleted ?? 0, result?.tableSize ?? stats.count, usage);
+        this.#interval = this.#adaptive.interval;
+      }
+      this.emit('run', { result, skipped, usage, count: stats.count, max: stats.max, nextInSeconds: this.#interval } satisfies PurgerRun);
+    } catch (err) {
+      // An 'error' event with no listener would throw; a scheduled purge reports and goes on.
+      if (this.listenerCount('error') > 0) this.emit('error', err as Error);
+    }
+  }
+}

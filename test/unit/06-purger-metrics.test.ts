@@ -1,0 +1,191 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Conntrack, Purger, nextInterval, type PurgeResult, type PurgerRun } from '../../src/index.js';
+import { PurgeMetrics } from '../../src/metrics.js';
+import type { NativeBinding, NativeHandle, NativePurgeCounts, NativeStats } from '../../src/native.js';
+import { parsePrometheus } from '../helpers/prometheus.js';
+
+// The native layer injected: the scheduler's logic is tested without a kernel.
+function fakeBinding(opts: { count?: number; max?: number; purgeMs?: number; deleted?: () => number } = {}) {
+  let active = 0;
+  const calls = { purges: 0, maxConcurrent: 0, cancelled: 0 };
+  const handle = {
+    async stats(): Promise<NativeStats> {
+      return { count: opts.count ?? 1000, max: opts.max ?? 10000, cpus: [] };
+    },
+    purge(_f: unknown, o: { cancel?: Int32Array }): Promise<NativePurgeCounts> {
+      calls.purges++;
+      active++;
+      calls.maxConcurrent = Math.max(calls.maxConcurrent, active);
+      return new Promise((resolve) => {
+        setTimeout(() => {
+          active--;
+          const cancelled = o.cancel ? Atomics.load(o.cancel, 0) === 1 : false;
+          if (cancelled) calls.cancelled++;
+          const deleted = opts.deleted?.() ?? 0;
+          resolve({ scanned: 1000, matched: deleted, deleted, vanished: 0, batches: 1, method: 'dump', cancelled, limitReached: false, lostReports: 0 });
+        }, opts.purgeMs ?? 10);
+      });
+    },
+    close() {},
+  } as unknown as NativeHandle;
+  const binding = { open: async () => handle } as unknown as NativeBinding;
+  return { binding, calls };
+}
+
+const kernel = { release: '6.18', statusFilter: true, zoneFilter: true, kernelFilters: true };
+
+/** Advances fake time in steps, letting the purger's promise chains run in between. */
+async function tick(ms: number, step = 100): Promise<void> {
+  const settle = async () => {
+    for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
+  };
+  await settle();
+  let t = 0;
+  do {
+    await vi.advanceTimersByTimeAsync(Math.min(step, ms - t));
+    await settle();
+    t += step;
+  } while (t < ms);
+}
+
+describe('Purger (fake timers)', () => {
+  beforeEach(() => {
+    // setImmediate stays real: tick() uses it to let promise chains settle between steps.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('runs at start, then every interval, and never overlaps a slow run', async () => {
+    const { binding, calls } = fakeBinding({ purgeMs: 25_000 });
+    const ct = await Conntrack.open({ binding, kernel });
+    const runs: PurgerRun[] = [];
+    const p = new Purger(ct, { query: { unreplied: true }, every: '10s' }).start();
+    p.on('run', (r) => runs.push(r));
+    await tick(0);
+    expect(calls.purges).toBe(1);
+    // The run takes 25 s, longer than the interval: no second run starts meanwhile.
+    await tick(24_000);
+    expect(calls.purges).toBe(1);
+    await tick(1_000);
+    expect(runs).toHaveLength(1);
+    // The next one starts one interval after the end of the previous one.
+    await tick(9_999);
+    expect(calls.purges).toBe(1);
+    await tick(1);
+    expect(calls.purges).toBe(2);
+    expect(calls.maxConcurrent).toBe(1);
+    // runNow() during a run joins it rather than starting another.
+    const joined = p.runNow();
+    await tick(100);
+    expect(calls.purges).toBe(2);
+    await tick(25_000, 1_000);
+    await joined;
+    expect(calls.maxConcurrent).toBe(1);
+    const stopping = p.stop();
+    await tick(30_000, 1_000);
+    await stopping;
+  });
+
+  it('an AbortSignal stops it: the run in flight is cancelled after its batch, no more runs', async () => {
+    const { binding, calls } = fakeBinding({ purgeMs: 5_000 });
+    const ct = await Conntrack.open({ binding, kernel });
+    const ac = new AbortController();
+    const p = new Purger(ct, { query: { unreplied: true }, every: 1, signal: ac.signal }).start();
+    let stopped = false;
+    p.on('stop', () => (stopped = true));
+    await tick(1_000);
+    ac.abort();
+    await tick(5_000);
+    expect(stopped).toBe(true);
+    expect(calls.cancelled).toBe(1);
+    await tick(60_000, 1_000);
+    expect(calls.purges).toBe(1);
+  });
+
+  it('its timers are unref\'d, so the host process can exit', async () => {
+    const { binding } = fakeBinding();
+    const ct = await Conntrack.open({ binding, kernel });
+    const spy = vi.spyOn(globalThis, 'setTimeout');
+    const p = new Purger(ct, { query: { unreplied: true }, every: 60 }).start();
+    const timer = spy.mock.results.at(-1)?.value as NodeJS.Timeout;
+    expect(timer.hasRef()).toBe(false);
+    spy.mockRestore();
+    await p.stop();
+  });
+
+  it('whenAbove skips runs while the table is below the threshold', async () => {
+    const { binding, calls } = fakeBinding({ count: 5000, max: 10000 });
+    const ct = await Conntrack.open({ binding, kernel });
+    const runs: PurgerRun[] = [];
+    const p = new Purger(ct, { query: { unreplied: true }, every: 1, whenAbove: 0.8 }).start();
+    p.on('run', (r) => runs.push(r));
+    await tick(3_500);
+    expect(calls.purges).toBe(0);
+    expect(runs.length).toBeGreaterThanOrEqual(3);
+    expect(runs.every((r) => r.skipped && r.result === null && r.usage === 0.5)).toBe(true);
+    await p.stop();
+  });
+
+  it('adaptive mode stays within its bounds', async () => {
+    let deleted = 500; // 50% of the table: a large share
+    const { binding } = fakeBinding({ count: 1000, deleted: () => deleted });
+    const ct = await Conntrack.open({ binding, kernel });
+    const p = new Purger(ct, { query: { unreplied: true }, every: 80, adaptive: true }).start();
+    const intervals: number[] = [];
+    p.on('run', (r) => intervals.push(r.nextInSeconds));
+    await tick(200_000, 1_000);
+    expect(Math.min(...intervals)).toBe(10); // every / 8
+    deleted = 0;
+    await tick(10_000_000, 10_000);
+    expect(Math.max(...intervals)).toBe(640); // every * 8
+    expect(intervals.every((i) => i >= 10 && i <= 640)).toBe(true);
+    await p.stop();
+  });
+
+  it('the adaptive rule', () => {
+    const s = { interval: 60, min: 10, max: 600 };
+    expect(nextInterval(s, 200, 1000, 0.1)).toBe(30); // 20% deleted
+    expect(nextInterval(s, 0, 1000, 0.85)).toBe(30); // under pressure
+    expect(nextInterval(s, 5, 1000, 0.1)).toBe(90); // 0.5%: found little
+    expect(nextInterval(s, 50, 1000, 0.1)).toBe(60); // in between: keep
+    expect(nextInterval({ ...s, interval: 12 }, 500, 1000, 0)).toBe(10);
+    expect(nextInterval({ ...s, interval: 500 }, 0, 1000, 0)).toBe(600);
+  });
+
+  it('refuses bad options', async () => {
+    const { binding } = fakeBinding();
+    const ct = await Conntrack.open({ binding, kernel });
+    expect(() => new Purger(ct, { query: {}, every: 60 })).toThrow(/empty query/);
+    expect(() => new Purger(ct, { query: { unreplied: true }, every: 'often' })).toThrow(/every/);
+    expect(() => new Purger(ct, { query: { unreplied: true }, every: 60, whenAbove: 80 })).toThrow(/whenAbove/);
+    expect(() => new Purger(ct, { query: { unreplied: true }, every: 60, adaptive: { min: 120 } })).toThrow(/adaptive/);
+  });
+});
+
+describe('metrics', () => {
+  const result = (deleted: number): PurgeResult => ({ matched: deleted, deleted, vanished: 0, scanned: 100, tableSize: 1000, durationMs: 1500, method: 'dump', dryRun: false, cancelled: false, limitReached: false, lostReports: 0 });
+
+  it('renders every metric with HELP and TYPE, and counters only grow', () => {
+    const m = new PurgeMetrics({ netns: '/var/run/netns/a"b' });
+    m.recordRun(result(10), { count: 990, max: 262144 }, 1_700_000_000_000);
+    const a = parsePrometheus(m.render());
+    expect([...a.keys()].sort()).toEqual([
+      'ctpurge_conntrack_entries', 'ctpurge_conntrack_max', 'ctpurge_entries_deleted_total', 'ctpurge_entries_matched_total',
+      'ctpurge_errors_total', 'ctpurge_last_run_duration_seconds', 'ctpurge_last_run_timestamp_seconds', 'ctpurge_runs_total',
+    ]);
+    expect(a.get('ctpurge_runs_total')).toMatchObject({ type: 'counter', value: 1 });
+    expect(a.get('ctpurge_entries_deleted_total')?.value).toBe(10);
+    expect(a.get('ctpurge_conntrack_entries')).toMatchObject({ type: 'gauge', value: 990 });
+    expect(a.get('ctpurge_last_run_timestamp_seconds')?.value).toBe(1_700_000_000);
+    expect(a.get('ctpurge_last_run_duration_seconds')?.value).toBe(1.5);
+    expect(a.get('ctpurge_runs_total')?.labels).toBe('{netns="/var/run/netns/a\\"b"}');
+    m.recordError();
+    m.recordRun(result(5), { count: 995, max: 262144 });
+    const b = parsePrometheus(m.render());
+    for (const [name, v] of a) if (v.type === 'counter') expect(b.get(name)!.value).toBeGreaterThanOrEqual(v.value);
+    expect(b.get('ctpurge_entries_deleted_total')?.value).toBe(15);
+    expect(b.get('ctpurge_errors_total')?.value).toBe(1);
+  });
+});
