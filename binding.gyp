@@ -27,8 +27,10 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": [
         "-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter",
-        "<!@(pkg-config --cflags libnetfilter_conntrack libmnl)"
+        "<!@(pkg-config --cflags libnetfilter_conntrack libmnl)",
+        "<!@(node -p \"process.env.CTPURGE_SANITIZE ? '-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g' : ''\")"
       ],
+      "ldflags": ["<!@(node -p \"process.env.CTPURGE_SANITIZE ? '-fsanitize=address,undefined' : ''\")"],
       "libraries": ["<!@(pkg-config --libs libnetfilter_conntrack libmnl)"],
       "conditions": [
         ["OS!='linux'", { "type": "none" }]

@@ -2,33 +2,34 @@
 
 #include "addonData.h"
 #include "entryRecord.h"
-#include "ndjson.h"
 #include "jsConvert.h"
+#include "ndjson.h"
 
 namespace ctpurge {
+namespace {
 
 class NextChunkWorker : public PromiseWorker {
  public:
-  NextChunkWorker(Napi::Env env, DumpCursor* cursor, Napi::Object self)
-      : PromiseWorker(env, "ctpurge:dump"), cursor_(cursor), self_(Napi::Persistent(self)) {}
+  NextChunkWorker(Napi::Env env, std::shared_ptr<DumpState> state)
+      : PromiseWorker(env, "ctpurge:dump"), state_(std::move(state)) {}
 
  protected:
   void Run() override {
-    DumpCursor& c = *cursor_;
-    if (!c.reader_) {
-      inNetns(c.ns_->fd.get(), [&] { c.timeouts_ = PolicyTimeouts::readFromProc(); });
-      c.reader_ = std::make_unique<DumpReader>(c.ns_->fd.get(), c.filter_.dumpFilter(), "dump");
+    DumpState& c = *state_;
+    if (!c.reader) {
+      inNetns(c.ns->fd.get(), [&] { c.timeouts = PolicyTimeouts::readFromProc(); });
+      c.reader = std::make_unique<DumpReader>(c.ns->fd.get(), c.filter.dumpFilter(), "dump");
     }
     const uint64_t now = realtimeNowNs();
-    const bool ndjson = c.format_ == DumpCursor::Format::Ndjson;
-    if (ndjson) text_.reserve((static_cast<size_t>(c.chunk_) + 256) * 420);
-    else records_.reserve((static_cast<size_t>(c.chunk_) + 256) * kRecordSize);
+    const bool ndjson = c.format == DumpState::Format::Ndjson;
+    if (ndjson) text_.reserve((static_cast<size_t>(c.chunk) + 256) * 420);
+    else records_.reserve((static_cast<size_t>(c.chunk) + 256) * kRecordSize);
     bool more = true;
-    while (more && matched_ < c.chunk_) {
-      more = c.reader_->next([&](const Entry& e) {
+    while (more && matched_ < c.chunk) {
+      more = c.reader->next([&](const Entry& e) {
         scanned_++;
-        const Age age = estimateAge(e, c.timeouts_, now);
-        if (!c.filter_.matches(e, age)) return;
+        const Age age = estimateAge(e, c.timeouts, now);
+        if (!c.filter.matches(e, age)) return;
         matched_++;
         if (ndjson) appendNdjson(text_, e, age);
         else appendRecord(records_, e, age);
@@ -39,30 +40,31 @@ class NextChunkWorker : public PromiseWorker {
 
   Napi::Value Resolve(Napi::Env env) override {
     if (matched_ == 0) return env.Null();
-    if (cursor_->format_ == DumpCursor::Format::Ndjson) return Napi::Buffer<char>::Copy(env, text_.data(), text_.size());
+    if (state_->format == DumpState::Format::Ndjson) return Napi::Buffer<char>::Copy(env, text_.data(), text_.size());
     return toArrayBuffer(env, records_);
   }
 
   void Settle(bool ok) override {
-    DumpCursor& c = *cursor_;
-    c.busy_ = false;
-    c.scanned_ += scanned_;
+    DumpState& c = *state_;
+    c.busy = false;
+    c.scanned += scanned_;
     // A failed read ends the cursor too: its socket is in an unknown state.
-    if (!ok || finished_ || c.closed_) {
-      c.finished_ = true;
-      c.reader_.reset();
+    if (!ok || finished_ || c.closed) {
+      c.finished = true;
+      c.reader.reset();
     }
   }
 
  private:
-  DumpCursor* cursor_;
-  Napi::ObjectReference self_;  // keeps the cursor alive while its worker runs
+  std::shared_ptr<DumpState> state_;
   std::vector<uint8_t> records_;
   std::string text_;
   uint32_t matched_ = 0;
   double scanned_ = 0;
   bool finished_ = false;
 };
+
+}  // namespace
 
 Napi::Function DumpCursor::Define(Napi::Env env) {
   return DefineClass(env, "DumpCursor",
@@ -76,11 +78,11 @@ Napi::Function DumpCursor::Define(Napi::Env env) {
 Napi::Object DumpCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t chunk, Format format) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->cursorCtor.New({});
-  DumpCursor* c = DumpCursor::Unwrap(o);
-  c->ns_ = std::move(ns);
-  c->filter_ = std::move(filter);
-  c->chunk_ = chunk == 0 ? 4096 : chunk;
-  c->format_ = format;
+  DumpState& s = *DumpCursor::Unwrap(o)->state_;
+  s.ns = std::move(ns);
+  s.filter = std::move(filter);
+  s.chunk = chunk == 0 ? 4096 : chunk;
+  s.format = format;
   return o;
 }
 
@@ -88,28 +90,30 @@ DumpCursor::DumpCursor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DumpCu
 
 Napi::Value DumpCursor::Next(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (busy_) throw Napi::Error::New(env, "ctpurge: next() called while a chunk is still being read");
-  if (finished_ || closed_ || !ns_) {
+  DumpState& s = *state_;
+  if (s.busy) throw Napi::Error::New(env, "ctpurge: next() called while a chunk is still being read");
+  if (s.finished || s.closed || !s.ns) {
     auto d = Napi::Promise::Deferred::New(env);
     d.Resolve(env.Null());
     return d.Promise();
   }
-  busy_ = true;
-  auto* w = new NextChunkWorker(env, this, info.This().As<Napi::Object>());
+  s.busy = true;
+  auto* w = new NextChunkWorker(env, state_);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
 }
 
 Napi::Value DumpCursor::Close(const Napi::CallbackInfo& info) {
-  closed_ = true;
-  if (!busy_) {
-    reader_.reset();
-    finished_ = true;
+  DumpState& s = *state_;
+  s.closed = true;
+  if (!s.busy) {
+    s.reader.reset();
+    s.finished = true;
   }
   return info.Env().Undefined();
 }
 
-Napi::Value DumpCursor::Scanned(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), scanned_); }
+Napi::Value DumpCursor::Scanned(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), state_->scanned); }
 
 }  // namespace ctpurge

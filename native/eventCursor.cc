@@ -18,25 +18,25 @@ constexpr int kPollSliceMs = 200;
 
 class NextEventsWorker : public PromiseWorker {
  public:
-  NextEventsWorker(Napi::Env env, EventCursor* c, Napi::Object self)
-      : PromiseWorker(env, "ctpurge:events"), cursor_(c), self_(Napi::Persistent(self)), closed_(c->closed_) {}
+  NextEventsWorker(Napi::Env env, std::shared_ptr<EventState> state)
+      : PromiseWorker(env, "ctpurge:events"), state_(std::move(state)) {}
 
  protected:
   void Run() override {
-    EventCursor& c = *cursor_;
-    if (!c.sock_) {
-      inNetns(c.ns_->fd.get(), [&] { c.timeouts_ = PolicyTimeouts::readFromProc(); });
-      c.sock_.emplace(NetlinkSocket::open(c.ns_->fd.get(), "events"));
+    EventState& c = *state_;
+    if (!c.sock) {
+      inNetns(c.ns->fd.get(), [&] { c.timeouts = PolicyTimeouts::readFromProc(); });
+      c.sock.emplace(NetlinkSocket::open(c.ns->fd.get(), "events"));
       // Events arrive whether we read or not: a large buffer absorbs bursts, and what
       // still overflows is reported as lost, never dropped silently.
-      if (c.receiveBuffer_ > 0) c.sock_->setReceiveBuffer(c.receiveBuffer_);
+      if (c.receiveBuffer > 0) c.sock->setReceiveBuffer(c.receiveBuffer);
       for (int group = 1; group <= 3; group++) {
-        if (c.groups_ & (1u << (group - 1))) c.sock_->joinGroup(group);
+        if (c.groups & (1u << (group - 1))) c.sock->joinGroup(group);
       }
     }
     std::vector<char> buf(256 * 1024);
-    const int fd = c.sock_->fd();
-    while (!closed_->load()) {
+    const int fd = c.sock->fd();
+    while (!c.closed.load()) {
       pollfd p{fd, POLLIN, 0};
       const int r = ::poll(&p, 1, kPollSliceMs);
       if (r < 0 && errno != EINTR) throwErrno("poll", "events", errno);
@@ -62,13 +62,13 @@ class NextEventsWorker : public PromiseWorker {
   }
 
   void parse(const char* data, int len) {
-    EventCursor& c = *cursor_;
+    EventState& c = *state_;
     const uint64_t now = realtimeNowNs();
     Entry e;
     for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
       if (!parseEntry(m, e)) continue;
-      const Age age = estimateAge(e, c.timeouts_, now);
-      if (!c.filter_.matches(e, age)) continue;
+      const Age age = estimateAge(e, c.timeouts, now);
+      if (!c.filter.matches(e, age)) continue;
       uint8_t type = kEventUpdate;
       if ((m->nlmsg_type & 0xff) == IPCTNL_MSG_CT_DELETE) type = kEventDestroy;
       else if (m->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) type = kEventNew;
@@ -87,14 +87,12 @@ class NextEventsWorker : public PromiseWorker {
   }
 
   void Settle(bool ok) override {
-    cursor_->busy_ = false;
-    if (!ok || ended_) cursor_->sock_.reset();
+    state_->busy = false;
+    if (!ok || ended_) state_->sock.reset();
   }
 
  private:
-  EventCursor* cursor_;
-  Napi::ObjectReference self_;
-  std::shared_ptr<std::atomic<bool>> closed_;
+  std::shared_ptr<EventState> state_;
   std::vector<uint8_t> records_;
   size_t count_ = 0;
   uint64_t lost_ = 0;
@@ -108,26 +106,30 @@ Napi::Function EventCursor::Define(Napi::Env env) {
 
 Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer) {
   Napi::Object o = env.GetInstanceData<AddonData>()->eventCtor.New({});
-  EventCursor* c = EventCursor::Unwrap(o);
-  c->ns_ = std::move(ns);
-  c->filter_ = std::move(filter);
-  c->groups_ = groups;
-  c->receiveBuffer_ = receiveBuffer;
+  EventState& s = *EventCursor::Unwrap(o)->state_;
+  s.ns = std::move(ns);
+  s.filter = std::move(filter);
+  s.groups = groups;
+  s.receiveBuffer = receiveBuffer;
   return o;
 }
 
 EventCursor::EventCursor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EventCursor>(info) {}
 
+// A worker still polling stops at its next slice instead of waiting for events forever.
+EventCursor::~EventCursor() { state_->closed.store(true); }
+
 Napi::Value EventCursor::Next(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (busy_) throw Napi::Error::New(env, "ctpurge: next() called while events are still being read");
-  if (closed_->load() || !ns_) {
+  EventState& s = *state_;
+  if (s.busy) throw Napi::Error::New(env, "ctpurge: next() called while events are still being read");
+  if (s.closed.load() || !s.ns) {
     auto d = Napi::Promise::Deferred::New(env);
     d.Resolve(env.Null());
     return d.Promise();
   }
-  busy_ = true;
-  auto* w = new NextEventsWorker(env, this, info.This().As<Napi::Object>());
+  s.busy = true;
+  auto* w = new NextEventsWorker(env, state_);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
@@ -135,8 +137,8 @@ Napi::Value EventCursor::Next(const Napi::CallbackInfo& info) {
 
 Napi::Value EventCursor::Close(const Napi::CallbackInfo& info) {
   // A worker waiting in poll() sees this within one slice and resolves with null.
-  closed_->store(true);
-  if (!busy_) sock_.reset();
+  state_->closed.store(true);
+  if (!state_->busy) state_->sock.reset();
   return info.Env().Undefined();
 }
 

@@ -15,26 +15,30 @@ namespace ctpurge {
 
 enum EventType : uint8_t { kEventNew = 1, kEventUpdate = 2, kEventDestroy = 3 };
 
+// Shared by the JS wrapper and its worker (see DumpState for why).
+struct EventState {
+  NamespacePtr ns;
+  Filter filter;
+  uint32_t groups = 7;  // bit 0 new, bit 1 update, bit 2 destroy
+  int receiveBuffer = 0;
+  PolicyTimeouts timeouts;
+  std::optional<NetlinkSocket> sock;
+  std::atomic<bool> closed{false};
+  bool busy = false;
+};
+
 class EventCursor : public Napi::ObjectWrap<EventCursor> {
  public:
   static Napi::Function Define(Napi::Env env);
-  // groups: bit 0 new, bit 1 update, bit 2 destroy.
   static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer);
   explicit EventCursor(const Napi::CallbackInfo& info);
+  ~EventCursor() override;
 
  private:
-  friend class NextEventsWorker;
   Napi::Value Next(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
-  NamespacePtr ns_;
-  Filter filter_;
-  uint32_t groups_ = 7;
-  int receiveBuffer_ = 0;
-  PolicyTimeouts timeouts_;
-  std::optional<NetlinkSocket> sock_;
-  std::shared_ptr<std::atomic<bool>> closed_ = std::make_shared<std::atomic<bool>>(false);
-  bool busy_ = false;
+  std::shared_ptr<EventState> state_ = std::make_shared<EventState>();
 };
 
 }  // namespace ctpurge

@@ -1,7 +1,5 @@
 #include "filter.h"
 
-#include "lanes.h"
-
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -68,19 +66,6 @@ bool Filter::flushable() const {
   if (hasZone && !kernelZoneFilter) return false;
   // A flush with no condition at all would empty the table: never by implication.
   return statusMask != 0 || hasMark || hasZone;
-}
-
-std::vector<Filter> splitByFamily(const Filter& f) {
-  std::vector<Filter> parts;
-  if (f.family == 0 && f.kernelFilters) {
-    for (uint8_t fam : {uint8_t{AF_INET}, uint8_t{AF_INET6}}) {
-      parts.push_back(f);
-      parts.back().family = fam;
-    }
-  } else {
-    parts.push_back(f);
-  }
-  return parts;
 }
 
 bool Filter::matches(const Entry& e, const Age& age) const {

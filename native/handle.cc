@@ -90,15 +90,15 @@ class StatsWorker : public PromiseWorker {
 
 class CountWorker : public PromiseWorker {
  public:
-  CountWorker(Napi::Env env, NamespacePtr ns, Filter f)
-      : PromiseWorker(env, "ctpurge:count"), ns_(std::move(ns)), filter_(std::move(f)) {}
+  CountWorker(Napi::Env env, NamespacePtr ns, std::vector<Filter> lanes)
+      : PromiseWorker(env, "ctpurge:count"), ns_(std::move(ns)), lanes_(std::move(lanes)) {}
 
  protected:
   void Run() override {
     PolicyTimeouts timeouts;
-    if (filter_.needsAge()) inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
+    if (lanes_[0].needsAge()) inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
     const uint64_t now = realtimeNowNs();
-    std::vector<Filter> parts = splitByFamily(filter_);
+    const std::vector<Filter>& parts = lanes_;
     std::vector<uint64_t> counts(parts.size());
     runLanes(parts.size(), [&](size_t i) {
       const Filter& f = parts[i];
@@ -115,7 +115,7 @@ class CountWorker : public PromiseWorker {
 
  private:
   NamespacePtr ns_;
-  Filter filter_;
+  std::vector<Filter> lanes_;
   uint64_t count_ = 0;
 };
 
@@ -245,7 +245,8 @@ NamespacePtr Handle::checkedNs(Napi::Env env) const {
 Napi::Value Handle::Stats(const Napi::CallbackInfo& info) { return queue<StatsWorker>(info.Env(), checkedNs(info.Env())); }
 
 Napi::Value Handle::Count(const Napi::CallbackInfo& info) {
-  return queue<CountWorker>(info.Env(), checkedNs(info.Env()), filterFromJs(objectArg(info, 0)));
+  if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "ctpurge: count(lanes)");
+  return queue<CountWorker>(info.Env(), checkedNs(info.Env()), lanesFromJs(info[0]));
 }
 
 Napi::Value Handle::Get(const Napi::CallbackInfo& info) {

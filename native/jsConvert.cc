@@ -1,5 +1,7 @@
 #include "jsConvert.h"
 
+#include "lanes.h"
+
 #include <cstring>
 #include <exception>
 
@@ -20,21 +22,30 @@ void PromiseWorker::Execute() {
   }
 }
 
+// While an environment is torn down (a worker_thread terminated with work in flight),
+// every N-API call may fail; with C++ exceptions on, that would escape into libuv and
+// terminate the process. Nobody is left to receive the result then, so it is dropped.
 void PromiseWorker::OnOK() {
-  Napi::Env env = Env();
-  Napi::HandleScope scope(env);
   Settle(true);
   try {
-    deferred_.Resolve(Resolve(env));
-  } catch (const Napi::Error& e) {
-    deferred_.Reject(e.Value());
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    try {
+      deferred_.Resolve(Resolve(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  } catch (...) {
   }
 }
 
 void PromiseWorker::OnError(const Napi::Error&) {
-  Napi::HandleScope scope(Env());
   Settle(false);
-  deferred_.Reject(toJsError(Env(), error_).Value());
+  try {
+    Napi::HandleScope scope(Env());
+    deferred_.Reject(toJsError(Env(), error_).Value());
+  } catch (...) {
+  }
 }
 
 namespace {
@@ -150,6 +161,18 @@ EntrySpec entrySpecFromJs(const Napi::Object& o) {
   if (has(o, "mark")) { s.hasMark = true; s.mark = u32(o, "mark"); }
   if (has(o, "labels")) { s.hasLabels = true; bytes16(o.Get("labels"), s.labels); }
   return s;
+}
+
+std::vector<Filter> lanesFromJs(const Napi::Value& v) {
+  std::vector<Filter> out;
+  if (v.IsArray()) {
+    auto arr = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(filterFromJs(arr.Get(i).As<Napi::Object>()));
+  } else if (v.IsObject()) {
+    out.push_back(filterFromJs(v.As<Napi::Object>()));
+  }
+  if (out.empty()) throw Napi::TypeError::New(v.Env(), "ctpurge: expected a filter or a list of lane filters");
+  return out;
 }
 
 Napi::Object timeoutsToJs(Napi::Env env, const PolicyTimeouts& t) {

@@ -1,19 +1,24 @@
-// Splitting one dump into per-family lanes that run on their own threads. A kernel dump
-// costs mostly the kernel's per-entry work in the reading thread; with one socket per
-// family, that work spreads over the CPUs.
+// Running one dump as several lanes on their own threads. A kernel dump costs mostly the
+// kernel's per-entry work in the reading thread; with one socket per lane, each asking the
+// kernel for a disjoint part (by family, or by reply status), that work spreads over the CPUs.
 #pragma once
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <optional>
 #include <thread>
 #include <vector>
+
+#include <napi.h>
 
 #include "filter.h"
 #include "sysError.h"
 
 namespace ctpurge {
 
-// One filter per lane: per family when the query names none and kernel filters are on,
-// otherwise the filter itself.
-std::vector<Filter> splitByFamily(const Filter& f);
+// The lanes of a query, as TypeScript split it (src/query.ts laneFilters): an array of
+// filters, or one filter.
+std::vector<Filter> lanesFromJs(const Napi::Value& v);
 
 // Runs fn(i) for every lane, lane 0 on the calling thread, and rethrows the first lane's
 // SysError after all have finished. onError(i) runs as soon as a lane fails (to stop the
@@ -30,7 +35,14 @@ void runLanes(size_t n, Fn&& fn, OnError&& onError) {
     }
   };
   std::vector<std::thread> threads;
-  for (size_t i = 1; i < n; i++) threads.emplace_back(one, i);
+  for (size_t i = 1; i < n; i++) {
+    threads.emplace_back([&one, i] {
+      // Helper lanes yield to everything else on the machine, the embedding process's
+      // event loop first: on a 2-CPU host, two busy lanes would otherwise starve it.
+      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+      one(i);
+    });
+  }
   one(0);
   for (std::thread& t : threads) t.join();
   for (const auto& e : errors) {

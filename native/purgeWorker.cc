@@ -34,12 +34,13 @@ struct ProgressItem {
 
 class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
  public:
-  PurgeWorker(Napi::Env env, NamespacePtr ns, Filter filter, PurgeOptions opts, Napi::Function onProgress,
-              Napi::Value cancelArray)
+  PurgeWorker(Napi::Env env, NamespacePtr ns, Filter filter, std::vector<Filter> lanes, PurgeOptions opts,
+              Napi::Function onProgress, Napi::Value cancelArray)
       : Napi::AsyncProgressQueueWorker<ProgressItem>(env, "ctpurge:purge"),
         deferred_(Napi::Promise::Deferred::New(env)),
         ns_(std::move(ns)),
         filter_(std::move(filter)),
+        laneFilters_(std::move(lanes)),
         opts_(opts) {
     if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
     if (cancelArray.IsTypedArray()) cancelRef_ = Napi::Persistent(cancelArray.As<Napi::Object>());
@@ -60,31 +61,38 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     }
   }
 
+  // Like PromiseWorker: nothing may throw out of these while an environment is torn down.
   void OnProgress(const ProgressItem* items, size_t n) override {
-    if (onProgress_.IsEmpty()) return;
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    for (size_t i = 0; i < n; i++) {
-      Napi::Value records = items[i].records.empty() ? env.Undefined() : Napi::Value(toArrayBuffer(env, items[i].records));
-      try {
+    if (onProgress_.IsEmpty() || items == nullptr) return;
+    try {
+      Napi::Env env = Env();
+      Napi::HandleScope scope(env);
+      for (size_t i = 0; i < n; i++) {
+        Napi::Value records = items[i].records.empty() ? env.Undefined() : Napi::Value(toArrayBuffer(env, items[i].records));
+        // The JS side catches what its callbacks throw and reports it once the purge is done.
         onProgress_.Call({countsToJs(env, items[i].counts), records});
-      } catch (const Napi::Error&) {
-        // A throwing callback must not stop the purge half-way; JS reports it afterwards.
       }
+    } catch (...) {
     }
   }
 
   void OnOK() override {
-    Napi::HandleScope scope(Env());
-    deferred_.Resolve(countsToJs(Env(), counts_));
+    try {
+      Napi::HandleScope scope(Env());
+      deferred_.Resolve(countsToJs(Env(), counts_));
+    } catch (...) {
+    }
   }
 
   void OnError(const Napi::Error&) override {
-    Napi::HandleScope scope(Env());
-    Napi::Error e = toJsError(Env(), error_);
-    // What was already deleted stays deleted: say how far the purge got.
-    e.Value().Set("partial", countsToJs(Env(), counts_));
-    deferred_.Reject(e.Value());
+    try {
+      Napi::HandleScope scope(Env());
+      Napi::Error e = toJsError(Env(), error_);
+      // What was already deleted stays deleted: say how far the purge got.
+      e.Value().Set("partial", countsToJs(Env(), counts_));
+      deferred_.Reject(e.Value());
+    } catch (...) {
+    }
   }
 
  private:
@@ -115,10 +123,9 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     inNetns(shared_.nsFd, [&] { shared_.timeouts = PolicyTimeouts::readFromProc(); });
     shared_.nowNs = realtimeNowNs();
 
-    std::vector<Filter> parts = splitByFamily(filter_);
     std::vector<PurgeLane> lanes;
-    lanes.reserve(parts.size());
-    for (Filter& f : parts) lanes.emplace_back(std::move(f), shared_);
+    lanes.reserve(laneFilters_.size());
+    for (Filter& f : laneFilters_) lanes.emplace_back(std::move(f), shared_);
     std::vector<PurgeCounts> latest(lanes.size());
     std::mutex reportLock;
     auto reporter = [&](size_t lane) {
@@ -157,7 +164,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
 
   Napi::Promise::Deferred deferred_;
   NamespacePtr ns_;
-  Filter filter_;
+  Filter filter_;                    // the whole query: decides whether one flush can do it
+  std::vector<Filter> laneFilters_;  // the same query split into disjoint lanes
   PurgeOptions opts_;
   Napi::FunctionReference onProgress_;
   Napi::ObjectReference cancelRef_;
@@ -171,11 +179,12 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
 
 Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) {
-    throw Napi::TypeError::New(env, "ctpurge: purge(filter, options, onProgress?) expects objects");
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsObject()) {
+    throw Napi::TypeError::New(env, "ctpurge: purge(filter, lanes, options, onProgress?)");
   }
   Filter filter = filterFromJs(info[0].As<Napi::Object>());
-  Napi::Object o = info[1].As<Napi::Object>();
+  std::vector<Filter> lanes = lanesFromJs(info[1]);
+  Napi::Object o = info[2].As<Napi::Object>();
   PurgeOptions opts;
   opts.dryRun = o.Get("dryRun").ToBoolean();
   Napi::Value limit = o.Get("limit");
@@ -189,8 +198,8 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
     cancel = env.Undefined();
   }
   Napi::Function onProgress;
-  if (info.Length() > 2 && info[2].IsFunction()) onProgress = info[2].As<Napi::Function>();
-  auto* w = new PurgeWorker(env, std::move(ns), std::move(filter), opts, onProgress, cancel);
+  if (info.Length() > 3 && info[3].IsFunction()) onProgress = info[3].As<Napi::Function>();
+  auto* w = new PurgeWorker(env, std::move(ns), std::move(filter), std::move(lanes), opts, onProgress, cancel);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

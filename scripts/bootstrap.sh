@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 conntrack nftables iproute2 hping3)
+PACKAGES=(libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 conntrack nftables iproute2 hping3 strace util-linux)
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 

@@ -8,8 +8,7 @@ import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
 import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor, type NativeFilter, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
 import { typeName } from './parse/duration.js';
-import { AF_INET, AF_INET6 } from './parse/address.js';
-import { compileQuery, QUERY_FIELDS, type Query } from './query.js';
+import { compileQuery, laneFilters, QUERY_FIELDS, type Query } from './query.js';
 import { SummaryBuilder, type TableSummary } from './summary.js';
 import { Purger, type PurgerOptions } from './purger.js';
 
@@ -203,11 +202,8 @@ export class Conntrack {
     if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 1 << 20) throw new RangeError('chunkSize: expected an integer 1-1048576');
     const handle = this.#native();
     const netns = this.netns;
-    // With no family condition, one dump per family: they run on two worker threads, so
-    // the kernel's share of the work (most of it) uses both CPUs. Chunks arrive as ready.
-    const filters = compiled.filter.family === 0 && compiled.filter.kernelFilters
-      ? [AF_INET, AF_INET6].map((family) => ({ ...compiled.filter, family }))
-      : [compiled.filter];
+    // One dump per lane, on their own worker threads; chunks arrive as they are ready.
+    const filters = laneFilters(compiled.filter);
     async function* chunks(): AsyncGenerator<T> {
       const cursors = filters.map((f) => open(handle, f, chunkSize));
       const captured = capture();
@@ -237,7 +233,7 @@ export class Conntrack {
   async count(query: Query = {}): Promise<number> {
     const compiled = compileQuery(query, this.kernel);
     if (compiled.empty) return this.#call(async (h) => (await h.stats()).count);
-    return this.#call((h) => h.count(compiled.filter));
+    return this.#call((h) => h.count(laneFilters(compiled.filter)));
   }
 
   /** Looks up one entry by its original tuple (and zone); null when there is none. */
@@ -338,6 +334,7 @@ export class Conntrack {
       const counts: NativePurgeCounts = await this.#call(() =>
         handle.purge(
           compiled.filter,
+          laneFilters(compiled.filter),
           { dryRun, limit, wantEntries: onDeleted !== undefined, allowFlush: true, cancel },
           (progress, records) => {
             try {

@@ -125,7 +125,8 @@ export interface NativeEventCursor {
 
 export interface NativeHandle {
   stats(): Promise<NativeStats>;
-  count(filter: NativeFilter): Promise<number>;
+  /** Counts over the lanes (see laneFilters), dumped in parallel. */
+  count(lanes: NativeFilter[]): Promise<number>;
   get(spec: NativeEntrySpec): Promise<ArrayBuffer | null>;
   create(spec: NativeEntrySpec): Promise<void>;
   delete(spec: NativeEntrySpec): Promise<boolean>;
@@ -133,8 +134,10 @@ export interface NativeHandle {
   settings(): Promise<NativeSettings>;
   dump(filter: NativeFilter, chunkSize: number, format?: 'records'): NativeCursor<ArrayBuffer>;
   dump(filter: NativeFilter, chunkSize: number, format: 'ndjson'): NativeCursor<Buffer>;
+  /** filter: the whole query (decides whether one flush does it); lanes: its parallel parts. */
   purge(
     filter: NativeFilter,
+    lanes: NativeFilter[],
     options: NativePurgeOptions,
     onProgress?: (counts: NativePurgeCounts, records: ArrayBuffer | undefined) => void,
   ): Promise<NativePurgeCounts>;

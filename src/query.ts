@@ -209,3 +209,22 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
   }
   return { filter, empty: desc.length === 0, description: desc.length ? desc.join(', ') : 'every entry' };
 }
+
+/**
+ * The same filter as disjoint parts that can be dumped in parallel, one socket and thread
+ * each, so the kernel's dump work (most of the cost) uses more than one CPU: by family when
+ * the query names none, else by reply status when the query has no status condition and
+ * the kernel filters status (5.15+). Otherwise one part.
+ */
+export function laneFilters(filter: NativeFilter): NativeFilter[] {
+  if (!filter.kernelFilters) return [filter];
+  if (filter.family === 0) return [AF_INET, AF_INET6].map((family) => ({ ...filter, family }));
+  if (filter.kernelStatusFilter && (filter.statusMask & IPS_SEEN_REPLY) === 0) {
+    const statusMask = filter.statusMask | IPS_SEEN_REPLY;
+    return [
+      { ...filter, statusMask, statusValue: filter.statusValue },
+      { ...filter, statusMask, statusValue: filter.statusValue | IPS_SEEN_REPLY },
+    ];
+  }
+  return [filter];
+}

@@ -12,7 +12,7 @@ function fakeBinding(opts: { count?: number; max?: number; purgeMs?: number; del
     async stats(): Promise<NativeStats> {
       return { count: opts.count ?? 1000, max: opts.max ?? 10000, cpus: [] };
     },
-    purge(_f: unknown, o: { cancel?: Int32Array }): Promise<NativePurgeCounts> {
+    purge(_f: unknown, _lanes: unknown, o: { cancel?: Int32Array }): Promise<NativePurgeCounts> {
       calls.purges++;
       active++;
       calls.maxConcurrent = Math.max(calls.maxConcurrent, active);
