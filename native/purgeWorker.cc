@@ -1,16 +1,8 @@
 #include "purgeWorker.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <atomic>
 #include <mutex>
-#include <optional>
-#include <thread>
 #include <vector>
 
-#include "dumpReader.h"
-#include "entryRecord.h"
 #include "filter.h"
 #include "jsConvert.h"
 #include "lanes.h"

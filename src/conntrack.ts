@@ -1,8 +1,8 @@
 /** The public Conntrack class: one handle on one network namespace's conntrack table. */
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { fromNative } from './errors.js';
-import { decodeRecord, decodeRecords, RECORD_SIZE, type Entry } from './entry.js';
+import { captureStack, fromNative } from './errors.js';
+import { decodeRecords, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
@@ -10,6 +10,8 @@ import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor,
 import { typeName } from './parse/duration.js';
 import { compileQuery, laneFilters, QUERY_FIELDS, type Query } from './query.js';
 import { SummaryBuilder, type TableSummary } from './summary.js';
+import { streamEvents, type ConntrackEvent, type EventsOptions } from './events.js';
+export type { ConntrackEvent, EventsOptions, EventType } from './events.js';
 import { Purger, type PurgerOptions } from './purger.js';
 
 export interface OpenOptions {
@@ -93,33 +95,7 @@ export interface ConntrackSettings {
   buckets: number | null;
 }
 
-export type EventType = 'new' | 'update' | 'destroy';
-
-export type ConntrackEvent =
-  | { type: EventType; entry: Entry }
-  /** The kernel dropped events because the receive buffer overflowed (ENOBUFS). */
-  | { type: 'lost'; count: number };
-
-export interface EventsOptions {
-  /** Default: all three. */
-  types?: EventType[];
-  /** Only events whose entry matches. */
-  query?: Query;
-  /** Receive buffer in bytes (default 8 MiB, forced with CAP_NET_ADMIN). */
-  receiveBuffer?: number;
-  /** Ends the stream (within about 200 ms), e.g. on SIGTERM. */
-  signal?: AbortSignal;
-}
-
-const EVENT_TYPES: (EventType | undefined)[] = [undefined, 'new', 'update', 'destroy'];
-
 const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal'];
-
-function capture(): Error {
-  const e = new Error();
-  Error.captureStackTrace(e, capture);
-  return e;
-}
 
 export class Conntrack {
   /** The namespace file this handle works in; null for the caller's own namespace. */
@@ -141,7 +117,7 @@ export class Conntrack {
     }
     const path = options.netns === undefined ? null : resolveNetns(options.netns);
     const binding = options.binding ?? loadNative();
-    const captured = capture();
+    const captured = captureStack();
     try {
       const handle = await binding.open(path);
       return new Conntrack(handle, path, options.kernel ?? kernelFeatures());
@@ -161,7 +137,7 @@ export class Conntrack {
 
   async #call<T>(fn: (h: NativeHandle) => Promise<T>): Promise<T> {
     const h = this.#native();
-    const captured = capture();
+    const captured = captureStack();
     try {
       return await fn(h);
     } catch (err) {
@@ -206,7 +182,7 @@ export class Conntrack {
     const filters = laneFilters(compiled.filter);
     async function* chunks(): AsyncGenerator<T> {
       const cursors = filters.map((f) => open(handle, f, chunkSize));
-      const captured = capture();
+      const captured = captureStack();
       const pending = new Map<number, Promise<{ lane: number; chunk: T | null }>>();
       // Each cursor reads its next chunk on a worker thread while the consumer handles this one.
       const arm = (lane: number) => pending.set(lane, (cursors[lane] as NativeCursor<T>).next().then((chunk) => ({ lane, chunk })));
@@ -367,49 +343,10 @@ export class Conntrack {
 
   /**
    * Conntrack events from the kernel's multicast groups, as they happen. Overflow is never
-   * silent: a { type: 'lost' } marker comes first. Ends when the loop breaks (or close()).
+   * silent: a { type: 'lost' } marker comes first. Ends when the loop breaks or the signal aborts.
    */
   events(options: EventsOptions = {}): AsyncIterableIterator<ConntrackEvent> {
-    if (options === null || typeof options !== 'object') throw new TypeError(`events: expected an options object, got ${typeName(options)}`);
-    for (const k of Object.keys(options)) if (!['types', 'query', 'receiveBuffer', 'signal'].includes(k)) throw new TypeError(`events: unknown option '${k}'`);
-    const types = options.types ?? ['new', 'update', 'destroy'];
-    if (!Array.isArray(types) || types.length === 0) throw new TypeError('types: expected a non-empty list of new, update, destroy');
-    let groups = 0;
-    for (const t of types) {
-      const i = EVENT_TYPES.indexOf(t);
-      if (i < 1) throw new RangeError(`types: unknown event type ${typeName(t)} (new, update, destroy)`);
-      groups |= 1 << (i - 1);
-    }
-    const rcvbuf = options.receiveBuffer ?? 8 * 1024 * 1024;
-    if (!Number.isInteger(rcvbuf) || rcvbuf < 4096 || rcvbuf > 1 << 30) throw new RangeError('receiveBuffer: expected bytes, 4096 to 1 GiB');
-    const compiled = compileQuery(options.query ?? {}, this.kernel);
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal: expected an AbortSignal');
-    const cursor = this.#native().events(compiled.filter, groups, rcvbuf);
-    const netns = this.netns;
-    const signal = options.signal;
-    const onAbort = () => cursor.close();
-    if (signal?.aborted) onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    async function* iterate(): AsyncGenerator<ConntrackEvent> {
-      const captured = capture();
-      try {
-        for (;;) {
-          const batch = await cursor.next();
-          if (!batch) return;
-          if (batch.lost > 0) yield { type: 'lost', count: batch.lost };
-          const bytes = new Uint8Array(batch.records);
-          for (let off = 0; off + RECORD_SIZE <= batch.records.byteLength; off += RECORD_SIZE) {
-            yield { type: EVENT_TYPES[bytes[off + 23] as number] ?? 'update', entry: decodeRecord(batch.records, off) };
-          }
-        }
-      } catch (err) {
-        throw fromNative(err, captured, netns);
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
-        cursor.close();
-      }
-    }
-    return iterate();
+    return streamEvents(this.#native(), this.kernel, this.netns, options);
   }
 
   /** A Purger on this handle: `ct.schedule({ query, every: '5m' }).start()`. */

@@ -92,3 +92,10 @@ export function fromNative(err: unknown, captured: Error, netns: string | null):
   if (captured.stack) out.stack = `${out.name}: ${out.message}\n${captured.stack.split('\n').slice(1).join('\n')}`;
   return out;
 }
+
+/** An Error holding the caller's stack, made before an async native call (see fromNative). */
+export function captureStack(): Error {
+  const e = new Error();
+  Error.captureStackTrace(e, captureStack);
+  return e;
+}

@@ -5,16 +5,14 @@ import type { ParsedArgs } from './args.js';
 import { conntrackLine, jsonLine, TABLE_HEADER, TableWriter, tableRow } from './format.js';
 import type { Output } from './output.js';
 
-export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output): Promise<number> {
+export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output): Promise<void> {
   let shown = 0;
   const limit = args.limit ?? Infinity;
   const table = new TableWriter(TABLE_HEADER);
   if (args.json && args.limit === undefined) {
     // The whole table as NDJSON: formatted in C++, no object per entry.
-    for await (const text of ct.listNdjson(args.query)) {
-      await out.write(text);
-    }
-    return -1;
+    for await (const text of ct.listNdjson(args.query)) await out.write(text);
+    return;
   }
   for await (const chunk of ct.listChunks(args.query)) {
     const lines: string[] = [];
@@ -33,5 +31,4 @@ export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output):
   if (!args.json && args.output !== 'table' && !args.quiet) {
     process.stderr.write(`ctpurge: ${shown} ${shown === 1 ? 'entry' : 'entries'} shown\n`);
   }
-  return shown;
 }
