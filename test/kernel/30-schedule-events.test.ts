@@ -98,7 +98,9 @@ describeKernel('the daemon (--every), metrics, locks and signals', () => {
   it('SIGTERM during a big purge finishes the batch in flight and exits 0', async () => {
     ns.load(Array.from({ length: 60000 }, (_, i) => STALE(i)));
     const d = daemon(['--unreplied', '--older', '1h', '--every', '1h', '--netns', ns.name, '--json'], lockEnv());
-    await new Promise((r) => setTimeout(r, 250));
+    // Once deletions have started the daemon's handlers are in place (a slow start, e.g.
+    // under the sanitizers, would otherwise meet the signal's default action).
+    await waitFor(() => ns.conntrackCount() < 60000, 20_000, 'the purge to start');
     d.child.kill('SIGTERM');
     expect(await d.exited).toBe(0);
     const left = ns.conntrackCount();
@@ -134,8 +136,17 @@ describeKernel('the daemon (--every), metrics, locks and signals', () => {
 
   it('kill -9 leaves no stale lock: the next run completes with the right counts', async () => {
     ns.load(Array.from({ length: 40000 }, (_, i) => STALE(i)));
+    // A process killed while it holds the lock: the kernel drops an flock with its holder.
+    const holder = spawn(process.execPath, ['--input-type=module', '-e',
+      `import { acquirePurgeLock } from ${JSON.stringify(path.resolve(BIN, '../../dist/index.js'))};
+       await acquirePurgeLock(${JSON.stringify(ns.path)}, 1, { dir: ${JSON.stringify(path.join(dir, 'locks'))} });
+       console.log('locked'); setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => holder.stdout?.on('data', (b: Buffer) => b.toString().includes('locked') && resolve()));
+    holder.kill('SIGKILL');
+    await new Promise((r) => holder.on('exit', r));
+    // And a daemon killed in the middle of its purge.
     const d = daemon(['--unreplied', '--older', '1h', '--every', '1h', '--netns', ns.name], lockEnv());
-    await new Promise((r) => setTimeout(r, 150));
+    await waitFor(() => ns.conntrackCount() < 40000, 20_000, 'the purge to start');
     d.child.kill('SIGKILL');
     await d.exited;
     const left = ns.conntrackCount();
