@@ -12,7 +12,7 @@ DumpReader::DumpReader(int nsFd, const DumpFilter& filter, const char* operation
     : sock_(NetlinkSocket::open(nsFd, operation)), buf_(kDumpBufferSize), operation_(operation) {
   sock_.setReceiveBuffer(4 * 1024 * 1024);
   seq_ = sock_.nextSeq();
-  char req[MNL_SOCKET_BUFFER_SIZE];
+  char req[MNL_SOCKET_BUFFER_SIZE] = {};
   nlmsghdr* nlh = buildDumpRequest(req, seq_, filter);
   sock_.send(nlh, nlh->nlmsg_len, operation_);
 }

@@ -30,7 +30,7 @@ class OpenWorker : public PromiseWorker {
     // Ask for the global stats once: ctnetlink checks CAP_NET_ADMIN per request, so a
     // missing capability shows here, at open, rather than halfway through a purge.
     NetlinkSocket s = NetlinkSocket::open(ns->fd.get(), "open");
-    char buf[MNL_SOCKET_BUFFER_SIZE];
+    char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
     s.request(buildStatsRequest(buf, s.nextSeq(), false), "open", [](const nlmsghdr*) {});
     ns_ = std::move(ns);
   }
@@ -48,7 +48,7 @@ class StatsWorker : public PromiseWorker {
  protected:
   void Run() override {
     NetlinkSocket s = NetlinkSocket::open(ns_->fd.get(), "stats");
-    char buf[MNL_SOCKET_BUFFER_SIZE];
+    char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
     s.request(buildStatsRequest(buf, s.nextSeq(), false), "stats",
               [&](const nlmsghdr* m) { parseGlobalStats(m, global_); });
     s.request(buildStatsRequest(buf, s.nextSeq(), true), "stats", [&](const nlmsghdr* m) {

@@ -137,7 +137,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
 
   void runFlush() {
     NetlinkSocket s = NetlinkSocket::open(ns_->fd.get(), "flush");
-    char buf[MNL_SOCKET_BUFFER_SIZE];
+    char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
     GlobalStats before, after;
     s.request(buildStatsRequest(buf, s.nextSeq(), false), "flush", [&](const nlmsghdr* m) { parseGlobalStats(m, before); });
     nlmsghdr* nlh = buildFlushRequest(buf, s.nextSeq(), filter_.dumpFilter());

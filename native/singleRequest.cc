@@ -112,7 +112,7 @@ nlmsghdr* buildRequest(char* buf, uint16_t type, uint16_t flags, uint32_t seq, c
 }  // namespace
 
 bool getEntry(NetlinkSocket& s, const EntrySpec& spec, Entry& e) {
-  char buf[MNL_SOCKET_BUFFER_SIZE];
+  char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
   EntrySpec lookup = spec;
   lookup.hasId = false;  // the kernel's GET ignores the id; we compare it below
   nlmsghdr* nlh = buildRequest(buf, IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_ACK, s.nextSeq(), lookup, false);
@@ -131,14 +131,14 @@ bool getEntry(NetlinkSocket& s, const EntrySpec& spec, Entry& e) {
 }
 
 void createEntry(NetlinkSocket& s, const EntrySpec& spec) {
-  char buf[MNL_SOCKET_BUFFER_SIZE];
+  char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
   nlmsghdr* nlh = buildRequest(buf, IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
                                s.nextSeq(), spec, true);
   s.request(nlh, "create", [](const nlmsghdr*) {});
 }
 
 bool deleteEntry(NetlinkSocket& s, const EntrySpec& spec) {
-  char buf[MNL_SOCKET_BUFFER_SIZE];
+  char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
   nlmsghdr* nlh = buildRequest(buf, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, s.nextSeq(), spec, false);
   try {
     s.request(nlh, "delete", [](const nlmsghdr*) {});
