@@ -5,7 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <optional>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -21,16 +21,16 @@ namespace ctpurge {
 std::vector<Filter> lanesFromJs(const Napi::Value& v);
 
 // Runs fn(i) for every lane, lane 0 on the calling thread, and rethrows the first lane's
-// SysError after all have finished. onError(i) runs as soon as a lane fails (to stop the
-// others early).
+// exception after all have finished (an exception escaping a std::thread would terminate
+// the process). onError(i) runs as soon as a lane fails, to stop the others early.
 template <typename Fn, typename OnError>
 void runLanes(size_t n, Fn&& fn, OnError&& onError) {
-  std::vector<std::optional<SysError>> errors(n);
+  std::vector<std::exception_ptr> errors(n);
   auto one = [&](size_t i) {
     try {
       fn(i);
-    } catch (const SysError& e) {
-      errors[i] = e;
+    } catch (...) {
+      errors[i] = std::current_exception();
       onError(i);
     }
   };
@@ -45,8 +45,8 @@ void runLanes(size_t n, Fn&& fn, OnError&& onError) {
   }
   one(0);
   for (std::thread& t : threads) t.join();
-  for (const auto& e : errors) {
-    if (e) throw *e;
+  for (const std::exception_ptr& e : errors) {
+    if (e) std::rethrow_exception(e);
   }
 }
 

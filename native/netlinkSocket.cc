@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <ctime>
 #include <vector>
 
@@ -63,19 +64,18 @@ void inNetns(int nsFd, const std::function<void()>& fn) {
   if (::setns(nsFd, CLONE_NEWNET) != 0) {
     throw SysError::fromErrno(errno, "setns", "setns", "cannot enter the network namespace");
   }
-  bool ok = true;
-  SysError failure;
+  // Whatever fn throws, the thread goes home first.
+  std::exception_ptr failure;
   try {
     fn();
-  } catch (const SysError& e) {
-    ok = false;
-    failure = e;
+  } catch (...) {
+    failure = std::current_exception();
   }
   if (::setns(home.get(), CLONE_NEWNET) != 0) {
     std::fprintf(stderr, "ctpurge: fatal: cannot return a thread to its network namespace (errno %d)\n", errno);
     std::abort();
   }
-  if (!ok) throw failure;
+  if (failure) std::rethrow_exception(failure);
 }
 
 NetlinkSocket NetlinkSocket::open(int nsFd, const std::string& operation) {

@@ -50,6 +50,10 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     } catch (const std::bad_alloc&) {
       error_ = SysError::fromErrno(ENOMEM, "", "purge", "out of memory");
       SetError("out of memory");
+    } catch (const std::exception& e) {
+      error_.operation = "purge";
+      error_.message = e.what();
+      SetError(e.what());
     }
   }
 
