@@ -27,7 +27,6 @@ class NextChunkWorker : public PromiseWorker {
     bool more = true;
     while (more && matched_ < c.chunk) {
       more = c.reader->next([&](const Entry& e) {
-        scanned_++;
         const Age age = estimateAge(e, c.timeouts, now);
         if (!c.filter.matches(e, age)) return;
         matched_++;
@@ -47,7 +46,6 @@ class NextChunkWorker : public PromiseWorker {
   void Settle(bool ok) override {
     DumpState& c = *state_;
     c.busy = false;
-    c.scanned += scanned_;
     // A failed read ends the cursor too: its socket is in an unknown state.
     if (!ok || finished_ || c.closed) {
       c.finished = true;
@@ -60,7 +58,6 @@ class NextChunkWorker : public PromiseWorker {
   std::vector<uint8_t> records_;
   std::string text_;
   uint32_t matched_ = 0;
-  double scanned_ = 0;
   bool finished_ = false;
 };
 
@@ -71,7 +68,6 @@ Napi::Function DumpCursor::Define(Napi::Env env) {
                      {
                          InstanceMethod<&DumpCursor::Next>("next"),
                          InstanceMethod<&DumpCursor::Close>("close"),
-                         InstanceAccessor<&DumpCursor::Scanned>("scanned"),
                      });
 }
 
@@ -113,7 +109,5 @@ Napi::Value DumpCursor::Close(const Napi::CallbackInfo& info) {
   }
   return info.Env().Undefined();
 }
-
-Napi::Value DumpCursor::Scanned(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), state_->scanned); }
 
 }  // namespace ctpurge

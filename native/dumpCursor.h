@@ -25,7 +25,6 @@ struct DumpState {
   Format format = Format::Records;
   PolicyTimeouts timeouts;
   std::unique_ptr<DumpReader> reader;
-  double scanned = 0;
   bool busy = false;
   bool closed = false;
   bool finished = false;
@@ -41,7 +40,6 @@ class DumpCursor : public Napi::ObjectWrap<DumpCursor> {
  private:
   Napi::Value Next(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
-  Napi::Value Scanned(const Napi::CallbackInfo& info);
 
   std::shared_ptr<DumpState> state_ = std::make_shared<DumpState>();
 };

@@ -46,7 +46,7 @@ void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Age& age) {
   if (e.reply.hasPorts) flags |= kReplyPorts;
   if (e.reply.hasIcmp) flags |= kReplyIcmp;
   r[22] = flags;
-  r[23] = e.hasId ? 1 : 0;
+  // r[23]: the event type, set by the event cursor; 0 for dumps.
   put<double>(r, 24, age.seconds);
   put<double>(r, 32, static_cast<double>(e.startNs) / 1e6);
   putTuple(r, 40, 72, 160, e.orig);

@@ -7,18 +7,26 @@
 
 namespace ctpurge {
 
-void PromiseWorker::Execute() {
+std::optional<SysError> captureFailure(const std::function<void()>& fn, const char* operation) {
   try {
-    Run();
+    fn();
+    return std::nullopt;
   } catch (const SysError& e) {
-    error_ = e;
-    SetError(e.message.empty() ? "ctpurge native error" : e.message);
+    return e;
   } catch (const std::bad_alloc&) {
-    error_ = SysError::fromErrno(ENOMEM, "", "", "out of memory");
-    SetError("out of memory");
+    return SysError::fromErrno(ENOMEM, "", operation, "out of memory");
   } catch (const std::exception& e) {
-    error_.message = e.what();
-    SetError(e.what());
+    SysError err;
+    err.operation = operation;
+    err.message = e.what();
+    return err;
+  }
+}
+
+void PromiseWorker::Execute() {
+  if (auto failure = captureFailure([this] { Run(); }, "")) {
+    error_ = *failure;
+    SetError(error_.message.empty() ? "ctpurge native error" : error_.message);
   }
 }
 

@@ -5,6 +5,8 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,10 @@
 #include "sysError.h"
 
 namespace ctpurge {
+
+// Runs fn and turns what it throws into a SysError (returned) so a worker can report it on
+// the JS thread; nullopt when fn succeeded.
+std::optional<SysError> captureFailure(const std::function<void()>& fn, const char* operation);
 
 // A promise-returning worker: Run() on the pool thread, Resolve() back on the JS thread.
 class PromiseWorker : public Napi::AsyncWorker {

@@ -15,7 +15,6 @@ struct PurgeOptions {
   bool dryRun = false;
   double limit = -1;  // < 0: no limit
   bool wantEntries = false;
-  bool allowFlush = true;
   const int32_t* cancel = nullptr;
 };
 
@@ -42,18 +41,9 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
 
  protected:
   void Execute(const ExecutionProgress& progress) override {
-    try {
-      run(progress);
-    } catch (const SysError& e) {
-      error_ = e;
-      SetError(e.message.empty() ? "purge failed" : e.message);
-    } catch (const std::bad_alloc&) {
-      error_ = SysError::fromErrno(ENOMEM, "", "purge", "out of memory");
-      SetError("out of memory");
-    } catch (const std::exception& e) {
-      error_.operation = "purge";
-      error_.message = e.what();
-      SetError(e.what());
+    if (auto failure = captureFailure([&] { run(progress); }, "purge")) {
+      error_ = *failure;
+      SetError(error_.message.empty() ? "purge failed" : error_.message);
     }
   }
 
@@ -107,7 +97,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   }
 
   void run(const ExecutionProgress& progress) {
-    if (opts_.allowFlush && !opts_.dryRun && opts_.limit < 0 && !opts_.wantEntries && filter_.flushable()) {
+    if (!opts_.dryRun && opts_.limit < 0 && !opts_.wantEntries && filter_.flushable()) {
       runFlush();
       return;
     }
@@ -186,7 +176,6 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   Napi::Value limit = o.Get("limit");
   opts.limit = limit.IsNumber() ? limit.As<Napi::Number>().DoubleValue() : -1;
   opts.wantEntries = o.Get("wantEntries").ToBoolean();
-  opts.allowFlush = !o.Has("allowFlush") || o.Get("allowFlush").ToBoolean();
   Napi::Value cancel = o.Get("cancel");
   if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
     opts.cancel = cancel.As<Napi::Int32Array>().Data();

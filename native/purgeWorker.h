@@ -7,7 +7,7 @@
 
 namespace ctpurge {
 
-// handle.purge(filter, lanes, { dryRun, limit, wantEntries, allowFlush, cancel: Int32Array }, onProgress)
+// handle.purge(filter, lanes, { dryRun, limit, wantEntries, cancel: Int32Array }, onProgress)
 //   -> Promise<{ scanned, matched, deleted, vanished, method, cancelled, limitReached, lostReports }>
 // onProgress(counts, recordsArrayBuffer | undefined) is called on the JS thread.
 Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns);

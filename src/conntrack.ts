@@ -311,7 +311,7 @@ export class Conntrack {
         handle.purge(
           compiled.filter,
           laneFilters(compiled.filter),
-          { dryRun, limit, wantEntries: onDeleted !== undefined, allowFlush: true, cancel },
+          { dryRun, limit, wantEntries: onDeleted !== undefined, cancel },
           (progress, records) => {
             try {
               if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);

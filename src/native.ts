@@ -94,7 +94,6 @@ export interface NativePurgeOptions {
   dryRun: boolean;
   limit?: number;
   wantEntries: boolean;
-  allowFlush: boolean;
   cancel?: Int32Array;
 }
 
@@ -114,7 +113,6 @@ export interface NativeCursor<T = ArrayBuffer> {
   /** Resolves with packed entry records (see entry.ts) or NDJSON text, or null at the end. */
   next(): Promise<T | null>;
   close(): void;
-  readonly scanned: number;
 }
 
 export interface NativeEventCursor {

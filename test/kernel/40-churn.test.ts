@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack, type Entry } from '../../src/index.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
-import { CT_RULE } from '../helpers/traffic.js';
+import { trafficPair } from '../helpers/traffic.js';
 
 /**
  * Churn: while a purge of a stale table runs, real traffic over a veth pair keeps
@@ -23,19 +23,7 @@ describeKernel(`churn: real traffic during ${RUNS} purges`, () => {
   let peer: TestNetns;
   let ct: Conntrack;
   beforeAll(async () => {
-    client = TestNetns.create('ctp-churn');
-    peer = TestNetns.create('ctp-churnp');
-    const a = `c${client.name.slice(-6)}`;
-    const b = `p${peer.name.slice(-6)}`;
-    client.exec('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
-    client.exec('ip', ['link', 'set', b, 'netns', peer.name]);
-    client.exec('ip', ['addr', 'add', '10.98.0.1/24', 'dev', a]);
-    client.exec('ip', ['link', 'set', a, 'up']);
-    peer.exec('ip', ['addr', 'add', '10.98.0.2/24', 'dev', b]);
-    peer.exec('ip', ['link', 'set', b, 'up']);
-    // The peer answers only what we make it send; its own stack must not reset anything.
-    peer.exec('nft', ['-f', '-'], 'table inet p {\n chain i {\n type filter hook input priority 0;\n drop\n }\n}\n');
-    client.exec('nft', ['-f', '-'], CT_RULE);
+    ({ client, peer } = trafficPair({ peerSends: true }));
     // UDP entries can only be old by their timeout if the namespace's UDP timeouts allow it.
     client.sysctl('net.netfilter.nf_conntrack_udp_timeout', 86400);
     client.sysctl('net.netfilter.nf_conntrack_udp_timeout_stream', 86400);
@@ -54,17 +42,17 @@ describeKernel(`churn: real traffic during ${RUNS} purges`, () => {
     for (let run = 0; run < RUNS; run++) {
       // A stale table of flows the traffic below really touches (2 h idle by timeout).
       const lines: string[] = [];
-      for (let i = 0; i < TCP; i++) lines.push(`-I -p tcp -s 10.98.0.1 -d 10.98.0.2 --sport ${20000 + i} --dport 80 --state ESTABLISHED -t 424800`);
-      for (let i = 0; i < UDP; i++) lines.push(`-I -p udp -s 10.98.0.1 -d 10.98.0.2 --sport ${40000 + i} --dport 53 -t 79200`);
+      for (let i = 0; i < TCP; i++) lines.push(`-I -p tcp -s 10.99.0.1 -d 10.99.0.2 --sport ${20000 + i} --dport 80 --state ESTABLISHED -t 424800`);
+      for (let i = 0; i < UDP; i++) lines.push(`-I -p udp -s 10.99.0.1 -d 10.99.0.2 --sport ${40000 + i} --dport 53 -t 79200`);
       client.load(lines);
       const before = ct ? await ct.count({ unreplied: true, olderThan: 3600 }) : 0;
       expect(before).toBe(TCP + UDP);
 
       // Churn, all at once: replies to the UDP flows, RSTs closing TCP flows, new flows.
       const traffic = [
-        hping(peer, ['-2', '-s', '53', '-k', '-p', '++40000', '-c', String(UDP), '-i', 'u20', '10.98.0.1']),
-        hping(client, ['-R', '-p', '80', '-s', '20000', '-c', String(TCP / 2), '-i', 'u40', '10.98.0.2']),
-        hping(client, ['-A', '-p', '443', '-s', '50000', '-c', '2000', '-i', 'u50', '10.98.0.2']),
+        hping(peer, ['-2', '-s', '53', '-k', '-p', '++40000', '-c', String(UDP), '-i', 'u20', '10.99.0.1']),
+        hping(client, ['-R', '-p', '80', '-s', '20000', '-c', String(TCP / 2), '-i', 'u40', '10.99.0.2']),
+        hping(client, ['-A', '-p', '443', '-s', '50000', '-c', '2000', '-i', 'u50', '10.99.0.2']),
       ];
       await new Promise((r) => setTimeout(r, 20));
       const deleted: Entry[] = [];
