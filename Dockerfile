@@ -1,17 +1,25 @@
 # ctpurge image: Debian with the system libraries; the addon is built against them.
-FROM node:20-bookworm-slim AS build
+# BASE is any Debian 12 image with Node 20 laid out as the official one (node and npm under
+# /usr/local, Node's headers under /usr/local/include/node); the tests build on a local one.
+ARG BASE=node:20-bookworm-slim
+
+FROM ${BASE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY package.json package-lock.json binding.gyp tsconfig.json tsconfig.build.json ./
+# Dependencies first, in a layer of their own: a source change does not re-run npm ci.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY binding.gyp tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY native ./native
 COPY src ./src
 COPY bin ./bin
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev
+RUN node scripts/check-system.mjs && node scripts/build-native.mjs && npx tsc -p tsconfig.build.json \
+ && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim
+FROM ${BASE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libnetfilter-conntrack3 libmnl0 libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
@@ -19,6 +27,9 @@ WORKDIR /opt/ctpurge
 # A non-root process only gets CAP_NET_ADMIN through a file capability: a copy of node that
 # carries it, used for ctpurge alone (the runtime must still allow the capability).
 RUN cp /usr/local/bin/node /opt/ctpurge/node && setcap cap_net_admin+ep /opt/ctpurge/node
+# The purge lock's default directory, writable by whatever user the container runs as
+# (sticky, like /tmp). With a read-only root filesystem mount an emptyDir here.
+RUN mkdir -p /run/ctpurge && chmod 1777 /run/ctpurge
 COPY --from=build /src/package.json ./
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist ./dist

@@ -1,6 +1,6 @@
 /** Prometheus metrics for scheduled purges: the textfile-collector format, written atomically. */
 import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PurgeResult } from './conntrack.js';
 
@@ -13,11 +13,14 @@ export class PurgeMetrics {
   lastRunDuration = 0;
   entries = 0;
   max = 0;
+  /** Seconds until the next scheduled run; 0 for a one-shot run (the series is left out). */
+  interval = 0;
 
   constructor(readonly labels: Record<string, string> = {}) {}
 
-  recordRun(result: PurgeResult | null, table: { count: number; max: number }, finishedAt = Date.now()): void {
+  recordRun(result: PurgeResult | null, table: { count: number; max: number; nextInSeconds?: number }, finishedAt = Date.now()): void {
     this.runs++;
+    this.interval = table.nextInSeconds ?? 0;
     if (result) {
       this.deleted += result.deleted;
       this.matched += result.matched;
@@ -52,14 +55,21 @@ export class PurgeMetrics {
       metric('ctpurge_last_run_duration_seconds', 'gauge', 'Wall time of the last run.', this.lastRunDuration),
       metric('ctpurge_conntrack_entries', 'gauge', 'Entries in the conntrack table after the last run.', this.entries),
       metric('ctpurge_conntrack_max', 'gauge', 'nf_conntrack_max.', this.max),
+      // Alert rules compare the last run's age with it ("no run for 3 intervals").
+      this.interval > 0 ? metric('ctpurge_interval_seconds', 'gauge', 'Seconds from the last run to the next scheduled one (--every, as --adaptive last set it).', this.interval) : '',
     ].join('');
   }
 
-  /** Writes the file atomically: a temp file in the same directory, then rename. */
+  /**
+   * Writes the file atomically: a temp file in the same directory, then rename. The file is
+   * made to be read by another user (node_exporter runs as its own), so it gets 0644 whatever
+   * the umask: systemd's UMask=0077 would otherwise turn the create mode into 0600.
+   */
   async writeFile(file: string): Promise<void> {
     const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
       await writeFile(tmp, this.render(), { mode: 0o644 });
+      await chmod(tmp, 0o644);
       await rename(tmp, file);
     } catch (err) {
       await rm(tmp, { force: true });

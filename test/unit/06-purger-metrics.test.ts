@@ -187,5 +187,9 @@ describe('metrics', () => {
     for (const [name, v] of a) if (v.type === 'counter') expect(b.get(name)!.value).toBeGreaterThanOrEqual(v.value);
     expect(b.get('ctpurge_entries_deleted_total')?.value).toBe(15);
     expect(b.get('ctpurge_errors_total')?.value).toBe(1);
+    // A one-shot run has no interval; a scheduled one exports the one it will wait.
+    expect(b.has('ctpurge_interval_seconds')).toBe(false);
+    m.recordRun(result(0), { count: 995, max: 262144, nextInSeconds: 150 });
+    expect(parsePrometheus(m.render()).get('ctpurge_interval_seconds')).toMatchObject({ type: 'gauge', value: 150 });
   });
 });
