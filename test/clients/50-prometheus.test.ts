@@ -6,11 +6,16 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN } from '../helpers/cli.js';
 import { TestNetns } from '../helpers/kernel.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 import { describeClients, freePort, liveLine, run, start, staleLine, versionOf, waitFor, type Running } from './clients.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const RULES = path.join(ROOT, 'deploy/prometheus/ctpurge-rules.yml');
+const DASHBOARD = path.join(ROOT, 'deploy/grafana/ctpurge-dashboard.json');
 
 interface Sample {
   metric: Record<string, string>;
@@ -48,6 +53,7 @@ describeClients(`Prometheus scrapes the daemon (${versionOf('prometheus')})`, ['
       path.join(dir, 'prometheus.yml'),
       [
         'global: { scrape_interval: 1s, evaluation_interval: 1s }',
+        `rule_files: [${JSON.stringify(RULES)}]`,
         'scrape_configs:',
         '  - job_name: ctpurge',
         `    static_configs: [ { targets: ["127.0.0.1:${ctpPort}"] } ]`,
@@ -99,6 +105,30 @@ describeClients(`Prometheus scrapes the daemon (${versionOf('prometheus')})`, ['
     // Prometheus parsed every series without complaint: nothing was dropped as invalid.
     const invalid = await query(promPort, 'scrape_samples_scraped{job="ctpurge"}');
     expect(Number(invalid[0]?.value[1])).toBe(parsePrometheus(await (await fetch(`http://127.0.0.1:${ctpPort}/metrics`)).text()).size);
+  });
+
+  it('loads the alert rules and evaluates them on live data, quiet; every dashboard query runs', async () => {
+    const rules = await waitFor(async () => {
+      const body = (await (await fetch(`http://127.0.0.1:${promPort}/api/v1/rules`)).json()) as {
+        data: { groups: { rules: { name: string; health: string; lastError?: string; state?: string; evaluationTime: number; lastEvaluation: string }[] }[] };
+      };
+      const all = body.data.groups.flatMap((g) => g.rules);
+      return all.length > 0 && all.every((r) => r.lastEvaluation > '2000') ? all : null;
+    }, 30_000, 'the rules to be evaluated');
+    expect(rules.map((r) => r.name).sort()).toEqual(['ConntrackDropping', 'ConntrackInsertFailing', 'ConntrackTableNearlyFull', 'CtpurgeConntrackTableNearlyFull', 'CtpurgeNotRunning', 'CtpurgePurgesFailing']);
+    for (const r of rules) {
+      expect(r.health, `${r.name}: ${r.lastError ?? ''}`).toBe('ok');
+      expect(r.state, r.name).toBe('inactive');
+    }
+    const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+    for (const p of dashboard.panels) {
+      for (const t of p.targets) await query(promPort, t.expr.replaceAll('$__rate_interval', '1m'));
+    }
+    // The ctpurge panels have data from the live daemon.
+    const fill = await query(promPort, dashboard.panels[0]!.targets[0]!.expr);
+    expect(Number(fill[0]?.value[1])).toBeCloseTo(50 / Number(ns.exec('cat', ['/proc/sys/net/netfilter/nf_conntrack_max']).trim()), 9);
+    const since = await query(promPort, 'time() - ctpurge_last_run_timestamp_seconds');
+    expect(Number(since[0]?.value[1])).toBeLessThan(3 * 1 + 2);
   });
 
   it('promtool check metrics passes on the /metrics body and on --metrics-file, and fails on a broken one', async () => {
