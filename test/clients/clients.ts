@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import path from 'node:path';
 import { describe } from 'vitest';
 import { kernelUnavailable } from '../helpers/kernel.js';
 
@@ -115,7 +116,7 @@ export function versionOf(cmd: string, args = ['--version']): string {
   if (!hasCommand(cmd)) return `${cmd} missing`;
   const r = run(cmd, args);
   const m = /(\d+\.\d+(?:\.\d+)?[^\s,)]*)/.exec(`${r.stdout}${r.stderr}`);
-  return `${cmd} ${m?.[1] ?? '?'}`;
+  return `${path.basename(cmd)} ${m?.[1] ?? '?'}`;
 }
 
 /** Unreplied ESTABLISHED entries 2 h idle by their timeout: what `--unreplied --older 1h` purges. */
