@@ -30,6 +30,7 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
   let cannotRun: string | null = null;
   let holder = '';
   let holderPid = 0;
+  let baseImage = '';
   const docker = (args: string[], timeout = 120_000) => run(DOCKER, ['-H', `unix://${runDir}/docker.sock`, ...args], { timeout, env: { DOCKER_BUILDKIT: '0' } });
   const nsenter = (args: string[], input?: string) => run('nsenter', [`--net=/proc/${holderPid}/ns/net`, ...args], { input });
   const count = () => Number(nsenter(['conntrack', '-C']).stdout.trim());
@@ -67,6 +68,7 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
     expect(build.status, `docker build failed (full log: ${log}):\n${(build.stdout + build.stderr).slice(-3000)}`).toBe(0);
     // Earlier builds' layers that no tag uses any more: the cache does not grow run after run.
     docker(['image', 'prune', '--force']);
+    baseImage = baseTag;
     holder = `ctpurge-holder-${process.pid}`;
     const h = docker(['run', '-d', '--name', holder, '--network', 'none', '--entrypoint', '/usr/local/bin/node', IMAGE, '-e', 'setInterval(() => {}, 1 << 30)']);
     expect(h.status, h.stderr).toBe(0);
@@ -140,5 +142,39 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
     // The file capability on /opt/ctpurge/node cannot be granted: execve fails with EPERM.
     expect(r.stderr).toMatch(/operation not permitted/i);
     expect(count()).toBe(70);
+  });
+
+  it('a quiet first run: on a fresh Debian 12 container, bootstrap prints a few progress lines and installs everything', (ctx) => {
+    if (cannotRun) return ctx.skip(cannotRun);
+    // This checkout without its build products, as a fresh clone has it.
+    const src = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-fresh-'));
+    try {
+      const copy = run('sh', ['-c', `tar -C ${ROOT} --exclude=./node_modules --exclude=./build --exclude=./dist --exclude=./.git -c . | tar -C ${src} -x`]);
+      expect(copy.status, copy.stderr).toBe(0);
+      for (const d of ['apt-archives/partial', 'npm']) mkdirSync(path.join(CACHE, d), { recursive: true });
+      // Downloads are cached between runs (apt's archives, npm's cache); the install is not.
+      const r = docker([
+        'run', '--rm', '--network', 'host', '-v', `${src}:/src`, '-w', '/src',
+        '-v', `${CACHE}/apt-archives:/var/cache/apt/archives`, '-v', `${CACHE}/npm:/root/.npm`,
+        baseImage, 'bash', '-c',
+        'bash scripts/bootstrap.sh 2>&1; rc=$?; echo "exit=$rc"; ' +
+          'for c in promtool prometheus prometheus-node-exporter dockerd debootstrap systemd-analyze setpriv nsenter conntrack nft hping3; do command -v $c >/dev/null || echo "missing=$c"; done; ' +
+          'test -e /usr/sbin/policy-rc.d && echo policy-left; ls /tmp/ctpurge-bootstrap; test -f build/Release/ctpurge.node && test -f dist/index.js && echo built',
+      ], 900_000);
+      expect(r.status, r.stderr).toBe(0);
+      const lines = r.stdout.trim().split('\n');
+      console.log(lines.filter((l) => l.startsWith('bootstrap:')).join('\n'));
+      expect(lines).toContain('exit=0');
+      expect(lines.filter((l) => l.startsWith('missing=') || l === 'policy-left')).toEqual([]);
+      expect(lines).toContain('built');
+      // Only progress lines: no apt, npm or node-gyp output.
+      const progress = lines.slice(0, lines.indexOf('exit=0'));
+      expect(progress).toHaveLength(2);
+      expect(progress[0]).toMatch(/^bootstrap: installing \d+ Debian packages \(.*\)… done in \d+ s$/);
+      expect(progress[1]).toMatch(/^bootstrap: installing npm dependencies and building the addon \(npm ci\)… done in \d+ s$/);
+      expect(lines).toEqual(expect.arrayContaining(['apt.log', 'npm-ci.log']));
+    } finally {
+      rmSync(src, { recursive: true, force: true });
+    }
   });
 });
