@@ -49,6 +49,19 @@ apt_install() {
   local rc=0
   { apt-get update -q && apt-get install -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends "$@"; } || rc=$?
   if ((own_policy)); then rm -f "$policy"; fi
+  # Nor at the next boot: the tests start these programs themselves, on loopback. Only the
+  # services of packages installed just now are disabled, never ones the machine had.
+  local units=() p
+  for p in "$@"; do
+    case $p in
+      prometheus) units+=(prometheus.service) ;;
+      prometheus-node-exporter) units+=(prometheus-node-exporter.service) ;;
+      docker.io) units+=(docker.service docker.socket containerd.service) ;;
+    esac
+  done
+  if ((rc == 0 && ${#units[@]})) && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable "${units[@]}" || true
+  fi
   return "$rc"
 }
 

@@ -159,13 +159,15 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
         baseImage, 'bash', '-c',
         'bash scripts/bootstrap.sh 2>&1; rc=$?; echo "exit=$rc"; ' +
           'for c in promtool prometheus prometheus-node-exporter dockerd debootstrap systemd-analyze setpriv nsenter conntrack nft hping3; do command -v $c >/dev/null || echo "missing=$c"; done; ' +
-          'test -e /usr/sbin/policy-rc.d && echo policy-left; ls /tmp/ctpurge-bootstrap; test -f build/Release/ctpurge.node && test -f dist/index.js && echo built',
+          'test -e /usr/sbin/policy-rc.d && echo policy-left; ls /tmp/ctpurge-bootstrap; test -f build/Release/ctpurge.node && test -f dist/index.js && echo built; ' +
+          'for u in prometheus prometheus-node-exporter docker containerd; do systemctl is-enabled --quiet $u.service 2>/dev/null && echo "enabled=$u"; done; true',
       ], 900_000);
       expect(r.status, r.stderr).toBe(0);
       const lines = r.stdout.trim().split('\n');
       console.log(lines.filter((l) => l.startsWith('bootstrap:')).join('\n'));
       expect(lines).toContain('exit=0');
-      expect(lines.filter((l) => l.startsWith('missing=') || l === 'policy-left')).toEqual([]);
+      // Nothing left behind: no policy-rc.d of ours, no service enabled for the next boot.
+      expect(lines.filter((l) => l.startsWith('missing=') || l.startsWith('enabled=') || l === 'policy-left')).toEqual([]);
       expect(lines).toContain('built');
       // Only progress lines: no apt, npm or node-gyp output.
       const progress = lines.slice(0, lines.indexOf('exit=0'));
