@@ -131,6 +131,13 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
     expect(count()).toBe(60);
     const again = ctpurgeRun(['--unreplied', '--older', '3600', '--json']);
     expect(JSON.parse(again.stdout)).toMatchObject({ matched: 0, deleted: 0, tableSize: 60 });
+    // A read-only root, as the DaemonSet runs it: the lock directory needs a tmpfs of its own.
+    const readOnly = ctpurgeRun(['--unreplied', '--older', '3600', '--json'], ['--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--read-only']);
+    expect(readOnly.status).toBe(1);
+    expect(readOnly.stderr).toMatch(/cannot take the purge lock \/run\/ctpurge\/netns-\d+\.lock.*read-only/i);
+    const withTmpfs = ctpurgeRun(['--unreplied', '--older', '3600', '--json'], ['--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--read-only', '--tmpfs', '/run/ctpurge']);
+    expect(withTmpfs.status, withTmpfs.stderr).toBe(0);
+    expect(JSON.parse(withTmpfs.stdout)).toMatchObject({ matched: 0, deleted: 0, tableSize: 60 });
   });
 
   it('without NET_ADMIN the container does not start ctpurge, and the table is untouched', (ctx) => {
