@@ -19,13 +19,12 @@ export function hasCommand(cmd: string): boolean {
 }
 
 /**
- * describe() for tests that need the kernel and the given programs. Outside CI they skip with
- * the reason; under CI=true they fail, as kernel tests do.
+ * describe() for tests that need root, network namespaces and the given programs. Outside CI
+ * they skip with the reason; under CI=true they fail, as kernel tests do.
  */
-export function describeClients(name: string, commands: string[], fn: () => void, options: { kernel?: boolean } = {}): void {
+export function describeClients(name: string, commands: string[], fn: () => void): void {
   const missing = commands.filter((c) => !hasCommand(c));
-  const reason =
-    (options.kernel === false ? null : kernelUnavailable) ?? (missing.length ? `${missing.join(', ')} not installed (npm run bootstrap installs them as root)` : null);
+  const reason = kernelUnavailable ?? (missing.length ? `${missing.join(', ')} not installed (npm run bootstrap installs them as root)` : null);
   if (reason === null) describe(name, fn);
   else if (process.env.CI === 'true' || process.env.CI === '1') {
     describe(name, () => {
