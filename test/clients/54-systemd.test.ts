@@ -71,7 +71,9 @@ describe('systemd units', () => {
       // The lock directory is the unit's RuntimeDirectory.
       const lockDir = unit.get('Environment')?.find((e) => e.startsWith('CTPURGE_LOCK_DIR='))?.slice('CTPURGE_LOCK_DIR='.length) ?? DEFAULT_LOCK_DIR;
       expect(lockDir, name).toBe(`/run/${one(unit, 'RuntimeDirectory')}`);
-      if (parsed.metricsFile) expect(path.dirname(parsed.metricsFile), 'the metrics file is written where the unit may write').toBe(lockDir);
+      // Files the CLI writes are in a directory the unit's user may write.
+      const writable = [lockDir, ...(unit.get('LogsDirectory') ?? []).map((d) => `/var/log/${d}`), ...(unit.get('ReadWritePaths') ?? []).map((d) => d.replace(/^-/, ''))];
+      for (const file of [parsed.metricsFile, parsed.log]) if (file) expect(writable, `${name}: ${file}`).toContain(path.dirname(file));
     }
     const template = serviceSection(path.join(UNITS, 'ctpurge@.service'));
     expect(one(template, 'NetworkNamespacePath')).toBe('/run/netns/%i');
@@ -139,6 +141,14 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** LogsDirectory= too, when the unit has one: made for the service's user, as systemd does. */
+  function logsDirectories(unit: Map<string, string[]>): void {
+    for (const d of unit.get('LogsDirectory') ?? []) {
+      mkdirSync(path.join(dir, 'log', d), { recursive: true, mode: 0o755 });
+      chownSync(path.join(dir, 'log', d), NOBODY, NOBODY);
+    }
+  }
+
   function runtimeDirectory(name: string): string {
     const d = path.join(runtimeRoot, name);
     mkdirSync(d, { recursive: true, mode: 0o755 });
@@ -148,7 +158,7 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
 
   /** The unit's paths moved under the test's directory. */
   const relocate = (s: string, instance = '') =>
-    s.replaceAll('%i', instance).replaceAll('/run/', `${runtimeRoot}/`).replaceAll(TEXTFILE_DIR, textfiles);
+    s.replaceAll('%i', instance).replaceAll('/run/', `${runtimeRoot}/`).replaceAll(TEXTFILE_DIR, textfiles).replaceAll('/var/log/', `${dir}/log/`);
 
   /**
    * A unit's line as systemd runs it: in the namespace (NetworkNamespacePath=), as a
@@ -173,6 +183,7 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
   it('ctpurge.service: purges as a non-root user with only CAP_NET_ADMIN, and publishes a 0644 metrics file', () => {
     const unit = serviceSection(path.join(UNITS, 'ctpurge.service'));
     runtimeDirectory(one(unit, 'RuntimeDirectory'));
+    logsDirectories(unit);
     const r = execAsUnit(unit, one(unit, 'ExecStart'));
     expect(r.status, r.stderr).toBe(0);
     // CAP_NET_ADMIN is bit 12: the process held it and nothing else.
@@ -198,6 +209,7 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     const unit = serviceSection(path.join(UNITS, 'ctpurge.service'));
     // No capability.
     runtimeDirectory(one(unit, 'RuntimeDirectory'));
+    logsDirectories(unit);
     let r = execAsUnit(unit, one(unit, 'ExecStart'), { caps: '' });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/EPERM|not permitted/);
