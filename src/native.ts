@@ -31,6 +31,10 @@ export interface NativeFilter {
   olderThan?: number;
   kernelStatusFilter: boolean;
   kernelZoneFilter: boolean;
+  /** Send the exact-tuple part as CTA_FILTER in dumps (5.8+). */
+  kernelTupleDump?: boolean;
+  /** Let a flush carry CTA_FILTER (6.12+). */
+  kernelTupleFlush?: boolean;
   kernelFilters: boolean;
 }
 

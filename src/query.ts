@@ -124,6 +124,8 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     statusValue: 0,
     kernelStatusFilter: features.statusFilter,
     kernelZoneFilter: features.zoneFilter,
+    kernelTupleDump: features.tupleDumpFilter,
+    kernelTupleFlush: features.tupleFlushFilter,
     kernelFilters: features.kernelFilters,
   };
   const desc: string[] = [];
