@@ -7,6 +7,11 @@ export interface KernelFeatures {
   statusFilter: boolean;
   /** CTA_ZONE in dumps and flushes: 6.8. */
   zoneFilter: boolean;
+  /**
+   * CTA_ZONE with zone 0: the first form of the zone filter skipped it (a "zone 0" flush
+   * flushed every zone); fixed during the 6.8 release candidates. Trusted from 6.9.
+   */
+  zoneZeroFilter?: boolean;
   /** CTA_FILTER (exact protocol, TCP/UDP ports, IPv4 addresses) in dumps: 5.8. */
   tupleDumpFilter: boolean;
   /** CTA_FILTER in flushes: 6.12. Before it the same DELETE is refused or read as a delete of one tuple. */
@@ -32,6 +37,7 @@ export function kernelFeatures(release = os.release(), env: NodeJS.ProcessEnv = 
     release,
     statusFilter: kernelFilters && atLeast(v, 5, 15),
     zoneFilter: kernelFilters && atLeast(v, 6, 8),
+    zoneZeroFilter: kernelFilters && atLeast(v, 6, 9),
     tupleDumpFilter: kernelFilters && atLeast(v, 5, 8),
     tupleFlushFilter: kernelFilters && atLeast(v, 6, 12),
     kernelFilters,

@@ -197,6 +197,7 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     if (typeof z !== 'number' || !Number.isInteger(z)) throw new TypeError(`zone: expected an integer, got ${typeName(z)}`);
     if (z < 0 || z > 65535) throw new RangeError(`zone: ${z} is outside 0-65535`);
     filter.zone = z;
+    if (z === 0 && !features.zoneZeroFilter) filter.kernelZoneFilter = false;
     desc.push(`zone ${z}`);
   }
   if (set('olderThan')) {
