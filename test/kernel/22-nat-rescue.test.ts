@@ -6,13 +6,18 @@
  * live connections to B keep working.
  */
 import { afterEach, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { Conntrack } from '../../src/index.js';
 import { describeKernel } from '../helpers/kernel.js';
 import { ctpurge } from '../helpers/cli.js';
 import { BACKEND_A, BACKEND_B, CLIENT_IP, natLab, spawnIn, VIP, waitFor, type NatLab } from '../helpers/natLab.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const EXAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/purge-on-endpoint-removal.mjs');
 
 describeKernel('stale NAT flows after a backend change', () => {
   let lab: NatLab | undefined;
@@ -153,6 +158,36 @@ describeKernel('stale NAT flows after a backend change', () => {
     } finally {
       await router.close();
       client.stdin.end();
+    }
+  });
+
+  it('the example controller (examples/purge-on-endpoint-removal.mjs) purges a removed backend as soon as its endpoints change', async () => {
+    const port = 5353;
+    lab = natLab('udp', port);
+    lab.route(BACKEND_A);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-endpoints-'));
+    try {
+      const endpoints = path.join(dir, 'endpoints.json');
+      writeFileSync(endpoints, JSON.stringify({ protocol: 'udp', backends: [BACKEND_A] }));
+      const sender = spawnIn(lab.client, 'hping3', ['-q', '-2', '-s', '40001', '-k', '-p', String(port), '-d', '16', '-i', 'u20000', VIP]);
+      children.push(sender);
+      await waitFor('backend A to receive the flow', () => lab!.received(BACKEND_A) > 0, 5000);
+      // The controller runs in another namespace (the client's) and acts on the router's table by path.
+      const controller = spawnIn(lab.client, process.execPath, [EXAMPLE, endpoints, `/var/run/netns/${lab.router.name}`]);
+      children.push(controller);
+      const output = createInterface({ input: controller.stdout })[Symbol.asyncIterator]();
+      expect(String((await output.next()).value)).toContain(`watching ${endpoints}`);
+
+      lab.route(BACKEND_B);
+      lab.removeBackend(BACKEND_A);
+      await sleep(1000);
+      expect(lab.received(BACKEND_B)).toBe(0);
+      // The endpoints change: A is gone, B is in.
+      writeFileSync(endpoints, JSON.stringify({ protocol: 'udp', backends: [BACKEND_B] }));
+      expect(String((await output.next()).value)).toMatch(new RegExp(`backend ${BACKEND_A.replace(/\./g, '\\.')} removed: 1 udp entries deleted`));
+      await waitFor('backend B to receive the flow', () => lab!.received(BACKEND_B) > 0, 1000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
