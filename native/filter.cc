@@ -54,7 +54,7 @@ DumpFilter Filter::dumpFilter() const {
   DumpFilter d;
   if (!kernelFilters) return d;
   d.family = family;
-  if (hasMark) {
+  if (hasMark && kernelMarkFilter) {
     d.hasMark = true;
     d.mark = mark & markMask;
     d.markMask = markMask;
@@ -113,6 +113,7 @@ bool Filter::flushable() const {
   if (hasStates || hasOlderThan) return false;
   if (statusMask != 0 && !kernelStatusFilter) return false;
   if (hasZone && !kernelZoneFilter) return false;
+  if (hasMark && !kernelMarkFilter) return false;
   const bool tuple = hasTupleConditions(*this);
   if (tuple) {
     // Before 6.12 a DELETE with CTA_FILTER is refused or read as a delete of one tuple.

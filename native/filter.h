@@ -37,6 +37,7 @@ struct Filter {
   // Which kernel-side filters the running kernel honours (decided from its version).
   bool kernelStatusFilter = false;
   bool kernelZoneFilter = false;
+  bool kernelMarkFilter = true;   // false on 5.8 with a partial mask (it skipped matching entries)
   bool kernelTupleDump = false;   // CTA_FILTER in dumps: 5.8
   bool kernelTupleFlush = false;  // CTA_FILTER in flushes: 6.12
   // false: send no filter to the kernel at all and match everything here (stands in for

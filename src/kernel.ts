@@ -12,6 +12,11 @@ export interface KernelFeatures {
    * flushed every zone); fixed during the 6.8 release candidates. Trusted from 6.9.
    */
   zoneZeroFilter?: boolean;
+  /**
+   * CTA_MARK with a partial CTA_MARK_MASK: 5.8 as released skipped entries that matched under
+   * the mask ("fix mark based dump filtering regression", 5.9 and later 5.8.y). Not trusted on 5.8.
+   */
+  maskedMarkFilter?: boolean;
   /** CTA_FILTER (exact protocol, TCP/UDP ports, IPv4 addresses) in dumps: 5.8. */
   tupleDumpFilter: boolean;
   /** CTA_FILTER in flushes: 6.12. Before it the same DELETE is refused or read as a delete of one tuple. */
@@ -38,6 +43,7 @@ export function kernelFeatures(release = os.release(), env: NodeJS.ProcessEnv = 
     statusFilter: kernelFilters && atLeast(v, 5, 15),
     zoneFilter: kernelFilters && atLeast(v, 6, 8),
     zoneZeroFilter: kernelFilters && atLeast(v, 6, 9),
+    maskedMarkFilter: kernelFilters && !(v !== null && v[0] === 5 && v[1] === 8),
     tupleDumpFilter: kernelFilters && atLeast(v, 5, 8),
     tupleFlushFilter: kernelFilters && atLeast(v, 6, 12),
     kernelFilters,

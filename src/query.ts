@@ -190,6 +190,7 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     } else {
       throw new TypeError(`mark: expected a number or { value, mask }, got ${typeName(m)}`);
     }
+    if (filter.markMask !== 0xffffffff && features.maskedMarkFilter === false) filter.kernelMarkFilter = false;
     desc.push(filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/0x${filter.markMask.toString(16)}`);
   }
   if (set('zone')) {

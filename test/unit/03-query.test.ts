@@ -66,6 +66,12 @@ describe('compileQuery', () => {
     expect(compileQuery(q, kernelFeatures('6.12.3', {})).filter).toMatchObject({ kernelTupleDump: true, kernelTupleFlush: true });
   });
 
+  it('a masked mark is not sent to a 5.8 kernel (it skipped entries matching under the mask)', () => {
+    expect(compileQuery({ mark: { value: 1, mask: 0xff } }, kernelFeatures('5.8.0', {})).filter.kernelMarkFilter).toBe(false);
+    expect(compileQuery({ mark: 7 }, kernelFeatures('5.8.0', {})).filter.kernelMarkFilter).toBeUndefined();
+    expect(compileQuery({ mark: { value: 1, mask: 0xff } }, kernelFeatures('5.10.0', {})).filter.kernelMarkFilter).toBeUndefined();
+  });
+
   it('zone 0 goes to the kernel only from 6.9 (the first zone filter ignored zone 0: a zone-0 flush flushed every zone)', () => {
     expect(compileQuery({ zone: 0 }, kernelFeatures('6.8.0', {})).filter.kernelZoneFilter).toBe(false);
     expect(compileQuery({ zone: 3 }, kernelFeatures('6.8.0', {})).filter.kernelZoneFilter).toBe(true);
