@@ -30,6 +30,7 @@ interface Row {
   dst: string;
   replySrc: string;
   nat: boolean;
+  sport: number;
   dport: number;
   zone: number;
 }
@@ -60,7 +61,7 @@ function randomTable(seed: number): { lines: string[]; rows: Row[] } {
       const proto = family === 'ipv4' ? 'icmp' : 'icmpv6';
       const t = family === 'ipv4' ? ['--icmp-type', '8', '--icmp-code', '0', '--icmp-id', String(1024 + i)] : ['--icmpv6-type', '128', '--icmpv6-code', '0', '--icmpv6-id', String(1024 + i)];
       lines.push(['-I', '-p', proto, '-s', src, '-d', dst, ...t, ...common].join(' '));
-      rows.push({ family, proto, src, dst, replySrc: dst, nat: false, dport: 0, zone });
+      rows.push({ family, proto, src, dst, replySrc: dst, nat: false, sport: 0, dport: 0, zone });
       continue;
     }
     const proto = kind < 0.55 ? 'tcp' : 'udp';
@@ -73,7 +74,7 @@ function randomTable(seed: number): { lines: string[]; rows: Row[] } {
     if (proto === 'tcp') parts.push('--state', 'ESTABLISHED');
     if (r() < 0.5) parts.push('-u', 'SEEN_REPLY');
     lines.push([...parts, ...common].join(' '));
-    rows.push({ family, proto, src, dst, replySrc: nat ? backend : dst, nat, dport, zone });
+    rows.push({ family, proto, src, dst, replySrc: nat ? backend : dst, nat, sport, dport, zone });
   }
   return { lines, rows };
 }
@@ -116,7 +117,9 @@ function queriesFor(rows: Row[]): { name: string; query: Query; flush: boolean }
     { name: 'reply source as a /32, zone', query: { protocol: 'udp', replySrc: `${v4nat.replySrc}/32`, zone: v4nat.zone }, flush: true },
     { name: 'exact src, no protocol', query: { src: v4tcp.src }, flush: true },
     { name: 'reply dst, tcp, unreplied', query: { protocol: 'tcp', replyDst: v4tcp.src, unreplied: true }, flush: true },
-    { name: 'src, sport, dst, dport, mark', query: { protocol: 'udp', dst: v4nat.dst, dport: v4nat.dport, mark: 7 }, flush: true },
+    { name: 'the whole original tuple (before 6.12 the same DELETE would be a one-entry delete)', query: { protocol: 'tcp', src: v4tcp.src, dst: v4tcp.dst, sport: v4tcp.sport, dport: v4tcp.dport }, flush: true },
+    { name: 'exact src and sport', query: { protocol: 'tcp', src: v4tcp.src, sport: v4tcp.sport }, flush: true },
+    { name: 'dst, dport, mark', query: { protocol: 'udp', dst: v4nat.dst, dport: v4nat.dport, mark: 7 }, flush: true },
     { name: 'udp port 53 in both families (flushed once per family)', query: { protocol: 'udp', dport: 53 }, flush: true },
     { name: 'IPv6: protocol and port in the kernel, address in user space', query: { protocol: 'udp', dst: v6udp.dst, dport: v6udp.dport }, flush: false },
     { name: 'IPv6 reply source (the kernel compares IPv6 inverted)', query: { replySrc: v6nat.replySrc }, flush: false },
