@@ -115,20 +115,22 @@ Age estimateAgeFromTimeout(uint8_t protocol, uint8_t family, uint8_t state, uint
   return age;
 }
 
-Age estimateAge(const Entry& e, const PolicyTimeouts& t, uint64_t nowNs) {
+Ages estimateAges(const Entry& e, const PolicyTimeouts& t, uint64_t nowNs) {
+  Ages a;
+  if (e.hasTimeout) {
+    a.idle = estimateAgeFromTimeout(e.protocol, e.family, e.state, e.timeout, t);
+  } else {
+    a.idle.seconds = std::numeric_limits<double>::quiet_NaN();
+  }
   if (e.hasStart) {
-    Age age;
-    age.source = AgeSource::Timestamp;
-    age.seconds = nowNs > e.startNs ? static_cast<double>(nowNs - e.startNs) / 1e9 : 0.0;
-    return age;
+    a.age.source = AgeSource::Timestamp;
+    a.age.seconds = nowNs > e.startNs ? static_cast<double>(nowNs - e.startNs) / 1e9 : 0.0;
+  } else {
+    a.age = a.idle;
   }
-  if (!e.hasTimeout) {
-    // Offloaded entries come without CTA_TIMEOUT.
-    Age age;
-    age.seconds = std::numeric_limits<double>::quiet_NaN();
-    return age;
-  }
-  return estimateAgeFromTimeout(e.protocol, e.family, e.state, e.timeout, t);
+  return a;
 }
+
+Age estimateAge(const Entry& e, const PolicyTimeouts& t, uint64_t nowNs) { return estimateAges(e, t, nowNs).age; }
 
 }  // namespace ctpurge

@@ -25,9 +25,23 @@ struct Age {
   AgeSource source = AgeSource::Unknown;
 };
 
-// Exact from the start timestamp when there is one. Otherwise the conservative estimate:
-// the smallest policy timeout the kernel could have applied that is >= the seconds left;
-// none qualifies -> unknown (an unknown age never matches an age condition).
+// The two times an entry has, which conditions must never confuse:
+//  idle: since the last packet that refreshed the timeout. Estimated from the seconds left:
+//        the smallest policy timeout the kernel could have applied that is >= the seconds
+//        left, minus the seconds left. None qualifies (a timeout set by hand or by a timeout
+//        policy), or no CTA_TIMEOUT (offloaded entries) -> unknown. Timestamps don't help:
+//        the kernel records the start, not the last packet.
+//  age:  since creation. Exact from the start timestamp (nf_conntrack_timestamp=1 when the
+//        entry was created). Without one, the idle estimate, which is a lower bound of the
+//        age: an age condition then never takes an entry younger than it says.
+// Unknown values never match a condition.
+struct Ages {
+  Age idle;
+  Age age;
+};
+Ages estimateAges(const Entry& e, const PolicyTimeouts& t, uint64_t nowRealtimeNs);
+
+// estimateAges(...).age
 Age estimateAge(const Entry& e, const PolicyTimeouts& t, uint64_t nowRealtimeNs);
 
 // The same estimate from plain values, for unit tests and the age shown for one entry.
