@@ -6,12 +6,14 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { tupleFilterBench } from './tupleFilters.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(root, 'bin/ctpurge.js');
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SIZES = (process.env.BENCH_SIZES ?? '131072,1048576').split(',').map(Number);
 const PIPELINE = process.env.BENCH_PIPELINE !== '0';
+const TUPLE = process.env.BENCH_TUPLE !== '0';
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-bench-'));
 const namespaces = new Set();
 const restore = [];
@@ -217,6 +219,13 @@ for (const n of SIZES) {
   results.sizes[n] = r;
 }
 
+// Exact-tuple queries with and without the kernel's tuple filter (bench/tupleFilters.mjs),
+// on the largest table size (the knobs above are already raised for it).
+if (TUPLE) {
+  const tuple = tupleFilterBench({ size: Math.max(...SIZES), runs: RUNS });
+  results.tupleFilters = { ...tuple.results, rows: tuple.rows };
+}
+
 // The seed's shell pipeline: one conntrack -D per entry, on a 2,000-entry table.
 if (PIPELINE) {
   const ns = netns('pipe');
@@ -268,6 +277,7 @@ if (sizes.length >= 2) {
   const per = (n) => results.sizes[n].purge.median / n;
   rows.push(['time per entry, largest vs smallest table', `${ratio(per(sizes.at(-1)), per(sizes[0]))}x`, 'target flat within 1.2x']);
 }
+if (results.tupleFilters) rows.push(...results.tupleFilters.rows);
 if (results.pipeline) {
   const p = results.pipeline;
   rows.push([`shell pipeline, 1,800 of 2,000 (${p.perEntryMs.toFixed(1)} ms/entry)`, fmt(p.wall), `ctpurge ${fmt(p.ctpurge)}; extrapolated to 262,144 of 1,048,576: ~${p.extrapolated262144of1048576Hours.toFixed(0)} h`]);

@@ -121,6 +121,59 @@ nlmsghdr* putHeader(char* buf, uint16_t msgType, uint16_t flags, uint32_t seq, u
   return nlh;
 }
 
+// CTA_FILTER_ORIG_FLAGS / CTA_FILTER_REPLY_FLAGS bits. The kernel keeps these out of its
+// uapi headers (CTA_FILTER_F_* in nf_conntrack_netlink.c); the values are fixed since 5.8.
+constexpr uint32_t kFilterIpSrc = 1u << 0;
+constexpr uint32_t kFilterIpDst = 1u << 1;
+constexpr uint32_t kFilterProtoNum = 1u << 3;
+constexpr uint32_t kFilterSrcPort = 1u << 4;
+constexpr uint32_t kFilterDstPort = 1u << 5;
+
+void putTupleIp(nlmsghdr* nlh, bool hasSrc, const uint8_t* src, bool hasDst, const uint8_t* dst) {
+  if (!hasSrc && !hasDst) return;
+  nlattr* ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+  if (hasSrc) mnl_attr_put(nlh, CTA_IP_V4_SRC, 4, src);
+  if (hasDst) mnl_attr_put(nlh, CTA_IP_V4_DST, 4, dst);
+  mnl_attr_nest_end(nlh, ip);
+}
+
+// Values go in CTA_TUPLE_ORIG / CTA_TUPLE_REPLY, the fields to compare in CTA_FILTER.
+// Addresses are IPv4 only (the caller clears them for other families).
+void putTupleFilter(nlmsghdr* nlh, const TupleFilter& t) {
+  uint32_t orig = 0, reply = 0;
+  if (t.hasOrigSrc) orig |= kFilterIpSrc;
+  if (t.hasOrigDst) orig |= kFilterIpDst;
+  if (t.hasProtocol) orig |= kFilterProtoNum;
+  // Port flags without CTA_PROTO_NUM are refused (EINVAL): never one without the other.
+  if (t.hasProtocol && t.hasSport) orig |= kFilterSrcPort;
+  if (t.hasProtocol && t.hasDport) orig |= kFilterDstPort;
+  if (t.hasReplySrc) reply |= kFilterIpSrc;
+  if (t.hasReplyDst) reply |= kFilterIpDst;
+  if (orig == 0 && reply == 0) return;
+  if (orig) {
+    nlattr* nest = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
+    putTupleIp(nlh, t.hasOrigSrc, t.origSrc, t.hasOrigDst, t.origDst);
+    if (t.hasProtocol) {
+      nlattr* proto = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+      mnl_attr_put_u8(nlh, CTA_PROTO_NUM, t.protocol);
+      if (orig & kFilterSrcPort) mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(t.sport));
+      if (orig & kFilterDstPort) mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(t.dport));
+      mnl_attr_nest_end(nlh, proto);
+    }
+    mnl_attr_nest_end(nlh, nest);
+  }
+  if (reply) {
+    nlattr* nest = mnl_attr_nest_start(nlh, CTA_TUPLE_REPLY);
+    putTupleIp(nlh, t.hasReplySrc, t.replySrc, t.hasReplyDst, t.replyDst);
+    mnl_attr_nest_end(nlh, nest);
+  }
+  nlattr* filter = mnl_attr_nest_start(nlh, CTA_FILTER);
+  // Host byte order: the kernel reads these with nla_get_u32.
+  mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS, orig);
+  mnl_attr_put_u32(nlh, CTA_FILTER_REPLY_FLAGS, reply);
+  mnl_attr_nest_end(nlh, filter);
+}
+
 void putFilter(nlmsghdr* nlh, const DumpFilter& f) {
   if (f.hasMark) {
     mnl_attr_put_u32(nlh, CTA_MARK, htonl(f.mark));
@@ -132,6 +185,13 @@ void putFilter(nlmsghdr* nlh, const DumpFilter& f) {
     mnl_attr_put_u32(nlh, CTA_STATUS_MASK, htonl(f.statusMask));
   }
   if (f.hasZone) mnl_attr_put_u16(nlh, CTA_ZONE, htons(f.zone));
+  // The kernel compares tuple addresses by the request's family and answers EOPNOTSUPP to
+  // a tuple filter without one.
+  if ((f.family == AF_INET || f.family == AF_INET6) && f.tuple.any()) {
+    TupleFilter t = f.tuple;
+    if (f.family != AF_INET) t.hasOrigSrc = t.hasOrigDst = t.hasReplySrc = t.hasReplyDst = false;
+    putTupleFilter(nlh, t);
+  }
 }
 
 }  // namespace

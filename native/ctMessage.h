@@ -49,6 +49,20 @@ struct Entry {
 // Fills e from one IPCTNL_MSG_CT_NEW message; false if it is not a usable entry.
 bool parseEntry(const nlmsghdr* nlh, Entry& e);
 
+// Exact original/reply tuple fields for CTA_FILTER: the kernel compares only what is set
+// here (dumps since 5.8, flushes since 6.12; see docs/kernel-filters.md). Addresses are
+// IPv4 only: the kernel's IPv6 comparison is inverted.
+struct TupleFilter {
+  bool hasProtocol = false;
+  uint8_t protocol = 0;
+  bool hasSport = false, hasDport = false;  // original direction, TCP and UDP only
+  uint16_t sport = 0, dport = 0;            // host order
+  bool hasOrigSrc = false, hasOrigDst = false, hasReplySrc = false, hasReplyDst = false;
+  uint8_t origSrc[4] = {}, origDst[4] = {}, replySrc[4] = {}, replyDst[4] = {};
+
+  bool any() const { return hasProtocol || hasOrigSrc || hasOrigDst || hasReplySrc || hasReplyDst; }
+};
+
 // The kernel-side part of a dump filter; every field is optional.
 struct DumpFilter {
   uint8_t family = 0;
@@ -58,6 +72,7 @@ struct DumpFilter {
   uint32_t status = 0, statusMask = 0;
   bool hasZone = false;  // only sent on kernels >= 6.8
   uint16_t zone = 0;
+  TupleFilter tuple;  // only sent with a family (the kernel refuses a tuple filter without one)
 };
 
 // Writes the request into buf (at least MNL_SOCKET_BUFFER_SIZE) and returns the header.

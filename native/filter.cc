@@ -35,13 +35,26 @@ bool hasPortsProtocol(uint8_t p) {
   return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_UDPLITE || p == IPPROTO_SCTP || p == IPPROTO_DCCP;
 }
 
+// One IPv4 address (a /32): what CTA_FILTER compares exactly. IPv6 never: the kernel's
+// IPv6 comparison is inverted (it skips the entries whose address is equal).
+bool exactV4(const std::vector<Cidr>& list, uint8_t* out) {
+  if (list.size() != 1 || list[0].family != AF_INET || list[0].prefix != 32) return false;
+  for (int i = 0; i < 4; i++) out[i] = list[0].addr[i];
+  return true;
+}
+
+bool hasTupleConditions(const Filter& f) {
+  return f.protocol >= 0 || f.hasSport || f.hasDport || !f.src.empty() || !f.dst.empty() || !f.replySrc.empty() ||
+         !f.replyDst.empty();
+}
+
 }  // namespace
 
 DumpFilter Filter::dumpFilter() const {
   DumpFilter d;
   if (!kernelFilters) return d;
   d.family = family;
-  if (hasMark) {
+  if (hasMark && kernelMarkFilter) {
     d.hasMark = true;
     d.mark = mark & markMask;
     d.markMask = markMask;
@@ -55,17 +68,73 @@ DumpFilter Filter::dumpFilter() const {
     d.hasZone = true;
     d.zone = zone;
   }
+  if (kernelTupleDump) d.tuple = kernelTuple();
   return d;
+}
+
+TupleFilter Filter::kernelTuple() const {
+  TupleFilter t;
+  if (family != AF_INET && family != AF_INET6) return t;
+  if (protocol >= 0) {
+    t.hasProtocol = true;
+    t.protocol = static_cast<uint8_t>(protocol);
+    // The kernel compares ports for TCP and UDP only; for SCTP, DCCP and UDP-Lite it would
+    // let every port through.
+    if (protocol == IPPROTO_TCP || protocol == IPPROTO_UDP) {
+      if (hasSport && sport.lo == sport.hi) {
+        t.hasSport = true;
+        t.sport = sport.lo;
+      }
+      if (hasDport && dport.lo == dport.hi) {
+        t.hasDport = true;
+        t.dport = dport.lo;
+      }
+    }
+  }
+  if (family == AF_INET) {
+    t.hasOrigSrc = exactV4(src, t.origSrc);
+    t.hasOrigDst = exactV4(dst, t.origDst);
+    t.hasReplySrc = exactV4(replySrc, t.replySrc);
+    t.hasReplyDst = exactV4(replyDst, t.replyDst);
+  }
+  return t;
+}
+
+std::vector<Filter> Filter::flushParts() const {
+  if (family != 0 || !hasTupleConditions(*this)) return {*this};
+  std::vector<Filter> parts(2, *this);
+  parts[0].family = AF_INET;
+  parts[1].family = AF_INET6;
+  return parts;
 }
 
 bool Filter::flushable() const {
   if (!kernelFilters) return false;
-  if (protocol >= 0 || hasStates || hasSport || hasDport || hasOlderThan) return false;
-  if (!src.empty() || !dst.empty() || !replySrc.empty() || !replyDst.empty()) return false;
+  if (hasStates || hasOlderThan) return false;
   if (statusMask != 0 && !kernelStatusFilter) return false;
   if (hasZone && !kernelZoneFilter) return false;
+  if (hasMark && !kernelMarkFilter) return false;
+  const bool tuple = hasTupleConditions(*this);
+  if (tuple) {
+    // Before 6.12 a DELETE with CTA_FILTER is refused or read as a delete of one tuple.
+    if (!kernelTupleFlush) return false;
+    if (family == 0) {
+      for (const Filter& part : flushParts()) {
+        if (!part.flushable()) return false;
+      }
+      return true;
+    }
+    const TupleFilter t = kernelTuple();
+    if (protocol >= 0 && !t.hasProtocol) return false;
+    if (hasSport && !t.hasSport) return false;
+    if (hasDport && !t.hasDport) return false;
+    if (!src.empty() && !t.hasOrigSrc) return false;
+    if (!dst.empty() && !t.hasOrigDst) return false;
+    if (!replySrc.empty() && !t.hasReplySrc) return false;
+    if (!replyDst.empty() && !t.hasReplyDst) return false;
+  }
   // A flush with no condition at all would empty the table: never by implication.
-  return statusMask != 0 || hasMark || hasZone;
+  return statusMask != 0 || hasMark || hasZone || tuple;
 }
 
 bool Filter::matches(const Entry& e, const Age& age) const {

@@ -37,15 +37,25 @@ struct Filter {
   // Which kernel-side filters the running kernel honours (decided from its version).
   bool kernelStatusFilter = false;
   bool kernelZoneFilter = false;
+  bool kernelMarkFilter = true;   // false on 5.8 with a partial mask (it skipped matching entries)
+  bool kernelTupleDump = false;   // CTA_FILTER in dumps: 5.8
+  bool kernelTupleFlush = false;  // CTA_FILTER in flushes: 6.12
   // false: send no filter to the kernel at all and match everything here (stands in for
   // old kernels in tests, and is a way out if a kernel filter ever misbehaves).
   bool kernelFilters = true;
 
   // The part the kernel can apply while dumping. Everything is re-checked by matches().
   DumpFilter dumpFilter() const;
-  // True when a single filtered flush (DELETE without tuple) removes exactly what this
-  // filter selects: only family, status, mark and zone conditions, all kernel-supported.
+  // The exact-tuple conditions the kernel's CTA_FILTER compares the way matches() does:
+  // protocol; one port (TCP/UDP); one IPv4 address (/32) per direction and side. Empty
+  // without a family (the kernel needs one to compare addresses).
+  TupleFilter kernelTuple() const;
+  // True when filtered flushes (DELETE without tuple) remove exactly what this filter
+  // selects: every condition is one the running kernel compares in a flush. A query
+  // without a family but with tuple conditions is flushed once per family (flushParts).
   bool flushable() const;
+  // The filters to flush, one per family when the query names none but has tuple conditions.
+  std::vector<Filter> flushParts() const;
   bool needsAge() const { return hasOlderThan; }
   // age: from estimateAge(); only read when needsAge().
   bool matches(const Entry& e, const Age& age) const;

@@ -133,6 +133,9 @@ Filter filterFromJs(const Napi::Object& o) {
   }
   f.kernelStatusFilter = o.Get("kernelStatusFilter").ToBoolean();
   f.kernelZoneFilter = o.Get("kernelZoneFilter").ToBoolean();
+  f.kernelMarkFilter = !o.Has("kernelMarkFilter") || o.Get("kernelMarkFilter").ToBoolean();
+  f.kernelTupleDump = o.Get("kernelTupleDump").ToBoolean();
+  f.kernelTupleFlush = o.Get("kernelTupleFlush").ToBoolean();
   f.kernelFilters = !o.Has("kernelFilters") || o.Get("kernelFilters").ToBoolean();
   return f;
 }

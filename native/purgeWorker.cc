@@ -1,5 +1,6 @@
 #include "purgeWorker.h"
 
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -134,13 +135,20 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
     GlobalStats before, after;
     s.request(buildStatsRequest(buf, s.nextSeq(), false), "flush", [&](const nlmsghdr* m) { parseGlobalStats(m, before); });
-    nlmsghdr* nlh = buildFlushRequest(buf, s.nextSeq(), filter_.dumpFilter());
-    // Belt and braces: a DELETE without tuple and without any filter attribute empties
-    // the whole table. flushable() already excludes it; never send one regardless.
-    if (nlh->nlmsg_len <= MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg))) {
-      throw SysError::fromErrno(EINVAL, "", "flush", "refusing an unfiltered flush");
+    for (const Filter& part : filter_.flushParts()) {
+      // Belt and braces: flushable() already checked every part, and the kernel version
+      // behind a tuple filter (before 6.12 the same DELETE means something else).
+      if (!part.flushable()) throw SysError::fromErrno(EINVAL, "", "flush", "refusing a flush the kernel could misread");
+      DumpFilter d = part.dumpFilter();
+      d.tuple = part.kernelTuple();
+      std::memset(buf, 0, sizeof buf);
+      nlmsghdr* nlh = buildFlushRequest(buf, s.nextSeq(), d);
+      // A DELETE without tuple and without any filter attribute empties the whole table.
+      if (nlh->nlmsg_len <= MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg))) {
+        throw SysError::fromErrno(EINVAL, "", "flush", "refusing an unfiltered flush");
+      }
+      s.request(nlh, "flush", [](const nlmsghdr*) {});
     }
-    s.request(nlh, "flush", [](const nlmsghdr*) {});
     s.request(buildStatsRequest(buf, s.nextSeq(), false), "flush", [&](const nlmsghdr* m) { parseGlobalStats(m, after); });
     counts_.flushed = true;
     counts_.scanned = before.entries;

@@ -76,7 +76,7 @@ export interface PurgeResult {
   /** Entries in the table when the purge started. */
   tableSize: number;
   durationMs: number;
-  /** 'flush': one kernel-side filtered flush (no age or tuple condition); 'dump': dump, match, delete. */
+  /** 'flush': kernel-side filtered flush (every condition one the kernel compares, see docs/kernel-filters.md); 'dump': dump, match, delete. */
   method: 'flush' | 'dump';
   dryRun: boolean;
   cancelled: boolean;
@@ -273,8 +273,9 @@ export class Conntrack {
 
   /**
    * Deletes every entry that matches the query: dumped with kernel-side filters, matched
-   * in C++, deleted in batches (tuple + zone + id) while the dump runs. With only status,
-   * mark and zone conditions on a kernel that filters them, one filtered flush is used.
+   * in C++, deleted in batches (tuple + zone + id) while the dump runs. When the running
+   * kernel compares every condition itself (status, mark, zone, and from 6.12 an exact
+   * protocol, TCP/UDP port and IPv4 address), one filtered flush is used.
    * An empty query is refused.
    */
   async purge(options: PurgeOptions): Promise<PurgeResult> {

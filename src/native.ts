@@ -31,6 +31,12 @@ export interface NativeFilter {
   olderThan?: number;
   kernelStatusFilter: boolean;
   kernelZoneFilter: boolean;
+  /** false: match the mark in user space only (absent: send it). */
+  kernelMarkFilter?: boolean;
+  /** Send the exact-tuple part as CTA_FILTER in dumps (5.8+). */
+  kernelTupleDump?: boolean;
+  /** Let a flush carry CTA_FILTER (6.12+). */
+  kernelTupleFlush?: boolean;
   kernelFilters: boolean;
 }
 

@@ -124,6 +124,8 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     statusValue: 0,
     kernelStatusFilter: features.statusFilter,
     kernelZoneFilter: features.zoneFilter,
+    kernelTupleDump: features.tupleDumpFilter,
+    kernelTupleFlush: features.tupleFlushFilter,
     kernelFilters: features.kernelFilters,
   };
   const desc: string[] = [];
@@ -188,6 +190,7 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     } else {
       throw new TypeError(`mark: expected a number or { value, mask }, got ${typeName(m)}`);
     }
+    if (filter.markMask !== 0xffffffff && features.maskedMarkFilter === false) filter.kernelMarkFilter = false;
     desc.push(filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/0x${filter.markMask.toString(16)}`);
   }
   if (set('zone')) {
@@ -195,6 +198,7 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     if (typeof z !== 'number' || !Number.isInteger(z)) throw new TypeError(`zone: expected an integer, got ${typeName(z)}`);
     if (z < 0 || z > 65535) throw new RangeError(`zone: ${z} is outside 0-65535`);
     filter.zone = z;
+    if (z === 0 && !features.zoneZeroFilter) filter.kernelZoneFilter = false;
     desc.push(`zone ${z}`);
   }
   if (set('olderThan')) {

@@ -49,7 +49,7 @@ describeKernel('every query field against an independent expectation', () => {
     ns = TestNetns.create();
     ns.load(model.map(seedLine));
     ct = await Conntrack.open({ netns: ns.name });
-    userspace = await Conntrack.open({ netns: ns.name, kernel: { release: 'test', statusFilter: false, zoneFilter: false, kernelFilters: false } });
+    userspace = await Conntrack.open({ netns: ns.name, kernel: { release: 'test', statusFilter: false, zoneFilter: false, tupleDumpFilter: false, tupleFlushFilter: false, kernelFilters: false } });
   });
   afterAll(async () => {
     await ct?.close();

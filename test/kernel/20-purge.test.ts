@@ -6,7 +6,7 @@ import { mixedTable, seedLine, type SeedEntry } from '../helpers/seed.js';
 import { hpingAcks, trafficPair } from '../helpers/traffic.js';
 
 const N = 4000;
-const USERSPACE = { release: 'test', statusFilter: false, zoneFilter: false, kernelFilters: false };
+const USERSPACE = { release: 'test', statusFilter: false, zoneFilter: false, tupleDumpFilter: false, tupleFlushFilter: false, kernelFilters: false };
 
 function remainingKeys(ns: TestNetns): Set<string> {
   const out = new Set<string>();

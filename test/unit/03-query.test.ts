@@ -53,6 +53,31 @@ describe('compileQuery', () => {
     expect(compileQuery({ unreplied: true }, kernelFeatures('5.4.0', {})).filter.kernelStatusFilter).toBe(false);
   });
 
+  it('tuple filters: dumps from 5.8, flushes from 6.12, never with CTPURGE_NO_KERNEL_FILTER', () => {
+    expect(kernelFeatures('5.7.19', {})).toMatchObject({ tupleDumpFilter: false, tupleFlushFilter: false });
+    expect(kernelFeatures('5.8.0', {})).toMatchObject({ tupleDumpFilter: true, tupleFlushFilter: false });
+    expect(kernelFeatures('6.11.11-amd64', {})).toMatchObject({ tupleDumpFilter: true, tupleFlushFilter: false });
+    expect(kernelFeatures('6.12.0', {})).toMatchObject({ tupleDumpFilter: true, tupleFlushFilter: true });
+    expect(kernelFeatures('7.0.1', {})).toMatchObject({ tupleDumpFilter: true, tupleFlushFilter: true });
+    expect(kernelFeatures('6.18.0', { CTPURGE_NO_KERNEL_FILTER: '1' })).toMatchObject({ tupleDumpFilter: false, tupleFlushFilter: false });
+    expect(kernelFeatures('unknown', {})).toMatchObject({ tupleDumpFilter: false, tupleFlushFilter: false });
+    const q = { protocol: 'udp', replySrc: '10.244.1.7' } as const;
+    expect(compileQuery(q, kernelFeatures('6.11.0', {})).filter).toMatchObject({ kernelTupleDump: true, kernelTupleFlush: false });
+    expect(compileQuery(q, kernelFeatures('6.12.3', {})).filter).toMatchObject({ kernelTupleDump: true, kernelTupleFlush: true });
+  });
+
+  it('a masked mark is not sent to a 5.8 kernel (it skipped entries matching under the mask)', () => {
+    expect(compileQuery({ mark: { value: 1, mask: 0xff } }, kernelFeatures('5.8.0', {})).filter.kernelMarkFilter).toBe(false);
+    expect(compileQuery({ mark: 7 }, kernelFeatures('5.8.0', {})).filter.kernelMarkFilter).toBeUndefined();
+    expect(compileQuery({ mark: { value: 1, mask: 0xff } }, kernelFeatures('5.10.0', {})).filter.kernelMarkFilter).toBeUndefined();
+  });
+
+  it('zone 0 goes to the kernel only from 6.9 (the first zone filter ignored zone 0: a zone-0 flush flushed every zone)', () => {
+    expect(compileQuery({ zone: 0 }, kernelFeatures('6.8.0', {})).filter.kernelZoneFilter).toBe(false);
+    expect(compileQuery({ zone: 3 }, kernelFeatures('6.8.0', {})).filter.kernelZoneFilter).toBe(true);
+    expect(compileQuery({ zone: 0 }, kernelFeatures('6.9.0', {})).filter.kernelZoneFilter).toBe(true);
+  });
+
   it.each([
     [{ bogus: 1 }, TypeError, /unknown field 'bogus'/],
     [{ family: 'inet' }, RangeError, /family/],

@@ -32,7 +32,7 @@ function fakeBinding(opts: { count?: number; max?: number; purgeMs?: number; del
   return { binding, calls };
 }
 
-const kernel = { release: '6.18', statusFilter: true, zoneFilter: true, kernelFilters: true };
+const kernel = { release: '6.18', statusFilter: true, zoneFilter: true, tupleDumpFilter: true, tupleFlushFilter: true, kernelFilters: true };
 
 /** Advances fake time in steps, letting the purger's promise chains run in between. */
 async function tick(ms: number, step = 100): Promise<void> {
