@@ -2,11 +2,16 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -15,39 +20,62 @@
 namespace ctpurge {
 namespace {
 
+// The pid a ctpurge wrote into the lock file, when /proc/locks confirms that this pid holds an
+// flock on that very inode; 0 otherwise (the holder is then not named).
+long confirmedHolder(int fd) {
+  char buf[32] = {};
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  const long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+  struct stat st {};
+  if (pid <= 0 || ::fstat(fd, &st) != 0) return 0;
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  char dev[64];
+  std::snprintf(dev, sizeof dev, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
+                static_cast<unsigned long long>(st.st_ino));
+  while (std::getline(locks, line)) {
+    std::istringstream in(line);
+    std::string id, kind, mode, access, lockDev;
+    long lockPid = 0;
+    if (!(in >> id >> kind) || kind != "FLOCK") continue;
+    if (!(in >> mode >> access >> lockPid >> lockDev)) continue;
+    if (lockPid == pid && lockDev == dev) return pid;
+  }
+  return 0;
+}
+
 class LockWorker : public PromiseWorker {
  public:
   LockWorker(Napi::Env env, std::string path, double waitMs)
       : PromiseWorker(env, "ctpurge:lock"), path_(std::move(path)), waitMs_(waitMs) {}
 
  protected:
+  // Only the owner can open the lock file (0600 in a directory that only it or root owns), so a
+  // user without the purge's privileges can neither take the lock nor hold it. A file at the path
+  // that is not ours, not private or not a regular file is replaced, never used; after the flock
+  // the path must still name the locked inode, otherwise the lock is taken again.
   void Run() override {
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd_ < 0) throw SysError::fromErrno(errno, "open", "lock", "cannot open lock file " + path_);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long long>(waitMs_));
-    for (;;) {
-      if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) break;
-      const int err = errno;
-      if (err == EINTR) continue;
-      if (err != EWOULDBLOCK) {
-        ::close(fd_);
-        throw SysError::fromErrno(err, "flock", "lock");
+    const auto slash = path_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash == 0 ? 1 : slash);
+    const std::string name = slash == std::string::npos ? path_ : path_.substr(slash + 1);
+    const int dirFd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirFd < 0) throw SysError::fromErrno(errno, "open", "lock", "cannot open lock directory " + dir);
+    try {
+      struct stat ds {};
+      if (::fstat(dirFd, &ds) != 0) throw SysError::fromErrno(errno, "fstat", "lock");
+      if (ds.st_uid != ::geteuid() && ds.st_uid != 0)
+        throw SysError::fromErrno(EACCES, "open", "lock",
+                                  "lock directory " + dir + " belongs to uid " + std::to_string(ds.st_uid));
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long long>(waitMs_));
+      for (int replaced = 0;;) {
+        if (lockOnce(dirFd, dir, name, deadline, replaced)) break;
       }
-      if (std::chrono::steady_clock::now() >= deadline) {
-        char buf[32] = {};
-        ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
-        holder_ = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
-        ::close(fd_);
-        fd_ = -1;
-        SysError e;
-        e.operation = "lock";
-        e.code = "ELOCKED";
-        e.holderPid = holder_;
-        e.message = "the lock is held by another process";
-        throw e;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    } catch (...) {
+      ::close(dirFd);
+      throw;
     }
+    ::close(dirFd);
     const std::string pid = std::to_string(::getpid()) + "\n";
     if (::ftruncate(fd_, 0) == 0) {
       ssize_t ignored = ::pwrite(fd_, pid.data(), pid.size(), 0);
@@ -57,9 +85,61 @@ class LockWorker : public PromiseWorker {
 
   Napi::Value Resolve(Napi::Env env) override { return Napi::Number::New(env, fd_); }
 
-  long holder_ = -1;
-
  private:
+  // One attempt: true once fd_ holds the lock on the inode the path names.
+  bool lockOnce(int dirFd, const std::string& dir, const std::string& name,
+                std::chrono::steady_clock::time_point deadline, int& replaced) {
+    const int fd = ::openat(dirFd, name.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    struct stat st {};
+    if (fd < 0) {
+      // ELOOP: a symlink; EACCES: the kernel's protected_symlinks/_regular/_fifos refusing
+      // another user's file in a sticky directory. Either way, replace what is not ours.
+      const int err = errno;
+      const bool foreign = (err == ELOOP || err == EACCES) &&
+                           ::fstatat(dirFd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                           (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid());
+      if (!foreign) throw SysError::fromErrno(err, "open", "lock", "cannot open lock file " + path_);
+    }
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
+        (st.st_mode & 077) != 0) {
+      // A symlink, FIFO, device, another user's file or a file others can open: replace it.
+      if (fd >= 0) ::close(fd);
+      if (++replaced > 8) throw SysError::fromErrno(EAGAIN, "open", "lock", "lock file " + path_ + " keeps being replaced");
+      if (::unlinkat(dirFd, name.c_str(), 0) != 0 && errno != ENOENT)
+        throw SysError::fromErrno(errno, "unlink", "lock",
+                                  "lock file " + path_ + " is not private to this user and cannot be replaced in " + dir);
+      return false;
+    }
+    for (;;) {
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+      const int err = errno;
+      if (err == EINTR) continue;
+      if (err != EWOULDBLOCK) {
+        ::close(fd);
+        throw SysError::fromErrno(err, "flock", "lock");
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        SysError e;
+        e.operation = "lock";
+        e.code = "ELOCKED";
+        e.holderPid = confirmedHolder(fd);
+        e.message = "the lock is held by another process";
+        ::close(fd);
+        throw e;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    struct stat now {};
+    if (::fstatat(dirFd, name.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_ino != st.st_ino ||
+        now.st_dev != st.st_dev) {
+      ::close(fd);  // the file was replaced while we waited: lock the one the path names now
+      if (++replaced > 8) throw SysError::fromErrno(EAGAIN, "open", "lock", "lock file " + path_ + " keeps being replaced");
+      return false;
+    }
+    fd_ = fd;
+    return true;
+  }
+
   std::string path_;
   double waitMs_;
   int fd_ = -1;

@@ -6,7 +6,9 @@
 namespace ctpurge {
 
 // lockFile(path, waitMs) -> Promise<number fd>; rejects with code 'ELOCKED' and holderPid
-// when another process still holds it after waitMs.
+// when another process still holds it after waitMs (holderPid 0 unless /proc/locks confirms
+// that the pid written in the file holds it). The file is 0600 and owned by the caller: one
+// that is not (another user's, a symlink, a FIFO) is replaced, so no other user can block it.
 Napi::Value LockFile(const Napi::CallbackInfo& info);
 // unlockFile(fd): closes the descriptor, which releases the lock.
 Napi::Value UnlockFile(const Napi::CallbackInfo& info);
