@@ -74,7 +74,19 @@ function errorLine(err: unknown): string {
   return String(err);
 }
 
+/** A reader that went away (`| head`, `| true`) is not an error: the exit code stays the command's. */
+function ignoreClosedPipes(): void {
+  const quiet = (err: NodeJS.ErrnoException) => {
+    // Other failures belong to the command's Output, when it has one.
+    if (err.code !== 'EPIPE' && process.stdout.listenerCount('error') === 1) throw err;
+  };
+  if (process.stdout.listenerCount('error') === 0) process.stdout.on('error', quiet);
+  // Nothing can be reported about stderr itself.
+  if (process.stderr.listenerCount('error') === 0) process.stderr.on('error', () => undefined);
+}
+
 export async function main(argv: string[]): Promise<number> {
+  ignoreClosedPipes();
   let args: ParsedArgs;
   let description: string;
   try {

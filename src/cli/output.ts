@@ -1,21 +1,37 @@
 /** Writing to stdout/stderr with backpressure; a closed pipe (| head) ends quietly. */
-import { once } from 'node:events';
-
 export class PipeClosed extends Error {}
 
 export class Output {
   #broken = false;
-  constructor(readonly stream: NodeJS.WriteStream = process.stdout) {
+  #failure: Error | undefined;
+  #waiter: (() => void) | undefined;
+  constructor(readonly stream: NodeJS.WritableStream = process.stdout) {
+    // One set of listeners for the stream's life, not one per write (no listener leak on long outputs).
     stream.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EPIPE') this.#broken = true;
-      else throw err;
+      else this.#failure ??= err;
+      this.#wake();
+    });
+    stream.on('drain', () => this.#wake());
+    stream.on('close', () => {
+      this.#broken = true;
+      this.#wake();
     });
   }
+  #wake(): void {
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+  #check(): void {
+    if (this.#failure) throw this.#failure;
+    if (this.#broken) throw new PipeClosed();
+  }
   async write(text: string | Buffer): Promise<void> {
-    if (this.#broken) throw new PipeClosed();
+    this.#check();
     if (text.length === 0) return;
-    if (!this.stream.write(text)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'close')]);
-    if (this.#broken) throw new PipeClosed();
+    if (!this.stream.write(text)) await new Promise<void>((resolve) => (this.#waiter = resolve));
+    this.#check();
   }
 }
 
