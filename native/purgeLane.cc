@@ -3,8 +3,13 @@
 #include <algorithm>
 #include <chrono>
 
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "dumpReader.h"
 #include "entryRecord.h"
+#include "ndjson.h"
 
 namespace ctpurge {
 namespace {
@@ -28,6 +33,8 @@ void PurgeCounts::add(const PurgeCounts& o) {
   vanished += o.vanished;
   batches += o.batches;
   lostReports += o.lostReports;
+  logged += o.logged;
+  if (logErrno == 0) logErrno = o.logErrno;
   flushed = flushed || o.flushed;
   cancelled = cancelled || o.cancelled;
   limitReached = limitReached || o.limitReached;
@@ -45,7 +52,8 @@ void PurgeLane::run(const Report& report) {
     batch_.reserve(batchLimit_ + 512);
     replyBuf_.resize(256 * 1024);
   }
-  const bool needAge = filter_.needsAge() || shared_.wantEntries;
+  const bool logging = shared_.logFd >= 0;
+  const bool needAge = filter_.needsAge() || shared_.wantEntries || logging;
   const bool limited = shared_.limit >= 0;
   bool stop = false;
   auto lastReport = Clock::now();
@@ -64,18 +72,32 @@ void PurgeLane::run(const Report& report) {
       counts_.matched++;
       if (shared_.dryRun) {
         if (shared_.wantEntries) appendRecord(pending_, e, age);
+        if (logging) {
+          appendNdjson(logBuf_, e, age);
+          logLines_++;
+          if (logBuf_.size() >= kMaxBatchBytes && !writeLog()) stop = true;
+        }
         return;
       }
-      if (!batch_.empty() && batch_.size() + deleteMessageSize(e) > batchLimit_) sendBatch();
+      if (!batch_.empty() && batch_.size() + deleteMessageSize(e) > batchLimit_ && !sendBatch()) {
+        stop = true;
+        return;
+      }
       lastMsgOffset_ = batch_.size();
       const uint32_t seq = del_->nextSeq();
       if (!appendDelete(batch_, e, seq, false)) return;
       batchSeqs_.push_back(seq);
       if (shared_.wantEntries) appendRecord(batchRecords_, e, age);
+      if (logging) {
+        appendNdjson(logBuf_, e, age);
+        logLines_++;
+      }
     });
     // Deletes go out after every dump buffer: an entry is deleted milliseconds after it
     // was read, while the dump carries on.
-    if (!batch_.empty()) sendBatch();
+    if (!stop && !batch_.empty() && !sendBatch()) stop = true;
+    if (!stop && shared_.dryRun && !logBuf_.empty() && !writeLog()) stop = true;
+    if (logging && shared_.logErrno.load() != 0) stop = true;
     if (shared_.cancelled()) {
       counts_.cancelled = true;
       stop = true;
@@ -90,7 +112,52 @@ void PurgeLane::run(const Report& report) {
   pending_.clear();
 }
 
-void PurgeLane::sendBatch() {
+bool PurgeLane::writeLog() {
+  if (logBuf_.empty()) return true;
+  std::lock_guard<std::mutex> g(shared_.logMutex);
+  if (shared_.logErrno.load() != 0) return false;  // another lane's write failed: stop too
+  // A failed write is cut back to the last whole line, so the log stays valid NDJSON.
+  struct stat st {};
+  const bool regular = ::fstat(shared_.logFd, &st) == 0 && S_ISREG(st.st_mode);
+  const off_t before = regular ? st.st_size : 0;
+  const char* p = logBuf_.data();
+  size_t left = logBuf_.size();
+  while (left > 0) {
+    const ssize_t n = ::write(shared_.logFd, p, left);
+    if (n > 0) {
+      p += n;
+      left -= static_cast<size_t>(n);
+      continue;
+    }
+    const int err = n == 0 ? EIO : errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN) {  // a non-blocking pipe (--log -): wait until the reader takes more
+      pollfd pfd{shared_.logFd, POLLOUT, 0};
+      if (::poll(&pfd, 1, 200) >= 0 && !shared_.cancelled()) continue;
+    }
+    if (regular) {
+      int ignored = ::ftruncate(shared_.logFd, before);
+      (void)ignored;
+    }
+    shared_.logErrno.store(err);
+    counts_.logErrno = err;
+    return false;
+  }
+  counts_.logged += logLines_;
+  logLines_ = 0;
+  logBuf_.clear();
+  return true;
+}
+
+bool PurgeLane::sendBatch() {
+  if (shared_.logFd >= 0 && !writeLog()) {
+    batch_.clear();
+    batchSeqs_.clear();
+    batchRecords_.clear();
+    logBuf_.clear();
+    logLines_ = 0;
+    return false;
+  }
   auto* last = reinterpret_cast<nlmsghdr*>(batch_.data() + lastMsgOffset_);
   // Only the last message asks for an ACK: it is the barrier that tells us the kernel has
   // processed (and answered errors for) everything before it. The kernel handles a batch
@@ -140,6 +207,7 @@ void PurgeLane::sendBatch() {
   batch_.clear();
   batchSeqs_.clear();
   batchRecords_.clear();
+  return true;
 }
 
 }  // namespace ctpurge

@@ -5,7 +5,9 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "filter.h"
@@ -18,6 +20,8 @@ struct PurgeCounts {
   double scanned = 0, matched = 0, deleted = 0, vanished = 0, batches = 0;
   bool flushed = false, cancelled = false, limitReached = false;
   double lostReports = 0;
+  double logged = 0;  // audit lines written (write-ahead: before their batch is deleted)
+  int logErrno = 0;   // the audit log failed with this errno: the purge stopped before the next delete
 
   void add(const PurgeCounts& o);
 };
@@ -33,6 +37,11 @@ struct PurgeShared {
   uint64_t nowNs = 0;
   std::atomic<int64_t> requested{0};  // delete requests issued (or matches, in a dry run), for limit
   std::atomic<bool> abort{false};     // set when another lane failed
+  // Write-ahead audit log: the NDJSON lines of a batch are written to logFd before the batch is
+  // sent. Once a write fails, no lane sends another delete.
+  int logFd = -1;
+  std::mutex logMutex;
+  std::atomic<int> logErrno{0};
 
   bool cancelled() const { return abort.load() || (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0); }
 };
@@ -47,7 +56,8 @@ class PurgeLane {
   const PurgeCounts& counts() const { return counts_; }
 
  private:
-  void sendBatch();
+  bool sendBatch();   // false: the audit log failed, the batch was dropped unsent
+  bool writeLog();    // writes logBuf_ whole, or records the failure and returns false
 
   Filter filter_;
   PurgeShared& shared_;
@@ -61,6 +71,8 @@ class PurgeLane {
   std::vector<uint8_t> pending_;
   std::vector<uint32_t> vanishedSeqs_;
   std::vector<char> replyBuf_;
+  std::string logBuf_;      // audit lines of the entries in batch_ (or, in a dry run, matched)
+  double logLines_ = 0;
 };
 
 }  // namespace ctpurge

@@ -16,6 +16,7 @@ struct PurgeOptions {
   bool dryRun = false;
   double limit = -1;  // < 0: no limit
   bool wantEntries = false;
+  int logFd = -1;  // write-ahead audit log
   const int32_t* cancel = nullptr;
 };
 
@@ -94,11 +95,17 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     o.Set("cancelled", c.cancelled);
     o.Set("limitReached", c.limitReached);
     o.Set("lostReports", c.lostReports);
+    o.Set("logged", c.logged);
+    if (c.logErrno != 0) {
+      o.Set("logErrno", -c.logErrno);
+      o.Set("logCode", errnoName(c.logErrno));
+    }
     return o;
   }
 
   void run(const ExecutionProgress& progress) {
-    if (!opts_.dryRun && opts_.limit < 0 && !opts_.wantEntries && filter_.flushable()) {
+    // A flush deletes what no one has seen: never with entries wanted or an audit log.
+    if (!opts_.dryRun && opts_.limit < 0 && !opts_.wantEntries && opts_.logFd < 0 && filter_.flushable()) {
       runFlush();
       return;
     }
@@ -106,6 +113,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.dryRun = opts_.dryRun;
     shared_.limit = opts_.limit;
     shared_.wantEntries = opts_.wantEntries;
+    shared_.logFd = opts_.logFd;
     shared_.cancel = opts_.cancel;
     inNetns(shared_.nsFd, [&] { shared_.timeouts = PolicyTimeouts::readFromProc(); });
     shared_.nowNs = realtimeNowNs();
@@ -184,6 +192,8 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   Napi::Value limit = o.Get("limit");
   opts.limit = limit.IsNumber() ? limit.As<Napi::Number>().DoubleValue() : -1;
   opts.wantEntries = o.Get("wantEntries").ToBoolean();
+  Napi::Value logFd = o.Get("logFd");
+  opts.logFd = logFd.IsNumber() ? logFd.As<Napi::Number>().Int32Value() : -1;
   Napi::Value cancel = o.Get("cancel");
   if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
     opts.cancel = cancel.As<Napi::Int32Array>().Data();

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 # programs that consume ctpurge's output: prometheus (promtool), prometheus-node-exporter,
 # docker.io and debootstrap (the image test), systemd (systemd-analyze).
 PACKAGES=(libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 conntrack nftables iproute2 hping3 strace util-linux
-  prometheus prometheus-node-exporter docker.io debootstrap systemd)
+  prometheus prometheus-node-exporter docker.io debootstrap systemd logrotate)
 
 LOG_DIR=${CTPURGE_LOG_DIR:-${TMPDIR:-/tmp}/ctpurge-bootstrap}
 mkdir -p "$LOG_DIR"

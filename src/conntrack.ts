@@ -1,7 +1,7 @@
 /** The public Conntrack class: one handle on one network namespace's conntrack table. */
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { captureStack, fromNative } from './errors.js';
+import { captureStack, ConntrackError, fromNative } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
@@ -55,6 +55,14 @@ export interface PurgeOptions extends Query {
   onProgress?: (progress: PurgeProgress) => void;
   /** Stops after the batch in flight; the result then has cancelled: true. */
   signal?: AbortSignal;
+  /**
+   * A write-ahead audit log: an open file descriptor that gets each entry's NDJSON line (the
+   * `list --json` format) before the batch holding it is deleted; in a dry run, each match.
+   * No entry is deleted without its line. A failed or short write stops the purge before the
+   * next delete: purge() then rejects with a ConntrackError (operation 'log', the write's
+   * code) whose `partial` is the result so far. Never used with a flush.
+   */
+  logFd?: number;
 }
 
 export interface PurgeProgress {
@@ -83,6 +91,8 @@ export interface PurgeResult {
   limitReached: boolean;
   /** Delete batches whose error replies the kernel dropped (ENOBUFS): their vanished count is unknown. */
   lostReports: number;
+  /** Lines written to logFd (0 without it). */
+  logged: number;
 }
 
 export interface ConntrackSettings {
@@ -95,7 +105,7 @@ export interface ConntrackSettings {
   buckets: number | null;
 }
 
-const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal'];
+const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd'];
 
 export class Conntrack {
   /** The namespace file this handle works in; null for the caller's own namespace. */
@@ -286,7 +296,10 @@ export class Conntrack {
       if (!(QUERY_FIELDS as readonly string[]).includes(k)) throw new TypeError(`purge: unknown option '${k}'`);
       query[k] = v;
     }
-    const { dryRun = false, limit, onDeleted, onProgress, signal } = options;
+    const { dryRun = false, limit, onDeleted, onProgress, signal, logFd } = options;
+    if (logFd !== undefined && (typeof logFd !== 'number' || !Number.isInteger(logFd) || logFd < 0 || logFd > 0x7fffffff)) {
+      throw new TypeError(`logFd: expected an open file descriptor, got ${typeName(logFd)}`);
+    }
     if (typeof dryRun !== 'boolean') throw new TypeError(`dryRun: expected true or false, got ${typeName(dryRun)}`);
     if (limit !== undefined) {
       if (typeof limit !== 'number' || !Number.isInteger(limit)) throw new TypeError(`limit: expected an integer, got ${typeName(limit)}`);
@@ -312,7 +325,7 @@ export class Conntrack {
         handle.purge(
           compiled.filter,
           laneFilters(compiled.filter),
-          { dryRun, limit, wantEntries: onDeleted !== undefined, cancel },
+          { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, cancel },
           (progress, records) => {
             try {
               if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);
@@ -324,7 +337,7 @@ export class Conntrack {
         ),
       );
       if (callbackError !== undefined) throw callbackError;
-      return {
+      const result: PurgeResult = {
         matched: counts.matched,
         deleted: counts.deleted,
         vanished: counts.vanished,
@@ -336,7 +349,22 @@ export class Conntrack {
         cancelled: counts.cancelled,
         limitReached: counts.limitReached,
         lostReports: counts.lostReports,
+        logged: counts.logged,
       };
+      if (counts.logCode !== undefined) {
+        throw Object.assign(
+          new ConntrackError(`cannot write the audit log: ${counts.logCode}; stopped before the next delete (${counts.deleted} deleted, ${counts.logged} logged)`, {
+            code: counts.logCode,
+            errno: counts.logErrno,
+            syscall: 'write',
+            operation: 'log',
+            netns: this.netns,
+            hint: counts.logCode === 'ENOSPC' || counts.logCode === 'EDQUOT' ? 'free space on the log\'s filesystem, or point --log elsewhere' : undefined,
+          }),
+          { partial: result },
+        );
+      }
+      return result;
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }

@@ -1,6 +1,6 @@
 /** Prometheus metrics for scheduled purges: the textfile-collector format, written atomically. */
 import { randomBytes } from 'node:crypto';
-import { chmod, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PurgeResult } from './conntrack.js';
 
@@ -66,9 +66,17 @@ export class PurgeMetrics {
    * the umask: systemd's UMask=0077 would otherwise turn the create mode into 0600.
    */
   async writeFile(file: string): Promise<void> {
+    // Only a regular file is ever replaced: the rename would turn a device node, FIFO or
+    // symlink someone put at the path into our file.
+    const existing = await lstat(file).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    if (existing && !existing.isFile()) throw new Error(`${file} is not a regular file; refusing to replace it`);
     const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
-      await writeFile(tmp, this.render(), { mode: 0o644 });
+      // 'wx' (O_EXCL): never through a symlink planted at the temporary name.
+      await writeFile(tmp, this.render(), { mode: 0o644, flag: 'wx' });
       await chmod(tmp, 0o644);
       await rename(tmp, file);
     } catch (err) {

@@ -100,6 +100,8 @@ export interface NativePurgeOptions {
   dryRun: boolean;
   limit?: number;
   wantEntries: boolean;
+  /** Write-ahead audit log: each batch's NDJSON lines are written here before it is deleted. */
+  logFd?: number;
   cancel?: Int32Array;
 }
 
@@ -113,6 +115,11 @@ export interface NativePurgeCounts {
   cancelled: boolean;
   limitReached: boolean;
   lostReports: number;
+  /** Audit lines written (with logFd). */
+  logged: number;
+  /** Set when an audit log write failed (negative errno, its name): no delete was sent after it. */
+  logErrno?: number;
+  logCode?: string;
 }
 
 export interface NativeCursor<T = ArrayBuffer> {

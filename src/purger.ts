@@ -26,6 +26,8 @@ export interface PurgerOptions {
   dryRun?: boolean;
   /** Taken before each run and released after it, e.g. acquirePurgeLock (the CLI's lock). */
   lock?: () => Promise<{ release(): void }>;
+  /** A write-ahead audit log (see PurgeOptions.logFd); a function is asked before each run (log reopening). */
+  logFd?: number | (() => number);
 }
 
 export interface PurgerRun {
@@ -77,6 +79,7 @@ export class Purger extends EventEmitter {
   readonly #limit: number | undefined;
   readonly #dryRun: boolean;
   readonly #lock: PurgerOptions['lock'];
+  readonly #logFd: PurgerOptions['logFd'];
   readonly #abort = new AbortController();
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
@@ -88,7 +91,7 @@ export class Purger extends EventEmitter {
     super();
     if (options === null || typeof options !== 'object') throw new TypeError(`Purger: expected options, got ${typeName(options)}`);
     for (const k of Object.keys(options)) {
-      if (!['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'lock'].includes(k)) throw new TypeError(`Purger: unknown option '${k}'`);
+      if (!['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'lock', 'logFd'].includes(k)) throw new TypeError(`Purger: unknown option '${k}'`);
     }
     const compiled = compileQuery(options.query ?? {}, ct.kernel);
     if (compiled.empty) throw new TypeError('query: refusing to schedule a purge with an empty query, which would delete every entry');
@@ -107,6 +110,10 @@ export class Purger extends EventEmitter {
     this.#dryRun = options.dryRun ?? false;
     if (options.lock !== undefined && typeof options.lock !== 'function') throw new TypeError('lock: expected a function');
     this.#lock = options.lock;
+    if (options.logFd !== undefined && typeof options.logFd !== 'function' && typeof options.logFd !== 'number') {
+      throw new TypeError(`logFd: expected a file descriptor or a function returning one, got ${typeName(options.logFd)}`);
+    }
+    this.#logFd = options.logFd;
     const a = options.adaptive;
     if (a) {
       const min = typeof a === 'object' && a.min !== undefined ? parseDuration(a.min, 'adaptive.min') : every / 8;
@@ -187,7 +194,8 @@ export class Purger extends EventEmitter {
       if (!skipped) {
         const lock = this.#lock ? await this.#lock() : null;
         try {
-          result = await this.#ct.purge({ ...this.#query, signal: this.#abort.signal, limit: this.#limit, dryRun: this.#dryRun });
+          const logFd = typeof this.#logFd === 'function' ? this.#logFd() : this.#logFd;
+          result = await this.#ct.purge({ ...this.#query, signal: this.#abort.signal, limit: this.#limit, dryRun: this.#dryRun, logFd });
         } finally {
           lock?.release();
         }

@@ -1,27 +1,40 @@
 /** `ctpurge [selectors] --every DUR`: the scheduled purge, metrics, and a clean stop. */
 import { createServer, type Server } from 'node:http';
+import { statSync } from 'node:fs';
 import type { Conntrack } from '../conntrack.js';
+import { ConntrackError } from '../errors.js';
 import { acquirePurgeLock } from '../lock.js';
 import { PurgeMetrics } from '../metrics.js';
 import { Purger, type PurgerRun } from '../purger.js';
 import { formatDuration } from '../parse/duration.js';
 import type { ParsedArgs } from './args.js';
-import { purgeSummary } from './purgeCommand.js';
+import type { AuditLog } from './files.js';
+import { logFailure, purgeSummary } from './purgeCommand.js';
 
 export function metricsLabels(ct: Conntrack): Record<string, string> {
   return ct.netns ? { netns: ct.netns } : {};
 }
 
+/** A scrape needs one connection for a moment: anything beyond these is a client misbehaving. */
+export const METRICS_MAX_CONNECTIONS = 16;
+export const METRICS_TIMEOUT_MS = 10_000;
+
 async function listen(metrics: PurgeMetrics, host: string, port: number): Promise<Server> {
-  const server = createServer((req, res) => {
-    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-      res.end(metrics.render());
-    } else {
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('not found: try /metrics\n');
-    }
-  });
+  const server = createServer(
+    { requestTimeout: METRICS_TIMEOUT_MS, headersTimeout: METRICS_TIMEOUT_MS / 2, keepAliveTimeout: METRICS_TIMEOUT_MS / 2 },
+    (req, res) => {
+      if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+        res.end(metrics.render());
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: try /metrics\n');
+      }
+    },
+  );
+  // Idle or slow clients are cut off; more than a few at once are refused at accept.
+  server.maxConnections = METRICS_MAX_CONNECTIONS;
+  server.timeout = METRICS_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -29,8 +42,31 @@ async function listen(metrics: PurgeMetrics, host: string, port: number): Promis
   return server;
 }
 
-/** Runs until SIGTERM/SIGINT (signal), then finishes the batch in flight, writes metrics and resolves. */
-export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSignal): Promise<void> {
+/** Stops listening and drops every connection, idle or not: no client can delay the exit. */
+function closeServer(server: Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  return closed;
+}
+
+/** The namespace file's identity; null once it is gone. */
+function namespaceId(file: string): string | null {
+  try {
+    const st = statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs until SIGTERM/SIGINT (signal), then finishes the batch in flight, writes metrics and
+ * resolves. Rejects (exit 1) when it must not go on: the audit log cannot be written, or the
+ * --netns namespace was deleted or replaced (a handle on a dead namespace would purge nothing,
+ * forever; the service manager's Restart= brings ctpurge back on the new one).
+ * SIGHUP reopens --log (logrotate) and rewrites --metrics-file at its path.
+ */
+export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSignal, log?: AuditLog): Promise<void> {
   const metrics = new PurgeMetrics(metricsLabels(ct));
   const server = args.metricsListen ? await listen(metrics, args.metricsListen.host, args.metricsListen.port) : null;
   const writeMetrics = async () => {
@@ -41,6 +77,32 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSi
       process.stderr.write(`ctpurge: --metrics-file: ${(err as Error).message}\n`);
     }
   };
+  const nsFile = ct.netns;
+  const nsId = nsFile ? namespaceId(nsFile) : null;
+  let fatal: unknown;
+  const done = new AbortController();
+  const fail = (err: unknown) => {
+    fatal ??= err;
+    done.abort();
+  };
+  // Reopening while a run writes would close the descriptor under it: a SIGHUP during a run
+  // is served when the run ends (its lines go to the rotated file, none is lost).
+  let inRun = false;
+  let reopenPending = false;
+  const reopen = () => {
+    reopenPending = false;
+    try {
+      log?.reopen();
+    } catch (err) {
+      process.stderr.write(`ctpurge: ${(err as Error).message}; still writing to the file opened before\n`);
+    }
+  };
+  const onHangup = () => {
+    reopenPending = true;
+    if (!inRun) reopen();
+    void writeMetrics();
+  };
+  process.on('SIGHUP', onHangup);
   const purger = new Purger(ct, {
     query: args.query,
     every: args.every as number,
@@ -48,9 +110,27 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSi
     whenAbove: args.whenAbove,
     limit: args.limit,
     dryRun: args.dryRun,
-    lock: () => acquirePurgeLock(ct.netns, args.lockWait),
+    lock: async () => {
+      if (nsFile) {
+        const now = namespaceId(nsFile);
+        if (now !== nsId) {
+          const what = now === null ? 'is gone (deleted with ip netns del?)' : 'was replaced by a new namespace';
+          throw Object.assign(new Error(`--netns: ${args.netns ?? nsFile} ${what}; exiting so the service manager can start ctpurge on the current one`), { fatal: true });
+        }
+      }
+      return acquirePurgeLock(ct.netns, args.lockWait);
+    },
+    logFd: log
+      ? () => {
+          if (reopenPending) reopen();
+          inRun = true;
+          return log.fd;
+        }
+      : undefined,
   });
   purger.on('run', (run: PurgerRun) => {
+    inRun = false;
+    if (reopenPending) reopen();
     metrics.recordRun(run.result, run);
     void writeMetrics();
     if (args.quiet) return;
@@ -60,8 +140,14 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSi
     else if (run.result) process.stdout.write(`${purgeSummary(run.result)}; ${next}\n`);
   });
   purger.on('error', (err: Error) => {
+    inRun = false;
     metrics.recordError();
     void writeMetrics();
+    if ((err as { fatal?: boolean }).fatal || (err instanceof ConntrackError && err.operation === 'log')) {
+      fail(logFailure(err, log));
+      return;
+    }
+    if (reopenPending) reopen();
     process.stderr.write(`ctpurge: ${err.message}\n`);
   });
   // The purger's timers are unref'd (it must never hold a host process open); the daemon
@@ -70,11 +156,14 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSi
   const stopped = new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
     signal.addEventListener('abort', () => resolve(), { once: true });
+    done.signal.addEventListener('abort', () => resolve(), { once: true });
   });
   purger.start();
   await stopped;
   await purger.stop();
   clearInterval(keepAlive);
+  process.off('SIGHUP', onHangup);
   await writeMetrics();
-  if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (server) await closeServer(server);
+  if (fatal !== undefined) throw fatal;
 }

@@ -16,6 +16,7 @@ import { purgeCommand, purgeSummary } from './purgeCommand.js';
 import { collectStats, renderStats } from './statsCommand.js';
 import { metricsLabels, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
+import { AuditLog, checkOutputFile } from './files.js';
 import { PurgeMetrics } from '../metrics.js';
 
 export const EXIT_OK = 0;
@@ -89,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
   ignoreClosedPipes();
   let args: ParsedArgs;
   let description: string;
+  let log: AuditLog | undefined;
   try {
     args = parseArgs(argv);
     if (args.help) {
@@ -100,6 +102,9 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT_OK;
     }
     description = validate(args);
+    // Before the table is touched: a file that must not be written is a usage error (exit 2).
+    if (args.metricsFile) checkOutputFile('--metrics-file', args.metricsFile);
+    if (args.log && args.command === 'purge') log = AuditLog.open(args.log);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`ctpurge: ${err.message}\n`);
@@ -119,13 +124,13 @@ export async function main(argv: string[]): Promise<number> {
     switch (args.command) {
       case 'purge': {
         if (args.every !== undefined) {
-          await runDaemon(ct, args, abort.signal);
+          await runDaemon(ct, args, abort.signal, log);
           break;
         }
         const lock = await acquirePurgeLock(ct.netns, args.lockWait);
         let result;
         try {
-          result = await purgeCommand(ct, args, description, abort.signal);
+          result = await purgeCommand(ct, args, description, abort.signal, log);
         } finally {
           lock.release();
         }
@@ -135,6 +140,7 @@ export async function main(argv: string[]): Promise<number> {
           await metrics.writeFile(args.metricsFile);
         }
         if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: description, ...result })}\n`);
+        else if (!args.quiet && log?.file === '-') process.stderr.write(`${purgeSummary(result)}\n`);
         else if (!args.quiet) await out.write(`${purgeSummary(result)}\n`);
         break;
       }
@@ -182,5 +188,6 @@ export async function main(argv: string[]): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await ct?.close();
+    log?.close();
   }
 }

@@ -1,63 +1,45 @@
 /** The default command: purge matching entries. */
-import { closeSync, fstatSync, openSync, writeSync } from 'node:fs';
+import { getSystemErrorMap } from 'node:util';
 import type { Conntrack, PurgeResult } from '../conntrack.js';
-import type { Entry } from '../entry.js';
+import { ConntrackError } from '../errors.js';
 import type { ParsedArgs } from './args.js';
-import { UsageError } from './args.js';
-import { formatCount, jsonLine } from './format.js';
+import type { AuditLog } from './files.js';
+import { formatCount } from './format.js';
 import { Progress } from './output.js';
 
-/** Opens --log before anything is deleted: a log that cannot be written must stop the purge, not follow it. */
-export function openLog(file: string): number {
-  try {
-    const fd = openSync(file, 'a', 0o600);
-    if (!fstatSync(fd).isFile() && !fstatSync(fd).isFIFO()) {
-      closeSync(fd);
-      throw new UsageError(`--log: ${file} is not a regular file`);
-    }
-    return fd;
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    const e = err as NodeJS.ErrnoException;
-    throw new UsageError(`--log: cannot open ${file}: ${e.code ?? e.message}`);
-  }
+/** The CLI's one-line message for a failed audit log write, naming --log, the path and the counts. */
+export function logFailure(err: unknown, log: AuditLog | undefined): unknown {
+  if (!(err instanceof ConntrackError) || err.operation !== 'log' || !log) return err;
+  const partial = (err as ConntrackError & { partial?: PurgeResult }).partial;
+  const counts = partial ? `: ${partial.deleted} deleted, ${partial.logged} logged` : '';
+  const file = log.file === '-' ? 'standard output' : log.file;
+  const text = err.errno !== undefined ? getSystemErrorMap().get(err.errno)?.[1] : undefined;
+  const why = text ? `${err.code} (${text})` : err.code;
+  return Object.assign(new Error(`--log: cannot write ${file}: ${why}; stopped before the next delete${counts}`), { code: err.code });
 }
 
-export async function purgeCommand(ct: Conntrack, args: ParsedArgs, description: string, signal: AbortSignal): Promise<PurgeResult> {
-  const logFd = args.log ? openLog(args.log) : undefined;
-  const wantEntries = logFd !== undefined || (args.json && args.dryRun && args.verbose);
+export async function purgeCommand(ct: Conntrack, args: ParsedArgs, description: string, signal: AbortSignal, log?: AuditLog): Promise<PurgeResult> {
   const progress = new Progress(process.stderr.isTTY === true && !args.quiet);
-  let pending: string[] = [];
-  const flush = () => {
-    if (logFd !== undefined && pending.length) writeSync(logFd, pending.join(''));
-    pending = [];
-  };
   try {
     const result = await ct.purge({
       ...args.query,
       dryRun: args.dryRun,
       limit: args.limit,
       signal,
-      onDeleted: wantEntries
-        ? (e: Entry) => {
-            pending.push(`${jsonLine(e)}\n`);
-            if (pending.length >= 1024) flush();
-          }
-        : undefined,
+      logFd: log?.fd,
       onProgress: (p) => {
-        flush();
         progress.update(`${args.dryRun ? 'matched' : 'purged'} ${formatCount(args.dryRun ? p.matched : p.deleted)}, scanned ${formatCount(p.scanned)}`);
       },
     });
-    flush();
     progress.clear();
     if (args.verbose && !args.json) {
       process.stderr.write(`query: ${description}; method: ${result.method}; ${result.scanned} scanned${ct.netns ? `; netns ${ct.netns}` : ''}\n`);
     }
     return result;
+  } catch (err) {
+    throw logFailure(err, log);
   } finally {
     progress.clear();
-    if (logFd !== undefined) closeSync(logFd);
   }
 }
 

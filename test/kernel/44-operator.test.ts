@@ -2,9 +2,12 @@
  * What a careless operator does to a CLI: pipes it into head, points its files at odd places,
  * fills the disk, rotates its log, deletes its namespace.
  */
-import { spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BIN, TEST_LOCK_DIR } from '../helpers/cli.js';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
+import { BIN, ctpurge, TEST_LOCK_DIR } from '../helpers/cli.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 
 const ENTRY = (i: number) => `-I -p tcp -s 10.4.${i >> 8}.${i & 255} -d 192.0.2.80 --sport ${20000 + (i % 40000)} --dport 80 --state ESTABLISHED -t 424800`;
@@ -48,5 +51,136 @@ describeKernel('a reader that goes away: ctpurge ... | head', () => {
     });
     expect(Number(r.stdout.trim())).toBe(20000);
     expect(ns.conntrackCount()).toBe(20000);
+  });
+});
+
+const ESTABLISHED = (n: number) => Array.from({ length: n }, (_, i) => ENTRY(i));
+
+/** A small tmpfs, for a full disk; always unmounted. */
+function smallTmpfs(kb: number): { dir: string; remove: () => void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-full-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${kb}k`, 'tmpfs', dir]);
+  return {
+    dir,
+    remove: () => {
+      spawnSync('umount', [dir]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function sources(lines: string[]): Set<string> {
+  return new Set(lines.map((l) => (JSON.parse(l) as { orig: { src: string } }).orig.src));
+}
+
+describeKernel('--log: no entry is deleted without its line', () => {
+  let ns: TestNetns;
+  let dir: string;
+  beforeEach(() => {
+    ns = TestNetns.create();
+    ns.load(ESTABLISHED(3000));
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-log-'));
+  });
+  afterEach(() => {
+    ns?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('logs every deleted entry, in a private file', () => {
+    const log = path.join(dir, 'audit.log');
+    const r = ctpurge(['--state', 'ESTABLISHED', '--log', log, '--netns', ns.name, '--json']);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 3000, logged: 3000 });
+    const lines = readFileSync(log, 'utf8').trim().split('\n');
+    expect(sources(lines).size).toBe(3000);
+    expect(statSync(log).mode & 0o777).toBe(0o600);
+  });
+
+  it('on a full disk: stops before the next delete, every deleted entry has its line, the message names --log, the path and the counts', () => {
+    const fs = smallTmpfs(64);
+    try {
+      const log = path.join(fs.dir, 'audit.log');
+      const before = new Set(ns.conntrackList().map((l) => /src=(\S+)/.exec(l)?.[1]));
+      const r = ctpurge(['--state', 'ESTABLISHED', '--log', log, '--netns', ns.name]);
+      expect(r.status).toBe(1);
+      const m = new RegExp(`^ctpurge: --log: cannot write ${log}: ENOSPC \\(no space left on device\\); stopped before the next delete: (\\d+) deleted, (\\d+) logged\\n$`).exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      const deleted = Number(m?.[1]);
+      const logged = Number(m?.[2]);
+      expect(deleted).toBeGreaterThan(0);
+      expect(deleted).toBeLessThan(3000);
+      expect(logged).toBe(deleted);
+      // The log holds whole lines only, and the line of every entry that is gone.
+      const text = readFileSync(log, 'utf8');
+      expect(text.endsWith('\n')).toBe(true);
+      const logSrc = sources(text.trim().split('\n'));
+      expect(logSrc.size).toBe(logged);
+      const after = new Set(ns.conntrackList().map((l) => /src=(\S+)/.exec(l)?.[1]));
+      expect(after.size).toBe(3000 - deleted);
+      for (const src of before) if (!after.has(src)) expect(logSrc.has(src as string)).toBe(true);
+    } finally {
+      fs.remove();
+    }
+  });
+
+  it('--log - writes the lines to standard output (the summary goes to stderr), and creates no file named -', () => {
+    const r = spawnSync(process.execPath, [BIN, '--state', 'ESTABLISHED', '--log', '-', '--netns', ns.name], {
+      cwd: dir,
+      encoding: 'utf8',
+      env: { ...process.env, CTPURGE_LOCK_DIR: TEST_LOCK_DIR },
+      maxBuffer: 1 << 26,
+    });
+    expect(r.status).toBe(0);
+    expect(sources(r.stdout.trim().split('\n')).size).toBe(3000);
+    expect(r.stderr).toMatch(/^purged 3,000 of 3,000 entries/);
+    expect(existsSync(path.join(dir, '-'))).toBe(false);
+  });
+
+  it('refuses a FIFO, a symlink, a device, another user\'s file and a file others can write, with exit 2, before the table is touched', () => {
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const target = path.join(dir, 'target');
+    writeFileSync(target, '');
+    const link = path.join(dir, 'link');
+    symlinkSync(target, link);
+    const shared = path.join(dir, 'shared');
+    writeFileSync(shared, '');
+    chmodSync(shared, 0o666);
+    const theirs = path.join(dir, 'theirs');
+    writeFileSync(theirs, '', { mode: 0o600 });
+    chownSync(theirs, 65534, 65534);
+    const cases: [string, RegExp][] = [
+      [fifo, /is a FIFO/],
+      [link, /is a symbolic link \(give the real path\)/],
+      ['/dev/null', /is a device/],
+      [shared, /is writable by others \(mode 0666\)/],
+      [theirs, /belongs to uid 65534/],
+    ];
+    for (const [file, why] of cases) {
+      const t0 = Date.now();
+      const r = ctpurge(['--state', 'ESTABLISHED', '--log', file, '--netns', ns.name]);
+      expect(r.status, file).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^ctpurge: --log: ${file} ${why.source}; refusing to write to it\\n$`));
+      expect(Date.now() - t0).toBeLessThan(5000);
+      const d = ctpurge(['--state', 'ESTABLISHED', '--every', '1h', '--log', file, '--netns', ns.name]);
+      expect(d.status, `daemon, ${file}`).toBe(2);
+    }
+    expect(readFileSync(target, 'utf8')).toBe('');
+    expect(ns.conntrackCount()).toBe(3000);
+  });
+
+  it('--metrics-file never replaces a device, FIFO or symlink', () => {
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const link = path.join(dir, 'link');
+    symlinkSync('/etc/hostname', link);
+    for (const [file, why] of [['/dev/null', 'is a device'], [fifo, 'is a FIFO'], [link, 'is a symbolic link']] as const) {
+      const r = ctpurge(['--state', 'ESTABLISHED', '--metrics-file', file, '--netns', ns.name]);
+      expect(r.status, file).toBe(2);
+      expect(r.stderr).toContain(`--metrics-file: ${file} ${why}`);
+    }
+    expect(statSync('/dev/null').isCharacterDevice()).toBe(true);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(ns.conntrackCount()).toBe(3000);
   });
 });

@@ -22,7 +22,7 @@ function fakeBinding(opts: { count?: number; max?: number; purgeMs?: number; del
           const cancelled = o.cancel ? Atomics.load(o.cancel, 0) === 1 : false;
           if (cancelled) calls.cancelled++;
           const deleted = opts.deleted?.() ?? 0;
-          resolve({ scanned: 1000, matched: deleted, deleted, vanished: 0, batches: 1, method: 'dump', cancelled, limitReached: false, lostReports: 0 });
+          resolve({ scanned: 1000, matched: deleted, deleted, vanished: 0, batches: 1, method: 'dump', cancelled, limitReached: false, lostReports: 0, logged: 0 });
         }, opts.purgeMs ?? 10);
       });
     },
@@ -165,7 +165,7 @@ describe('Purger (fake timers)', () => {
 });
 
 describe('metrics', () => {
-  const result = (deleted: number): PurgeResult => ({ matched: deleted, deleted, vanished: 0, scanned: 100, tableSize: 1000, durationMs: 1500, method: 'dump', dryRun: false, cancelled: false, limitReached: false, lostReports: 0 });
+  const result = (deleted: number): PurgeResult => ({ matched: deleted, deleted, vanished: 0, scanned: 100, tableSize: 1000, durationMs: 1500, method: 'dump', dryRun: false, cancelled: false, limitReached: false, lostReports: 0, logged: 0 });
 
   it('renders every metric with HELP and TYPE, and counters only grow', () => {
     const m = new PurgeMetrics({ netns: '/var/run/netns/a"b' });

@@ -1,0 +1,95 @@
+/**
+ * The files the CLI writes (--log, --metrics-file): what it agrees to open. A path in a shared
+ * directory may hold something planted there, so an existing symlink, FIFO, device, socket,
+ * directory, another user's file or a file others can write is refused (exit 2) before the
+ * table is touched, and the open itself never follows a symlink and never blocks.
+ */
+import { closeSync, constants, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
+import { UsageError } from './args.js';
+
+function kind(st: Stats): string {
+  if (st.isSymbolicLink()) return 'a symbolic link (give the real path)';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+/** Why ctpurge will not write to this existing file, or undefined when it may. */
+function refusal(st: Stats): string | undefined {
+  if (!st.isFile()) return `is ${kind(st)}`;
+  const uid = process.geteuid?.() ?? 0;
+  if (st.uid !== uid && st.uid !== 0) return `belongs to uid ${st.uid}`;
+  if ((st.mode & 0o022) !== 0) return `is writable by others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`;
+  return undefined;
+}
+
+/** Throws UsageError naming the option when an existing file at path must not be written. */
+export function checkOutputFile(option: string, file: string): void {
+  let st: Stats;
+  try {
+    st = lstatSync(file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') return;
+    throw new UsageError(`${option}: cannot use ${file}: ${e.code ?? e.message}`);
+  }
+  const why = refusal(st);
+  if (why) throw new UsageError(`${option}: ${file} ${why}; refusing to write to it`);
+}
+
+/** An append-only audit log: NDJSON lines, written ahead of each delete (see PurgeOptions.logFd). */
+export class AuditLog {
+  #fd: number;
+  private constructor(
+    readonly file: string,
+    fd: number,
+  ) {
+    this.#fd = fd;
+  }
+
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** `-` is standard output. Throws UsageError (exit 2) for anything refused. */
+  static open(file: string): AuditLog {
+    return new AuditLog(file, file === '-' ? 1 : openLogFile(file));
+  }
+
+  /** After logrotate moved the file away: a new file at the same path; the old descriptor is closed. */
+  reopen(): void {
+    if (this.file === '-') return;
+    const fd = openLogFile(this.file);
+    const old = this.#fd;
+    this.#fd = fd;
+    closeSync(old);
+  }
+
+  close(): void {
+    if (this.file !== '-' && this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+function openLogFile(file: string): number {
+  checkOutputFile('--log', file);
+  let fd: number;
+  try {
+    // O_NONBLOCK: a FIFO swapped in after the check cannot hang us (ENXIO with no reader).
+    fd = openSync(file, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ELOOP') throw new UsageError(`--log: ${file} is a symbolic link (give the real path); refusing to write to it`);
+    if (e.code === 'ENXIO') throw new UsageError(`--log: ${file} is a FIFO; refusing to write to it`);
+    throw new UsageError(`--log: cannot open ${file}: ${e.code ?? e.message}`);
+  }
+  // What was opened, not what was checked: the path may have changed in between.
+  const why = refusal(fstatSync(fd));
+  if (why) {
+    closeSync(fd);
+    throw new UsageError(`--log: ${file} ${why}; refusing to write to it`);
+  }
+  return fd;
+}
