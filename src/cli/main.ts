@@ -75,6 +75,8 @@ function errorLine(err: unknown): string {
   return String(err);
 }
 
+const ignoreHangup = () => undefined;
+
 /** A reader that went away (`| head`, `| true`) is not an error: the exit code stays the command's. */
 function ignoreClosedPipes(): void {
   const quiet = (err: NodeJS.ErrnoException) => {
@@ -127,6 +129,9 @@ export async function main(argv: string[]): Promise<number> {
           await runDaemon(ct, args, abort.signal, log);
           break;
         }
+        // logrotate's postrotate signals every ctpurge writing the log: a one-shot run finishes
+        // (its lines land in the rotated file) instead of dying mid-purge.
+        process.on('SIGHUP', ignoreHangup);
         const lock = await acquirePurgeLock(ct.netns, args.lockWait);
         let result;
         try {
@@ -187,6 +192,7 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', ignoreHangup);
     await ct?.close();
     log?.close();
   }

@@ -65,6 +65,15 @@ export class TestNetns {
     return ns;
   }
 
+  /** A new namespace under a name used before (its old one deleted): the same name, a new table. */
+  static recreate(name: string): TestNetns {
+    sh('ip', ['netns', 'add', name]);
+    live.add(name);
+    const ns = new TestNetns(name);
+    ns.exec('ip', ['link', 'set', 'lo', 'up']);
+    return ns;
+  }
+
   exec(cmd: string, args: string[], input?: string): string {
     return sh('ip', ['netns', 'exec', this.name, cmd, ...args], input);
   }

@@ -2,13 +2,19 @@
  * What a careless operator does to a CLI: pipes it into head, points its files at odd places,
  * fills the disk, rotates its log, deletes its namespace.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import os from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import { BIN, ctpurge, TEST_LOCK_DIR } from '../helpers/cli.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
+import { waitFor } from '../helpers/natLab.js';
+import { METRICS_MAX_CONNECTIONS } from '../../src/cli/daemon.js';
+
+const ROOT = path.resolve(path.dirname(BIN), '..');
 
 const ENTRY = (i: number) => `-I -p tcp -s 10.4.${i >> 8}.${i & 255} -d 192.0.2.80 --sport ${20000 + (i % 40000)} --dport 80 --state ESTABLISHED -t 424800`;
 
@@ -182,5 +188,129 @@ describeKernel('--log: no entry is deleted without its line', () => {
     expect(statSync('/dev/null').isCharacterDevice()).toBe(true);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(ns.conntrackCount()).toBe(3000);
+  });
+});
+
+function daemon(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, CTPURGE_LOCK_DIR: TEST_LOCK_DIR }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, out: () => out, err: () => err, exited };
+}
+
+const lineCount = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0);
+
+describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, idle /metrics clients', () => {
+  let ns: TestNetns;
+  let dir: string;
+  beforeEach(() => {
+    ns = TestNetns.create();
+    dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-daemon-'));
+  });
+  afterEach(() => {
+    ns?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('--every logs every deletion, and SIGHUP from Debian\'s logrotate reopens the log with no line lost', async () => {
+    const log = path.join(dir, 'ctpurge.log');
+    const conf = path.join(dir, 'logrotate.conf');
+    // The shipped snippet, pointed at this test's files.
+    const snippet = readFileSync(path.join(ROOT, 'deploy/logrotate/ctpurge'), 'utf8')
+      .replaceAll('/var/log/ctpurge/*.log', log)
+      .replaceAll("'--log /var/log/ctpur[g]e/'", `'--log ${dir}/ctpur[g]e'`);
+    expect(snippet).toContain(`pkill -HUP -f -- '--log ${dir}/ctpur[g]e'`);
+    writeFileSync(conf, snippet);
+    ns.load(Array.from({ length: 160 }, (_, i) => ENTRY(i)));
+    const d = daemon(['--state', 'ESTABLISHED', '--every', '200ms', '--log', log, '--netns', ns.name, '--json']);
+    try {
+      await waitFor('the first wave to be purged and logged', () => ns.conntrackCount() === 0 && lineCount(log) === 160, 10_000);
+      for (let wave = 1; wave <= 3; wave++) {
+        const r = spawnSync('logrotate', ['-f', '-s', path.join(dir, 'state'), conf], { encoding: 'utf8' });
+        expect(r.status, r.stderr).toBe(0);
+        ns.load(Array.from({ length: 160 }, (_, i) => ENTRY(1000 * wave + i)));
+        await waitFor(`wave ${wave}`, () => ns.conntrackCount() === 0, 10_000);
+      }
+      await waitFor('the last lines', () => lineCount(log) > 0, 5000);
+    } finally {
+      d.child.kill('SIGTERM');
+    }
+    expect(await d.exited).toBe(0);
+    expect(d.err()).toBe('');
+    const runs = d.out().trim().split('\n').map((l) => JSON.parse(l) as { result: { deleted: number } | null });
+    const deleted = runs.reduce((n, r) => n + (r.result?.deleted ?? 0), 0);
+    expect(deleted).toBe(640);
+    const files = readdirSync(dir).filter((f) => f.startsWith('ctpurge.log'));
+    expect(files.length).toBeGreaterThanOrEqual(3);
+    // logrotate compressed the older ones (compress, delaycompress).
+    expect(files.some((f) => f.endsWith('.gz'))).toBe(true);
+    const text = (f: string) => (f.endsWith('.gz') ? gunzipSync(readFileSync(path.join(dir, f))) : readFileSync(path.join(dir, f))).toString('utf8');
+    const all = files.flatMap((f) => text(f).split('\n').filter(Boolean));
+    expect(all.length).toBe(640);
+    expect(sources(all).size).toBe(640);
+    expect(statSync(log).mode & 0o777).toBe(0o600);
+  });
+
+  it('SIGHUP without --log does not kill the daemon', async () => {
+    const d = daemon(['--state', 'ESTABLISHED', '--every', '1h', '--netns', ns.name]);
+    await waitFor('the first run', () => d.out().includes('purged'), 10_000);
+    d.child.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(d.child.exitCode).toBeNull();
+    d.child.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+
+  it('exits 1 naming the namespace when it is deleted, and when it is replaced by a new one of the same name', async () => {
+    for (const recreate of [false, true]) {
+      const name = ns.name;
+      ns.load(Array.from({ length: 10 }, (_, i) => ENTRY(i)));
+      const d = daemon(['--state', 'ESTABLISHED', '--every', '300ms', '--netns', name]);
+      await waitFor('the first run', () => d.out().includes('purged'), 10_000);
+      ns.destroy();
+      if (recreate) ns = TestNetns.recreate(name);
+      const t0 = Date.now();
+      const code = await Promise.race([d.exited, new Promise((r) => setTimeout(() => r('hung'), 5000))]);
+      if (code === 'hung') d.child.kill('SIGKILL');
+      expect(code).toBe(1);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      const what = recreate ? 'was replaced by a new namespace' : 'is gone';
+      expect(d.err()).toMatch(new RegExp(`^ctpurge: --netns: ${name} ${what}`));
+      expect(d.err().trim().split('\n')).toHaveLength(1);
+      if (!recreate) ns = TestNetns.recreate(name);
+    }
+  });
+
+  it('/metrics: 200 idle clients neither delay SIGTERM (exit within 1 s) nor exceed the connection cap', async () => {
+    const port = 19000 + (process.pid % 1000);
+    const d = daemon(['--state', 'ESTABLISHED', '--every', '1h', '--metrics-listen', `127.0.0.1:${port}`, '--netns', ns.name]);
+    const sockets: Socket[] = [];
+    try {
+      await waitFor('the first run', () => d.out().includes('purged'), 10_000);
+      // The daemon listens inside its own process's namespace (the host's loopback here).
+      let closedByServer = 0;
+      for (let i = 0; i < 200; i++) {
+        const s = connect(port, '127.0.0.1');
+        s.on('error', () => undefined);
+        s.on('close', () => closedByServer++);
+        sockets.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      // Over the cap, the server closes the surplus at once.
+      expect(closedByServer).toBeGreaterThanOrEqual(200 - METRICS_MAX_CONNECTIONS);
+      // A scrape still works while the held connections sit idle? Only after they are gone:
+      // the cap is what protects the 192Mi pod; here it is enough that the daemon lives.
+      expect(d.child.exitCode).toBeNull();
+      const t0 = Date.now();
+      d.child.kill('SIGTERM');
+      expect(await d.exited).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(1000);
+    } finally {
+      for (const s of sockets) s.destroy();
+      if (d.child.exitCode === null) d.child.kill('SIGKILL');
+    }
   });
 });
