@@ -22,10 +22,10 @@ Napi::Value EstimateAge(const Napi::CallbackInfo& info) {
   PolicyTimeouts t;
   Napi::Object o = info[4].As<Napi::Object>();
   auto num = [&](Napi::Object obj, const char* k) {
-    Napi::Value v = obj.Get(k);
+    Napi::Value v = ownGet(obj, k);
     return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : 0u;
   };
-  Napi::Value tcp = o.Get("tcp");
+  Napi::Value tcp = ownGet(o, "tcp");
   if (tcp.IsArray()) {
     auto a = tcp.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length() && i < 14; i++) {

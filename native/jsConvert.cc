@@ -56,15 +56,19 @@ void PromiseWorker::OnError(const Napi::Error&) {
   }
 }
 
+Napi::Value ownGet(const Napi::Object& o, const char* key) {
+  return o.HasOwnProperty(key) ? o.Get(key) : o.Env().Undefined();
+}
+
 namespace {
 
 uint32_t u32(const Napi::Object& o, const char* key, uint32_t dflt = 0) {
-  Napi::Value v = o.Get(key);
+  Napi::Value v = ownGet(o, key);
   return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : dflt;
 }
 
 bool has(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
+  Napi::Value v = ownGet(o, key);
   return !v.IsUndefined() && !v.IsNull();
 }
 
@@ -77,7 +81,7 @@ void bytes16(const Napi::Value& v, uint8_t* out) {
 
 std::vector<Cidr> cidrs(const Napi::Object& o, const char* key) {
   std::vector<Cidr> out;
-  Napi::Value v = o.Get(key);
+  Napi::Value v = ownGet(o, key);
   if (!v.IsArray()) return out;
   auto arr = v.As<Napi::Array>();
   for (uint32_t i = 0; i < arr.Length(); i++) {
@@ -85,14 +89,14 @@ std::vector<Cidr> cidrs(const Napi::Object& o, const char* key) {
     Cidr x;
     x.family = static_cast<uint8_t>(u32(c, "family"));
     x.prefix = static_cast<uint8_t>(u32(c, "prefix"));
-    bytes16(c.Get("addr"), x.addr);
+    bytes16(ownGet(c, "addr"), x.addr);
     out.push_back(x);
   }
   return out;
 }
 
 bool range(const Napi::Object& o, const char* key, PortRange& r) {
-  Napi::Value v = o.Get(key);
+  Napi::Value v = ownGet(o, key);
   if (!v.IsArray()) return false;
   auto arr = v.As<Napi::Array>();
   r.lo = static_cast<uint16_t>(arr.Get(0u).As<Napi::Number>().Uint32Value());
@@ -106,7 +110,7 @@ Filter filterFromJs(const Napi::Object& o) {
   Filter f;
   f.family = static_cast<uint8_t>(u32(o, "family"));
   f.protocol = has(o, "protocol") ? static_cast<int>(u32(o, "protocol")) : -1;
-  f.hasStates = o.Get("hasStates").ToBoolean();
+  f.hasStates = ownGet(o, "hasStates").ToBoolean();
   f.tcpStates = u32(o, "tcpStates");
   f.sctpStates = u32(o, "sctpStates");
   f.dccpStates = u32(o, "dccpStates");
@@ -129,14 +133,14 @@ Filter filterFromJs(const Napi::Object& o) {
   f.hasDport = range(o, "dport", f.dport);
   if (has(o, "olderThan")) {
     f.hasOlderThan = true;
-    f.olderThan = o.Get("olderThan").As<Napi::Number>().DoubleValue();
+    f.olderThan = ownGet(o, "olderThan").As<Napi::Number>().DoubleValue();
   }
-  f.kernelStatusFilter = o.Get("kernelStatusFilter").ToBoolean();
-  f.kernelZoneFilter = o.Get("kernelZoneFilter").ToBoolean();
-  f.kernelMarkFilter = !o.Has("kernelMarkFilter") || o.Get("kernelMarkFilter").ToBoolean();
-  f.kernelTupleDump = o.Get("kernelTupleDump").ToBoolean();
-  f.kernelTupleFlush = o.Get("kernelTupleFlush").ToBoolean();
-  f.kernelFilters = !o.Has("kernelFilters") || o.Get("kernelFilters").ToBoolean();
+  f.kernelStatusFilter = ownGet(o, "kernelStatusFilter").ToBoolean();
+  f.kernelZoneFilter = ownGet(o, "kernelZoneFilter").ToBoolean();
+  f.kernelMarkFilter = !o.HasOwnProperty("kernelMarkFilter") || ownGet(o, "kernelMarkFilter").ToBoolean();
+  f.kernelTupleDump = ownGet(o, "kernelTupleDump").ToBoolean();
+  f.kernelTupleFlush = ownGet(o, "kernelTupleFlush").ToBoolean();
+  f.kernelFilters = !o.HasOwnProperty("kernelFilters") || ownGet(o, "kernelFilters").ToBoolean();
   return f;
 }
 
@@ -144,8 +148,8 @@ EntrySpec entrySpecFromJs(const Napi::Object& o) {
   EntrySpec s;
   s.family = static_cast<uint8_t>(u32(o, "family"));
   s.protocol = static_cast<uint8_t>(u32(o, "protocol"));
-  bytes16(o.Get("src"), s.src);
-  bytes16(o.Get("dst"), s.dst);
+  bytes16(ownGet(o, "src"), s.src);
+  bytes16(ownGet(o, "dst"), s.dst);
   if (has(o, "sport") || has(o, "dport")) {
     s.hasPorts = true;
     s.sport = static_cast<uint16_t>(u32(o, "sport"));
@@ -159,8 +163,8 @@ EntrySpec entrySpecFromJs(const Napi::Object& o) {
   }
   if (has(o, "replySrc")) {
     s.hasReply = true;
-    bytes16(o.Get("replySrc"), s.replySrc);
-    bytes16(o.Get("replyDst"), s.replyDst);
+    bytes16(ownGet(o, "replySrc"), s.replySrc);
+    bytes16(ownGet(o, "replyDst"), s.replyDst);
     s.replySport = static_cast<uint16_t>(u32(o, "replySport"));
     s.replyDport = static_cast<uint16_t>(u32(o, "replyDport"));
   }
@@ -170,7 +174,7 @@ EntrySpec entrySpecFromJs(const Napi::Object& o) {
   s.timeout = u32(o, "timeout");
   if (has(o, "status")) { s.hasStatus = true; s.status = u32(o, "status"); }
   if (has(o, "mark")) { s.hasMark = true; s.mark = u32(o, "mark"); }
-  if (has(o, "labels")) { s.hasLabels = true; bytes16(o.Get("labels"), s.labels); }
+  if (has(o, "labels")) { s.hasLabels = true; bytes16(ownGet(o, "labels"), s.labels); }
   return s;
 }
 

@@ -71,6 +71,10 @@ struct EntrySpec {
   uint8_t labels[16] = {};
 };
 
+// A field of an options object from JS: its own property only, never one inherited from a
+// prototype (a polluted Object.prototype must not reach a filter or a request).
+Napi::Value ownGet(const Napi::Object& o, const char* key);
+
 Filter filterFromJs(const Napi::Object& o);
 EntrySpec entrySpecFromJs(const Napi::Object& o);
 Napi::Object timeoutsToJs(Napi::Env env, const PolicyTimeouts& t);

@@ -188,13 +188,13 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   std::vector<Filter> lanes = lanesFromJs(info[1]);
   Napi::Object o = info[2].As<Napi::Object>();
   PurgeOptions opts;
-  opts.dryRun = o.Get("dryRun").ToBoolean();
-  Napi::Value limit = o.Get("limit");
+  opts.dryRun = ownGet(o, "dryRun").ToBoolean();
+  Napi::Value limit = ownGet(o, "limit");
   opts.limit = limit.IsNumber() ? limit.As<Napi::Number>().DoubleValue() : -1;
-  opts.wantEntries = o.Get("wantEntries").ToBoolean();
-  Napi::Value logFd = o.Get("logFd");
+  opts.wantEntries = ownGet(o, "wantEntries").ToBoolean();
+  Napi::Value logFd = ownGet(o, "logFd");
   opts.logFd = logFd.IsNumber() ? logFd.As<Napi::Number>().Int32Value() : -1;
-  Napi::Value cancel = o.Get("cancel");
+  Napi::Value cancel = ownGet(o, "cancel");
   if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
     opts.cancel = cancel.As<Napi::Int32Array>().Data();
   } else {

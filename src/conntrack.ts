@@ -7,7 +7,7 @@ import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, 
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
 import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor, type NativeFilter, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
-import { typeName } from './parse/duration.js';
+import { integerField, ownOptions, typeName } from './validate.js';
 import { compileQuery, laneFilters, QUERY_FIELDS, type Query } from './query.js';
 import { SummaryBuilder, type TableSummary } from './summary.js';
 import { streamEvents, type ConntrackEvent, type EventsOptions } from './events.js';
@@ -112,6 +112,8 @@ export class Conntrack {
   readonly netns: string | null;
   readonly kernel: KernelFeatures;
   #handle: NativeHandle | null;
+  #inflight = new Set<Promise<unknown>>();
+  #closing: Promise<void> | null = null;
 
   private constructor(handle: NativeHandle, netns: string | null, kernel: KernelFeatures) {
     this.#handle = handle;
@@ -121,10 +123,7 @@ export class Conntrack {
 
   /** Opens a handle; checks the namespace and CAP_NET_ADMIN with one request. */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
-    if (options === null || typeof options !== 'object') throw new TypeError(`options: expected an object, got ${typeName(options)}`);
-    for (const k of Object.keys(options)) {
-      if (!['netns', 'binding', 'kernel'].includes(k)) throw new TypeError(`options: unknown field '${k}'`);
-    }
+    options = ownOptions<OpenOptions>(options, 'options', ['netns', 'binding', 'kernel']);
     const path = options.netns === undefined ? null : resolveNetns(options.netns);
     const binding = options.binding ?? loadNative();
     const captured = captureStack();
@@ -136,23 +135,32 @@ export class Conntrack {
     }
   }
 
+  /** True once close() was called: new operations throw. */
   get closed(): boolean {
-    return this.#handle === null;
+    return this.#handle === null || this.#closing !== null;
   }
 
   #native(): NativeHandle {
-    if (!this.#handle) throw new Error('Conntrack: this handle is closed');
+    if (!this.#handle || this.#closing) throw new Error('Conntrack: this handle is closed (close() was called); open a new one');
     return this.#handle;
   }
 
-  async #call<T>(fn: (h: NativeHandle) => Promise<T>): Promise<T> {
-    const h = this.#native();
+  /** Runs one native call, tracked so close() lets it finish. */
+  async #call<T>(fn: (h: NativeHandle) => Promise<T>, h: NativeHandle = this.#native()): Promise<T> {
     const captured = captureStack();
     try {
-      return await fn(h);
+      return await this.#track(fn(h));
     } catch (err) {
       throw fromNative(err, captured, this.netns);
     }
+  }
+
+  /** An operation in flight: close() waits for it before it releases the native handle. */
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#inflight.add(p);
+    const done = () => this.#inflight.delete(p);
+    p.then(done, done);
+    return p;
   }
 
   /**
@@ -184,8 +192,8 @@ export class Conntrack {
 
   #stream<T>(query: Query, options: ListOptions, open: (h: NativeHandle, filter: NativeFilter, chunkSize: number) => NativeCursor<T>): AsyncIterableIterator<T> {
     const compiled = compileQuery(query, this.kernel);
-    const chunkSize = options.chunkSize ?? 4096;
-    if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 1 << 20) throw new RangeError('chunkSize: expected an integer 1-1048576');
+    const { chunkSize: given } = ownOptions<ListOptions>(options, 'list options', ['chunkSize']);
+    const chunkSize = given === undefined ? 4096 : integerField(given, 'chunkSize', 1, 1 << 20);
     const handle = this.#native();
     const netns = this.netns;
     // One dump per lane, on their own worker threads; chunks arrive as they are ready.
@@ -261,11 +269,15 @@ export class Conntrack {
 
   /** Breakdowns of the matching entries: by protocol, state and reply status, and the top sources, destinations and ports. */
   async summary(query: Query = {}, options: { top?: number } = {}): Promise<TableSummary> {
-    const top = options.top ?? 10;
-    if (!Number.isInteger(top) || top < 1 || top > 1000) throw new RangeError('top: expected an integer 1-1000');
-    const builder = new SummaryBuilder();
-    for await (const chunk of this.listChunks(query)) builder.add(chunk);
-    return builder.result(top);
+    const { top: given } = ownOptions<{ top?: unknown }>(options, 'summary options', ['top']);
+    const top = given === undefined ? 10 : integerField(given, 'top', 1, 1000);
+    const chunks = this.listChunks(query);
+    const build = async () => {
+      const builder = new SummaryBuilder();
+      for await (const chunk of chunks) builder.add(chunk);
+      return builder.result(top);
+    };
+    return this.#track(build());
   }
 
   /** The namespace's policy timeouts and the conntrack sysctls that matter for purging. */
@@ -289,14 +301,11 @@ export class Conntrack {
    * An empty query is refused.
    */
   async purge(options: PurgeOptions): Promise<PurgeResult> {
-    if (options === null || typeof options !== 'object') throw new TypeError(`purge: expected an options object, got ${typeName(options)}`);
+    // One snapshot of the caller's own fields: the query and the options both come from it.
+    const own = ownOptions<Record<string, unknown>>(options, 'purge', [...PURGE_KEYS, ...QUERY_FIELDS]);
     const query: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(options)) {
-      if (PURGE_KEYS.includes(k)) continue;
-      if (!(QUERY_FIELDS as readonly string[]).includes(k)) throw new TypeError(`purge: unknown option '${k}'`);
-      query[k] = v;
-    }
-    const { dryRun = false, limit, onDeleted, onProgress, signal, logFd } = options;
+    for (const k of QUERY_FIELDS) if (k in own) query[k] = own[k];
+    const { dryRun = false, limit, onDeleted, onProgress, signal, logFd } = own as PurgeOptions;
     if (logFd !== undefined && (typeof logFd !== 'number' || !Number.isInteger(logFd) || logFd < 0 || logFd > 0x7fffffff)) {
       throw new TypeError(`logFd: expected an open file descriptor, got ${typeName(logFd)}`);
     }
@@ -313,6 +322,14 @@ export class Conntrack {
       throw new TypeError('purge: refusing to purge with an empty query, which would delete every entry; give at least one condition (e.g. { unreplied: true, olderThan: 3600 })');
     }
     const handle = this.#native();
+    return this.#track(this.#purge(handle, compiled, { dryRun, limit, onDeleted, onProgress, signal, logFd }));
+  }
+
+  async #purge(
+    handle: NativeHandle,
+    compiled: ReturnType<typeof compileQuery>,
+    { dryRun, limit, onDeleted, onProgress, signal, logFd }: PurgeOptions & { dryRun: boolean },
+  ): Promise<PurgeResult> {
     const cancel = new Int32Array(new SharedArrayBuffer(4));
     const onAbort = () => Atomics.store(cancel, 0, 1);
     if (signal?.aborted) onAbort();
@@ -320,7 +337,7 @@ export class Conntrack {
     let callbackError: unknown;
     const started = performance.now();
     try {
-      const tableSize = (await this.#call((h) => h.stats())).count;
+      const tableSize = (await this.#call((h) => h.stats(), handle)).count;
       const counts: NativePurgeCounts = await this.#call(() =>
         handle.purge(
           compiled.filter,
@@ -335,6 +352,7 @@ export class Conntrack {
             }
           },
         ),
+        handle,
       );
       if (callbackError !== undefined) throw callbackError;
       const result: PurgeResult = {
@@ -383,12 +401,22 @@ export class Conntrack {
     return new Purger(this, options);
   }
 
-  /** Releases the handle. Operations already running finish; new ones throw. */
-  async close(): Promise<void> {
+  /**
+   * Releases the handle, gracefully like a database client's end(): operations already started
+   * (purge, count, summary, ...) finish first; new ones throw. Streams already iterating keep
+   * their own sockets until they end or break. Calling it again returns the same promise.
+   */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
     const h = this.#handle;
-    this.#handle = null;
-    h?.close();
+    this.#closing = (async () => {
+      while (this.#inflight.size > 0) await Promise.allSettled([...this.#inflight]);
+      this.#handle = null;
+      h?.close();
+    })();
+    return this.#closing;
   }
+
 }
 
 async function readBuckets(): Promise<number | null> {

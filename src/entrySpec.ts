@@ -1,6 +1,7 @@
 /** Tuples and entry specs for get/create/delete, validated and turned into the native form. */
 import { AF_INET, AF_INET6, parseAddress, type Family } from './parse/address.js';
-import { parseDuration, typeName } from './parse/duration.js';
+import { parseDuration } from './parse/duration.js';
+import { integerField, ownOptions, typeName } from './validate.js';
 import { parseProtocol } from './query.js';
 import { CONNTRACK_STATUS_NAMES, DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES, type ProtocolName, type StatusFlagName } from './protocols.js';
 import type { Entry } from './entry.js';
@@ -37,11 +38,7 @@ const TUPLE_KEYS = ['family', 'protocol', 'src', 'dst', 'sport', 'dport', 'icmp'
 const CREATE_KEYS = [...TUPLE_KEYS, 'timeout', 'state', 'status', 'mark', 'labels', 'reply'];
 const PORT_PROTOCOLS = new Set<number>([PROTOCOLS.tcp, PROTOCOLS.udp, PROTOCOLS.udplite, PROTOCOLS.sctp, PROTOCOLS.dccp]);
 
-function int(value: unknown, name: string, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${name}: expected an integer, got ${typeName(value)}`);
-  if (value < 0 || value > max) throw new RangeError(`${name}: ${value} is outside 0-${max}`);
-  return value;
-}
+const int = (value: unknown, name: string, max: number): number => integerField(value, name, 0, max);
 
 function address(value: unknown, name: string, family: Family | undefined): { family: Family; addr: Uint8Array } {
   if (typeof value !== 'string') throw new TypeError(`${name}: expected an IP address string, got ${typeName(value)}`);
@@ -51,13 +48,8 @@ function address(value: unknown, name: string, family: Family | undefined): { fa
   return a;
 }
 
-function checkKeys(spec: object, allowed: string[], what: string): void {
-  for (const k of Object.keys(spec)) if (!allowed.includes(k)) throw new TypeError(`${what}: unknown field '${k}'`);
-}
-
-export function tupleToNative(spec: TupleSpec, what = 'tuple', allowed = TUPLE_KEYS): NativeEntrySpec {
-  if (spec === null || typeof spec !== 'object') throw new TypeError(`${what}: expected an object, got ${typeName(spec)}`);
-  checkKeys(spec, allowed, what);
+export function tupleToNative(given: TupleSpec, what = 'tuple', allowed = TUPLE_KEYS): NativeEntrySpec {
+  const spec = ownOptions<TupleSpec>(given, what, allowed);
   if (spec.family !== undefined && spec.family !== 'ipv4' && spec.family !== 'ipv6') throw new RangeError(`family: expected 'ipv4' or 'ipv6', got ${typeName(spec.family)}`);
   const src = address(spec.src, 'src', spec.family);
   const dst = address(spec.dst, 'dst', src.family);
@@ -84,8 +76,9 @@ export function tupleToNative(spec: TupleSpec, what = 'tuple', allowed = TUPLE_K
   return out;
 }
 
-export function createToNative(spec: CreateSpec): NativeEntrySpec {
-  const out = tupleToNative(spec, 'create', CREATE_KEYS);
+export function createToNative(given: CreateSpec): NativeEntrySpec {
+  const out = tupleToNative(given, 'create', CREATE_KEYS);
+  const spec = ownOptions<CreateSpec>(given, 'create', CREATE_KEYS);
   if (spec.id !== undefined) throw new TypeError('create: id is assigned by the kernel');
   if (spec.timeout === undefined) throw new TypeError('timeout: required for create (seconds until the entry expires)');
   const timeout = parseDuration(spec.timeout, 'timeout');
@@ -122,10 +115,11 @@ export function createToNative(spec: CreateSpec): NativeEntrySpec {
   }
   if (spec.reply !== undefined) {
     const fam = out.family === AF_INET ? 'ipv4' : 'ipv6';
-    out.replySrc = address(spec.reply.src, 'reply.src', fam).addr;
-    out.replyDst = address(spec.reply.dst, 'reply.dst', fam).addr;
-    out.replySport = int(spec.reply.sport ?? out.dport ?? 0, 'reply.sport', 65535);
-    out.replyDport = int(spec.reply.dport ?? out.sport ?? 0, 'reply.dport', 65535);
+    const reply = ownOptions<NonNullable<CreateSpec['reply']>>(spec.reply, 'reply', ['src', 'dst', 'sport', 'dport']);
+    out.replySrc = address(reply.src, 'reply.src', fam).addr;
+    out.replyDst = address(reply.dst, 'reply.dst', fam).addr;
+    out.replySport = int(reply.sport ?? out.dport ?? 0, 'reply.sport', 65535);
+    out.replyDport = int(reply.dport ?? out.sport ?? 0, 'reply.dport', 65535);
   }
   return out;
 }

@@ -3,7 +3,7 @@ import { captureStack, fromNative } from './errors.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
 import type { KernelFeatures } from './kernel.js';
 import type { NativeHandle } from './native.js';
-import { typeName } from './parse/duration.js';
+import { ownOptions, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
 export type EventType = 'new' | 'update' | 'destroy';
@@ -26,9 +26,8 @@ export interface EventsOptions {
 
 const EVENT_TYPES: (EventType | undefined)[] = [undefined, 'new', 'update', 'destroy'];
 
-export function streamEvents(handle: NativeHandle, kernel: KernelFeatures, netns: string | null, options: EventsOptions): AsyncIterableIterator<ConntrackEvent> {
-  if (options === null || typeof options !== 'object') throw new TypeError(`events: expected an options object, got ${typeName(options)}`);
-  for (const k of Object.keys(options)) if (!['types', 'query', 'receiveBuffer', 'signal'].includes(k)) throw new TypeError(`events: unknown option '${k}'`);
+export function streamEvents(handle: NativeHandle, kernel: KernelFeatures, netns: string | null, given: EventsOptions): AsyncIterableIterator<ConntrackEvent> {
+  const options = ownOptions<EventsOptions>(given, 'events', ['types', 'query', 'receiveBuffer', 'signal']);
   const types = options.types ?? ['new', 'update', 'destroy'];
   if (!Array.isArray(types) || types.length === 0) throw new TypeError('types: expected a non-empty list of new, update, destroy');
   let groups = 0;

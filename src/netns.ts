@@ -1,5 +1,5 @@
 /** Where a --netns / { netns } value points. */
-import { typeName } from './parse/duration.js';
+import { typeName } from './validate.js';
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 

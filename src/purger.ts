@@ -4,7 +4,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Conntrack, PurgeResult } from './conntrack.js';
-import { parseDuration, typeName } from './parse/duration.js';
+import { parseDuration } from './parse/duration.js';
+import { booleanField, integerField, ownOptions, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
 export interface PurgerOptions {
@@ -87,16 +88,17 @@ export class Purger extends EventEmitter {
   #stopped = false;
   #interval: number;
 
-  constructor(ct: Conntrack, options: PurgerOptions) {
+  constructor(ct: Conntrack, given: PurgerOptions) {
     super();
-    if (options === null || typeof options !== 'object') throw new TypeError(`Purger: expected options, got ${typeName(options)}`);
-    for (const k of Object.keys(options)) {
-      if (!['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'lock', 'logFd'].includes(k)) throw new TypeError(`Purger: unknown option '${k}'`);
-    }
+    const options = ownOptions<PurgerOptions>(given, 'Purger', ['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'lock', 'logFd']);
+    // Everything a run would check is checked now, with the CLI's messages: a schedule that
+    // cannot run fails when it is made, not an interval later.
+    if (options.limit !== undefined) integerField(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
+    if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
     const compiled = compileQuery(options.query ?? {}, ct.kernel);
     if (compiled.empty) throw new TypeError('query: refusing to schedule a purge with an empty query, which would delete every entry');
     const every = parseDuration(options.every, 'every');
-    if (every < 0.1) throw new RangeError('every: must be at least 100 ms');
+    if (every < 0.1) throw new RangeError('every: must be at least 100ms');
     if (options.whenAbove !== undefined && (typeof options.whenAbove !== 'number' || !(options.whenAbove >= 0 && options.whenAbove < 1))) {
       throw new RangeError(`whenAbove: expected a share of the table between 0 and 1, got ${typeName(options.whenAbove)}`);
     }
@@ -114,7 +116,8 @@ export class Purger extends EventEmitter {
       throw new TypeError(`logFd: expected a file descriptor or a function returning one, got ${typeName(options.logFd)}`);
     }
     this.#logFd = options.logFd;
-    const a = options.adaptive;
+    const a = typeof options.adaptive === 'object' && options.adaptive !== null ? ownOptions<{ min?: number | string; max?: number | string }>(options.adaptive, 'adaptive', ['min', 'max']) : options.adaptive;
+    if (a !== undefined && typeof a !== 'object' && typeof a !== 'boolean') throw new TypeError(`adaptive: expected true, false or { min, max }, got ${typeName(a)}`);
     if (a) {
       const min = typeof a === 'object' && a.min !== undefined ? parseDuration(a.min, 'adaptive.min') : every / 8;
       const max = typeof a === 'object' && a.max !== undefined ? parseDuration(a.max, 'adaptive.max') : every * 8;

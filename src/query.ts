@@ -1,6 +1,7 @@
 /** The query API: validated and compiled once, before any kernel I/O, into the plain filter the native layer evaluates per entry. */
 import { AF_INET, AF_INET6, formatCidr, parseCidr, type Cidr, type Family } from './parse/address.js';
-import { parseDuration, typeName } from './parse/duration.js';
+import { parseDuration } from './parse/duration.js';
+import { ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
 import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
@@ -108,12 +109,8 @@ function stateMasks(value: unknown): { tcp: number; sctp: number; dccp: number; 
  * naming the field; never touches the kernel.
  */
 export function compileQuery(query: Query = {}, features: KernelFeatures = kernelFeatures()): CompiledQuery {
-  if (query === null || typeof query !== 'object' || Array.isArray(query)) {
-    throw new TypeError(`query: expected an object, got ${typeName(query)}`);
-  }
-  for (const key of Object.keys(query)) {
-    if (!(QUERY_FIELDS as readonly string[]).includes(key)) throw new TypeError(`query: unknown field '${key}'`);
-  }
+  // Own enumerable fields only: an inherited or polluted field never becomes a condition.
+  const q = ownOptions(query, 'query', QUERY_FIELDS);
   const filter: NativeFilter = {
     family: 0,
     hasStates: false,
@@ -129,7 +126,6 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     kernelFilters: features.kernelFilters,
   };
   const desc: string[] = [];
-  const q = query as Record<string, unknown>;
   const set = (k: string) => q[k] !== undefined;
 
   if (set('family')) {

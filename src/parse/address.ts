@@ -1,5 +1,5 @@
 /** IPv4/IPv6 addresses and CIDRs, as the 16-byte form the native layer uses. */
-import { typeName } from './duration.js';
+import { typeName } from '../validate.js';
 
 export type Family = 'ipv4' | 'ipv6';
 export const AF_INET = 2;

@@ -1,4 +1,5 @@
 /** Durations: seconds as a number, or strings like '3600', '90s', '90m', '1h', '2d', '1h30m'. */
+import { typeName } from '../validate.js';
 
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 
@@ -55,11 +56,4 @@ export function formatDuration(seconds: number): string {
     if (parts.length === 2) break;
   }
   return parts.join('');
-}
-
-export function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'number' && Number.isNaN(v)) return 'NaN';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)?.slice(0, 40) ?? ''}`.trim();
 }

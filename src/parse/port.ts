@@ -1,5 +1,5 @@
 /** Ports and port ranges: 80, [1000, 2000], '80', '1000-2000'. */
-import { typeName } from './duration.js';
+import { typeName } from '../validate.js';
 
 export type PortRange = [number, number];
 

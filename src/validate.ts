@@ -1,0 +1,44 @@
+/**
+ * The one reading of every option object the library takes (queries, purge, list, events,
+ * schedule, open, create): own enumerable properties only, so neither an inherited field nor
+ * a polluted Object.prototype can add a condition or lift the empty-query refusal; unknown
+ * keys are named; wrong types are named with the field.
+ */
+
+/** A short, safe description of a value for error messages (BigInt and symbols included). */
+export function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'number' && Number.isNaN(v)) return 'NaN';
+  if (typeof v === 'bigint') return `bigint ${String(v).slice(0, 40)}n`;
+  if (typeof v === 'symbol' || typeof v === 'function' || typeof v === 'undefined') return typeof v;
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)?.slice(0, 40) ?? ''}`.trim();
+}
+
+/**
+ * The own enumerable properties of an options object, in a null-prototype record: nothing
+ * else is ever read. Throws TypeError for a non-object and for a key not in `allowed`.
+ */
+export function ownOptions<T extends object = Record<string, unknown>>(value: unknown, what: string, allowed: readonly string[]): T {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new TypeError(`${what}: expected an object, got ${typeName(value)}`);
+  }
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) throw new TypeError(`${what}: unknown field '${key}'`);
+    out[key] = (value as Record<string, unknown>)[key];
+  }
+  return out as T;
+}
+
+/** An integer in [min, max], or a TypeError/RangeError naming the field. */
+export function integerField(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${field}: expected an integer, got ${typeName(value)}`);
+  if (value < min || value > max) throw new RangeError(`${field}: ${value} is outside ${min}-${max}`);
+  return value;
+}
+
+export function booleanField(value: unknown, field: string): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${field}: expected true or false, got ${typeName(value)}`);
+  return value;
+}

@@ -1,0 +1,64 @@
+/**
+ * A typed fake of the native binding, for unit tests of everything above it (validation,
+ * planning, scheduling, close) without a kernel. Each call is recorded; purge() and count()
+ * can be slowed down to test what happens while they run.
+ */
+import type { NativeBinding, NativeCursor, NativeEventCursor, NativeFilter, NativeHandle, NativePurgeCounts, NativePurgeOptions, NativeStats } from '../../src/native.js';
+
+export interface FakeCalls {
+  purge: { filter: NativeFilter; lanes: NativeFilter[]; options: NativePurgeOptions }[];
+  count: NativeFilter[][];
+  dump: NativeFilter[];
+  closed: number;
+}
+
+export interface FakeOptions {
+  count?: number;
+  max?: number;
+  /** How long purge() and count() take. */
+  delayMs?: number;
+  /** What a purge deletes. */
+  deleted?: number;
+}
+
+const after = <T>(ms: number, value: () => T): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value()), ms));
+
+export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; calls: FakeCalls } {
+  const calls: FakeCalls = { purge: [], count: [], dump: [], closed: 0 };
+  const delay = opts.delayMs ?? 0;
+  const emptyCursor = <T>(): NativeCursor<T> => ({ next: async () => null, close: () => undefined });
+  const handle: NativeHandle = {
+    stats: async (): Promise<NativeStats> => ({ count: opts.count ?? 1000, max: opts.max ?? 262144, cpus: [] }),
+    count: (lanes) => {
+      calls.count.push(lanes);
+      return after(delay, () => opts.count ?? 1000);
+    },
+    get: async () => null,
+    create: async () => undefined,
+    delete: async () => true,
+    settings: async () => ({ timeouts: { tcp: {}, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600 }, sysctl: {} }),
+    dump: (filter: NativeFilter): NativeCursor<never> => {
+      calls.dump.push(filter);
+      return emptyCursor<never>();
+    },
+    purge: (filter, lanes, options) => {
+      calls.purge.push({ filter, lanes, options });
+      const deleted = options.dryRun ? 0 : (opts.deleted ?? 0);
+      return after(delay, (): NativePurgeCounts => ({ scanned: opts.count ?? 1000, matched: opts.deleted ?? 0, deleted, vanished: 0, batches: 1, method: 'dump', cancelled: false, limitReached: false, lostReports: 0, logged: 0 }));
+    },
+    events: (): NativeEventCursor => ({ next: async () => null, close: () => undefined }),
+    close: () => {
+      calls.closed++;
+    },
+  };
+  const binding: NativeBinding = {
+    open: async () => handle,
+    estimateAge: () => null,
+    recordSize: 168,
+    lockFile: async () => -1,
+    unlockFile: () => undefined,
+  };
+  return { binding, calls };
+}
+
+export const FAKE_KERNEL = { release: '6.18.0', statusFilter: true, zoneFilter: true, tupleDumpFilter: true, tupleFlushFilter: true, kernelFilters: true };
