@@ -58,6 +58,16 @@ static Napi::Object InitCtpurge(Napi::Env env, Napi::Object exports) {
   data->cursorCtor = Napi::Persistent(DumpCursor::Define(env));
   data->eventCtor = Napi::Persistent(EventCursor::Define(env));
   env.SetInstanceData<AddonData>(data);  // deleted with the environment (worker exit too)
+  // The flag outlives the environment (workers hold it), so the hook gets its own reference.
+  auto* flag = new std::shared_ptr<std::atomic<bool>>(data->shuttingDown);
+  napi_add_env_cleanup_hook(
+      env,
+      [](void* arg) {
+        auto* f = static_cast<std::shared_ptr<std::atomic<bool>>*>(arg);
+        (*f)->store(true);
+        delete f;
+      },
+      flag);
   exports.Set("open", Napi::Function::New(env, Handle::Open, "open"));
   exports.Set("estimateAge", Napi::Function::New(env, EstimateAge, "estimateAge"));
   exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));

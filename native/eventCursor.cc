@@ -34,13 +34,17 @@ class NextEventsWorker : public PromiseWorker {
         if (c.groups & (1u << (group - 1))) c.sock->joinGroup(group);
       }
     }
-    std::vector<char> buf(256 * 1024);
+    std::vector<char>& buf = c.buf;
+    if (buf.empty()) buf.resize(256 * 1024);
     const int fd = c.sock->fd();
-    while (!c.closed.load()) {
+    // One poll slice at most, then back to JS even with nothing to report: a thread-pool
+    // thread is never held longer than that, because process.exit() joins the pool before it
+    // exits and a worker's terminate() waits for its requests (neither would ever return).
+    if (!c.stopping()) {
       pollfd p{fd, POLLIN, 0};
       const int r = ::poll(&p, 1, kPollSliceMs);
       if (r < 0 && errno != EINTR) throwErrno("poll", "events", errno);
-      if (r <= 0) continue;
+      if (r <= 0) return;  // idle: an empty batch
       // Drain what is queued, then hand it to JS.
       for (;;) {
         ssize_t n = ::recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
@@ -56,7 +60,7 @@ class NextEventsWorker : public PromiseWorker {
         parse(buf.data(), static_cast<int>(n));
         if (count_ >= kMaxEventsPerChunk) break;
       }
-      if (count_ > 0 || lost_ > 0) return;
+      return;
     }
     ended_ = true;
   }
@@ -88,7 +92,7 @@ class NextEventsWorker : public PromiseWorker {
 
   void Settle(bool ok) override {
     state_->busy = false;
-    if (!ok || ended_) state_->sock.reset();
+    if (!ok || ended_ || state_->closed.load()) state_->sock.reset();
   }
 
  private:
@@ -105,8 +109,10 @@ Napi::Function EventCursor::Define(Napi::Env env) {
 }
 
 Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer) {
-  Napi::Object o = env.GetInstanceData<AddonData>()->eventCtor.New({});
+  AddonData* data = env.GetInstanceData<AddonData>();
+  Napi::Object o = data->eventCtor.New({});
   EventState& s = *EventCursor::Unwrap(o)->state_;
+  s.shuttingDown = data->shuttingDown;
   s.ns = std::move(ns);
   s.filter = std::move(filter);
   s.groups = groups;

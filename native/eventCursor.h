@@ -6,6 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "filter.h"
 #include "handle.h"
@@ -24,7 +25,11 @@ struct EventState {
   PolicyTimeouts timeouts;
   std::optional<NetlinkSocket> sock;
   std::atomic<bool> closed{false};
+  std::shared_ptr<std::atomic<bool>> shuttingDown;  // the environment's (see AddonData)
+  std::vector<char> buf;                            // receive buffer, kept across next() calls
   bool busy = false;
+
+  bool stopping() const { return closed.load() || (shuttingDown && shuttingDown->load()); }
 };
 
 class EventCursor : public Napi::ObjectWrap<EventCursor> {
