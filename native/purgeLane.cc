@@ -55,7 +55,11 @@ void PurgeLane::run(const Report& report) {
   const bool logging = shared_.logFd >= 0;
   const bool needAge = filter_.needsAge() || shared_.wantEntries || logging;
   const bool limited = shared_.limit >= 0;
+  // stop: read no further (limit, cancel, failure). failed: the audit log could not be
+  // written, so nothing more may be deleted, not even the batch already built. A limit or a
+  // cancel still sends (and logs) what was matched before it.
   bool stop = false;
+  bool failed = false;
   auto lastReport = Clock::now();
   bool more = true;
   while (more && !stop) {
@@ -75,12 +79,12 @@ void PurgeLane::run(const Report& report) {
         if (logging) {
           appendNdjson(logBuf_, e, age);
           logLines_++;
-          if (logBuf_.size() >= kMaxBatchBytes && !writeLog()) stop = true;
+          if (logBuf_.size() >= kMaxBatchBytes && !writeLog()) failed = stop = true;
         }
         return;
       }
       if (!batch_.empty() && batch_.size() + deleteMessageSize(e) > batchLimit_ && !sendBatch()) {
-        stop = true;
+        failed = stop = true;
         return;
       }
       lastMsgOffset_ = batch_.size();
@@ -95,8 +99,8 @@ void PurgeLane::run(const Report& report) {
     });
     // Deletes go out after every dump buffer: an entry is deleted milliseconds after it
     // was read, while the dump carries on.
-    if (!stop && !batch_.empty() && !sendBatch()) stop = true;
-    if (!stop && shared_.dryRun && !logBuf_.empty() && !writeLog()) stop = true;
+    if (!failed && !batch_.empty() && !sendBatch()) failed = stop = true;
+    if (!failed && shared_.dryRun && !logBuf_.empty() && !writeLog()) failed = stop = true;
     if (logging && shared_.logErrno.load() != 0) stop = true;
     if (shared_.cancelled()) {
       counts_.cancelled = true;

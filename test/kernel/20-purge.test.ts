@@ -1,3 +1,6 @@
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { Conntrack, type Entry } from '../../src/index.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
@@ -59,10 +62,23 @@ describeKernel('purge', () => {
     expect(ns.conntrackCount()).toBe(N);
   });
 
-  it('--limit stops after N deletions', async () => {
+  it('--limit stops after N deletions, and the batch matched before the limit is still deleted and logged', async () => {
     const r = await ct.purge({ unreplied: true, olderThan: 3600, limit: 100 });
-    expect(r).toMatchObject({ deleted: 100, limitReached: true });
+    expect(r).toMatchObject({ matched: 100, deleted: 100, limitReached: true });
     expect(ns.conntrackCount()).toBe(N - 100);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-limit-'));
+    const fd = openSync(path.join(dir, 'audit.log'), 'a', 0o600);
+    try {
+      const logged = await ct.purge({ unreplied: true, olderThan: 3600, limit: 50, logFd: fd });
+      expect(logged).toMatchObject({ matched: 50, deleted: 50, logged: 50, limitReached: true });
+      expect(readFileSync(path.join(dir, 'audit.log'), 'utf8').trim().split('\n')).toHaveLength(50);
+      const dry = await ct.purge({ unreplied: true, olderThan: 3600, limit: 7, dryRun: true });
+      expect(dry).toMatchObject({ matched: 7, deleted: 0, limitReached: true });
+      expect(ns.conntrackCount()).toBe(N - 150);
+    } finally {
+      closeSync(fd);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('with no age or tuple condition, one kernel flush removes exactly the unreplied entries', async () => {
@@ -165,7 +181,7 @@ describeKernel('purge', () => {
     await expect(ct.purge({})).rejects.toThrow(/refusing to purge with an empty query/);
     await expect(ct.purge({ unreplied: true, limit: -1 })).rejects.toThrow(RangeError);
     await expect(ct.purge({ unreplied: true, dryRun: 'yes' as never })).rejects.toThrow(TypeError);
-    await expect(ct.purge({ unreplied: true, bogus: 1 } as never)).rejects.toThrow(/unknown option 'bogus'/);
+    await expect(ct.purge({ unreplied: true, bogus: 1 } as never)).rejects.toThrow(/purge: unknown field 'bogus'/);
     await expect(ct.purge({ olderThan: 'forever' })).rejects.toThrow(RangeError);
     expect(ns.conntrackCount()).toBe(N);
   });
