@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { measureLag } from './lag.mjs';
 import { tupleFilterBench } from './tupleFilters.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -196,25 +197,9 @@ for (const n of SIZES) {
   dropNs(other);
   r.flush = { deleted: unreplied, ctpurgeCli: stats(flushCtp), ctpurgeApi: stats(flushApi), conntrackF: stats(flushCt) };
 
-  // Embedded: event-loop delay while a Node process purges through the API.
-  const loopDelay = [];
-  for (let i = 0; i < RUNS; i++) {
-    const script = `import { monitorEventLoopDelay } from 'node:perf_hooks';
-      import { Conntrack } from ${JSON.stringify(path.join(root, 'dist/index.js'))};
-      // Measured from the start of the purge: loading the addon at open() is start-up.
-      const ct = await Conntrack.open();
-      const h = monitorEventLoopDelay({ resolution: 1 }); h.enable();
-      const tick = setInterval(() => {}, 1);
-      const r = await ct.purge({ unreplied: true, olderThan: 3600 });
-      clearInterval(tick); h.disable();
-      console.log(JSON.stringify({ maxMs: h.max / 1e6, p99Ms: h.percentile(99) / 1e6, deleted: r.deleted, ms: r.durationMs }));`;
-    const out = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' });
-    const o = JSON.parse(out.stdout);
-    if (o.deleted !== c.stale.length) throw new Error(`embedded purge deleted ${o.deleted}`);
-    loopDelay.push(o.maxMs);
-    load(ns, c.stale, 'stale');
-  }
-  r.embeddedMaxLoopDelayMs = stats(loopDelay);
+  // Embedded: timer lag in a Node process while each API operation runs (bench/lag.mjs).
+  r.lag = measureLag({ ns, root, runs: RUNS, reload: () => load(ns, c.stale, 'stale') });
+  if (r.lag.purge.n !== c.stale.length) throw new Error(`embedded purge deleted ${r.lag.purge.n}`);
   dropNs(ns);
   results.sizes[n] = r;
 }
@@ -270,7 +255,11 @@ for (const [n, r] of Object.entries(results.sizes)) {
   rows.push([`${N}: delete by --src (${r.cidrDelete.deleted.toLocaleString('en-US')})`, fmt(r.cidrDelete.ctpurge), `${ratio(r.cidrDelete.ctpurge.median, r.cidrDelete.conntrack.median)}x conntrack -D --mask-src (${fmt(r.cidrDelete.conntrack)}); target <= 0.5x`]);
   rows.push([`${N}: --unreplied, no age (flush, ${r.flush.deleted.toLocaleString('en-US')})`, `CLI ${fmt(r.flush.ctpurgeCli)}; API ${fmt(r.flush.ctpurgeApi)}`, `CLI ${ratio(r.flush.ctpurgeCli.median, r.flush.conntrackF.median)}x, API ${ratio(r.flush.ctpurgeApi.median, r.flush.conntrackF.median)}x conntrack -F of the same count (${fmt(r.flush.conntrackF)}); target <= 1.5x`]);
   rows.push([`${N}: list --json (all)`, fmt(r.listAll.ctpurge), `${ratio(r.listAll.ctpurge.median, r.listAll.conntrack.median)}x conntrack -L -o extended (${fmt(r.listAll.conntrack)}); target <= 1.0x`]);
-  rows.push([`${N}: max event-loop delay, embedded purge`, `${r.embeddedMaxLoopDelayMs.median.toFixed(1)} ms (${r.embeddedMaxLoopDelayMs.min.toFixed(1)}-${r.embeddedMaxLoopDelayMs.max.toFixed(1)})`, 'target <= 20 ms']);
+  for (const [op, l] of Object.entries(r.lag)) {
+    const p99 = stats(l.p99Ms);
+    const max = stats(l.maxMs);
+    rows.push([`${N}: event-loop lag, API ${op} (${l.n.toLocaleString('en-US')})`, `p99 ${p99.median.toFixed(1)} ms (${p99.min.toFixed(1)}-${p99.max.toFixed(1)}), max ${max.median.toFixed(1)} ms (${max.min.toFixed(1)}-${max.max.toFixed(1)})`, 'target p99 <= 10 ms, max < 20 ms']);
+  }
 }
 const sizes = Object.keys(results.sizes).map(Number).sort((a, b) => a - b);
 if (sizes.length >= 2) {

@@ -9,6 +9,7 @@
 #include "fileLock.h"
 #include "handle.h"
 #include "jsConvert.h"
+#include "entryRecord.h"
 #include "policyTimeouts.h"
 
 namespace ctpurge {
@@ -72,7 +73,7 @@ static Napi::Object InitCtpurge(Napi::Env env, Napi::Object exports) {
   exports.Set("estimateAge", Napi::Function::New(env, EstimateAge, "estimateAge"));
   exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
   exports.Set("unlockFile", Napi::Function::New(env, UnlockFile, "unlockFile"));
-  exports.Set("recordSize", Napi::Number::New(env, 168));
+  exports.Set("recordSize", Napi::Number::New(env, static_cast<double>(kRecordSize)));
   return exports;
 }
 

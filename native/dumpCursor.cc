@@ -27,11 +27,11 @@ class NextChunkWorker : public PromiseWorker {
     bool more = true;
     while (more && matched_ < c.chunk) {
       more = c.reader->next([&](const Entry& e) {
-        const Age age = estimateAge(e, c.timeouts, now);
-        if (!c.filter.matches(e, age)) return;
+        const Ages ages = estimateAges(e, c.timeouts, now);
+        if (!c.filter.matches(e, ages)) return;
         matched_++;
-        if (ndjson) appendNdjson(text_, e, age);
-        else appendRecord(records_, e, age);
+        if (ndjson) appendNdjson(text_, e, ages);
+        else appendRecord(records_, e, ages);
       });
     }
     if (!more) finished_ = true;

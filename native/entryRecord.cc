@@ -1,6 +1,7 @@
 #include "entryRecord.h"
 
 #include <cstring>
+#include <limits>
 
 namespace ctpurge {
 namespace {
@@ -22,7 +23,8 @@ void putTuple(uint8_t* r, size_t addrOff, size_t portOff, size_t icmpOff, const 
 
 }  // namespace
 
-void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Age& age) {
+void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Ages& ages) {
+  const Age& age = ages.age;
   const size_t at = out.size();
   out.resize(at + kRecordSize);
   uint8_t* r = out.data() + at;
@@ -56,6 +58,8 @@ void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Age& age) {
   put<double>(r, 128, static_cast<double>(e.packets[1]));
   put<double>(r, 136, static_cast<double>(e.bytes[1]));
   std::memcpy(r + 144, e.labels, 16);
+  // The idle time: its only source is the timeout estimate, so NaN alone says "unknown".
+  put<double>(r, 168, ages.idle.known() ? ages.idle.seconds : std::numeric_limits<double>::quiet_NaN());
 }
 
 }  // namespace ctpurge

@@ -11,7 +11,7 @@
 
 namespace ctpurge {
 
-constexpr size_t kRecordSize = 168;
+constexpr size_t kRecordSize = 176;
 
 enum RecordFlag : uint8_t {
   kHasTimeout = 1,
@@ -24,6 +24,6 @@ enum RecordFlag : uint8_t {
   kReplyIcmp = 128,
 };
 
-void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Age& age);
+void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Ages& ages);
 
 }  // namespace ctpurge

@@ -71,12 +71,12 @@ class NextEventsWorker : public PromiseWorker {
     Entry e;
     for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
       if (!parseEntry(m, e)) continue;
-      const Age age = estimateAge(e, c.timeouts, now);
-      if (!c.filter.matches(e, age)) continue;
+      const Ages ages = estimateAges(e, c.timeouts, now);
+      if (!c.filter.matches(e, ages)) continue;
       uint8_t type = kEventUpdate;
       if ((m->nlmsg_type & 0xff) == IPCTNL_MSG_CT_DELETE) type = kEventDestroy;
       else if (m->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) type = kEventNew;
-      appendRecord(records_, e, age);
+      appendRecord(records_, e, ages);
       records_[records_.size() - kRecordSize + 23] = type;  // byte 23: the event type
       count_++;
     }

@@ -110,7 +110,7 @@ std::vector<Filter> Filter::flushParts() const {
 
 bool Filter::flushable() const {
   if (!kernelFilters) return false;
-  if (hasStates || hasOlderThan) return false;
+  if (hasStates || hasOlderThan || hasIdleFor) return false;
   if (statusMask != 0 && !kernelStatusFilter) return false;
   if (hasZone && !kernelZoneFilter) return false;
   if (hasMark && !kernelMarkFilter) return false;
@@ -137,7 +137,7 @@ bool Filter::flushable() const {
   return statusMask != 0 || hasMark || hasZone || tuple;
 }
 
-bool Filter::matches(const Entry& e, const Age& age) const {
+bool Filter::matches(const Entry& e, const Ages& ages) const {
   if (family && e.family != family) return false;
   if (protocol >= 0 && e.protocol != protocol) return false;
   if ((e.status & statusMask) != statusValue) return false;
@@ -157,10 +157,9 @@ bool Filter::matches(const Entry& e, const Age& age) const {
   if (!anyContains(dst, e.family, e.orig.dst)) return false;
   if (!anyContains(replySrc, e.family, e.reply.src)) return false;
   if (!anyContains(replyDst, e.family, e.reply.dst)) return false;
-  if (hasOlderThan) {
-    if (std::isnan(age.seconds) || age.source == AgeSource::Unknown) return false;
-    if (age.seconds < olderThan) return false;
-  }
+  // An unknown time never matches: no entry goes on a guess.
+  if (hasOlderThan && !(ages.age.known() && ages.age.seconds >= olderThan)) return false;
+  if (hasIdleFor && !(ages.idle.known() && ages.idle.seconds >= idleFor)) return false;
   return true;
 }
 

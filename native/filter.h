@@ -33,7 +33,9 @@ struct Filter {
   bool hasSport = false, hasDport = false;
   PortRange sport, dport;
   bool hasOlderThan = false;
-  double olderThan = 0;
+  double olderThan = 0;  // seconds since creation (Ages::age)
+  bool hasIdleFor = false;
+  double idleFor = 0;    // seconds since the last packet (Ages::idle)
   // Which kernel-side filters the running kernel honours (decided from its version).
   bool kernelStatusFilter = false;
   bool kernelZoneFilter = false;
@@ -56,9 +58,9 @@ struct Filter {
   bool flushable() const;
   // The filters to flush, one per family when the query names none but has tuple conditions.
   std::vector<Filter> flushParts() const;
-  bool needsAge() const { return hasOlderThan; }
-  // age: from estimateAge(); only read when needsAge().
-  bool matches(const Entry& e, const Age& age) const;
+  bool needsAge() const { return hasOlderThan || hasIdleFor; }
+  // ages: from estimateAges(); only read when needsAge().
+  bool matches(const Entry& e, const Ages& ages) const;
 };
 
 }  // namespace ctpurge

@@ -104,8 +104,8 @@ class CountWorker : public PromiseWorker {
       const Filter& f = parts[i];
       DumpReader reader(ns_->fd.get(), f.dumpFilter(), "count");
       while (reader.next([&](const Entry& e) {
-        const Age age = f.needsAge() ? estimateAge(e, timeouts, now) : Age{};
-        if (f.matches(e, age)) counts[i]++;
+        const Ages ages = f.needsAge() ? estimateAges(e, timeouts, now) : Ages{};
+        if (f.matches(e, ages)) counts[i]++;
       })) {
       }
     }, [](size_t) {});
@@ -136,7 +136,7 @@ class SingleWorker : public PromiseWorker {
         if (found_) {
           PolicyTimeouts timeouts;
           inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
-          appendRecord(record_, e, estimateAge(e, timeouts, realtimeNowNs()));
+          appendRecord(record_, e, estimateAges(e, timeouts, realtimeNowNs()));
         }
         break;
       }

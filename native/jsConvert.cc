@@ -131,6 +131,10 @@ Filter filterFromJs(const Napi::Object& o) {
   f.replyDst = cidrs(o, "replyDst");
   f.hasSport = range(o, "sport", f.sport);
   f.hasDport = range(o, "dport", f.dport);
+  if (has(o, "idleFor")) {
+    f.hasIdleFor = true;
+    f.idleFor = ownGet(o, "idleFor").As<Napi::Number>().DoubleValue();
+  }
   if (has(o, "olderThan")) {
     f.hasOlderThan = true;
     f.olderThan = ownGet(o, "olderThan").As<Napi::Number>().DoubleValue();

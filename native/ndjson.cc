@@ -143,7 +143,8 @@ void appendIso(std::string& out, uint64_t startNs) {
 
 }  // namespace
 
-void appendNdjson(std::string& out, const Entry& e, const Age& age) {
+void appendNdjson(std::string& out, const Entry& e, const Ages& ages) {
+  const Age& age = ages.age;
   out += "{\"id\":";
   num(out, e.id);
   out += e.family == AF_INET ? ",\"family\":\"ipv4\"" : ",\"family\":\"ipv6\"";
@@ -210,7 +211,10 @@ void appendNdjson(std::string& out, const Entry& e, const Age& age) {
   else appendAge(out, age.seconds);
   out += ",\"ageSource\":\"";
   out += kAgeSource[static_cast<int>(age.source)];
-  out += "\"}\n";
+  out += "\",\"idle\":";
+  if (ages.idle.known()) appendAge(out, ages.idle.seconds);
+  else out += "null";
+  out += ages.idle.known() ? ",\"idleSource\":\"timeout\"}\n" : ",\"idleSource\":\"unknown\"}\n";
 }
 
 }  // namespace ctpurge

@@ -9,6 +9,6 @@
 
 namespace ctpurge {
 
-void appendNdjson(std::string& out, const Entry& e, const Age& age);
+void appendNdjson(std::string& out, const Entry& e, const Ages& ages);
 
 }  // namespace ctpurge

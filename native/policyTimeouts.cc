@@ -131,6 +131,4 @@ Ages estimateAges(const Entry& e, const PolicyTimeouts& t, uint64_t nowNs) {
   return a;
 }
 
-Age estimateAge(const Entry& e, const PolicyTimeouts& t, uint64_t nowNs) { return estimateAges(e, t, nowNs).age; }
-
 }  // namespace ctpurge

@@ -23,6 +23,7 @@ struct PolicyTimeouts {
 struct Age {
   double seconds = 0;  // NaN when unknown
   AgeSource source = AgeSource::Unknown;
+  bool known() const { return source != AgeSource::Unknown && seconds == seconds; }
 };
 
 // The two times an entry has, which conditions must never confuse:
@@ -40,9 +41,6 @@ struct Ages {
   Age age;
 };
 Ages estimateAges(const Entry& e, const PolicyTimeouts& t, uint64_t nowRealtimeNs);
-
-// estimateAges(...).age
-Age estimateAge(const Entry& e, const PolicyTimeouts& t, uint64_t nowRealtimeNs);
 
 // The same estimate from plain values, for unit tests and the age shown for one entry.
 Age estimateAgeFromTimeout(uint8_t protocol, uint8_t family, uint8_t state, uint32_t secondsLeft,

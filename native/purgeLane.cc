@@ -66,8 +66,8 @@ void PurgeLane::run(const Report& report) {
     more = reader.next([&](const Entry& e) {
       if (stop) return;
       counts_.scanned++;
-      const Age age = needAge ? estimateAge(e, shared_.timeouts, shared_.nowNs) : Age{};
-      if (!filter_.matches(e, age)) return;
+      const Ages ages = needAge ? estimateAges(e, shared_.timeouts, shared_.nowNs) : Ages{};
+      if (!filter_.matches(e, ages)) return;
       if (limited && shared_.requested.fetch_add(1) >= static_cast<int64_t>(shared_.limit)) {
         counts_.limitReached = true;
         stop = true;
@@ -75,9 +75,9 @@ void PurgeLane::run(const Report& report) {
       }
       counts_.matched++;
       if (shared_.dryRun) {
-        if (shared_.wantEntries) appendRecord(pending_, e, age);
+        if (shared_.wantEntries) appendRecord(pending_, e, ages);
         if (logging) {
-          appendNdjson(logBuf_, e, age);
+          appendNdjson(logBuf_, e, ages);
           logLines_++;
           if (logBuf_.size() >= kMaxBatchBytes && !writeLog()) failed = stop = true;
         }
@@ -91,9 +91,9 @@ void PurgeLane::run(const Report& report) {
       const uint32_t seq = del_->nextSeq();
       if (!appendDelete(batch_, e, seq, false)) return;
       batchSeqs_.push_back(seq);
-      if (shared_.wantEntries) appendRecord(batchRecords_, e, age);
+      if (shared_.wantEntries) appendRecord(batchRecords_, e, ages);
       if (logging) {
-        appendNdjson(logBuf_, e, age);
+        appendNdjson(logBuf_, e, ages);
         logLines_++;
       }
     });

@@ -1,8 +1,9 @@
 /** The public Conntrack class: one handle on one network namespace's conntrack table. */
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { captureStack, ConntrackError, fromNative } from './errors.js';
-import { decodeRecords, type Entry } from './entry.js';
+import { decodeRecord, decodeRecords, RECORD_SIZE, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
@@ -10,6 +11,7 @@ import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor,
 import { integerField, ownOptions, typeName } from './validate.js';
 import { compileQuery, laneFilters, QUERY_FIELDS, type Query } from './query.js';
 import { SummaryBuilder, type TableSummary } from './summary.js';
+import { TimeSlice } from './timeSlice.js';
 import { streamEvents, type ConntrackEvent, type EventsOptions } from './events.js';
 export type { ConntrackEvent, EventsOptions, EventType } from './events.js';
 import { Purger, type PurgerOptions } from './purger.js';
@@ -21,6 +23,15 @@ export interface OpenOptions {
   binding?: NativeBinding;
   /** For tests: the kernel features to assume instead of reading uname. */
   kernel?: KernelFeatures;
+  /**
+   * Dump threads one operation may use (1 or 2). Default: 2 when the process may run on more
+   * than two CPUs, else 1. A kernel dump that skips entries (a filter that matches few)
+   * walks the table inside one recvmsg() without yielding its CPU on kernels built without
+   * preemption: with two such threads on a 2-CPU machine, the event loop waited up to 55 ms
+   * for a CPU. One CPU is left to the event loop; the CLI, which has no loop to keep
+   * responsive, uses 2.
+   */
+  lanes?: number;
 }
 
 export interface ListOptions {
@@ -105,6 +116,9 @@ export interface ConntrackSettings {
   buckets: number | null;
 }
 
+/** Records summarised between two looks at the time slice. */
+const SUMMARY_STEP = 128;
+
 const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd'];
 
 export class Conntrack {
@@ -115,21 +129,26 @@ export class Conntrack {
   #inflight = new Set<Promise<unknown>>();
   #closing: Promise<void> | null = null;
 
-  private constructor(handle: NativeHandle, netns: string | null, kernel: KernelFeatures) {
+  /** Dump threads per operation (OpenOptions.lanes). */
+  readonly lanes: number;
+
+  private constructor(handle: NativeHandle, netns: string | null, kernel: KernelFeatures, lanes: number) {
     this.#handle = handle;
     this.netns = netns;
     this.kernel = kernel;
+    this.lanes = lanes;
   }
 
   /** Opens a handle; checks the namespace and CAP_NET_ADMIN with one request. */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
-    options = ownOptions<OpenOptions>(options, 'options', ['netns', 'binding', 'kernel']);
+    options = ownOptions<OpenOptions>(options, 'options', ['netns', 'binding', 'kernel', 'lanes']);
+    const lanes = options.lanes === undefined ? (availableParallelism() > 2 ? 2 : 1) : integerField(options.lanes, 'lanes', 1, 2);
     const path = options.netns === undefined ? null : resolveNetns(options.netns);
     const binding = options.binding ?? loadNative();
     const captured = captureStack();
     try {
       const handle = await binding.open(path);
-      return new Conntrack(handle, path, options.kernel ?? kernelFeatures());
+      return new Conntrack(handle, path, options.kernel ?? kernelFeatures(), lanes);
     } catch (err) {
       throw fromNative(err, captured, path ?? options.netns ?? null);
     }
@@ -171,7 +190,14 @@ export class Conntrack {
   list(query: Query = {}, options: ListOptions = {}): AsyncIterableIterator<Entry> {
     const chunks = this.listChunks(query, options);
     async function* entries(): AsyncGenerator<Entry> {
-      for await (const chunk of chunks) yield* decodeRecords(chunk);
+      // Sliced per entry: the consumer's own work between two entries counts too.
+      const slice = new TimeSlice();
+      for await (const chunk of chunks) {
+        for (let off = 0; off + RECORD_SIZE <= chunk.byteLength; off += RECORD_SIZE) {
+          yield decodeRecord(chunk, off);
+          if (slice.due()) await slice.pause();
+        }
+      }
     }
     return entries();
   }
@@ -197,13 +223,14 @@ export class Conntrack {
     const handle = this.#native();
     const netns = this.netns;
     // One dump per lane, on their own worker threads; chunks arrive as they are ready.
-    const filters = laneFilters(compiled.filter);
+    const filters = laneFilters(compiled.filter, this.lanes);
     async function* chunks(): AsyncGenerator<T> {
       const cursors = filters.map((f) => open(handle, f, chunkSize));
       const captured = captureStack();
       const pending = new Map<number, Promise<{ lane: number; chunk: T | null }>>();
       // Each cursor reads its next chunk on a worker thread while the consumer handles this one.
       const arm = (lane: number) => pending.set(lane, (cursors[lane] as NativeCursor<T>).next().then((chunk) => ({ lane, chunk })));
+      const slice = new TimeSlice();
       try {
         cursors.forEach((_, lane) => arm(lane));
         while (pending.size > 0) {
@@ -211,6 +238,8 @@ export class Conntrack {
           pending.delete(lane);
           if (!chunk) continue;
           arm(lane);
+          // A chunk already waiting resolves as a microtask: let timers and I/O in between.
+          if (slice.due()) await slice.pause();
           yield chunk;
         }
       } catch (err) {
@@ -227,7 +256,7 @@ export class Conntrack {
   async count(query: Query = {}): Promise<number> {
     const compiled = compileQuery(query, this.kernel);
     if (compiled.empty) return this.#call(async (h) => (await h.stats()).count);
-    return this.#call((h) => h.count(laneFilters(compiled.filter)));
+    return this.#call((h) => h.count(laneFilters(compiled.filter, this.lanes)));
   }
 
   /** Looks up one entry by its original tuple (and zone); null when there is none. */
@@ -274,8 +303,15 @@ export class Conntrack {
     const chunks = this.listChunks(query);
     const build = async () => {
       const builder = new SummaryBuilder();
-      for await (const chunk of chunks) builder.add(chunk);
-      return builder.result(top);
+      const slice = new TimeSlice();
+      const step = SUMMARY_STEP * RECORD_SIZE;
+      for await (const chunk of chunks) {
+        for (let off = 0; off < chunk.byteLength; off += step) {
+          builder.add(chunk, off, Math.min(off + step, chunk.byteLength));
+          if (slice.due()) await slice.pause();
+        }
+      }
+      return builder.result(top, slice);
     };
     return this.#track(build());
   }
@@ -341,7 +377,7 @@ export class Conntrack {
       const counts: NativePurgeCounts = await this.#call(() =>
         handle.purge(
           compiled.filter,
-          laneFilters(compiled.filter),
+          laneFilters(compiled.filter, this.lanes),
           { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, cancel },
           (progress, records) => {
             try {

@@ -43,12 +43,25 @@ export interface Entry {
   counters: Counters | null;
   /** Creation time, when nf_conntrack_timestamp=1 was on when the entry was created. */
   start: Date | null;
-  /** Seconds since creation (timestamp) or since the last refresh (estimated); null when unknown. */
+  /**
+   * Seconds since creation: exact from the start timestamp ('timestamp'); without one, the
+   * idle estimate, a lower bound of the age ('timeout'); null when unknown.
+   */
   age: number | null;
   ageSource: AgeSource;
+  /**
+   * Seconds since the last packet that refreshed the timeout, estimated from the timeout
+   * left against the policy timeout that applies ('timeout'); null when no policy timeout
+   * explains the timeout left (set by hand or by a timeout policy) or there is none.
+   */
+  idle: number | null;
+  idleSource: IdleSource;
 }
 
-export const RECORD_SIZE = 168;
+export type IdleSource = 'timeout' | 'unknown';
+
+/** Bytes per packed record (native/entryRecord.cc). */
+export const RECORD_SIZE = 176;
 
 const FLAG = { timeout: 1, counters: 2, start: 4, labels: 8, origPorts: 16, origIcmp: 32, replyPorts: 64, replyIcmp: 128 };
 const AGE_SOURCES: AgeSource[] = ['unknown', 'timestamp', 'timeout'];
@@ -83,6 +96,7 @@ export function decodeRecord(buf: ArrayBuffer, base: number): Entry {
   const proto = bytes[base + 19] as number;
   const status = view.getUint32(base + 4, true);
   const age = view.getFloat64(base + 24, true);
+  const idle = view.getFloat64(base + 168, true);
   const labels: number[] = [];
   if (flags & FLAG.labels) {
     for (let i = 0; i < 128; i++) if ((bytes[base + 144 + (i >> 3)] as number) & (1 << (i & 7))) labels.push(i);
@@ -111,6 +125,8 @@ export function decodeRecord(buf: ArrayBuffer, base: number): Entry {
     start: flags & FLAG.start ? new Date(view.getFloat64(base + 32, true)) : null,
     age: Number.isNaN(age) ? null : age,
     ageSource: AGE_SOURCES[bytes[base + 21] as number] ?? 'unknown',
+    idle: Number.isNaN(idle) ? null : idle,
+    idleSource: Number.isNaN(idle) ? 'unknown' : 'timeout',
   };
 }
 

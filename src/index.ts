@@ -12,7 +12,8 @@ export type {
   EventType,
   EventsOptions,
 } from './conntrack.js';
-export type { Entry, Tuple, StatusFlags, Counters, AgeSource } from './entry.js';
+export type { Entry, Tuple, StatusFlags, Counters, AgeSource, IdleSource } from './entry.js';
+export { RECORD_SIZE, decodeRecord } from './entry.js';
 export type { TupleSpec, CreateSpec } from './entrySpec.js';
 export { ConntrackError } from './errors.js';
 export { compileQuery, type Query, type MarkQuery, type CompiledQuery } from './query.js';

@@ -29,6 +29,7 @@ export interface NativeFilter {
   sport?: [number, number];
   dport?: [number, number];
   olderThan?: number;
+  idleFor?: number;
   kernelStatusFilter: boolean;
   kernelZoneFilter: boolean;
   /** false: match the mark in user space only (absent: send it). */

@@ -30,13 +30,22 @@ export interface Query {
   dport?: number | PortRange;
   mark?: number | MarkQuery;
   zone?: number;
-  /** Seconds, or '3600', '90m', '1h', '2d'. Entries whose age is unknown never match. */
+  /**
+   * Time since creation, at least: seconds, or '3600', '90m', '1h', '2d'. Exact with
+   * nf_conntrack_timestamp; without it, the idle time stands in (a lower bound of the age,
+   * so nothing younger is taken). Entries whose age is unknown never match.
+   */
   olderThan?: number | string;
+  /**
+   * Time since the last packet, at least (same units): estimated from the timeout left,
+   * with timestamps on or off. A busy flow never matches, however old. Unknown never matches.
+   */
+  idleFor?: number | string;
 }
 
 export const QUERY_FIELDS = [
   'family', 'protocol', 'state', 'unreplied', 'assured', 'src', 'dst', 'replySrc', 'replyDst',
-  'sport', 'dport', 'mark', 'zone', 'olderThan',
+  'sport', 'dport', 'mark', 'zone', 'olderThan', 'idleFor',
 ] as const;
 
 export interface CompiledQuery {
@@ -201,6 +210,10 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     filter.olderThan = parseDuration(q.olderThan, 'olderThan');
     desc.push(`older than ${typeof q.olderThan === 'string' ? q.olderThan : `${filter.olderThan}s`}`);
   }
+  if (set('idleFor')) {
+    filter.idleFor = parseDuration(q.idleFor, 'idleFor');
+    desc.push(`idle for ${typeof q.idleFor === 'string' ? q.idleFor : `${filter.idleFor}s`}`);
+  }
   // Addresses of one family imply it: the kernel then skips the other family while dumping
   // instead of sending entries that could never match.
   if (!filter.family) {
@@ -214,10 +227,10 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
  * The same filter as disjoint parts that can be dumped in parallel, one socket and thread
  * each, so the kernel's dump work (most of the cost) uses more than one CPU: by family when
  * the query names none, else by reply status when the query has no status condition and
- * the kernel filters status (5.15+). Otherwise one part.
+ * the kernel filters status (5.15+). Otherwise, or with maxLanes 1, one part.
  */
-export function laneFilters(filter: NativeFilter): NativeFilter[] {
-  if (!filter.kernelFilters) return [filter];
+export function laneFilters(filter: NativeFilter, maxLanes = 2): NativeFilter[] {
+  if (!filter.kernelFilters || maxLanes < 2) return [filter];
   if (filter.family === 0) return [AF_INET, AF_INET6].map((family) => ({ ...filter, family }));
   if (filter.kernelStatusFilter && (filter.statusMask & IPS_SEEN_REPLY) === 0) {
     const statusMask = filter.statusMask | IPS_SEEN_REPLY;

@@ -26,6 +26,7 @@ const OPTIONS: OptionSpec[] = [
   { name: 'unreplied', commands: SELECTOR_COMMANDS },
   { name: 'assured', commands: SELECTOR_COMMANDS },
   { name: 'older', value: 'DUR', commands: SELECTOR_COMMANDS },
+  { name: 'idle', value: 'DUR', commands: SELECTOR_COMMANDS },
   { name: 'state', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS },
   { name: 'proto', value: 'P', commands: SELECTOR_COMMANDS },
   { name: 'family', value: 'ipv4|ipv6', commands: SELECTOR_COMMANDS },
@@ -166,6 +167,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
   if (values.has('unreplied')) q.unreplied = true;
   if (values.has('assured')) q.assured = true;
   if (values.has('older')) q.olderThan = usage(() => parseDuration(one('older'), '--older'));
+  if (values.has('idle')) q.idleFor = usage(() => parseDuration(one('idle'), '--idle'));
   if (values.has('state')) {
     const states = list('state');
     if (states.some((s) => s === '')) throw new UsageError('--state: empty state name');

@@ -15,7 +15,7 @@ function flags(e: Entry): string {
   return f.join(',') || '-';
 }
 
-export const TABLE_HEADER = ['PROTO', 'STATE', 'ORIGINAL', '', 'FLAGS', 'TIMEOUT', 'AGE', 'AGE FROM', 'ZONE', 'MARK'];
+export const TABLE_HEADER = ['PROTO', 'STATE', 'ORIGINAL', '', 'FLAGS', 'TIMEOUT', 'IDLE', 'AGE', 'AGE FROM', 'ZONE', 'MARK'];
 
 export function tableRow(e: Entry): string[] {
   const v6 = e.family === 'ipv6';
@@ -26,6 +26,7 @@ export function tableRow(e: Entry): string[] {
     `-> ${endpoint(e.orig.dst, e.orig.dport, v6)}`,
     flags(e),
     e.timeout === null ? '-' : formatDuration(e.timeout),
+    e.idle === null ? '?' : formatDuration(e.idle),
     e.age === null ? '?' : formatDuration(e.age),
     e.ageSource,
     String(e.zone),
@@ -58,7 +59,7 @@ function tupleText(t: Tuple): string {
 }
 
 /** A line shaped like `conntrack -L` prints, for existing grep/awk habits. */
-export function conntrackLine(e: Entry): string {
+export function conntrackLine(e: Entry, now = Date.now()): string {
   const proto = typeof e.protocol === 'string' ? e.protocol : 'unknown';
   let s = `${proto.padEnd(8)} ${String(e.protocolNumber)} ${e.timeout ?? 0} `;
   if (e.state) s += `${e.state} `;
@@ -70,6 +71,8 @@ export function conntrackLine(e: Entry): string {
   if (e.status.assured) s += ' [ASSURED]';
   s += ` mark=${e.mark}`;
   if (e.zone) s += ` zone=${e.zone}`;
+  // conntrack -L prints the seconds since creation when the entry has a start timestamp.
+  if (e.start) s += ` delta-time=${Math.floor(now / 1000) - Math.floor(e.start.getTime() / 1000)}`;
   return s;
 }
 
@@ -94,6 +97,8 @@ export function jsonLine(e: Entry): string {
     start: e.start?.toISOString() ?? null,
     age: e.age === null ? null : Math.round(e.age * 1000) / 1000,
     ageSource: e.ageSource,
+    idle: e.idle === null ? null : Math.round(e.idle * 1000) / 1000,
+    idleSource: e.idleSource,
   });
 }
 

@@ -12,7 +12,10 @@ match, delete in batches by tuple + zone + id. Nothing else is touched.
 Selectors (all combined with AND; a repeated address option means any of):
   --unreplied              never saw a reply ([UNREPLIED])
   --assured                marked [ASSURED]
-  --older DUR              age at least DUR: 3600, 90m, 1h, 2d (entries of unknown age never match)
+  --idle DUR               no packet for at least DUR: 3600, 90m, 1h, 2d (estimated from the
+                           timeout left; a busy flow never matches, however old)
+  --older DUR              created at least DUR ago: exact with nf_conntrack_timestamp=1, else
+                           the idle time stands in (a lower bound). Unknown never matches
   --state S[,S]            protocol state, e.g. ESTABLISHED,SYN_SENT
   --proto P                tcp, udp, icmp, icmpv6, sctp, dccp, gre, udplite or a number
   --family ipv4|ipv6
@@ -24,6 +27,11 @@ Selectors (all combined with AND; a repeated address option means any of):
   --dport P|A-B            original destination port or range
   --mark V[/M]             connection mark, optionally masked (decimal or 0x hex)
   --zone N                 conntrack zone
+
+--idle or --older? Idle is the time since a flow's last packet, age the time since it was
+created. To free the entries of peers that vanished, use --idle: a busy flow (a database pool,
+a websocket, an SSH session) is never idle long, however old. With timestamps on (doctor
+recommends them), --older 1d takes busy day-old flows too.
 
 Options:
   --netns NAME|PATH        work in a network namespace (ip netns name or /proc/PID/ns/net)
@@ -46,7 +54,8 @@ Options:
   --version                print the version
 
 Examples:
-  ctpurge --unreplied --older 3600                  purge unreplied flows idle for an hour
+  ctpurge --unreplied --older 3600                  purge unreplied flows an hour old
+  ctpurge --state ESTABLISHED --idle 6h --dry-run   flows silent for 6 h (peers gone); busy ones stay
   ctpurge --unreplied --older 1h --proto tcp --dport 80 --netns blue --dry-run
   ctpurge --src 10.1.0.0/16 --log /var/log/ctpurge.ndjson
   ctpurge list --unreplied --older 1d -o conntrack | head

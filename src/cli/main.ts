@@ -25,6 +25,7 @@ export const EXIT_USAGE = 2;
 
 const FIELD_TO_OPTION: Record<string, string> = {
   olderThan: '--older',
+  idleFor: '--idle',
   state: '--state',
   protocol: '--proto',
   family: '--family',
@@ -122,7 +123,7 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', onSignal);
   let ct: Conntrack | undefined;
   try {
-    ct = await Conntrack.open(args.netns === undefined ? {} : { netns: args.netns });
+    ct = await Conntrack.open(args.netns === undefined ? { lanes: 2 } : { netns: args.netns, lanes: 2 });
     switch (args.command) {
       case 'purge': {
         if (args.every !== undefined) {

@@ -60,9 +60,9 @@ describeKernel('the ctpurge binary', () => {
     const table = ctpurge(['list', '--netns', ns.name, '--unreplied', '--older', '1h', '--limit', '5']);
     expect(table.status).toBe(0);
     const rows = table.stdout.trim().split('\n');
-    expect(rows[0]).toMatch(/^PROTO\s+STATE\s+ORIGINAL\s+FLAGS\s+TIMEOUT\s+AGE\s+AGE FROM\s+ZONE\s+MARK$/);
+    expect(rows[0]).toMatch(/^PROTO\s+STATE\s+ORIGINAL\s+FLAGS\s+TIMEOUT\s+IDLE\s+AGE\s+AGE FROM\s+ZONE\s+MARK$/);
     expect(rows).toHaveLength(6);
-    expect(rows[1]).toMatch(/^tcp\s+ESTABLISHED\s+\S+\s+-> \S+:80\s+UNREPLIED\s+4d2[12]h\s+2h(\d+s)?\s+timeout\s+\d+\s+\d+$/);
+    expect(rows[1]).toMatch(/^tcp\s+ESTABLISHED\s+\S+\s+-> \S+:80\s+UNREPLIED\s+4d2[12]h\s+2h(\d+s)?\s+2h(\d+s)?\s+timeout\s+\d+\s+\d+$/);
     const ct = ctpurge(['list', '--netns', ns.name, '-o', 'conntrack', '--zone', '3']);
     const lines = ct.stdout.trim().split('\n');
     expect(lines).toHaveLength(model.filter((e) => e.zone === 3).length);

@@ -3,6 +3,7 @@
  * planning, scheduling, close) without a kernel. Each call is recorded; purge() and count()
  * can be slowed down to test what happens while they run.
  */
+import { RECORD_SIZE } from '../../src/entry.js';
 import type { NativeBinding, NativeCursor, NativeEventCursor, NativeFilter, NativeHandle, NativePurgeCounts, NativePurgeOptions, NativeStats } from '../../src/native.js';
 
 export interface FakeCalls {
@@ -54,7 +55,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
   const binding: NativeBinding = {
     open: async () => handle,
     estimateAge: () => null,
-    recordSize: 168,
+    recordSize: RECORD_SIZE,
     lockFile: async () => -1,
     unlockFile: () => undefined,
   };

@@ -114,7 +114,7 @@ describeKernel('NDJSON formatted in C++ equals the TypeScript formatter', () => 
   });
 
   it('line for line, apart from the seconds that tick between two dumps', async () => {
-    const strip = (l: string) => l.replace(/"timeout":\d+,/, '').replace(/"age":[\d.]+,/, '');
+    const strip = (l: string) => l.replace(/"timeout":\d+,/, '').replace(/"age":[\d.]+,/, '').replace(/"idle":[\d.]+,/, '');
     const native: string[] = [];
     for await (const buf of ct.listNdjson()) native.push(...buf.toString('utf8').trimEnd().split('\n'));
     const ts: string[] = [];
@@ -124,5 +124,6 @@ describeKernel('NDJSON formatted in C++ equals the TypeScript formatter', () => 
     expect(native.some((l) => l.includes('"start":"20'))).toBe(true);
     expect(native.some((l) => l.includes('"icmp":{"type":8,"code":0,"id":9}'))).toBe(true);
     expect(native.some((l) => l.includes('"protocol":99'))).toBe(true);
+    expect(native.every((l) => /,"idle":(null|[\d.]+),"idleSource":"(timeout|unknown)"\}$/.test(l))).toBe(true);
   });
 });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { Conntrack, ConntrackError } from '../../src/index.js';
+import { Conntrack, ConntrackError, RECORD_SIZE } from '../../src/index.js';
 import { describeKernel, raiseConntrackMax, sh, TestNetns } from '../helpers/kernel.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -40,7 +40,7 @@ describeKernel('faults', () => {
       let seen = 0;
       for await (const chunk of ct.listChunks({}, { chunkSize: 1000 })) {
         if (seen === 0) doomed.destroy(); // ip netns del while the dump runs
-        seen += chunk.byteLength / 168;
+        seen += chunk.byteLength / RECORD_SIZE;
       }
       expect(seen).toBe(50_000);
       const r = await ct.purge({ unreplied: true, olderThan: 3600 });
@@ -57,11 +57,11 @@ describeKernel('faults', () => {
   it('is safe in worker_threads, and a worker terminated with work in flight leaves the process healthy', () => {
     const worker = `
       import { parentPort } from 'node:worker_threads';
-      const { Conntrack } = await import(CTPURGE);
+      const { Conntrack, RECORD_SIZE } = await import(CTPURGE);
       const ct = await Conntrack.open();
       const n = await ct.count({ unreplied: true });
       let listed = 0;
-      for await (const c of ct.listChunks({ dport: 80 })) listed += c.byteLength / 168;
+      for await (const c of ct.listChunks({ dport: 80 })) listed += c.byteLength / RECORD_SIZE;
       const dry = await ct.purge({ unreplied: true, olderThan: 3600, dryRun: true });
       parentPort.postMessage({ n, listed, matched: dry.matched });
       if (process.env.BUSY) {
@@ -132,7 +132,7 @@ describeKernel('a 2M-entry table', () => {
     let seen = 0;
     let chunks = 0;
     for await (const chunk of ct.listChunks()) {
-      seen += chunk.byteLength / 168;
+      seen += chunk.byteLength / RECORD_SIZE;
       if (++chunks % 10 === 0) {
         // V8 frees ArrayBuffer memory after the GC, on its sweeper: give it a turn.
         gc();

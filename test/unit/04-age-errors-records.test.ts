@@ -99,6 +99,7 @@ describe('entry records', () => {
     v.setFloat64(120, 180, true);
     b[144] = 0b101;
     b[159] = 0x80;
+    v.setFloat64(168, 1.25, true);
     const e = decodeRecord(buf, 0);
     expect(e).toMatchObject({
       id: 12345,
@@ -112,11 +113,16 @@ describe('entry records', () => {
       labels: [0, 2, 127],
       age: 12.5,
       ageSource: 'timestamp',
+      idle: 1.25,
+      idleSource: 'timeout',
       orig: { src: 'fd00::1', dst: 'fd00::2', sport: 40000, dport: 80 },
     });
     expect(e.status.assured).toBe(true);
     expect(e.status.seenReply).toBe(true);
     expect(e.counters?.orig).toEqual({ packets: 3, bytes: 180 });
     expect(e.start?.toISOString()).toBe('2026-01-01T00:00:00.000Z');
+    // NaN is the record's "unknown" idle time.
+    v.setFloat64(168, NaN, true);
+    expect(decodeRecord(buf, 0)).toMatchObject({ idle: null, idleSource: 'unknown' });
   });
 });

@@ -69,6 +69,8 @@ const entry: Entry = {
   start: null,
   age: 7201,
   ageSource: 'timeout',
+  idle: 7201,
+  idleSource: 'timeout',
 };
 
 describe('output formats', () => {
@@ -82,7 +84,16 @@ describe('output formats', () => {
     const o = JSON.parse(jsonLine(entry));
     expect(o.status).toEqual(['confirmed']);
     expect(o.orig.dport).toBe(80);
-    expect(o.ageSource).toBe('timeout');
+    expect(o).toMatchObject({ age: 7201, ageSource: 'timeout', idle: 7201, idleSource: 'timeout' });
+    expect(JSON.parse(jsonLine({ ...entry, idle: null, idleSource: 'unknown' }))).toMatchObject({ idle: null, idleSource: 'unknown' });
+  });
+
+  it('adds delta-time like conntrack -L when the entry has a start timestamp', () => {
+    const start = new Date(Date.UTC(2026, 10, 29, 12, 0, 0, 900));
+    const now = Date.UTC(2026, 10, 29, 12, 1, 40, 100);
+    // conntrack subtracts whole seconds: 12:01:40 - 12:00:00 = 100.
+    expect(conntrackLine({ ...entry, start, age: 99.2, ageSource: 'timestamp' }, now)).toMatch(/ mark=0 zone=3 delta-time=100$/);
+    expect(conntrackLine(entry, now)).not.toMatch(/delta-time/);
   });
 
   it('aligns table columns', () => {
