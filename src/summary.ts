@@ -22,6 +22,56 @@ export interface TableSummary {
   topSources: Ranked[];
   topDestinations: Ranked[];
   topDestinationPorts: Ranked[];
+  /** Entries per idle-time bucket (time since the last packet), in DURATION_BUCKETS order, then 'unknown'. */
+  byIdle: Ranked[];
+  /** Entries per age bucket (time since creation, see Entry.age), same buckets. */
+  byAge: Ranked[];
+  /** How many entries a few typical purges would remove from the entries summarised. */
+  candidates: Candidate[];
+}
+
+export interface Candidate {
+  /** The CLI selectors, e.g. '--state ESTABLISHED --idle 6h'. */
+  args: string;
+  /** The same as an API query. */
+  query: { unreplied?: boolean; state?: string; olderThan?: number; idleFor?: number };
+  matched: number;
+}
+
+/** Bucket upper bounds in seconds, and their labels ('<1m', '1m-10m', ...; the last is open). */
+export const DURATION_BUCKETS: readonly { below: number; label: string }[] = [
+  { below: 60, label: '<1m' },
+  { below: 600, label: '1m-10m' },
+  { below: 3600, label: '10m-1h' },
+  { below: 6 * 3600, label: '1h-6h' },
+  { below: 86400, label: '6h-1d' },
+  { below: 5 * 86400, label: '1d-5d' },
+  { below: Infinity, label: '>=5d' },
+];
+
+const TCP_ESTABLISHED = 3;
+const SCTP_ESTABLISHED = 4;
+const CANDIDATES: Candidate[] = [
+  { args: '--unreplied --older 1h', query: { unreplied: true, olderThan: 3600 }, matched: 0 },
+  { args: '--state ESTABLISHED --idle 6h', query: { state: 'ESTABLISHED', idleFor: 6 * 3600 }, matched: 0 },
+  { args: '--state ESTABLISHED --idle 1d', query: { state: 'ESTABLISHED', idleFor: 86400 }, matched: 0 },
+];
+
+function inc(counts: Float64Array | number[], i: number): void {
+  counts[i] = (counts[i] ?? 0) + 1;
+}
+
+function bucketOf(seconds: number): number {
+  if (Number.isNaN(seconds)) return DURATION_BUCKETS.length;
+  let i = 0;
+  while (seconds >= (DURATION_BUCKETS[i] as { below: number }).below) i++;
+  return i;
+}
+
+function buckets(counts: Float64Array): Ranked[] {
+  const out = DURATION_BUCKETS.map((b, i) => ({ key: b.label, count: counts[i] as number }));
+  out.push({ key: 'unknown', count: counts[DURATION_BUCKETS.length] as number });
+  return out;
 }
 
 const AGE_SOURCES = ['unknown', 'timestamp', 'timeout'];
@@ -82,6 +132,9 @@ export class SummaryBuilder {
   #src = new KeyCounts();
   #dst = new KeyCounts();
   #dport = new KeyCounts();
+  #idle = new Float64Array(DURATION_BUCKETS.length + 1);
+  #age = new Float64Array(DURATION_BUCKETS.length + 1);
+  #candidates = CANDIDATES.map(() => 0);
 
   /** Adds the records of `buf` between byte offsets `start` and `end`. */
   add(buf: ArrayBuffer, start = 0, end = buf.byteLength): void {
@@ -92,7 +145,19 @@ export class SummaryBuilder {
       const fam = bytes[o + 18] as number;
       const proto = bytes[o + 19] as number;
       const state = stateName(proto, bytes[o + 20] as number);
-      if ((view.getUint32(o + 4, true) & IPS_SEEN_REPLY) === 0) this.#unreplied++;
+      const unreplied = (view.getUint32(o + 4, true) & IPS_SEEN_REPLY) === 0;
+      if (unreplied) this.#unreplied++;
+      // Unknown times are NaN in the record (and an unknown age has source 0).
+      const idle = view.getFloat64(o + 168, true);
+      const age = (bytes[o + 21] as number) === 0 ? NaN : view.getFloat64(o + 24, true);
+      inc(this.#idle, bucketOf(idle));
+      inc(this.#age, bucketOf(age));
+      if (unreplied && age >= 3600) inc(this.#candidates, 0);
+      // --state ESTABLISHED selects TCP's and SCTP's ESTABLISHED.
+      if ((proto === 6 && bytes[o + 20] === TCP_ESTABLISHED) || (proto === 132 && bytes[o + 20] === SCTP_ESTABLISHED)) {
+        if (idle >= 6 * 3600) inc(this.#candidates, 1);
+        if (idle >= 86400) inc(this.#candidates, 2);
+      }
       bump(this.#proto, proto);
       if (state) bump(this.#state, state);
       bump(this.#family, fam);
@@ -124,6 +189,9 @@ export class SummaryBuilder {
       topSources: await talkers(this.#src),
       topDestinations: await talkers(this.#dst),
       topDestinationPorts: (await this.#dport.top(top, slice)).map(([key, count]) => ({ key, count })),
+      byIdle: buckets(this.#idle),
+      byAge: buckets(this.#age),
+      candidates: CANDIDATES.map((c, i) => ({ args: c.args, query: { ...c.query }, matched: this.#candidates[i] as number })),
     };
   }
 }

@@ -22,6 +22,15 @@ function section(title: string, rows: Ranked[], total: number): string {
   return `${title}\n${rows.map((r) => `  ${r.key.padEnd(w)}  ${formatCount(r.count).padStart(cw)}  ${bar(r.count / total)} ${percent(r.count, total).padStart(6)}`).join('\n')}\n`;
 }
 
+/** What a few typical purges would remove, and the table's fill level after each. */
+function freeSpace(r: StatsReport): string {
+  const { stats: s, summary: m } = r;
+  const rows = m.candidates.map((c) => [`ctpurge ${c.args}`, formatCount(c.matched), percent(c.matched, s.count), `table ${percent(Math.max(0, s.count - c.matched), s.max)} full after`]);
+  const w = [0, 1].map((i) => Math.max(...rows.map((row) => (row[i] as string).length)));
+  const line = (row: string[]) => `  ${row[0]?.padEnd(w[0] ?? 0)}  ${row[1]?.padStart(w[1] ?? 0)}  ${row[2]?.padStart(6)}  ${row[3]}`;
+  return `what would free space (entries shown above)\n${rows.map(line).join('\n')}\n`;
+}
+
 export function renderStats(r: StatsReport): string {
   const { stats: s, summary: m } = r;
   const total = m.total || 1;
@@ -36,6 +45,9 @@ export function renderStats(r: StatsReport): string {
     section('by state', m.byState, total),
     section('by family', m.byFamily, total),
     section('age known from', m.byAgeSource, total),
+    section('idle (since the last packet)', m.byIdle.filter((b) => b.count > 0), total),
+    section('age (since creation)', m.byAge.filter((b) => b.count > 0), total),
+    freeSpace(r),
     section(`top ${m.topSources.length} sources`, m.topSources, total),
     section(`top ${m.topDestinations.length} destinations`, m.topDestinations, total),
     section(`top ${m.topDestinationPorts.length} destination ports`, m.topDestinationPorts, total),

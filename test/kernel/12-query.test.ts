@@ -30,6 +30,9 @@ const cases: [string, Query, (e: SeedEntry) => boolean][] = [
   ['zone 3', { zone: 3 }, (e) => e.zone === 3],
   ['zone 0', { zone: 0 }, (e) => e.zone === 0],
   ['older than 1h', { olderThan: 3600 }, (e) => seedAge(e) >= 3600],
+  // Timestamps are off here: the idle estimate is the model's age.
+  ['idle for 1h', { idleFor: 3600 }, (e) => seedAge(e) >= 3600],
+  ['idle for 1h and ESTABLISHED', { idleFor: '1h', state: 'ESTABLISHED' }, (e) => seedAge(e) >= 3600 && e.state === 'ESTABLISHED'],
   ['the seed query', { unreplied: true, olderThan: '1h', protocol: 'tcp', dport: 80 }, (e) => !e.replied && seedAge(e) >= 3600 && e.proto === 'tcp' && e.dport === 80],
   ['everything at once', { family: 'ipv4', protocol: 'tcp', state: 'ESTABLISHED', unreplied: false, assured: true, src: '10.0.0.0/8', dport: 80, mark: 7, zone: 0, olderThan: 60 }, (e) => e.family === 'ipv4' && e.proto === 'tcp' && e.replied && e.dport === 80 && e.mark === 7 && e.zone === 0 && seedAge(e) >= 60],
 ];
@@ -72,6 +75,18 @@ describeKernel('every query field against an independent expectation', () => {
     expect(await ct.count(query)).toBe(expected.size);
     // The user-space-only path (what a kernel older than 5.15 gets) selects the same.
     expect(await userspace.count(query)).toBe(expected.size);
+  });
+
+  it('summary: idle and age distributions and "what would free space" agree with count() and the model', async () => {
+    const m = await ct.summary();
+    expect(m.byIdle.reduce((a, b) => a + b.count, 0)).toBe(N);
+    expect(m.byAge.reduce((a, b) => a + b.count, 0)).toBe(N);
+    // The model's idle times: 7,200 s (1h-6h), 2 s and 5 s (<1m), 80 s (1m-10m).
+    const inBucket = (lo: number, hi: number) => model.filter((e) => seedAge(e) >= lo && seedAge(e) < hi).length;
+    expect(Object.fromEntries(m.byIdle.map((b) => [b.key, b.count]))).toMatchObject({ '<1m': inBucket(0, 60), '1m-10m': inBucket(60, 600), '1h-6h': inBucket(3600, 21600), unknown: 0 });
+    expect(m.candidates).toHaveLength(3);
+    for (const c of m.candidates) expect(c.matched, c.args).toBe(await ct.count(c.query));
+    expect(m.candidates[0]?.matched).toBeGreaterThan(0);
   });
 
   it('ages come from the timeout when timestamps are off, and match the model', async () => {
