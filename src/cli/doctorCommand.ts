@@ -19,6 +19,8 @@ export interface DoctorReport {
   buckets: number | null;
   unreplied: number;
   staleUnreplied: number;
+  /** ASSURED ESTABLISHED entries idle for over IDLE_AFTER: peers that vanished. */
+  idleEstablished: number;
   drops: { drop: number; earlyDrop: number; insertFailed: number };
   timestamps: boolean | null;
   tcpLoose: boolean | null;
@@ -27,9 +29,10 @@ export interface DoctorReport {
 }
 
 const STALE_AFTER = 3600;
+const IDLE_AFTER = 6 * 3600;
 
 export function diagnose(
-  input: { netns: string | null; netnsArg?: string; stats: ConntrackStats; settings: ConntrackSettings; unreplied: number; staleUnreplied: number },
+  input: { netns: string | null; netnsArg?: string; stats: ConntrackStats; settings: ConntrackSettings; unreplied: number; staleUnreplied: number; idleEstablished?: number },
 ): DoctorReport {
   const { stats: s, settings: st } = input;
   // Per-namespace sysctls must be set inside the namespace; nf_conntrack_max and hashsize are global.
@@ -56,7 +59,38 @@ export function diagnose(
       commands: [ctp('--unreplied --older 1h'), `sysctl -w net.netfilter.nf_conntrack_max=${s.max * 2}   # global`],
     });
   }
-  if (s.count >= 100 && input.unreplied / s.count >= 0.25) {
+  const idleEstablished = input.idleEstablished ?? 0;
+  if (s.count >= 100 && idleEstablished / s.count >= 0.1) {
+    // What fills modern tables for days: early_drop never evicts an ASSURED entry, and an
+    // ESTABLISHED one lasts tcp_timeout_established (5 days by default) after its last packet.
+    findings.push({
+      severity: s.usage >= 0.8 ? 'critical' : 'warning',
+      title: `${percent(idleEstablished, s.count)} of entries are ASSURED ESTABLISHED idle over 6 h: peers that vanished`,
+      detail:
+        `${formatCount(idleEstablished)} connections saw no packet for 6 hours; the kernel keeps each for ${formatCount(established)} s after its last packet and never evicts an assured entry early. ` +
+        `--idle takes only silent flows: busy ones (pools, websockets, SSH) stay, however old. ` +
+        `A shorter tcp_timeout_established frees them for good, but also ends quiet connections without keepalives after that time.`,
+      commands: [
+        ctp('--state ESTABLISHED --idle 6h --dry-run'),
+        ctp('--state ESTABLISHED --idle 6h'),
+        ...(established > IDLE_AFTER ? [inNs(`sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=${IDLE_AFTER}   # frees about ${formatCount(idleEstablished)} now, and every flow silent for 6 h later`)] : []),
+      ],
+    });
+  }
+  const unack = st.timeouts.tcp.unacknowledged ?? 0;
+  if (s.count >= 100 && input.unreplied / s.count >= 0.25 && input.staleUnreplied / s.count < 0.01 && unack > 0 && unack <= STALE_AFTER) {
+    // Current kernels cap a never-replied TCP flow at tcp_timeout_unacknowledged: real
+    // traffic cannot leave old UNREPLIED entries; a purge of them would find nothing.
+    findings.push({
+      severity: 'info',
+      title: `UNREPLIED entries are capped at ${formatCount(unack)} s here: they are not your problem`,
+      detail:
+        `${formatCount(input.unreplied)} entries never saw a reply, but only ${formatCount(input.staleUnreplied)} are over an hour old: ` +
+        `this kernel expires never-replied TCP flows after tcp_timeout_unacknowledged (${formatCount(unack)} s) and UDP ones after udp_timeout (${formatCount(st.timeouts.udp.unreplied ?? 0)} s). ` +
+        `They churn rather than pile up: look at the other findings, or at what sends them.`,
+      commands: [ctp('stats --unreplied --top 5')],
+    });
+  } else if (s.count >= 100 && input.unreplied / s.count >= 0.25) {
     const cmds = [ctp('--unreplied --older 1h')];
     if (established > 86400) cmds.push(inNs(`sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=86400`));
     if (st.tcpLoose) cmds.push(inNs('sysctl -w net.netfilter.nf_conntrack_tcp_loose=0   # new TCP flows must start with a SYN'));
@@ -81,7 +115,9 @@ export function diagnose(
     findings.push({
       severity: 'info',
       title: 'conntrack timestamps are off: ages are estimates',
-      detail: 'Without timestamps the age is estimated from the timeout left, conservatively; entries of unknown age are never purged by --older. Turning them on applies to new entries.',
+      detail:
+        'Without timestamps --older uses the idle time (from the timeout left) as a lower bound of the age; entries of unknown age are never purged. ' +
+        'With them, --older is the exact time since creation, busy flows included: use --idle for silent ones. Turning them on applies to new entries.',
       commands: [inNs('sysctl -w net.netfilter.nf_conntrack_timestamp=1')],
     });
   }
@@ -93,6 +129,7 @@ export function diagnose(
     buckets: s.buckets,
     unreplied: input.unreplied,
     staleUnreplied: input.staleUnreplied,
+    idleEstablished,
     drops: { drop: s.totals.drop, earlyDrop: s.totals.earlyDrop, insertFailed: s.totals.insertFailed },
     timestamps: st.timestamps,
     tcpLoose: st.tcpLoose,
@@ -102,13 +139,14 @@ export function diagnose(
 }
 
 export async function doctorCommand(ct: Conntrack, args: ParsedArgs): Promise<DoctorReport> {
-  const [stats, settings, unreplied, staleUnreplied] = await Promise.all([
+  const [stats, settings, unreplied, staleUnreplied, idleEstablished] = await Promise.all([
     ct.stats(),
     ct.settings(),
     ct.count({ unreplied: true }),
     ct.count({ unreplied: true, olderThan: STALE_AFTER }),
+    ct.count({ state: 'ESTABLISHED', assured: true, idleFor: IDLE_AFTER }),
   ]);
-  return diagnose({ netns: ct.netns, netnsArg: args.netns, stats, settings, unreplied, staleUnreplied });
+  return diagnose({ netns: ct.netns, netnsArg: args.netns, stats, settings, unreplied, staleUnreplied, idleEstablished });
 }
 
 export function renderDoctor(r: DoctorReport): string {

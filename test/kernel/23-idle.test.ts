@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack } from '../../src/index.js';
 import { ctpurge } from '../helpers/cli.js';
-import { describeKernel, type TestNetns } from '../helpers/kernel.js';
+import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { trafficPair } from '../helpers/traffic.js';
 
 // The hazard of issue 12: with nf_conntrack_timestamp=1 (which doctor recommends), an age
@@ -128,5 +128,35 @@ describeKernel('--idle versus --older, with timestamps on and a real busy flow',
       expect(r.stderr).toMatch(/--idle/);
     }
     expect(pair.client.conntrackList(['-p', 'udp']).filter((l) => l.includes('dport=6000'))).toHaveLength(1);
+  });
+});
+
+describeKernel('doctor names the cause from the table, and its command does what it says', () => {
+  let ns: TestNetns;
+  beforeAll(() => {
+    ns = TestNetns.create('ctp-doc');
+    const lines: string[] = [];
+    // 300 ASSURED ESTABLISHED entries silent for 8.9 h (432,000 - 400,000 s), 100 busy ones.
+    for (let i = 0; i < 400; i++) {
+      lines.push(`-I -p tcp -s 10.7.${i >> 8}.${i & 255} -d 192.0.2.5 --sport ${30000 + i} --dport 5432 --state ESTABLISHED -t ${i < 300 ? 400000 : 431990} -u SEEN_REPLY,ASSURED`);
+    }
+    ns.load(lines);
+  });
+  afterAll(() => ns?.destroy());
+
+  it('"75.0% of entries are ASSURED ESTABLISHED idle over 6 h", and the --idle purge it gives takes exactly those', () => {
+    const d = ctpurge(['doctor', '--netns', ns.name, '--json']);
+    expect(d.status, d.stderr).toBe(0);
+    const report = JSON.parse(d.stdout);
+    expect(report.idleEstablished).toBe(300);
+    const f = report.findings.find((x: { title: string }) => x.title.includes('idle over 6 h'));
+    expect(f.title).toBe('75.0% of entries are ASSURED ESTABLISHED idle over 6 h: peers that vanished');
+    expect(f.commands[0]).toBe(`ctpurge --state ESTABLISHED --idle 6h --dry-run --netns ${ns.name}`);
+    // Run the suggested command (without ctpurge's own name), as an operator would.
+    const purge = ctpurge([...(f.commands[1] as string).split(' ').slice(1), '--json']);
+    expect(JSON.parse(purge.stdout)).toMatchObject({ matched: 300, deleted: 300 });
+    expect(ns.conntrackCount()).toBe(100);
+    const stats = ctpurge(['stats', '--netns', ns.name]);
+    expect(stats.stdout).toMatch(/what would free space/);
   });
 });
