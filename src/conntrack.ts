@@ -8,7 +8,7 @@ import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, 
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
 import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor, type NativeFilter, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
-import { integerField, ownOptions, typeName } from './validate.js';
+import { booleanField, integerField, ownOptions, typeName } from './validate.js';
 import { compileQuery, laneFilters, QUERY_FIELDS, type Query } from './query.js';
 import { SummaryBuilder, type TableSummary } from './summary.js';
 import { TimeSlice } from './timeSlice.js';
@@ -296,13 +296,18 @@ export class Conntrack {
     return { count: s.count, max: s.max, usage: s.max > 0 ? s.count / s.max : 0, buckets: await readBuckets(), perCpu: s.cpus, totals };
   }
 
-  /** Breakdowns of the matching entries: by protocol, state and reply status, and the top sources, destinations and ports. */
-  async summary(query: Query = {}, options: { top?: number } = {}): Promise<TableSummary> {
-    const { top: given } = ownOptions<{ top?: unknown }>(options, 'summary options', ['top']);
+  /**
+   * Breakdowns of the matching entries: by protocol, state, reply status, idle time and age,
+   * what typical purges would free, and the top sources, destinations and ports (talkers:
+   * false skips the top lists, which keep one key per distinct address).
+   */
+  async summary(query: Query = {}, options: { top?: number; talkers?: boolean } = {}): Promise<TableSummary> {
+    const { top: given, talkers } = ownOptions<{ top?: unknown; talkers?: unknown }>(options, 'summary options', ['top', 'talkers']);
     const top = given === undefined ? 10 : integerField(given, 'top', 1, 1000);
+    const withTalkers = talkers === undefined ? true : booleanField(talkers, 'talkers');
     const chunks = this.listChunks(query);
     const build = async () => {
-      const builder = new SummaryBuilder();
+      const builder = new SummaryBuilder(withTalkers);
       const slice = new TimeSlice();
       const step = SUMMARY_STEP * RECORD_SIZE;
       for await (const chunk of chunks) {

@@ -3,6 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { chmod, lstat, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PurgeResult } from './conntrack.js';
+import type { TableSummary } from './summary.js';
+
+/** The table's shape, for gauges with bounded label sets (states, idle buckets). */
+export interface TableShape {
+  byState: { key: string; count: number }[];
+  byIdle: { key: string; count: number }[];
+  total: number;
+  unreplied: number;
+}
 
 export class PurgeMetrics {
   runs = 0;
@@ -15,6 +24,9 @@ export class PurgeMetrics {
   max = 0;
   /** Seconds until the next scheduled run; 0 for a one-shot run (the series is left out). */
   interval = 0;
+  /** The whole table's shape when last read (recordTable); null: those series are left out. */
+  table: TableShape | null = null;
+  tableTimestamp = 0;
 
   constructor(readonly labels: Record<string, string> = {}) {}
 
@@ -38,14 +50,37 @@ export class PurgeMetrics {
     this.errors++;
   }
 
+  /** The table's shape from a summary of the whole table (`ct.summary({}, { talkers: false })`). */
+  recordTable(s: TableSummary, at = Date.now()): void {
+    const stated = s.byState.reduce((a, b) => a + b.count, 0);
+    this.table = {
+      // Entries of protocols without states (UDP, ICMP, ...) as state "none": the series sum to the table.
+      byState: [...s.byState, { key: 'none', count: s.total - stated }],
+      byIdle: s.byIdle,
+      total: s.total,
+      unreplied: s.unreplied,
+    };
+    this.tableTimestamp = at / 1000;
+  }
+
   /** The text exposition format (version 0.0.4). */
   render(): string {
-    const l = Object.entries(this.labels)
-      .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
-      .join(',');
-    const lab = l ? `{${l}}` : '';
+    // Label names in order, as node_exporter and Prometheus print them.
+    const labelText = (labels: Record<string, string>) => {
+      const l = Object.keys(labels)
+        .sort()
+        .map((k) => `${k}="${(labels[k] as string).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+        .join(',');
+      return l ? `{${l}}` : '';
+    };
+    const lab = labelText(this.labels);
+    const num = (value: number) => (Number.isInteger(value) ? String(value) : value.toFixed(6));
     const metric = (name: string, type: 'counter' | 'gauge', help: string, value: number) =>
-      `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${lab} ${Number.isInteger(value) ? value : value.toFixed(6)}\n`;
+      `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${lab} ${num(value)}\n`;
+    // One family, one series per key of a bounded set (state names, idle buckets).
+    const family = (name: string, help: string, label: string, rows: { key: string; count: number }[]) =>
+      `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${rows.map((r) => `${name}${labelText({ ...this.labels, [label]: r.key })} ${num(r.count)}`).join('\n')}\n`;
+    const t = this.table;
     return [
       metric('ctpurge_runs_total', 'counter', 'Purge runs, including runs skipped below --when-above.', this.runs),
       metric('ctpurge_entries_deleted_total', 'counter', 'Conntrack entries deleted.', this.deleted),
@@ -57,6 +92,10 @@ export class PurgeMetrics {
       metric('ctpurge_conntrack_max', 'gauge', 'nf_conntrack_max.', this.max),
       // Alert rules compare the last run's age with it ("no run for 3 intervals").
       this.interval > 0 ? metric('ctpurge_interval_seconds', 'gauge', 'Seconds from the last run to the next scheduled one (--every, as --adaptive last set it).', this.interval) : '',
+      t ? family('ctpurge_table_entries_by_state', 'Entries by protocol state when the table was last read (none: protocols without states).', 'state', t.byState) : '',
+      t ? family('ctpurge_table_entries_by_idle', 'Entries by time since their last packet when the table was last read (unknown: no policy timeout explains the timeout left).', 'idle', t.byIdle) : '',
+      t ? metric('ctpurge_table_entries_unreplied', 'gauge', 'Entries that never saw a reply when the table was last read.', t.unreplied) : '',
+      t ? metric('ctpurge_table_read_timestamp_seconds', 'gauge', 'Unix time the table was last read for the by_state and by_idle series.', this.tableTimestamp) : '',
     ].join('');
   }
 

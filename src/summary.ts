@@ -123,6 +123,9 @@ class KeyCounts {
 }
 
 export class SummaryBuilder {
+  /** talkers: false leaves the top lists empty (no key per distinct address is kept). */
+  constructor(readonly talkers = true) {}
+
   #total = 0;
   #unreplied = 0;
   #proto = new Map<number, number>();
@@ -162,6 +165,7 @@ export class SummaryBuilder {
       if (state) bump(this.#state, state);
       bump(this.#family, fam);
       bump(this.#ageSource, bytes[o + 21] as number);
+      if (!this.talkers) continue;
       // Keys are the raw address bytes as a latin1 string: cheap to build, formatted once at the end.
       const v4 = fam === 2;
       const len = v4 ? 4 : 16;

@@ -11,6 +11,9 @@ import type { ParsedArgs } from './args.js';
 import type { AuditLog } from './files.js';
 import { logFailure, purgeSummary } from './purgeCommand.js';
 
+/** How often the daemon reads the whole table for the by_state / by_idle gauges. */
+const TABLE_METRICS_EVERY_MS = 60_000;
+
 export function metricsLabels(ct: Conntrack): Record<string, string> {
   return ct.netns ? { netns: ct.netns } : {};
 }
@@ -77,6 +80,20 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSi
       process.stderr.write(`ctpurge: --metrics-file: ${(err as Error).message}\n`);
     }
   };
+  // The table's shape (entries by state and idle time) costs a dump of the whole table: read
+  // at most once a minute, after a run, and only when metrics go somewhere.
+  let tableReadAt = -Infinity;
+  const refreshTable = async (): Promise<boolean> => {
+    if ((!args.metricsFile && !server) || Date.now() - tableReadAt < TABLE_METRICS_EVERY_MS) return false;
+    tableReadAt = Date.now();
+    try {
+      metrics.recordTable(await ct.summary({}, { talkers: false }));
+      return true;
+    } catch (err) {
+      process.stderr.write(`ctpurge: reading the table for metrics: ${(err as Error).message}\n`);
+      return false;
+    }
+  };
   const nsFile = ct.netns;
   const nsId = nsFile ? namespaceId(nsFile) : null;
   let fatal: unknown;
@@ -133,6 +150,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSi
     if (reopenPending) reopen();
     metrics.recordRun(run.result, run);
     void writeMetrics();
+    void refreshTable().then((read) => (read ? writeMetrics() : undefined));
     if (args.quiet) return;
     const next = `next run in ${formatDuration(run.nextInSeconds)}`;
     if (args.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...run })}\n`);

@@ -143,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
         if (args.metricsFile) {
           const metrics = new PurgeMetrics(metricsLabels(ct));
           metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
+          metrics.recordTable(await ct.summary({}, { talkers: false }));
           await metrics.writeFile(args.metricsFile);
         }
         if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: description, ...result })}\n`);

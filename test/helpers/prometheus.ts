@@ -27,3 +27,14 @@ export function parsePrometheus(text: string): Map<string, { type: string; help:
   return out;
 }
 
+
+/** The series of one metric family: its label set (the text between braces) -> value. */
+export function seriesOf(text: string, name: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const m = /^[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m) out.set(m[1] ?? '', Number(m[2]));
+  }
+  return out;
+}

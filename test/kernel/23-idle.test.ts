@@ -1,8 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack } from '../../src/index.js';
 import { ctpurge } from '../helpers/cli.js';
+import { seriesOf } from '../helpers/prometheus.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { trafficPair } from '../helpers/traffic.js';
 
@@ -152,6 +156,21 @@ describeKernel('doctor names the cause from the table, and its command does what
     const f = report.findings.find((x: { title: string }) => x.title.includes('idle over 6 h'));
     expect(f.title).toBe('75.0% of entries are ASSURED ESTABLISHED idle over 6 h: peers that vanished');
     expect(f.commands[0]).toBe(`ctpurge --state ESTABLISHED --idle 6h --dry-run --netns ${ns.name}`);
+    // The metrics see the same shape (a one-shot dry run writes them too).
+    const prom = path.join(os.tmpdir(), `ctpurge-doc-${process.pid}.prom`);
+    try {
+      const dry = ctpurge(['--state', 'ESTABLISHED', '--dry-run', '--metrics-file', prom, '--netns', ns.name]);
+      expect(dry.status, dry.stderr).toBe(0);
+      const text = readFileSync(prom, 'utf8');
+      const label = `netns="${ns.path}"`;
+      expect(seriesOf(text, 'ctpurge_table_entries_by_state').get(`${label},state="ESTABLISHED"`)).toBe(400);
+      const idle = seriesOf(text, 'ctpurge_table_entries_by_idle');
+      expect(idle.get(`idle="6h-1d",${label}`)).toBe(300);
+      expect(idle.get(`idle="<1m",${label}`)).toBe(100);
+      expect([...idle.values()].reduce((a, b) => a + b, 0)).toBe(400);
+    } finally {
+      rmSync(prom, { force: true });
+    }
     // Run the suggested command (without ctpurge's own name), as an operator would.
     const purge = ctpurge([...(f.commands[1] as string).split(' ').slice(1), '--json']);
     expect(JSON.parse(purge.stdout)).toMatchObject({ matched: 300, deleted: 300 });

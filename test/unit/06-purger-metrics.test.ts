@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Conntrack, Purger, nextInterval, type PurgeResult, type PurgerRun } from '../../src/index.js';
+import { Conntrack, DURATION_BUCKETS, Purger, nextInterval, type PurgeResult, type PurgerRun, type TableSummary } from '../../src/index.js';
 import { PurgeMetrics } from '../../src/metrics.js';
 import type { NativeBinding, NativeHandle, NativePurgeCounts, NativeStats } from '../../src/native.js';
-import { parsePrometheus } from '../helpers/prometheus.js';
+import { parsePrometheus, seriesOf } from '../helpers/prometheus.js';
 
 // The native layer injected: the scheduler's logic is tested without a kernel.
 function fakeBinding(opts: { count?: number; max?: number; purgeMs?: number; deleted?: () => number } = {}) {
@@ -191,5 +191,24 @@ describe('metrics', () => {
     expect(b.has('ctpurge_interval_seconds')).toBe(false);
     m.recordRun(result(0), { count: 995, max: 262144, nextInSeconds: 150 });
     expect(parsePrometheus(m.render()).get('ctpurge_interval_seconds')).toMatchObject({ type: 'gauge', value: 150 });
+  });
+
+  it('the table shape: one series per state and per idle bucket, bounded, summing to the table', () => {
+    const m = new PurgeMetrics({ netns: '/var/run/netns/blue' });
+    expect(m.render()).not.toMatch(/ctpurge_table_/);
+    const byIdle = DURATION_BUCKETS.map((b, i) => ({ key: b.label, count: i })).concat([{ key: 'unknown', count: 2 }]);
+    m.recordTable({ total: 30, unreplied: 4, byState: [{ key: 'ESTABLISHED', count: 20 }, { key: 'SYN_SENT', count: 1 }], byIdle } as unknown as TableSummary, 1_700_000_000_000);
+    const text = m.render();
+    parsePrometheus(text); // every line well-formed, HELP and TYPE first
+    expect(seriesOf(text, 'ctpurge_table_entries_by_state')).toEqual(new Map([
+      ['netns="/var/run/netns/blue",state="ESTABLISHED"', 20],
+      ['netns="/var/run/netns/blue",state="SYN_SENT"', 1],
+      ['netns="/var/run/netns/blue",state="none"', 9],
+    ]));
+    const idle = seriesOf(text, 'ctpurge_table_entries_by_idle');
+    expect(idle.size).toBe(DURATION_BUCKETS.length + 1);
+    expect(idle.get('idle="6h-1d",netns="/var/run/netns/blue"')).toBe(4);
+    expect(seriesOf(text, 'ctpurge_table_entries_unreplied').get('netns="/var/run/netns/blue"')).toBe(4);
+    expect(seriesOf(text, 'ctpurge_table_read_timestamp_seconds').get('netns="/var/run/netns/blue"')).toBe(1_700_000_000);
   });
 });
