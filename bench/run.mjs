@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { measureLag } from './lag.mjs';
+import { runIncident, SYNS } from '../scripts/incident.mjs';
 import { tupleFilterBench } from './tupleFilters.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -15,6 +16,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SIZES = (process.env.BENCH_SIZES ?? '131072,1048576').split(',').map(Number);
 const PIPELINE = process.env.BENCH_PIPELINE !== '0';
 const TUPLE = process.env.BENCH_TUPLE !== '0';
+const INCIDENT = process.env.BENCH_INCIDENT !== '0';
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-bench-'));
 const namespaces = new Set();
 const restore = [];
@@ -211,6 +213,12 @@ if (TUPLE) {
   results.tupleFilters = { ...tuple.results, rows: tuple.rows };
 }
 
+// The table-full incident (scripts/incident.mjs) at the raised nf_conntrack_max: time to relief.
+if (INCIDENT) {
+  const { samples, ...r } = await runIncident({ log: (s) => console.error(`  incident: ${s}`) });
+  results.incident = { ...r, samples: samples.length };
+}
+
 // The seed's shell pipeline: one conntrack -D per entry, on a 2,000-entry table.
 if (PIPELINE) {
   const ns = netns('pipe');
@@ -267,6 +275,10 @@ if (sizes.length >= 2) {
   rows.push(['time per entry, largest vs smallest table', `${ratio(per(sizes.at(-1)), per(sizes[0]))}x`, 'target flat within 1.2x']);
 }
 if (results.tupleFilters) rows.push(...results.tupleFilters.rows);
+if (results.incident) {
+  const i = results.incident;
+  rows.push([`table full (${i.full.toLocaleString('en-US')} idle ASSURED flows): time to relief`, `${(i.reliefMs / 1000).toFixed(2)} s`, `ctpurge --idle 1h --every 1s --when-above 90; new connections answered ${i.before.answered}/${SYNS} before (drop +${i.dropsBefore.drop}), ${i.after.answered}/${SYNS} after (drop +${i.dropsAfter.drop})`]);
+}
 if (results.pipeline) {
   const p = results.pipeline;
   rows.push([`shell pipeline, 1,800 of 2,000 (${p.perEntryMs.toFixed(1)} ms/entry)`, fmt(p.wall), `ctpurge ${fmt(p.ctpurge)}; extrapolated to 262,144 of 1,048,576: ~${p.extrapolated262144of1048576Hours.toFixed(0)} h`]);

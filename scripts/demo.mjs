@@ -18,6 +18,20 @@ if (process.getuid?.() !== 0) {
   process.exit(1);
 }
 
+// npm run demo -- incident: a table-full incident and its rescue (scripts/incident.mjs).
+if (process.argv[2] === 'incident') {
+  const { runIncident, SYNS } = await import('./incident.mjs');
+  console.log(bold('ctpurge demo: a full conntrack table drops new connections; ctpurge brings them back'));
+  try {
+    const r = await runIncident({ log: (s) => console.log(`  ${s}`) });
+    console.log(`\n${bold('In short:')} ${r.before.answered} of ${SYNS} new connections answered while full (kernel drop +${r.dropsBefore.drop}); relief ${(r.reliefMs / 1000).toFixed(2)} s after ctpurge started; then ${r.after.answered} of ${SYNS} (drop +${r.dropsAfter.drop}).`);
+    process.exit(0);
+  } catch (err) {
+    console.error(`demo failed: ${err.stderr || err.message}`);
+    process.exit(1);
+  }
+}
+
 const run = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 const inNs = (ns, cmd, args, input) => run('ip', ['netns', 'exec', ns, cmd, ...args], input);
 function cleanup() {
