@@ -19,7 +19,9 @@
         "native/eventCursor.cc",
         "native/purgeLane.cc",
         "native/fileLock.cc",
-        "native/purgeWorker.cc"
+        "native/purgeWorker.cc",
+        "native/tableSummary.cc",
+        "native/summaryWorker.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

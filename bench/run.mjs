@@ -172,6 +172,18 @@ for (const n of SIZES) {
   }
   r.listAll = { ctpurge: stats(listCtp), conntrack: stats(listCt) };
 
+  // Time and peak RSS of every read-only operation, output to /dev/null (memory must stay flat).
+  r.footprint = {};
+  const readOnly = { 'list --json': ['list', '--json'], 'list -o conntrack': ['list', '-o', 'conntrack'], list: ['list'], 'stats --json': ['stats', '--json'], 'dry run': ['--unreplied', '--older', '3600', '--dry-run', '-q'] };
+  for (const [name, args] of Object.entries(readOnly)) {
+    const runs = [];
+    for (let i = 0; i < RUNS; i++) runs.push(timed(`ip netns exec ${ns} ${process.execPath} ${BIN} ${args.join(' ')} > /dev/null 2>&1`, [], { shell: true }));
+    r.footprint[name] = { wall: stats(runs.map((t) => t.wall)), peakRssMB: stats(runs.map((t) => t.rss / 1024)) };
+  }
+  const ctL = [];
+  for (let i = 0; i < RUNS; i++) ctL.push(timed(`ip netns exec ${ns} conntrack -L > /dev/null 2>&1`, [], { shell: true }));
+  r.footprint['conntrack -L'] = { wall: stats(ctL.map((t) => t.wall)), peakRssMB: stats(ctL.map((t) => t.rss / 1024)) };
+
   // --unreplied with no age: the kernel's filtered flush, vs conntrack -F of the same count.
   const unreplied = c.stale.length + c.young.length;
   const flushCtp = [];
@@ -263,6 +275,9 @@ for (const [n, r] of Object.entries(results.sizes)) {
   rows.push([`${N}: delete by --src (${r.cidrDelete.deleted.toLocaleString('en-US')})`, fmt(r.cidrDelete.ctpurge), `${ratio(r.cidrDelete.ctpurge.median, r.cidrDelete.conntrack.median)}x conntrack -D --mask-src (${fmt(r.cidrDelete.conntrack)}); target <= 0.5x`]);
   rows.push([`${N}: --unreplied, no age (flush, ${r.flush.deleted.toLocaleString('en-US')})`, `CLI ${fmt(r.flush.ctpurgeCli)}; API ${fmt(r.flush.ctpurgeApi)}`, `CLI ${ratio(r.flush.ctpurgeCli.median, r.flush.conntrackF.median)}x, API ${ratio(r.flush.ctpurgeApi.median, r.flush.conntrackF.median)}x conntrack -F of the same count (${fmt(r.flush.conntrackF)}); target <= 1.5x`]);
   rows.push([`${N}: list --json (all)`, fmt(r.listAll.ctpurge), `${ratio(r.listAll.ctpurge.median, r.listAll.conntrack.median)}x conntrack -L -o extended (${fmt(r.listAll.conntrack)}); target <= 1.0x`]);
+  for (const [op, f] of Object.entries(r.footprint ?? {})) {
+    rows.push([`${N}: ${op}, time and peak RSS`, `${fmt(f.wall)}, ${f.peakRssMB.median.toFixed(1)} MB`, op === 'conntrack -L' ? 'the peer' : 'flat with the table size']);
+  }
   for (const [op, l] of Object.entries(r.lag)) {
     const p99 = stats(l.p99Ms);
     const max = stats(l.maxMs);

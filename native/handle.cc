@@ -14,6 +14,7 @@
 #include "lanes.h"
 #include "purgeWorker.h"
 #include "singleRequest.h"
+#include "summaryWorker.h"
 
 namespace ctpurge {
 namespace {
@@ -217,6 +218,7 @@ Napi::Function Handle::Define(Napi::Env env) {
                          InstanceMethod<&Handle::Timeouts>("settings"),
                          InstanceMethod<&Handle::Dump>("dump"),
                          InstanceMethod<&Handle::Purge>("purge"),
+                         InstanceMethod<&Handle::Summary>("summary"),
                          InstanceMethod<&Handle::Events>("events"),
                          InstanceMethod<&Handle::Close>("close"),
                      });
@@ -275,6 +277,10 @@ Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
 
 Napi::Value Handle::Purge(const Napi::CallbackInfo& info) {
   return startPurge(info, checkedNs(info.Env()));
+}
+
+Napi::Value Handle::Summary(const Napi::CallbackInfo& info) {
+  return startSummary(info, checkedNs(info.Env()));
 }
 
 Napi::Value Handle::Events(const Napi::CallbackInfo& info) {

@@ -10,7 +10,7 @@ import { resolveNetns } from './netns.js';
 import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor, type NativeFilter, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
 import { booleanField, integerField, ownOptions, typeName } from './validate.js';
 import { compileQuery, laneFilters, QUERY_FIELDS, type Query } from './query.js';
-import { SummaryBuilder, type TableSummary } from './summary.js';
+import { tableSummary, type TableSummary } from './summary.js';
 import { TimeSlice } from './timeSlice.js';
 import { streamEvents, type ConntrackEvent, type EventsOptions } from './events.js';
 export type { ConntrackEvent, EventsOptions, EventType } from './events.js';
@@ -115,9 +115,6 @@ export interface ConntrackSettings {
   tcpLoose: boolean | null;
   buckets: number | null;
 }
-
-/** Records summarised between two looks at the time slice. */
-const SUMMARY_STEP = 128;
 
 const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd'];
 
@@ -305,20 +302,9 @@ export class Conntrack {
     const { top: given, talkers } = ownOptions<{ top?: unknown; talkers?: unknown }>(options, 'summary options', ['top', 'talkers']);
     const top = given === undefined ? 10 : integerField(given, 'top', 1, 1000);
     const withTalkers = talkers === undefined ? true : booleanField(talkers, 'talkers');
-    const chunks = this.listChunks(query);
-    const build = async () => {
-      const builder = new SummaryBuilder(withTalkers);
-      const slice = new TimeSlice();
-      const step = SUMMARY_STEP * RECORD_SIZE;
-      for await (const chunk of chunks) {
-        for (let off = 0; off < chunk.byteLength; off += step) {
-          builder.add(chunk, off, Math.min(off + step, chunk.byteLength));
-          if (slice.due()) await slice.pause();
-        }
-      }
-      return builder.result(top, slice);
-    };
-    return this.#track(build());
+    const compiled = compileQuery(query, this.kernel);
+    const n = await this.#call((h) => h.summary(laneFilters(compiled.filter, this.lanes), { talkers: withTalkers }));
+    return tableSummary(n, top, withTalkers);
   }
 
   /** The namespace's policy timeouts and the conntrack sysctls that matter for purging. */

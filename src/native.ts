@@ -135,8 +135,43 @@ export interface NativeEventCursor {
   close(): void;
 }
 
+/** Addresses with exact counts, largest first (ties: family, then address bytes). */
+export interface NativeTalkers {
+  families: Uint8Array;
+  /** 16 bytes per address (IPv4 in the first 4). */
+  addrs: Uint8Array;
+  counts: Float64Array;
+}
+
+/** One summary pass (native/summaryWorker.cc). */
+export interface NativeSummary {
+  total: number;
+  unreplied: number;
+  /** Entries per protocol number (256). */
+  protocols: Float64Array;
+  /** Entries per kernel state number (32 each). */
+  states: { tcp: Float64Array; sctp: Float64Array; dccp: Float64Array };
+  ipv4: number;
+  ipv6: number;
+  /** unknown, timestamp, timeout */
+  ageSources: Float64Array;
+  /** DURATION_BUCKETS, then unknown. */
+  idle: Float64Array;
+  age: Float64Array;
+  /** The summary's CANDIDATES, in order. */
+  candidates: Float64Array;
+  /** [protocol, port, count] triplets. */
+  dports: Float64Array;
+  sources: NativeTalkers;
+  destinations: NativeTalkers;
+  /** Heavy-hitter counters per lane. */
+  capacity: number;
+}
+
 export interface NativeHandle {
   stats(): Promise<NativeStats>;
+  /** The table summary over the lanes; talkers: heavy hitters, then exact counts in a second pass. */
+  summary(lanes: NativeFilter[], options: { talkers: boolean; capacity?: number }): Promise<NativeSummary>;
   /** Counts over the lanes (see laneFilters), dumped in parallel. */
   count(lanes: NativeFilter[]): Promise<number>;
   get(spec: NativeEntrySpec): Promise<ArrayBuffer | null>;

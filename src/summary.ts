@@ -1,8 +1,11 @@
-/** Breakdowns of a table (by protocol, state, reply status; top talkers), computed from raw record chunks without building an Entry per row. */
+/**
+ * Breakdowns of a table (protocol, state, reply status, idle time, age, top talkers), from one
+ * native pass (native/summaryWorker.cc): no JS object or string per entry, and memory bounded
+ * whatever the number of distinct addresses.
+ */
 import { formatIpv4, formatIpv6 } from './parse/address.js';
-import { protocolName, stateName, IPS_SEEN_REPLY } from './protocols.js';
-import { RECORD_SIZE } from './entry.js';
-import { TimeSlice } from './timeSlice.js';
+import { protocolName, stateName } from './protocols.js';
+import type { NativeSummary, NativeTalkers } from './native.js';
 
 /** A key and its count; in the top lists, ties are in key order (addresses in byte order). */
 export interface Ranked {
@@ -28,6 +31,12 @@ export interface TableSummary {
   byAge: Ranked[];
   /** How many entries a few typical purges would remove from the entries summarised. */
   candidates: Candidate[];
+  /**
+   * Every address with more entries than this is in topSources/topDestinations when it ranks
+   * there, with its exact count (the heavy-hitter bound, total / 16,384). Below it, ties and
+   * near-ties among a very large number of small talkers may be left out.
+   */
+  talkersExactAbove: number;
 }
 
 export interface Candidate {
@@ -49,153 +58,73 @@ export const DURATION_BUCKETS: readonly { below: number; label: string }[] = [
   { below: Infinity, label: '>=5d' },
 ];
 
-const TCP_ESTABLISHED = 3;
-const SCTP_ESTABLISHED = 4;
 const CANDIDATES: Candidate[] = [
   { args: '--unreplied --older 1h', query: { unreplied: true, olderThan: 3600 }, matched: 0 },
   { args: '--state ESTABLISHED --idle 6h', query: { state: 'ESTABLISHED', idleFor: 6 * 3600 }, matched: 0 },
   { args: '--state ESTABLISHED --idle 1d', query: { state: 'ESTABLISHED', idleFor: 86400 }, matched: 0 },
 ];
 
-function inc(counts: Float64Array | number[], i: number): void {
-  counts[i] = (counts[i] ?? 0) + 1;
-}
+const AGE_SOURCES = ['unknown', 'timestamp', 'timeout'];
 
-function bucketOf(seconds: number): number {
-  if (Number.isNaN(seconds)) return DURATION_BUCKETS.length;
-  let i = 0;
-  while (seconds >= (DURATION_BUCKETS[i] as { below: number }).below) i++;
-  return i;
+function ranked(rows: [string, number][], top: number): Ranked[] {
+  return rows
+    .filter(([, c]) => c > 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([key, count]) => ({ key, count }));
 }
 
 function buckets(counts: Float64Array): Ranked[] {
-  const out = DURATION_BUCKETS.map((b, i) => ({ key: b.label, count: counts[i] as number }));
-  out.push({ key: 'unknown', count: counts[DURATION_BUCKETS.length] as number });
+  return [...DURATION_BUCKETS.map((b, i) => ({ key: b.label, count: counts[i] ?? 0 })), { key: 'unknown', count: counts[DURATION_BUCKETS.length] ?? 0 }];
+}
+
+/** The first `top` talkers (the native list is already in order: count, then address bytes). */
+function talkers(t: NativeTalkers, top: number): Ranked[] {
+  const out: Ranked[] = [];
+  for (let i = 0; i < t.counts.length && out.length < top; i++) {
+    const count = t.counts[i] as number;
+    if (count <= 0) continue;
+    const addr = t.addrs.subarray(i * 16, i * 16 + 16);
+    out.push({ key: t.families[i] === 2 ? formatIpv4(addr) : formatIpv6(addr), count });
+  }
   return out;
 }
 
-const AGE_SOURCES = ['unknown', 'timestamp', 'timeout'];
-
-function bump<K>(m: Map<K, number>, k: K): void {
-  m.set(k, (m.get(k) ?? 0) + 1);
-}
-
-function ranked<K>(m: Map<K, number>, top: number, key: (k: K) => string): Ranked[] {
-  return [...m.entries()]
-    .sort((a, b) => b[1] - a[1])
+/** Destination ports as 'tcp/80', ties in text order. */
+function ports(triplets: Float64Array, top: number): Ranked[] {
+  const rows: [string, number][] = [];
+  for (let i = 0; i + 2 < triplets.length; i += 3) rows.push([`${protocolName(triplets[i] as number)}/${triplets[i + 1] as number}`, triplets[i + 2] as number]);
+  return rows
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
     .slice(0, top)
-    .map(([k, count]) => ({ key: key(k), count }));
+    .map(([key, count]) => ({ key, count }));
 }
 
-/**
- * Counts of many keys (addresses: up to one per entry), in 64 Maps picked by the key's last
- * character. A Map grows by rehashing every entry in one synchronous step (31 ms at 512k keys),
- * which no time slice can split; 64 smaller Maps never take that long.
- */
-class KeyCounts {
-  readonly #shards = Array.from({ length: 64 }, () => new Map<string, number>());
-
-  bump(k: string): void {
-    bump(this.#shards[k.charCodeAt(k.length - 1) & 63] as Map<string, number>, k);
+/** The TableSummary of a native summary result; `talkers` false leaves the top lists empty. */
+export function tableSummary(n: NativeSummary, top: number, withTalkers: boolean): TableSummary {
+  const byState = new Map<string, number>();
+  for (const [proto, counts] of [[6, n.states.tcp], [132, n.states.sctp], [33, n.states.dccp]] as const) {
+    counts.forEach((c, state) => {
+      const name = c > 0 ? stateName(proto, state) : null;
+      if (name) byState.set(name, (byState.get(name) ?? 0) + c);
+    });
   }
-
-  /**
-   * The `top` largest counts, ties broken by key: one pass over the keys keeping a short
-   * sorted list (sorting a million keys took 223 ms), pausing when the slice is due.
-   */
-  async top(top: number, slice: TimeSlice): Promise<[string, number][]> {
-    const best: [string, number][] = [];
-    const before = (a: [string, number], b: [string, number]) => a[1] > b[1] || (a[1] === b[1] && a[0] < b[0]);
-    let n = 0;
-    for (const shard of this.#shards) {
-      for (const e of shard) {
-        if (best.length < top || before(e, best[best.length - 1] as [string, number])) {
-          let i = best.length;
-          while (i > 0 && before(e, best[i - 1] as [string, number])) i--;
-          best.splice(i, 0, e);
-          if (best.length > top) best.pop();
-        }
-        if ((++n & 1023) === 0 && slice.due()) await slice.pause();
-      }
-    }
-    return best;
-  }
-}
-
-export class SummaryBuilder {
-  /** talkers: false leaves the top lists empty (no key per distinct address is kept). */
-  constructor(readonly talkers = true) {}
-
-  #total = 0;
-  #unreplied = 0;
-  #proto = new Map<number, number>();
-  #state = new Map<string, number>();
-  #family = new Map<number, number>();
-  #ageSource = new Map<number, number>();
-  #src = new KeyCounts();
-  #dst = new KeyCounts();
-  #dport = new KeyCounts();
-  #idle = new Float64Array(DURATION_BUCKETS.length + 1);
-  #age = new Float64Array(DURATION_BUCKETS.length + 1);
-  #candidates = CANDIDATES.map(() => 0);
-
-  /** Adds the records of `buf` between byte offsets `start` and `end`. */
-  add(buf: ArrayBuffer, start = 0, end = buf.byteLength): void {
-    const bytes = new Uint8Array(buf);
-    const view = new DataView(buf);
-    for (let o = start; o + RECORD_SIZE <= end; o += RECORD_SIZE) {
-      this.#total++;
-      const fam = bytes[o + 18] as number;
-      const proto = bytes[o + 19] as number;
-      const state = stateName(proto, bytes[o + 20] as number);
-      const unreplied = (view.getUint32(o + 4, true) & IPS_SEEN_REPLY) === 0;
-      if (unreplied) this.#unreplied++;
-      // Unknown times are NaN in the record (and an unknown age has source 0).
-      const idle = view.getFloat64(o + 168, true);
-      const age = (bytes[o + 21] as number) === 0 ? NaN : view.getFloat64(o + 24, true);
-      inc(this.#idle, bucketOf(idle));
-      inc(this.#age, bucketOf(age));
-      if (unreplied && age >= 3600) inc(this.#candidates, 0);
-      // --state ESTABLISHED selects TCP's and SCTP's ESTABLISHED.
-      if ((proto === 6 && bytes[o + 20] === TCP_ESTABLISHED) || (proto === 132 && bytes[o + 20] === SCTP_ESTABLISHED)) {
-        if (idle >= 6 * 3600) inc(this.#candidates, 1);
-        if (idle >= 86400) inc(this.#candidates, 2);
-      }
-      bump(this.#proto, proto);
-      if (state) bump(this.#state, state);
-      bump(this.#family, fam);
-      bump(this.#ageSource, bytes[o + 21] as number);
-      if (!this.talkers) continue;
-      // Keys are the raw address bytes as a latin1 string: cheap to build, formatted once at the end.
-      const v4 = fam === 2;
-      const len = v4 ? 4 : 16;
-      this.#src.bump(String.fromCharCode(fam, ...bytes.subarray(o + 40, o + 40 + len)));
-      this.#dst.bump(String.fromCharCode(fam, ...bytes.subarray(o + 56, o + 56 + len)));
-      if ((bytes[o + 22] as number) & 16) this.#dport.bump(`${protocolName(proto)}/${view.getUint16(o + 74, true)}`);
-    }
-  }
-
-  /** The summary; the top talkers are picked in time slices (`slice`), as the chunks were read. */
-  async result(top = 10, slice = new TimeSlice()): Promise<TableSummary> {
-    const addr = (k: string): string => {
-      const b = Uint8Array.from(k.slice(1), (c) => c.charCodeAt(0));
-      return k.charCodeAt(0) === 2 ? formatIpv4(b) : formatIpv6(b);
-    };
-    const talkers = async (c: KeyCounts) => (await c.top(top, slice)).map(([k, count]) => ({ key: addr(k), count }));
-    return {
-      total: this.#total,
-      byProtocol: ranked(this.#proto, 256, (p) => String(protocolName(p))),
-      byState: ranked(this.#state, 64, (s) => s),
-      unreplied: this.#unreplied,
-      replied: this.#total - this.#unreplied,
-      byFamily: ranked(this.#family, 4, (f) => (f === 2 ? 'ipv4' : 'ipv6')),
-      byAgeSource: ranked(this.#ageSource, 4, (s) => AGE_SOURCES[s] ?? 'unknown'),
-      topSources: await talkers(this.#src),
-      topDestinations: await talkers(this.#dst),
-      topDestinationPorts: (await this.#dport.top(top, slice)).map(([key, count]) => ({ key, count })),
-      byIdle: buckets(this.#idle),
-      byAge: buckets(this.#age),
-      candidates: CANDIDATES.map((c, i) => ({ args: c.args, query: { ...c.query }, matched: this.#candidates[i] as number })),
-    };
-  }
+  const protocols: [string, number][] = [];
+  n.protocols.forEach((c, p) => protocols.push([String(protocolName(p)), c]));
+  return {
+    total: n.total,
+    byProtocol: ranked(protocols, 256),
+    byState: ranked([...byState], 64),
+    unreplied: n.unreplied,
+    replied: n.total - n.unreplied,
+    byFamily: ranked([['ipv4', n.ipv4], ['ipv6', n.ipv6]], 4),
+    byAgeSource: ranked([...n.ageSources].map((c, i) => [AGE_SOURCES[i] as string, c]), 4),
+    topSources: withTalkers ? talkers(n.sources, top) : [],
+    topDestinations: withTalkers ? talkers(n.destinations, top) : [],
+    topDestinationPorts: withTalkers ? ports(n.dports, top) : [],
+    byIdle: buckets(n.idle),
+    byAge: buckets(n.age),
+    candidates: CANDIDATES.map((c, i) => ({ args: c.args, query: { ...c.query }, matched: n.candidates[i] ?? 0 })),
+    talkersExactAbove: Math.floor(n.total / n.capacity),
+  };
 }

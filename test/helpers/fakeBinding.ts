@@ -4,12 +4,13 @@
  * can be slowed down to test what happens while they run.
  */
 import { RECORD_SIZE } from '../../src/entry.js';
-import type { NativeBinding, NativeCursor, NativeEventCursor, NativeFilter, NativeHandle, NativePurgeCounts, NativePurgeOptions, NativeStats } from '../../src/native.js';
+import type { NativeBinding, NativeCursor, NativeEventCursor, NativeFilter, NativeHandle, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary } from '../../src/native.js';
 
 export interface FakeCalls {
   purge: { filter: NativeFilter; lanes: NativeFilter[]; options: NativePurgeOptions }[];
   count: NativeFilter[][];
   dump: NativeFilter[];
+  summary: { lanes: NativeFilter[]; options: { talkers: boolean; capacity?: number } }[];
   closed: number;
 }
 
@@ -20,12 +21,25 @@ export interface FakeOptions {
   delayMs?: number;
   /** What a purge deletes. */
   deleted?: number;
+  /** What summary() returns. */
+  summary?: NativeSummary;
+}
+
+/** A summary of an empty table, in the native layout. */
+export function emptySummary(): NativeSummary {
+  const talkers = { families: new Uint8Array(0), addrs: new Uint8Array(0), counts: new Float64Array(0) };
+  return {
+    total: 0, unreplied: 0, protocols: new Float64Array(256),
+    states: { tcp: new Float64Array(32), sctp: new Float64Array(32), dccp: new Float64Array(32) },
+    ipv4: 0, ipv6: 0, ageSources: new Float64Array(3), idle: new Float64Array(8), age: new Float64Array(8),
+    candidates: new Float64Array(3), dports: new Float64Array(0), sources: talkers, destinations: talkers, capacity: 16384,
+  };
 }
 
 const after = <T>(ms: number, value: () => T): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value()), ms));
 
 export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; calls: FakeCalls } {
-  const calls: FakeCalls = { purge: [], count: [], dump: [], closed: 0 };
+  const calls: FakeCalls = { purge: [], count: [], dump: [], summary: [], closed: 0 };
   const delay = opts.delayMs ?? 0;
   const emptyCursor = <T>(): NativeCursor<T> => ({ next: async () => null, close: () => undefined });
   const handle: NativeHandle = {
@@ -41,6 +55,10 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
     dump: (filter: NativeFilter): NativeCursor<never> => {
       calls.dump.push(filter);
       return emptyCursor<never>();
+    },
+    summary: (lanes, options) => {
+      calls.summary.push({ lanes, options });
+      return after(delay, () => opts.summary ?? emptySummary());
     },
     purge: (filter, lanes, options) => {
       calls.purge.push({ filter, lanes, options });

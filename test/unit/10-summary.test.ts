@@ -1,48 +1,67 @@
 import { describe, expect, it } from 'vitest';
-import { RECORD_SIZE } from '../../src/entry.js';
-import { SummaryBuilder } from '../../src/summary.js';
+import { Conntrack, DURATION_BUCKETS } from '../../src/index.js';
+import { emptySummary, fakeBinding } from '../helpers/fakeBinding.js';
 
-/** Packed IPv4 TCP records with the given source addresses (last two bytes) and dports. */
-function records(sources: number[], dports: number[]): ArrayBuffer {
-  const buf = new ArrayBuffer(sources.length * RECORD_SIZE);
-  const b = new Uint8Array(buf);
-  const v = new DataView(buf);
-  sources.forEach((s, i) => {
-    const o = i * RECORD_SIZE;
-    b[o + 18] = 2;
-    b[o + 19] = 6;
-    b[o + 22] = 16;
-    b.set([10, 0, s >> 8, s & 255], o + 40);
-    b.set([192, 0, 2, 1], o + 56);
-    v.setUint16(o + 74, dports[i] as number, true);
+/** Talkers in the native layout: [family, last two IPv4 bytes, count], already in order. */
+function talkers(rows: [number, number, number][]) {
+  const families = new Uint8Array(rows.length);
+  const addrs = new Uint8Array(rows.length * 16);
+  const counts = new Float64Array(rows.length);
+  rows.forEach(([fam, a, c], i) => {
+    families[i] = fam;
+    addrs.set(fam === 2 ? [10, 0, a >> 8, a & 255] : [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, a >> 8, a & 255], i * 16);
+    counts[i] = c;
   });
-  return buf;
+  return { families, addrs, counts };
 }
 
-describe('summary', () => {
-  it('top talkers: the largest counts, ties broken by key, whatever the shard and the slicing', async () => {
-    // 5,000 sources; source k appears (k % 7) + 1 times; ports likewise.
-    const sources: number[] = [];
-    const dports: number[] = [];
-    for (let k = 0; k < 5000; k++) for (let j = 0; j <= k % 7; j++) {
-      sources.push(k);
-      dports.push(1000 + (k % 300));
-    }
-    const builder = new SummaryBuilder();
-    const buf = records(sources, dports);
-    // Added in uneven ranges, as the time-sliced reader does.
-    for (let off = 0; off < buf.byteLength; off += 37 * RECORD_SIZE) builder.add(buf, off, Math.min(off + 37 * RECORD_SIZE, buf.byteLength));
-    const s = await builder.result(5);
-    expect(s.total).toBe(sources.length);
-    // Ties in address order (byte order), ports in text order.
-    const naive = <K>(keys: K[], name: (k: K) => string) => {
-      const m = new Map<K, number>();
-      for (const k of keys) m.set(k, (m.get(k) ?? 0) + 1);
-      return [...m].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 5).map(([key, count]) => ({ key: name(key), count }));
-    };
-    expect(s.topSources).toEqual(naive(sources, (k) => `10.0.${k >> 8}.${k & 255}`));
-    expect(s.topSources[0]?.count).toBe(7);
-    expect(s.topDestinationPorts).toEqual(naive(dports.map((p) => `tcp/${p}`), (k) => k));
-    expect(s.topDestinations).toEqual([{ key: '192.0.2.1', count: sources.length }]);
+describe('summary (from the native pass)', () => {
+  it('turns the native counts into the TableSummary: names, merged state names, buckets, candidates, talkers, ports', async () => {
+    const n = emptySummary();
+    n.total = 100;
+    n.unreplied = 30;
+    n.protocols[6] = 70;
+    n.protocols[17] = 30;
+    n.states.tcp[3] = 60; // ESTABLISHED
+    n.states.tcp[1] = 10; // SYN_SENT
+    n.states.sctp[4] = 5; // ESTABLISHED too: merged by name
+    n.ipv4 = 80;
+    n.ipv6 = 20;
+    n.ageSources[2] = 100;
+    n.idle[0] = 40;
+    n.idle[4] = 55;
+    n.idle[7] = 5;
+    n.age[3] = 100;
+    n.candidates.set([30, 55, 0]);
+    n.dports = new Float64Array([6, 999, 10, 6, 1006, 10, 17, 53, 30, 6, 80, 50]);
+    n.sources = talkers([[2, 7, 40], [2, 1, 20], [10, 1, 20], [2, 300, 1]]);
+    n.destinations = talkers([[2, 5, 100]]);
+    const { binding, calls } = fakeBinding({ summary: n });
+    const ct = await Conntrack.open({ binding, lanes: 2 });
+    const s = await ct.summary({ protocol: 'tcp' }, { top: 3 });
+    expect(calls.summary[0]?.options).toEqual({ talkers: true });
+    expect(calls.summary[0]?.lanes.every((l) => l.protocol === 6)).toBe(true);
+    expect(s).toMatchObject({ total: 100, unreplied: 30, replied: 70, talkersExactAbove: 0 });
+    expect(s.byProtocol).toEqual([{ key: 'tcp', count: 70 }, { key: 'udp', count: 30 }]);
+    expect(s.byState).toEqual([{ key: 'ESTABLISHED', count: 65 }, { key: 'SYN_SENT', count: 10 }]);
+    expect(s.byFamily).toEqual([{ key: 'ipv4', count: 80 }, { key: 'ipv6', count: 20 }]);
+    expect(s.byAgeSource).toEqual([{ key: 'timeout', count: 100 }]);
+    expect(s.byIdle).toHaveLength(DURATION_BUCKETS.length + 1);
+    expect(s.byIdle.map((b) => b.key)).toEqual(['<1m', '1m-10m', '10m-1h', '1h-6h', '6h-1d', '1d-5d', '>=5d', 'unknown']);
+    expect(s.byIdle[4]).toEqual({ key: '6h-1d', count: 55 });
+    expect(s.candidates.map((c) => [c.args, c.matched])).toEqual([['--unreplied --older 1h', 30], ['--state ESTABLISHED --idle 6h', 55], ['--state ESTABLISHED --idle 1d', 0]]);
+    expect(s.topSources).toEqual([{ key: '10.0.0.7', count: 40 }, { key: '10.0.0.1', count: 20 }, { key: 'fd00::1', count: 20 }]);
+    expect(s.topDestinations).toEqual([{ key: '10.0.0.5', count: 100 }]);
+    // Port ties in text order, like the top lists always were.
+    expect(s.topDestinationPorts).toEqual([{ key: 'tcp/80', count: 50 }, { key: 'udp/53', count: 30 }, { key: 'tcp/1006', count: 10 }]);
+  });
+
+  it('talkers: false asks the native pass for no top lists', async () => {
+    const { binding, calls } = fakeBinding();
+    const ct = await Conntrack.open({ binding });
+    const s = await ct.summary({}, { talkers: false });
+    expect(calls.summary[0]?.options).toEqual({ talkers: false });
+    expect([s.topSources, s.topDestinations, s.topDestinationPorts]).toEqual([[], [], []]);
+    await expect(ct.summary({}, { talkers: 'no' as never })).rejects.toThrow(/talkers: expected true or false/);
   });
 });
