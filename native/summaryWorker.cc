@@ -113,6 +113,16 @@ class SummaryWorker : public PromiseWorker {
       ports.push_back(v);
     }
     o.Set("dports", doubles(env, ports.data(), ports.size()));
+    // [protocol, state, reply kind, idle buckets..., age buckets...] rows.
+    std::vector<double> classes;
+    classes.reserve(c.byClass.size() * (3 + 2 * kDurationBuckets));
+    for (const auto& [k, h] : c.byClass) {
+      classes.push_back(static_cast<double>(k >> 16));
+      classes.push_back(static_cast<double>((k >> 8) & 0xff));
+      classes.push_back(static_cast<double>(k & 0xff));
+      classes.insert(classes.end(), h.begin(), h.end());
+    }
+    o.Set("classes", doubles(env, classes.data(), classes.size()));
     o.Set("sources", talkers(env, srcExact_));
     o.Set("destinations", talkers(env, dstExact_));
     o.Set("capacity", static_cast<double>(capacity_));

@@ -108,8 +108,13 @@ void TableCounts::add(const Entry& e, const Ages& ages) {
   if (e.family == AF_INET) family4++;
   else family6++;
   ageSource[static_cast<int>(ages.age.source)]++;
-  idle[bucketOf(ages.idle)]++;
-  age[bucketOf(ages.age)]++;
+  const int idleBucket = bucketOf(ages.idle), ageBucket = bucketOf(ages.age);
+  idle[idleBucket]++;
+  age[ageBucket]++;
+  const uint32_t reply = noReply ? 0 : (e.status & 4u) ? 1 : 2;  // IPS_ASSURED
+  auto& h = byClass[(static_cast<uint32_t>(e.protocol) << 16) | (static_cast<uint32_t>(e.state) << 8) | reply];
+  h[idleBucket]++;
+  h[kDurationBuckets + ageBucket]++;
   if (noReply && ages.age.known() && ages.age.seconds >= 3600) candidates[0]++;
   // --state ESTABLISHED selects TCP's and SCTP's ESTABLISHED.
   if ((e.protocol == IPPROTO_TCP && e.state == kTcpEstablished) || (e.protocol == IPPROTO_SCTP && e.state == kSctpEstablished)) {
@@ -137,6 +142,10 @@ void TableCounts::merge(const TableCounts& o) {
   }
   for (int i = 0; i < 3; i++) candidates[i] += o.candidates[i];
   for (const auto& [k, v] : o.dport) dport[k] += v;
+  for (const auto& [k, v] : o.byClass) {
+    auto& h = byClass[k];
+    for (size_t i = 0; i < v.size(); i++) h[i] += v[i];
+  }
 }
 
 }  // namespace ctpurge

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <array>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -67,6 +68,9 @@ struct TableCounts {
   // --unreplied --older 1h; --state ESTABLISHED --idle 6h; --state ESTABLISHED --idle 1d
   double candidates[3] = {};
   std::unordered_map<uint32_t, double> dport;  // (protocol << 16) | port, original direction
+  // Idle then age buckets per (protocol << 16) | (state << 8) | reply kind (0 unreplied,
+  // 1 assured, 2 replied but not assured): bounded by protocols x states x 3.
+  std::unordered_map<uint32_t, std::array<double, 2 * kDurationBuckets>> byClass;
 
   void add(const Entry& e, const Ages& ages);
   void merge(const TableCounts& o);

@@ -162,6 +162,8 @@ export interface NativeSummary {
   candidates: Float64Array;
   /** [protocol, port, count] triplets. */
   dports: Float64Array;
+  /** Rows of [protocol, state (255: none), reply kind (0 unreplied, 1 assured, 2 replied), idle buckets (8), age buckets (8)]. */
+  classes: Float64Array;
   sources: NativeTalkers;
   destinations: NativeTalkers;
   /** Heavy-hitter counters per lane. */

@@ -29,6 +29,11 @@ export interface TableSummary {
   byIdle: Ranked[];
   /** Entries per age bucket (time since creation, see Entry.age), same buckets. */
   byAge: Ranked[];
+  /**
+   * Idle-time and age histograms (the byIdle buckets) per protocol state and reply status,
+   * largest group first: `{ group: 'tcp ESTABLISHED', reply: 'assured', total, idle, age }`.
+   */
+  distributions: Distribution[];
   /** How many entries a few typical purges would remove from the entries summarised. */
   candidates: Candidate[];
   /**
@@ -37,6 +42,17 @@ export interface TableSummary {
    * near-ties among a very large number of small talkers may be left out.
    */
   talkersExactAbove: number;
+}
+
+export interface Distribution {
+  /** 'tcp ESTABLISHED', 'sctp COOKIE_WAIT', or the protocol alone for protocols without states ('udp'). */
+  group: string;
+  /** unreplied: no reply seen; assured: [ASSURED]; replied: a reply, not (yet) assured. */
+  reply: 'unreplied' | 'assured' | 'replied';
+  total: number;
+  /** Counts per bucket: DURATION_BUCKETS, then unknown. */
+  idle: number[];
+  age: number[];
 }
 
 export interface Candidate {
@@ -100,6 +116,22 @@ function ports(triplets: Float64Array, top: number): Ranked[] {
     .map(([key, count]) => ({ key, count }));
 }
 
+const REPLY_KINDS = ['unreplied', 'assured', 'replied'] as const;
+
+function distributions(rows: Float64Array): Distribution[] {
+  const width = 3 + 2 * (DURATION_BUCKETS.length + 1);
+  const out: Distribution[] = [];
+  for (let o = 0; o + width <= rows.length; o += width) {
+    const proto = rows[o] as number;
+    const name = String(protocolName(proto));
+    const state = stateName(proto, rows[o + 1] as number);
+    const idle = [...rows.subarray(o + 3, o + 3 + DURATION_BUCKETS.length + 1)];
+    const age = [...rows.subarray(o + 3 + DURATION_BUCKETS.length + 1, o + width)];
+    out.push({ group: state ? `${name} ${state}` : name, reply: REPLY_KINDS[rows[o + 2] as number] ?? 'replied', total: idle.reduce((a, b) => a + b, 0), idle, age });
+  }
+  return out.sort((a, b) => b.total - a.total || (a.group < b.group ? -1 : a.group > b.group ? 1 : a.reply < b.reply ? -1 : 1));
+}
+
 /** The TableSummary of a native summary result; `talkers` false leaves the top lists empty. */
 export function tableSummary(n: NativeSummary, top: number, withTalkers: boolean): TableSummary {
   const byState = new Map<string, number>();
@@ -124,6 +156,7 @@ export function tableSummary(n: NativeSummary, top: number, withTalkers: boolean
     topDestinationPorts: withTalkers ? ports(n.dports, top) : [],
     byIdle: buckets(n.idle),
     byAge: buckets(n.age),
+    distributions: distributions(n.classes),
     candidates: CANDIDATES.map((c, i) => ({ args: c.args, query: { ...c.query }, matched: n.candidates[i] ?? 0 })),
     talkersExactAbove: Math.floor(n.total / n.capacity),
   };

@@ -22,6 +22,19 @@ function section(title: string, rows: Ranked[], total: number): string {
   return `${title}\n${rows.map((r) => `  ${r.key.padEnd(w)}  ${formatCount(r.count).padStart(cw)}  ${bar(r.count / total)} ${percent(r.count, total).padStart(6)}`).join('\n')}\n`;
 }
 
+/** Bucket counts per state and reply status, the largest groups first (at most 12 rows). */
+function histograms(title: string, m: TableSummary, which: 'idle' | 'age'): string {
+  const rows = m.distributions.slice(0, 12);
+  if (rows.length === 0) return '';
+  const labels = m.byIdle.map((b) => b.key);
+  const names = rows.map((r) => `${r.group} ${r.reply}`);
+  const w0 = Math.max(...names.map((n) => n.length));
+  const cells = rows.map((r) => r[which].map((c) => formatCount(c)));
+  const w = labels.map((l, i) => Math.max(l.length, ...cells.map((c) => (c[i] as string).length)));
+  const line = (name: string, cols: string[]) => `  ${name.padEnd(w0)}  ${cols.map((c, i) => c.padStart(w[i] ?? 0)).join('  ')}`;
+  return `${title}\n${line('', labels)}\n${rows.map((r, i) => line(names[i] as string, cells[i] as string[])).join('\n')}\n`;
+}
+
 /** What a few typical purges would remove, and the table's fill level after each. */
 function freeSpace(r: StatsReport): string {
   const { stats: s, summary: m } = r;
@@ -47,6 +60,8 @@ export function renderStats(r: StatsReport): string {
     section('age known from', m.byAgeSource, total),
     section('idle (since the last packet)', m.byIdle.filter((b) => b.count > 0), total),
     section('age (since creation)', m.byAge.filter((b) => b.count > 0), total),
+    histograms('idle time by state and reply', m, 'idle'),
+    histograms('age by state and reply', m, 'age'),
     freeSpace(r),
     section(`top ${m.topSources.length} sources`, m.topSources, total),
     section(`top ${m.topDestinations.length} destinations`, m.topDestinations, total),

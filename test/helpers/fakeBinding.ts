@@ -32,7 +32,7 @@ export function emptySummary(): NativeSummary {
     total: 0, unreplied: 0, protocols: new Float64Array(256),
     states: { tcp: new Float64Array(32), sctp: new Float64Array(32), dccp: new Float64Array(32) },
     ipv4: 0, ipv6: 0, ageSources: new Float64Array(3), idle: new Float64Array(8), age: new Float64Array(8),
-    candidates: new Float64Array(3), dports: new Float64Array(0), sources: talkers, destinations: talkers, capacity: 16384,
+    candidates: new Float64Array(3), dports: new Float64Array(0), classes: new Float64Array(0), sources: talkers, destinations: talkers, capacity: 16384,
   };
 }
 

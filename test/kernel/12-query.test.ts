@@ -84,6 +84,15 @@ describeKernel('every query field against an independent expectation', () => {
     // The model's idle times: 7,200 s (1h-6h), 2 s and 5 s (<1m), 80 s (1m-10m).
     const inBucket = (lo: number, hi: number) => model.filter((e) => seedAge(e) >= lo && seedAge(e) < hi).length;
     expect(Object.fromEntries(m.byIdle.map((b) => [b.key, b.count]))).toMatchObject({ '<1m': inBucket(0, 60), '1m-10m': inBucket(60, 600), '1h-6h': inBucket(3600, 21600), unknown: 0 });
+    // Broken down by state and reply status, the histograms add up to the model's groups.
+    expect(m.distributions.reduce((a, d) => a + d.total, 0)).toBe(N);
+    const group = (g: string, reply: string) => m.distributions.find((d) => d.group === g && d.reply === reply);
+    const tcpStale = model.filter((e) => e.proto === 'tcp' && !e.replied);
+    expect(group('tcp ESTABLISHED', 'unreplied')?.total).toBe(tcpStale.length);
+    expect(group('tcp ESTABLISHED', 'unreplied')?.idle[3]).toBe(tcpStale.filter((e) => seedAge(e) >= 3600).length); // 1h-6h
+    expect(group('tcp ESTABLISHED', 'assured')?.total).toBe(model.filter((e) => e.proto === 'tcp' && e.replied).length);
+    expect(group('udp', 'unreplied')?.total).toBe(model.filter((e) => e.proto === 'udp' && !e.replied).length);
+    expect(group('udp', 'assured')?.total).toBe(model.filter((e) => e.proto === 'udp' && e.replied).length);
     expect(m.candidates).toHaveLength(3);
     for (const c of m.candidates) expect(c.matched, c.args).toBe(await ct.count(c.query));
     expect(m.candidates[0]?.matched).toBeGreaterThan(0);

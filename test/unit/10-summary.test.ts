@@ -35,6 +35,11 @@ describe('summary (from the native pass)', () => {
     n.candidates.set([30, 55, 0]);
     n.dports = new Float64Array([6, 999, 10, 6, 1006, 10, 17, 53, 30, 6, 80, 50]);
     n.sources = talkers([[2, 7, 40], [2, 1, 20], [10, 1, 20], [2, 300, 1]]);
+    const row = (proto: number, state: number, reply: number, idle: number[], age: number[]) => [proto, state, reply, ...idle, ...age];
+    n.classes = new Float64Array([
+      ...row(17, 255, 0, [30, 0, 0, 0, 0, 0, 0, 0], [30, 0, 0, 0, 0, 0, 0, 0]),
+      ...row(6, 3, 1, [5, 0, 0, 0, 55, 0, 0, 5], [0, 0, 0, 60, 0, 0, 0, 5]),
+    ]);
     n.destinations = talkers([[2, 5, 100]]);
     const { binding, calls } = fakeBinding({ summary: n });
     const ct = await Conntrack.open({ binding, lanes: 2 });
@@ -52,6 +57,10 @@ describe('summary (from the native pass)', () => {
     expect(s.candidates.map((c) => [c.args, c.matched])).toEqual([['--unreplied --older 1h', 30], ['--state ESTABLISHED --idle 6h', 55], ['--state ESTABLISHED --idle 1d', 0]]);
     expect(s.topSources).toEqual([{ key: '10.0.0.7', count: 40 }, { key: '10.0.0.1', count: 20 }, { key: 'fd00::1', count: 20 }]);
     expect(s.topDestinations).toEqual([{ key: '10.0.0.5', count: 100 }]);
+    expect(s.distributions).toEqual([
+      { group: 'tcp ESTABLISHED', reply: 'assured', total: 65, idle: [5, 0, 0, 0, 55, 0, 0, 5], age: [0, 0, 0, 60, 0, 0, 0, 5] },
+      { group: 'udp', reply: 'unreplied', total: 30, idle: [30, 0, 0, 0, 0, 0, 0, 0], age: [30, 0, 0, 0, 0, 0, 0, 0] },
+    ]);
     // Port ties in text order, like the top lists always were.
     expect(s.topDestinationPorts).toEqual([{ key: 'tcp/80', count: 50 }, { key: 'udp/53', count: 30 }, { key: 'tcp/1006', count: 10 }]);
   });
