@@ -143,7 +143,12 @@ export async function main(argv: string[]): Promise<number> {
         if (args.metricsFile) {
           const metrics = new PurgeMetrics(metricsLabels(ct));
           metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
-          metrics.recordTable(await ct.summary({}, { talkers: false }));
+          // The table's shape is a bonus: failing to read it never fails the purge that ran.
+          try {
+            metrics.recordTable(await ct.summary({}, { talkers: false }));
+          } catch (err) {
+            process.stderr.write(`ctpurge: reading the table for metrics: ${(err as Error).message}\n`);
+          }
           await metrics.writeFile(args.metricsFile);
         }
         if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: description, ...result })}\n`);
