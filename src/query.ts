@@ -5,7 +5,7 @@ import { ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
 import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
-import type { NativeFilter } from './native.js';
+import type { NativeCidr, NativeFilter } from './native.js';
 
 export interface MarkQuery {
   value: number;
@@ -224,13 +224,27 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
 }
 
 /**
+ * True when the kernel selects by an exact IPv4 address or TCP/UDP port while dumping
+ * (CTA_FILTER, 5.8+): few entries come back, and each extra lane would only walk the whole
+ * table once more. Measured on 1M entries, a filtered dump that matched nothing: 0.44 s with
+ * one lane, 0.87 s with two.
+ */
+function kernelSelective(f: NativeFilter): boolean {
+  if (!f.kernelTupleDump || !f.family) return false;
+  const exactV4 = (l: NativeCidr[] | undefined) => l?.length === 1 && l[0]?.family === AF_INET && l[0].prefix === 32;
+  if (f.family === AF_INET && [f.src, f.dst, f.replySrc, f.replyDst].some(exactV4)) return true;
+  return (f.protocol === 6 || f.protocol === 17) && [f.sport, f.dport].some((r) => r !== undefined && r[0] === r[1]);
+}
+
+/**
  * The same filter as disjoint parts that can be dumped in parallel, one socket and thread
  * each, so the kernel's dump work (most of the cost) uses more than one CPU: by family when
  * the query names none, else by reply status when the query has no status condition and
- * the kernel filters status (5.15+). Otherwise, or with maxLanes 1, one part.
+ * the kernel filters status (5.15+). Otherwise, with maxLanes 1, or when the kernel selects by
+ * an exact address or port (kernelSelective), one part.
  */
 export function laneFilters(filter: NativeFilter, maxLanes = 2): NativeFilter[] {
-  if (!filter.kernelFilters || maxLanes < 2) return [filter];
+  if (!filter.kernelFilters || maxLanes < 2 || kernelSelective(filter)) return [filter];
   if (filter.family === 0) return [AF_INET, AF_INET6].map((family) => ({ ...filter, family }));
   if (filter.kernelStatusFilter && (filter.statusMask & IPS_SEEN_REPLY) === 0) {
     const statusMask = filter.statusMask | IPS_SEEN_REPLY;
