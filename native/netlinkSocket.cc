@@ -135,16 +135,6 @@ size_t NetlinkSocket::receive(void* buf, size_t len, const std::string& operatio
   }
 }
 
-size_t NetlinkSocket::receiveNow(void* buf, size_t len, const std::string& operation) {
-  for (;;) {
-    ssize_t n = ::recv(fd(), buf, len, MSG_DONTWAIT);
-    if (n >= 0) return static_cast<size_t>(n);
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-    throwErrno("recvmsg", operation, errno);
-  }
-}
-
 void NetlinkSocket::request(const nlmsghdr* nlh, const std::string& operation,
                             const std::function<void(const nlmsghdr*)>& onMessage) {
   send(nlh, nlh->nlmsg_len, operation);

@@ -58,8 +58,6 @@ class NetlinkSocket {
   void send(const void* buf, size_t len, const std::string& operation);
   // Blocking receive; returns bytes, throws on error.
   size_t receive(void* buf, size_t len, const std::string& operation);
-  // Non-blocking receive; returns 0 when nothing is queued.
-  size_t receiveNow(void* buf, size_t len, const std::string& operation);
 
   // Sends one request and walks the reply until its ACK/DONE, calling onMessage for each
   // data message. Kernel errors (NLMSG_ERROR) throw with the kernel's errno.
