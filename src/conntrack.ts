@@ -213,6 +213,36 @@ export class Conntrack {
     return this.#stream(query, options, (h, filter, size) => h.dump(filter, size, 'ndjson'));
   }
 
+  /**
+   * Writes the matching entries to an open file descriptor as NDJSON (the listNdjson format),
+   * straight from the dump threads: no chunk crosses into JavaScript, so memory stays flat
+   * however large the table (`ctpurge list --json` uses it). A pipe that is not drained makes
+   * the dump wait. Resolves with the number of lines written; a failed write (EPIPE when the
+   * reader went away, ENOSPC, ...) rejects with a ConntrackError (operation 'write') whose
+   * `partial` is that number.
+   */
+  async exportNdjson(fd: number, query: Query = {}): Promise<number> {
+    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new TypeError(`fd: expected an open file descriptor, got ${typeName(fd)}`);
+    const compiled = compileQuery(query, this.kernel);
+    const cancel = new Int32Array(new SharedArrayBuffer(4));
+    // The purge's dry-run path with its write-ahead writer: it matches, formats and writes on
+    // the lanes' threads, and never deletes (a dry run never flushes, never sends a delete).
+    const counts = await this.#call((h) => h.purge(compiled.filter, laneFilters(compiled.filter, this.lanes), { dryRun: true, wantEntries: false, logFd: fd, cancel }, () => undefined));
+    if (counts.logCode !== undefined) {
+      throw Object.assign(
+        new ConntrackError(`cannot write the entries: ${counts.logCode} (${counts.logged} written)`, {
+          code: counts.logCode,
+          errno: counts.logErrno,
+          syscall: 'write',
+          operation: 'write',
+          netns: this.netns,
+        }),
+        { partial: counts.logged },
+      );
+    }
+    return counts.logged;
+  }
+
   #stream<T>(query: Query, options: ListOptions, open: (h: NativeHandle, filter: NativeFilter, chunkSize: number) => NativeCursor<T>): AsyncIterableIterator<T> {
     const compiled = compileQuery(query, this.kernel);
     const { chunkSize: given } = ownOptions<ListOptions>(options, 'list options', ['chunkSize']);

@@ -3,14 +3,27 @@ import type { Conntrack } from '../conntrack.js';
 import { decodeRecords } from '../entry.js';
 import type { ParsedArgs } from './args.js';
 import { conntrackLine, jsonLine, TABLE_HEADER, TableWriter, tableRow } from './format.js';
-import type { Output } from './output.js';
+import { ConntrackError } from '../errors.js';
+import { PipeClosed, type Output } from './output.js';
 
 export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output): Promise<void> {
   let shown = 0;
   const limit = args.limit ?? Infinity;
   const table = new TableWriter(TABLE_HEADER);
   if (args.json && args.limit === undefined) {
-    // The whole table as NDJSON: formatted in C++, no object per entry.
+    // The whole table as NDJSON, formatted and written by the dump threads straight to the
+    // descriptor: no chunk crosses into JS (a Buffer per chunk kept up to 64 MB of garbage
+    // alive between collections), and a reader that does not drain makes the dump wait.
+    const fd = (out.stream as { fd?: unknown }).fd;
+    if (typeof fd === 'number') {
+      try {
+        await ct.exportNdjson(fd, args.query);
+      } catch (err) {
+        if (err instanceof ConntrackError && err.code === 'EPIPE') throw new PipeClosed();
+        throw err;
+      }
+      return;
+    }
     for await (const text of ct.listNdjson(args.query)) await out.write(text);
     return;
   }
