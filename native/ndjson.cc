@@ -217,4 +217,77 @@ void appendNdjson(std::string& out, const Entry& e, const Ages& ages) {
   out += ages.idle.known() ? ",\"idleSource\":\"timeout\"}\n" : ",\"idleSource\":\"unknown\"}\n";
 }
 
+namespace {
+
+void appendTupleText(std::string& out, uint8_t family, const Tuple& t) {
+  out += "src=";
+  appendAddress(out, family, t.src);
+  out += " dst=";
+  appendAddress(out, family, t.dst);
+  if (t.hasIcmp) {
+    out += " type=";
+    num(out, static_cast<unsigned>(t.icmpType));
+    out += " code=";
+    num(out, static_cast<unsigned>(t.icmpCode));
+    out += " id=";
+    num(out, t.icmpId);
+  }
+  if (t.hasPorts) {
+    out += " sport=";
+    num(out, t.sport);
+    out += " dport=";
+    num(out, t.dport);
+  }
+}
+
+}  // namespace
+
+void appendConntrackLine(std::string& out, const Entry& e, uint64_t nowNs) {
+  const char* name = protocolName(e.protocol);
+  std::string proto = name ? name : "unknown";
+  if (proto.size() < 8) proto.append(8 - proto.size(), ' ');
+  out += proto;
+  out += ' ';
+  num(out, static_cast<unsigned>(e.protocol));
+  out += ' ';
+  num(out, e.hasTimeout ? e.timeout : 0u);
+  out += ' ';
+  // The state's name, as appendState writes it for JSON but unquoted.
+  std::string state;
+  appendState(state, e.protocol, e.state);
+  if (state != "null") {
+    out.append(state, 1, state.size() - 2);
+    out += ' ';
+  }
+  appendTupleText(out, e.family, e.orig);
+  if (e.hasCounters) {
+    out += " packets=";
+    num(out, e.packets[0]);
+    out += " bytes=";
+    num(out, e.bytes[0]);
+  }
+  if (!(e.status & 2u)) out += " [UNREPLIED]";
+  out += ' ';
+  appendTupleText(out, e.family, e.reply);
+  if (e.hasCounters) {
+    out += " packets=";
+    num(out, e.packets[1]);
+    out += " bytes=";
+    num(out, e.bytes[1]);
+  }
+  if (e.status & 4u) out += " [ASSURED]";
+  out += " mark=";
+  num(out, e.mark);
+  if (e.zone) {
+    out += " zone=";
+    num(out, e.zone);
+  }
+  if (e.hasStart) {
+    // conntrack subtracts whole seconds.
+    out += " delta-time=";
+    num(out, static_cast<long long>(nowNs / 1000000000ull) - static_cast<long long>(e.startNs / 1000000000ull));
+  }
+  out += '\n';
+}
+
 }  // namespace ctpurge

@@ -11,4 +11,8 @@ namespace ctpurge {
 
 void appendNdjson(std::string& out, const Entry& e, const Ages& ages);
 
+// One line shaped like `conntrack -L` prints it, exactly as conntrackLine() in
+// src/cli/format.ts (delta-time against nowNs, wall clock).
+void appendConntrackLine(std::string& out, const Entry& e, uint64_t nowNs);
+
 }  // namespace ctpurge

@@ -77,7 +77,8 @@ void PurgeLane::run(const Report& report) {
       if (shared_.dryRun) {
         if (shared_.wantEntries) appendRecord(pending_, e, ages);
         if (logging) {
-          appendNdjson(logBuf_, e, ages);
+          if (shared_.logConntrackLines) appendConntrackLine(logBuf_, e, shared_.nowNs);
+          else appendNdjson(logBuf_, e, ages);
           logLines_++;
           if (logBuf_.size() >= kMaxBatchBytes && !writeLog()) failed = stop = true;
         }

@@ -40,6 +40,7 @@ struct PurgeShared {
   // Write-ahead audit log: the NDJSON lines of a batch are written to logFd before the batch is
   // sent. Once a write fails, no lane sends another delete.
   int logFd = -1;
+  bool logConntrackLines = false;  // lines as conntrack -L prints them instead of NDJSON (list export)
   std::mutex logMutex;
   std::atomic<int> logErrno{0};
 

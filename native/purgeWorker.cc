@@ -17,6 +17,7 @@ struct PurgeOptions {
   double limit = -1;  // < 0: no limit
   bool wantEntries = false;
   int logFd = -1;  // write-ahead audit log
+  bool logConntrackLines = false;
   const int32_t* cancel = nullptr;
 };
 
@@ -114,6 +115,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.limit = opts_.limit;
     shared_.wantEntries = opts_.wantEntries;
     shared_.logFd = opts_.logFd;
+    shared_.logConntrackLines = opts_.logConntrackLines;
     shared_.cancel = opts_.cancel;
     inNetns(shared_.nsFd, [&] { shared_.timeouts = PolicyTimeouts::readFromProc(); });
     shared_.nowNs = realtimeNowNs();
@@ -194,6 +196,8 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   opts.wantEntries = ownGet(o, "wantEntries").ToBoolean();
   Napi::Value logFd = ownGet(o, "logFd");
   opts.logFd = logFd.IsNumber() ? logFd.As<Napi::Number>().Int32Value() : -1;
+  Napi::Value logFormat = ownGet(o, "logFormat");
+  opts.logConntrackLines = logFormat.IsString() && logFormat.As<Napi::String>().Utf8Value() == "conntrack";
   Napi::Value cancel = ownGet(o, "cancel");
   if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
     opts.cancel = cancel.As<Napi::Int32Array>().Data();

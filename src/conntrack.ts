@@ -214,20 +214,23 @@ export class Conntrack {
   }
 
   /**
-   * Writes the matching entries to an open file descriptor as NDJSON (the listNdjson format),
-   * straight from the dump threads: no chunk crosses into JavaScript, so memory stays flat
-   * however large the table (`ctpurge list --json` uses it). A pipe that is not drained makes
-   * the dump wait. Resolves with the number of lines written; a failed write (EPIPE when the
-   * reader went away, ENOSPC, ...) rejects with a ConntrackError (operation 'write') whose
-   * `partial` is that number.
+   * Writes the matching entries to an open file descriptor, one line each: NDJSON (the
+   * listNdjson format) or, with format 'conntrack', lines like `conntrack -L` prints. They are
+   * formatted and written by the dump threads: no chunk crosses into JavaScript, so memory
+   * stays flat however large the table (`ctpurge list --json` and `-o conntrack` use it). A
+   * pipe that is not drained makes the dump wait. Resolves with the number of lines written;
+   * a failed write (EPIPE when the reader went away, ENOSPC, ...) rejects with a
+   * ConntrackError (operation 'write') whose `partial` is that number.
    */
-  async exportNdjson(fd: number, query: Query = {}): Promise<number> {
+  async exportTo(fd: number, query: Query = {}, options: { format?: 'ndjson' | 'conntrack' } = {}): Promise<number> {
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new TypeError(`fd: expected an open file descriptor, got ${typeName(fd)}`);
+    const { format = 'ndjson' } = ownOptions<{ format?: unknown }>(options, 'export options', ['format']);
+    if (format !== 'ndjson' && format !== 'conntrack') throw new TypeError(`format: expected 'ndjson' or 'conntrack', got ${typeName(format)}`);
     const compiled = compileQuery(query, this.kernel);
     const cancel = new Int32Array(new SharedArrayBuffer(4));
     // The purge's dry-run path with its write-ahead writer: it matches, formats and writes on
     // the lanes' threads, and never deletes (a dry run never flushes, never sends a delete).
-    const counts = await this.#call((h) => h.purge(compiled.filter, laneFilters(compiled.filter, this.lanes), { dryRun: true, wantEntries: false, logFd: fd, cancel }, () => undefined));
+    const counts = await this.#call((h) => h.purge(compiled.filter, laneFilters(compiled.filter, this.lanes), { dryRun: true, wantEntries: false, logFd: fd, logFormat: format, cancel }, () => undefined));
     if (counts.logCode !== undefined) {
       throw Object.assign(
         new ConntrackError(`cannot write the entries: ${counts.logCode} (${counts.logged} written)`, {

@@ -103,6 +103,8 @@ export interface NativePurgeOptions {
   wantEntries: boolean;
   /** Write-ahead audit log: each batch's NDJSON lines are written here before it is deleted. */
   logFd?: number;
+  /** What logFd gets: NDJSON (default) or lines like conntrack -L (list exports, dry run only). */
+  logFormat?: 'ndjson' | 'conntrack';
   cancel?: Int32Array;
 }
 

@@ -10,20 +10,23 @@ export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output):
   let shown = 0;
   const limit = args.limit ?? Infinity;
   const table = new TableWriter(TABLE_HEADER);
-  if (args.json && args.limit === undefined) {
-    // The whole table as NDJSON, formatted and written by the dump threads straight to the
-    // descriptor: no chunk crosses into JS (a Buffer per chunk kept up to 64 MB of garbage
-    // alive between collections), and a reader that does not drain makes the dump wait.
-    const fd = (out.stream as { fd?: unknown }).fd;
-    if (typeof fd === 'number') {
-      try {
-        await ct.exportNdjson(fd, args.query);
-      } catch (err) {
-        if (err instanceof ConntrackError && err.code === 'EPIPE') throw new PipeClosed();
-        throw err;
-      }
-      return;
+  // The whole selection as NDJSON or conntrack lines, formatted and written by the dump
+  // threads straight to the descriptor: no chunk crosses into JS (a Buffer per chunk kept tens
+  // of MB of garbage alive between collections), and a reader that does not drain makes the
+  // dump wait.
+  const fd = (out.stream as { fd?: unknown }).fd;
+  if (args.limit === undefined && (args.json || args.output === 'conntrack') && typeof fd === 'number') {
+    let shownLines = 0;
+    try {
+      shownLines = await ct.exportTo(fd, args.query, { format: args.json ? 'ndjson' : 'conntrack' });
+    } catch (err) {
+      if (err instanceof ConntrackError && err.code === 'EPIPE') throw new PipeClosed();
+      throw err;
     }
+    if (!args.json && !args.quiet) process.stderr.write(`ctpurge: ${shownLines} ${shownLines === 1 ? 'entry' : 'entries'} shown\n`);
+    return;
+  }
+  if (args.json && args.limit === undefined) {
     for await (const text of ct.listNdjson(args.query)) await out.write(text);
     return;
   }

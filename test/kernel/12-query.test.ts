@@ -3,7 +3,10 @@ import { Conntrack, type Entry, type Query } from '../../src/index.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { inCidr, key, seedAge } from '../helpers/expect.js';
 import { mixedTable, seedLine, type SeedEntry } from '../helpers/seed.js';
-import { jsonLine } from '../../src/cli/format.js';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { conntrackLine, jsonLine } from '../../src/cli/format.js';
 
 const N = 4000;
 
@@ -149,5 +152,26 @@ describeKernel('NDJSON formatted in C++ equals the TypeScript formatter', () => 
     expect(native.some((l) => l.includes('"icmp":{"type":8,"code":0,"id":9}'))).toBe(true);
     expect(native.some((l) => l.includes('"protocol":99'))).toBe(true);
     expect(native.every((l) => /,"idle":(null|[\d.]+),"idleSource":"(timeout|unknown)"\}$/.test(l))).toBe(true);
+  });
+
+  it('conntrack -L lines formatted in C++ (exportTo) equal the TypeScript formatter', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-lines-'));
+    try {
+      const file = path.join(dir, 'lines');
+      const fd = openSync(file, 'w', 0o600);
+      const n = await ct.exportTo(fd, {}, { format: 'conntrack' });
+      closeSync(fd);
+      const native = readFileSync(file, 'utf8').trimEnd().split('\n');
+      const ts: string[] = [];
+      for await (const e of ct.list()) ts.push(conntrackLine(e));
+      expect(native).toHaveLength(n);
+      const strip = (l: string) => l.replace(/^(\S+\s+\d+ )\d+/, '$1T');
+      expect(native.map(strip).sort()).toEqual(ts.map(strip).sort());
+      expect(native.some((l) => /^icmp +1 \d+ src=\S+ dst=\S+ type=8 code=0 id=9 /.test(l))).toBe(true);
+      expect(native.some((l) => l.startsWith('unknown  99 '))).toBe(true);
+      expect(native.some((l) => / delta-time=\d+$/.test(l))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -60,12 +60,12 @@ describeKernel(`streaming a ${N.toLocaleString('en-US')}-entry table`, () => {
     expect(keys.size).toBe(N / 2);
   });
 
-  it('exportNdjson writes from the dump threads: the same lines as listNdjson', async () => {
+  it('exportTo writes from the dump threads: the same lines as listNdjson', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-export-'));
     try {
       const file = path.join(dir, 'tcp.ndjson');
       const fd = openSync(file, 'w', 0o600);
-      const n = await ct.exportNdjson(fd, { protocol: 'tcp', unreplied: false });
+      const n = await ct.exportTo(fd, { protocol: 'tcp', unreplied: false });
       closeSync(fd);
       const written = readFileSync(file, 'utf8').trimEnd().split('\n');
       expect(written).toHaveLength(n);
@@ -74,7 +74,8 @@ describeKernel(`streaming a ${N.toLocaleString('en-US')}-entry table`, () => {
       for await (const b of ct.listNdjson({ protocol: 'tcp', unreplied: false })) viaJs.push(...b.toString('utf8').trimEnd().split('\n'));
       const strip = (l: string) => l.replace(/"timeout":\d+,/, '').replace(/"age":[\d.]+,/, '').replace(/"idle":[\d.]+,/, '');
       expect(written.map(strip).sort()).toEqual(viaJs.map(strip).sort());
-      await expect(ct.exportNdjson(-1)).rejects.toThrow(/fd: expected an open file descriptor/);
+      await expect(ct.exportTo(-1)).rejects.toThrow(/fd: expected an open file descriptor/);
+      await expect(ct.exportTo(1, {}, { format: 'xml' as never })).rejects.toThrow(/format: expected 'ndjson' or 'conntrack'/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
