@@ -218,20 +218,30 @@ export class Conntrack {
    * listNdjson format) or, with format 'conntrack', lines like `conntrack -L` prints. They are
    * formatted and written by the dump threads: no chunk crosses into JavaScript, so memory
    * stays flat however large the table (`ctpurge list --json` and `-o conntrack` use it). A
-   * pipe that is not drained makes the dump wait. Resolves with the number of lines written;
+   * pipe that is not drained makes the dump wait. `signal` stops it after the lines in flight.
+   * Resolves with the number of lines written;
    * a failed write (EPIPE when the reader went away, ENOSPC, ...) rejects with a
    * ConntrackError (operation 'write') whose `partial` is that number.
    */
-  async exportTo(fd: number, query: Query = {}, options: { format?: 'ndjson' | 'conntrack' } = {}): Promise<number> {
+  async exportTo(fd: number, query: Query = {}, options: { format?: 'ndjson' | 'conntrack'; signal?: AbortSignal } = {}): Promise<number> {
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new TypeError(`fd: expected an open file descriptor, got ${typeName(fd)}`);
-    const { format = 'ndjson' } = ownOptions<{ format?: unknown }>(options, 'export options', ['format']);
+    const { format = 'ndjson', signal } = ownOptions<{ format?: unknown; signal?: unknown }>(options, 'export options', ['format', 'signal']);
     if (format !== 'ndjson' && format !== 'conntrack') throw new TypeError(`format: expected 'ndjson' or 'conntrack', got ${typeName(format)}`);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`signal: expected an AbortSignal, got ${typeName(signal)}`);
     const compiled = compileQuery(query, this.kernel);
+    // An abort stops the export after the lines in flight (the lanes look between dump reads).
     const cancel = new Int32Array(new SharedArrayBuffer(4));
+    const onAbort = () => Atomics.store(cancel, 0, 1);
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
     // The purge's dry-run path with its write-ahead writer: it matches, formats and writes on
     // the lanes' threads, and never deletes (a dry run never flushes, never sends a delete).
-    const counts = await this.#call((h) => h.purge(compiled.filter, laneFilters(compiled.filter, this.lanes), { dryRun: true, wantEntries: false, logFd: fd, logFormat: format, cancel }, () => undefined));
-    if (counts.logCode !== undefined) {
+    const counts = await this.#call((h) => h.purge(compiled.filter, laneFilters(compiled.filter, this.lanes), { dryRun: true, wantEntries: false, logFd: fd, logFormat: format, cancel }, () => undefined)).finally(() =>
+      signal?.removeEventListener('abort', onAbort),
+    );
+    // A writer waiting on a full pipe gives up with EAGAIN when the export is aborted: that is the abort, not a failure.
+    const aborted = Atomics.load(cancel, 0) === 1;
+    if (counts.logCode !== undefined && !(aborted && counts.logCode === 'EAGAIN')) {
       throw Object.assign(
         new ConntrackError(`cannot write the entries: ${counts.logCode} (${counts.logged} written)`, {
           code: counts.logCode,

@@ -6,7 +6,7 @@ import { conntrackLine, jsonLine, TABLE_HEADER, TableWriter, tableRow } from './
 import { ConntrackError } from '../errors.js';
 import { PipeClosed, type Output } from './output.js';
 
-export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output): Promise<void> {
+export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output, signal?: AbortSignal): Promise<void> {
   let shown = 0;
   const limit = args.limit ?? Infinity;
   const table = new TableWriter(TABLE_HEADER);
@@ -18,7 +18,8 @@ export async function listCommand(ct: Conntrack, args: ParsedArgs, out: Output):
   if (args.limit === undefined && (args.json || args.output === 'conntrack') && typeof fd === 'number') {
     let shownLines = 0;
     try {
-      shownLines = await ct.exportTo(fd, args.query, { format: args.json ? 'ndjson' : 'conntrack' });
+      // SIGTERM/SIGINT stop it after the lines in flight.
+      shownLines = await ct.exportTo(fd, args.query, { format: args.json ? 'ndjson' : 'conntrack', ...(signal ? { signal } : {}) });
     } catch (err) {
       if (err instanceof ConntrackError && err.code === 'EPIPE') throw new PipeClosed();
       throw err;

@@ -157,7 +157,7 @@ export async function main(argv: string[]): Promise<number> {
         break;
       }
       case 'list':
-        await listCommand(ct, args, out);
+        await listCommand(ct, args, out, abort.signal);
         break;
       case 'watch': {
         for await (const ev of ct.events({ query: args.query, signal: abort.signal })) {

@@ -102,6 +102,23 @@ describeKernel(`streaming a ${N.toLocaleString('en-US')}-entry table`, () => {
     }
   });
 
+  it('SIGTERM stops ctpurge list --json even while its reader does not drain', async () => {
+    const child = spawn(process.execPath, [BIN, 'list', '--json', '--netns', ns.name], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      const t0 = Date.now();
+      child.kill('SIGTERM');
+      const code = await new Promise((r) => child.once('exit', r));
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(code).toBe(0);
+      expect(err).toBe('');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('a consumer that stops early releases the dump', async () => {
     let n = 0;
     for await (const entry of ct.list()) {
