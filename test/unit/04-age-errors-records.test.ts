@@ -9,7 +9,7 @@ const tcp = [0, 120, 60, 432000, 120, 60, 30, 120, 10, 120, 0, 0, 300, 300];
 const defaults = { tcp, udp: 30, udpStream: 120, icmp: 30, icmpv6: 30, generic: 600, gre: 30, greStream: 180 };
 const ESTABLISHED = 3;
 
-describe('age estimate (KERNEL-NOTES worked cases)', () => {
+describe('age estimate (the worked cases of docs/api.md, Idle time and age)', () => {
   const { estimateAge } = loadNative();
 
   it('UNREPLIED ESTABLISHED with 424,800 s left is 7,200 s old', () => {
