@@ -23,6 +23,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(root, 'bin/ctpurge.js');
 /** New connections tried before and after the rescue. */
 export const SYNS = 200;
+const PEER_IP = '10.98.0.2';
 
 const run = (cmd, args, input) => execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -85,6 +86,18 @@ print(json.dumps(out))`;
   return JSON.parse(run('ip', ['netns', 'exec', ns, '/usr/bin/python3', '-c', py]));
 }
 
+/** New connections from `ns` to the peer (hping3 SYNs, then SYNS connect() calls) and what the kernel's counters said meanwhile. */
+function probe(ns, sport, log) {
+  const c0 = counters(ns);
+  const hp = hping(ns, PEER_IP, sport);
+  const conn = connects(ns, PEER_IP);
+  const c1 = counters(ns);
+  const drops = Object.fromEntries(Object.keys(c0).map((k) => [k, c1[k] - c0[k]]));
+  log(`hping3 -S: ${hp.refused ? `"sendto: ${hp.refused}" after ${hp.sent} SYNs` : `${hp.answered} of ${hp.sent} SYNs answered`}`);
+  log(`${SYNS} new TCP connections: ${conn.answered} answered, failed: ${JSON.stringify(conn.failed)}; kernel counters: drop +${drops.drop}, early_drop +${drops.early_drop}, insert_failed +${drops.insert_failed}`);
+  return { hping: hp, connects: conn, drops };
+}
+
 /**
  * Runs the incident. `log(line)` narrates. Returns the figures: table size, SYNs answered and
  * counters before and after, time to relief, and the table's use sampled every 100 ms.
@@ -110,7 +123,7 @@ export async function runIncident({ log = (s) => console.log(s), unrepliedEvery 
     run('ip', ['netns', 'exec', CLIENT, 'ip', 'link', 'set', 'veth-peer', 'netns', PEER]);
     run('ip', ['netns', 'exec', CLIENT, 'ip', 'addr', 'add', '10.98.0.1/24', 'dev', 'veth-inc']);
     run('ip', ['netns', 'exec', CLIENT, 'ip', 'link', 'set', 'veth-inc', 'up']);
-    run('ip', ['netns', 'exec', PEER, 'ip', 'addr', 'add', '10.98.0.2/24', 'dev', 'veth-peer']);
+    run('ip', ['netns', 'exec', PEER, 'ip', 'addr', 'add', `${PEER_IP}/24`, 'dev', 'veth-peer']);
     run('ip', ['netns', 'exec', PEER, 'ip', 'link', 'set', 'veth-peer', 'up']);
     // Conntrack is active in the client (an nft rule that uses it), as on any host with a firewall.
     run('ip', ['netns', 'exec', CLIENT, 'nft', '-f', '-'], 'table inet incident {\n chain out {\n type filter hook output priority 0;\n ct state new counter\n }\n}\n');
@@ -130,13 +143,7 @@ export async function runIncident({ log = (s) => console.log(s), unrepliedEvery 
     log(`table: ${full.toLocaleString('en-US')} of ${max.toLocaleString('en-US')} entries (${((full / max) * 100).toFixed(1)}%)`);
 
     // 2. New connections while it is full.
-    const c0 = counters(CLIENT);
-    const hpBefore = hping(CLIENT, '10.98.0.2', 30000);
-    const before = connects(CLIENT, '10.98.0.2');
-    const c1 = counters(CLIENT);
-    const dropsBefore = { drop: c1.drop - c0.drop, early_drop: c1.early_drop - c0.early_drop, insert_failed: c1.insert_failed - c0.insert_failed };
-    log(`hping3 -S: ${hpBefore.refused ? `"sendto: ${hpBefore.refused}" after ${hpBefore.sent} SYNs` : `${hpBefore.answered} of ${hpBefore.sent} SYNs answered`}`);
-    log(`${SYNS} new TCP connections: ${before.answered} answered, failed: ${JSON.stringify(before.failed)}; kernel counters: drop +${dropsBefore.drop}, early_drop +${dropsBefore.early_drop}, insert_failed +${dropsBefore.insert_failed}`);
+    const probeBefore = probe(CLIENT, 30000, log);
 
     // 3. The rescue.
     const args = ['--state', 'ESTABLISHED', '--idle', '1h', '--every', '1s', '--when-above', '90', '--adaptive', '--netns', CLIENT];
@@ -161,18 +168,25 @@ export async function runIncident({ log = (s) => console.log(s), unrepliedEvery 
     log(`table use over time: ${samples.filter((_, i) => i % 3 === 0).map((s) => `${(s.ms / 1000).toFixed(1)}s ${(s.usage * 100).toFixed(0)}%`).join(', ')}`);
 
     // 4. The same connections now.
-    const c2 = counters(CLIENT);
-    const hpAfter = hping(CLIENT, '10.98.0.2', 40000);
-    const after = connects(CLIENT, '10.98.0.2');
-    const c3 = counters(CLIENT);
-    const dropsAfter = { drop: c3.drop - c2.drop, early_drop: c3.early_drop - c2.early_drop, insert_failed: c3.insert_failed - c2.insert_failed };
-    log(`hping3 -S: ${hpAfter.refused ? `"sendto: ${hpAfter.refused}" after ${hpAfter.sent} SYNs` : `${hpAfter.answered} of ${hpAfter.sent} SYNs answered`}`);
-    log(`${SYNS} new TCP connections: ${after.answered} answered, failed: ${JSON.stringify(after.failed)}; kernel counters: drop +${dropsAfter.drop}, early_drop +${dropsAfter.early_drop}, insert_failed +${dropsAfter.insert_failed}`);
+    const probeAfter = probe(CLIENT, 40000, log);
     daemon.kill('SIGTERM');
     const code = await new Promise((r) => daemon.once('exit', r));
     daemon = null;
     log(`ctpurge said: ${out.trim().split('\n')[0]}`);
-    return { max, full, hpingBefore: hpBefore, before, dropsBefore, reliefMs, hpingAfter: hpAfter, after, dropsAfter, samples, daemonExit: code, remaining: count(CLIENT) };
+    return {
+      max,
+      full,
+      hpingBefore: probeBefore.hping,
+      before: probeBefore.connects,
+      dropsBefore: probeBefore.drops,
+      reliefMs,
+      hpingAfter: probeAfter.hping,
+      after: probeAfter.connects,
+      dropsAfter: probeAfter.drops,
+      samples,
+      daemonExit: code,
+      remaining: count(CLIENT),
+    };
   } finally {
     cleanup();
   }
