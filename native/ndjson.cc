@@ -41,22 +41,27 @@ const char* const kStatus[] = {"expected", "seenReply", "assured", "confirmed", 
                                "dstNatDone", "dying", "fixedTimeout", "template", "natClash", "helper", "offload", "hwOffload"};
 const char* const kAgeSource[] = {"unknown", "timestamp", "timeout"};
 
-void appendState(std::string& out, uint8_t proto, uint8_t state) {
+// The state's name (or number), unquoted; false when the protocol has no states.
+bool appendStateName(std::string& out, uint8_t proto, uint8_t state) {
   const char* const* table = nullptr;
   size_t size = 0;
   if (proto == IPPROTO_TCP) { table = kTcp; size = std::size(kTcp); }
   else if (proto == IPPROTO_SCTP) { table = kSctp; size = std::size(kSctp); }
   else if (proto == IPPROTO_DCCP) { table = kDccp; size = std::size(kDccp); }
-  if (!table || state == kNoState) {
-    out += "null";
-  } else if (state < size) {
-    out += '"';
-    out += table[state];
+  if (!table || state == kNoState) return false;
+  if (state < size) out += table[state];
+  else num(out, state);
+  return true;
+}
+
+void appendState(std::string& out, uint8_t proto, uint8_t state) {
+  const size_t at = out.size();
+  out += '"';
+  if (appendStateName(out, proto, state)) {
     out += '"';
   } else {
-    out += '"';
-    num(out, state);
-    out += '"';
+    out.resize(at);
+    out += "null";
   }
 }
 
@@ -240,6 +245,15 @@ void appendTupleText(std::string& out, uint8_t family, const Tuple& t) {
   }
 }
 
+// " packets=N bytes=N" of one direction (0 original, 1 reply), when accounting is on.
+void appendCountersText(std::string& out, const Entry& e, int dir) {
+  if (!e.hasCounters) return;
+  out += " packets=";
+  num(out, e.packets[dir]);
+  out += " bytes=";
+  num(out, e.bytes[dir]);
+}
+
 }  // namespace
 
 void appendConntrackLine(std::string& out, const Entry& e, uint64_t nowNs) {
@@ -252,29 +266,13 @@ void appendConntrackLine(std::string& out, const Entry& e, uint64_t nowNs) {
   out += ' ';
   num(out, e.hasTimeout ? e.timeout : 0u);
   out += ' ';
-  // The state's name, as appendState writes it for JSON but unquoted.
-  std::string state;
-  appendState(state, e.protocol, e.state);
-  if (state != "null") {
-    out.append(state, 1, state.size() - 2);
-    out += ' ';
-  }
+  if (appendStateName(out, e.protocol, e.state)) out += ' ';
   appendTupleText(out, e.family, e.orig);
-  if (e.hasCounters) {
-    out += " packets=";
-    num(out, e.packets[0]);
-    out += " bytes=";
-    num(out, e.bytes[0]);
-  }
+  appendCountersText(out, e, 0);
   if (!(e.status & 2u)) out += " [UNREPLIED]";
   out += ' ';
   appendTupleText(out, e.family, e.reply);
-  if (e.hasCounters) {
-    out += " packets=";
-    num(out, e.packets[1]);
-    out += " bytes=";
-    num(out, e.bytes[1]);
-  }
+  appendCountersText(out, e, 1);
   if (e.status & 4u) out += " [ASSURED]";
   out += " mark=";
   num(out, e.mark);
