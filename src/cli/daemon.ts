@@ -14,6 +14,20 @@ import { logFailure, purgeSummary } from './purgeCommand.js';
 /** How often the daemon reads the whole table for the by_state / by_idle gauges. */
 const TABLE_METRICS_EVERY_MS = 60_000;
 
+/**
+ * Reads the whole table's shape into the metrics (one dump). It is a bonus: a failure is
+ * reported on stderr and never fails the purge that ran. True when it was read.
+ */
+export async function recordTableShape(metrics: PurgeMetrics, ct: Conntrack): Promise<boolean> {
+  try {
+    metrics.recordTable(await ct.summary({}, { talkers: false }));
+    return true;
+  } catch (err) {
+    process.stderr.write(`ctpurge: reading the table for metrics: ${(err as Error).message}\n`);
+    return false;
+  }
+}
+
 export function metricsLabels(ct: Conntrack): Record<string, string> {
   return ct.netns ? { netns: ct.netns } : {};
 }
@@ -86,13 +100,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSi
   const refreshTable = async (): Promise<boolean> => {
     if ((!args.metricsFile && !server) || Date.now() - tableReadAt < TABLE_METRICS_EVERY_MS) return false;
     tableReadAt = Date.now();
-    try {
-      metrics.recordTable(await ct.summary({}, { talkers: false }));
-      return true;
-    } catch (err) {
-      process.stderr.write(`ctpurge: reading the table for metrics: ${(err as Error).message}\n`);
-      return false;
-    }
+    return recordTableShape(metrics, ct);
   };
   const nsFile = ct.netns;
   const nsId = nsFile ? namespaceId(nsFile) : null;

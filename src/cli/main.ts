@@ -14,7 +14,7 @@ import { conntrackLine, jsonLine } from './format.js';
 import { Output, PipeClosed } from './output.js';
 import { purgeCommand, purgeSummary } from './purgeCommand.js';
 import { collectStats, renderStats } from './statsCommand.js';
-import { metricsLabels, runDaemon } from './daemon.js';
+import { metricsLabels, recordTableShape, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
 import { AuditLog, checkOutputFile } from './files.js';
 import { PurgeMetrics } from '../metrics.js';
@@ -143,12 +143,7 @@ export async function main(argv: string[]): Promise<number> {
         if (args.metricsFile) {
           const metrics = new PurgeMetrics(metricsLabels(ct));
           metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
-          // The table's shape is a bonus: failing to read it never fails the purge that ran.
-          try {
-            metrics.recordTable(await ct.summary({}, { talkers: false }));
-          } catch (err) {
-            process.stderr.write(`ctpurge: reading the table for metrics: ${(err as Error).message}\n`);
-          }
+          await recordTableShape(metrics, ct);
           await metrics.writeFile(args.metricsFile);
         }
         if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: description, ...result })}\n`);
