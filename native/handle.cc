@@ -99,17 +99,8 @@ class CountWorker : public PromiseWorker {
     PolicyTimeouts timeouts;
     if (lanes_[0].needsAge()) inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
     const uint64_t now = realtimeNowNs();
-    const std::vector<Filter>& parts = lanes_;
-    std::vector<uint64_t> counts(parts.size());
-    runLanes(parts.size(), [&](size_t i) {
-      const Filter& f = parts[i];
-      DumpReader reader(ns_->fd.get(), f.dumpFilter(), "count");
-      while (reader.next([&](const Entry& e) {
-        const Ages ages = f.needsAge() ? estimateAges(e, timeouts, now) : Ages{};
-        if (f.matches(e, ages)) counts[i]++;
-      })) {
-      }
-    }, [](size_t) {});
+    std::vector<uint64_t> counts(lanes_.size());
+    scanLanes(ns_->fd.get(), lanes_, "count", timeouts, now, false, [&](size_t i, const Entry&, const Ages&) { counts[i]++; });
     for (uint64_t c : counts) count_ += c;
   }
   Napi::Value Resolve(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(count_)); }

@@ -5,12 +5,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <exception>
 #include <thread>
 #include <vector>
 
 #include <napi.h>
 
+#include "dumpReader.h"
 #include "filter.h"
 #include "sysError.h"
 
@@ -48,6 +50,25 @@ void runLanes(size_t n, Fn&& fn, OnError&& onError) {
   for (const std::exception_ptr& e : errors) {
     if (e) std::rethrow_exception(e);
   }
+}
+
+// Dumps every lane on its own thread (runLanes) and calls fn(lane, entry, ages) for each entry
+// its filter matches. Ages are estimated when the filter needs them or withAges is set. A
+// failing lane stops the others after their current read.
+template <typename Fn>
+void scanLanes(int nsFd, const std::vector<Filter>& lanes, const char* operation, const PolicyTimeouts& timeouts,
+               uint64_t nowNs, bool withAges, Fn&& fn) {
+  std::atomic<bool> failed{false};
+  runLanes(lanes.size(), [&](size_t i) {
+    const Filter& f = lanes[i];
+    const bool ages = withAges || f.needsAge();
+    DumpReader reader(nsFd, f.dumpFilter(), operation);
+    while (!failed.load() && reader.next([&](const Entry& e) {
+      const Ages a = ages ? estimateAges(e, timeouts, nowNs) : Ages{};
+      if (f.matches(e, a)) fn(i, e, a);
+    })) {
+    }
+  }, [&](size_t) { failed.store(true); });
 }
 
 }  // namespace ctpurge

@@ -1,9 +1,7 @@
 #include "summaryWorker.h"
 
 #include <algorithm>
-#include <atomic>
 
-#include "dumpReader.h"
 #include "jsConvert.h"
 #include "lanes.h"
 #include "tableSummary.h"
@@ -33,22 +31,14 @@ class SummaryWorker : public PromiseWorker {
     const size_t n = lanes_.size();
     std::vector<TableCounts> counts(n);
     std::vector<HeavyHitters> src(n, HeavyHitters(capacity_)), dst(n, HeavyHitters(capacity_));
-    std::atomic<bool> failed{false};
     // Pass 1: everything but exact talker counts.
-    runLanes(n, [&](size_t i) {
-      const Filter& f = lanes_[i];
-      DumpReader reader(ns_->fd.get(), f.dumpFilter(), "summary");
-      while (!failed.load() && reader.next([&](const Entry& e) {
-        const Ages ages = estimateAges(e, timeouts, now);
-        if (!f.matches(e, ages)) return;
-        counts[i].add(e, ages);
-        if (talkers_) {
-          src[i].add(keyOf(e.family, e.orig.src));
-          dst[i].add(keyOf(e.family, e.orig.dst));
-        }
-      })) {
+    scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, true, [&](size_t i, const Entry& e, const Ages& ages) {
+      counts[i].add(e, ages);
+      if (talkers_) {
+        src[i].add(keyOf(e.family, e.orig.src));
+        dst[i].add(keyOf(e.family, e.orig.dst));
       }
-    }, [&](size_t) { failed.store(true); });
+    });
     for (size_t i = 1; i < n; i++) counts[0].merge(counts[i]);
     counts_ = std::move(counts[0]);
     if (!talkers_) return;
@@ -70,17 +60,10 @@ class SummaryWorker : public PromiseWorker {
       dst[i].keysInto(dstExact_);
     }
     std::vector<ExactCounts> srcLane(n, srcExact_), dstLane(n, dstExact_);
-    runLanes(n, [&](size_t i) {
-      const Filter& f = lanes_[i];
-      DumpReader reader(ns_->fd.get(), f.dumpFilter(), "summary");
-      while (!failed.load() && reader.next([&](const Entry& e) {
-        const Ages ages = f.needsAge() ? estimateAges(e, timeouts, now) : Ages{};
-        if (!f.matches(e, ages)) return;
-        if (auto it = srcLane[i].find(keyOf(e.family, e.orig.src)); it != srcLane[i].end()) it->second++;
-        if (auto it = dstLane[i].find(keyOf(e.family, e.orig.dst)); it != dstLane[i].end()) it->second++;
-      })) {
-      }
-    }, [&](size_t) { failed.store(true); });
+    scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, false, [&](size_t i, const Entry& e, const Ages&) {
+      if (auto it = srcLane[i].find(keyOf(e.family, e.orig.src)); it != srcLane[i].end()) it->second++;
+      if (auto it = dstLane[i].find(keyOf(e.family, e.orig.dst)); it != dstLane[i].end()) it->second++;
+    });
     for (size_t i = 0; i < n; i++) {
       for (const auto& [k, v] : srcLane[i]) srcExact_[k] += v;
       for (const auto& [k, v] : dstLane[i]) dstExact_[k] += v;
