@@ -21,6 +21,7 @@
         "native/fileLock.cc",
         "native/purgeWorker.cc",
         "native/tableSummary.cc",
+        "native/talkerCounts.cc",
         "native/summaryWorker.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -1,8 +1,11 @@
-// Entries as NDJSON text, formatted here so `ctpurge list --json` of a million entries
-// does not build a million JS objects. Must print exactly what src/cli/format.ts jsonLine()
-// prints for the same entry (a test compares them).
+// Entries as text, formatted here so `ctpurge list` of a million entries does not build a
+// million JS objects: NDJSON, `conntrack -L` lines and the table. Each must print exactly what
+// src/cli/format.ts prints for the same entry (kernel tests compare them).
 #pragma once
+#include <array>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ctMessage.h"
 #include "policyTimeouts.h"
@@ -14,5 +17,43 @@ void appendNdjson(std::string& out, const Entry& e, const Ages& ages);
 // One line shaped like `conntrack -L` prints it, exactly as conntrackLine() in
 // src/cli/format.ts (delta-time against nowNs, wall clock).
 void appendConntrackLine(std::string& out, const Entry& e, uint64_t nowNs);
+
+// The rows of the `ctpurge list` table (tableRow() in src/cli/format.ts), cell by cell.
+constexpr size_t kTableColumns = 11;
+struct TableRows {
+  std::string text;            // the cells, back to back
+  std::vector<uint32_t> ends;  // where each cell ends in text, kTableColumns per row
+  void add(const Entry& e, const Ages& ages);
+  void append(const TableRows& o);
+  size_t rows() const { return ends.size() / kTableColumns; }
+  bool empty() const { return ends.empty(); }
+  void clear() {
+    text.clear();
+    ends.clear();
+  }
+};
+
+// TableWriter in src/cli/format.ts: columns two spaces apart, the header above the first rows,
+// widths that only grow, so a table written batch after batch stays aligned. The first
+// kHeadRows rows of all lanes are held and laid out together, so that a table of that size is
+// aligned as a whole, whichever lane's rows come first.
+class TableLayout {
+ public:
+  static constexpr size_t kHeadRows = 4096;
+  TableLayout();
+  void setLanes(size_t lanes) { lanesLeft_ = lanes; }
+  // Lays out rows (and empties it) at the end of out, or holds them with the head of the table.
+  // laneDone: the calling lane has no more rows. Returns the number of rows laid out.
+  size_t write(TableRows& rows, bool laneDone, std::string& out);
+
+ private:
+  void format(const TableRows& rows, std::string& out);
+
+  std::array<size_t, kTableColumns> widths_;
+  bool headerDone_ = false;
+  bool holding_ = true;
+  size_t lanesLeft_ = 1;
+  TableRows head_;
+};
 
 }  // namespace ctpurge

@@ -77,10 +77,13 @@ void PurgeLane::run(const Report& report) {
       if (shared_.dryRun) {
         if (shared_.wantEntries) appendRecord(pending_, e, ages);
         if (logging) {
-          if (shared_.logConntrackLines) appendConntrackLine(logBuf_, e, shared_.nowNs);
-          else appendNdjson(logBuf_, e, ages);
+          switch (shared_.logFormat) {
+            case LineFormat::Ndjson: appendNdjson(logBuf_, e, ages); break;
+            case LineFormat::Conntrack: appendConntrackLine(logBuf_, e, shared_.nowNs); break;
+            case LineFormat::Table: tableRows_.add(e, ages); break;
+          }
           logLines_++;
-          if (logBuf_.size() >= kMaxBatchBytes && !writeLog()) failed = stop = true;
+          if (logBuf_.size() + tableRows_.text.size() >= kMaxBatchBytes && !writeLog()) failed = stop = true;
         }
         return;
       }
@@ -101,7 +104,7 @@ void PurgeLane::run(const Report& report) {
     // Deletes go out after every dump buffer: an entry is deleted milliseconds after it
     // was read, while the dump carries on.
     if (!failed && !batch_.empty() && !sendBatch()) failed = stop = true;
-    if (!failed && shared_.dryRun && !logBuf_.empty() && !writeLog()) failed = stop = true;
+    if (!failed && logging && shared_.dryRun && !writeLog()) failed = stop = true;
     if (logging && shared_.logErrno.load() != 0) stop = true;
     if (shared_.cancelled()) {
       counts_.cancelled = true;
@@ -113,14 +116,25 @@ void PurgeLane::run(const Report& report) {
       lastReport = Clock::now();
     }
   }
+  // The table's head may still be held, waiting for this lane.
+  if (!failed && logging && shared_.dryRun) writeLog(true);
   report(counts_, std::move(pending_));
   pending_.clear();
 }
 
-bool PurgeLane::writeLog() {
-  if (logBuf_.empty()) return true;
+bool PurgeLane::writeLog(bool laneDone) {
+  const bool table = shared_.dryRun && shared_.logFormat == LineFormat::Table;
+  if (logBuf_.empty() && !(table && (laneDone || !tableRows_.empty()))) return true;
   std::lock_guard<std::mutex> g(shared_.logMutex);
   if (shared_.logErrno.load() != 0) return false;  // another lane's write failed: stop too
+  // The lines about to be written: the table's rows are laid out here, with the widths all
+  // lanes share (or held back with the table's head).
+  double lines = logLines_;
+  if (table) {
+    lines = static_cast<double>(shared_.table.write(tableRows_, laneDone, logBuf_));
+    logLines_ = 0;
+    if (logBuf_.empty()) return true;
+  }
   // A failed write is cut back to the last whole line, so the log stays valid NDJSON.
   struct stat st {};
   const bool regular = ::fstat(shared_.logFd, &st) == 0 && S_ISREG(st.st_mode);
@@ -148,7 +162,7 @@ bool PurgeLane::writeLog() {
     counts_.logErrno = err;
     return false;
   }
-  counts_.logged += logLines_;
+  counts_.logged += lines;
   logLines_ = 0;
   logBuf_.clear();
   return true;

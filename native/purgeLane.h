@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "filter.h"
+#include "ndjson.h"
 #include "netlinkSocket.h"
 #include "policyTimeouts.h"
 
@@ -26,6 +27,8 @@ struct PurgeCounts {
   void add(const PurgeCounts& o);
 };
 
+enum class LineFormat { Ndjson, Conntrack, Table };
+
 // What all lanes of one purge share.
 struct PurgeShared {
   int nsFd = -1;
@@ -40,8 +43,10 @@ struct PurgeShared {
   // Write-ahead audit log: the NDJSON lines of a batch are written to logFd before the batch is
   // sent. Once a write fails, no lane sends another delete.
   int logFd = -1;
-  bool logConntrackLines = false;  // lines as conntrack -L prints them instead of NDJSON (list export)
+  // A dry run's lines (the list export): NDJSON, as conntrack -L prints them, or the table.
+  LineFormat logFormat = LineFormat::Ndjson;
   std::mutex logMutex;
+  TableLayout table;  // the table's column widths, shared by the lanes (under logMutex)
   std::atomic<int> logErrno{0};
 
   bool cancelled() const { return abort.load() || (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0); }
@@ -58,7 +63,9 @@ class PurgeLane {
 
  private:
   bool sendBatch();   // false: the audit log failed, the batch was dropped unsent
-  bool writeLog();    // writes logBuf_ whole, or records the failure and returns false
+  // Writes logBuf_ (and the table rows) whole, or records the failure and returns false.
+  // laneDone: this lane has no more lines (the table's held head may be due).
+  bool writeLog(bool laneDone = false);
 
   Filter filter_;
   PurgeShared& shared_;
@@ -73,6 +80,7 @@ class PurgeLane {
   std::vector<uint32_t> vanishedSeqs_;
   std::vector<char> replyBuf_;
   std::string logBuf_;      // audit lines of the entries in batch_ (or, in a dry run, matched)
+  TableRows tableRows_;     // a dry run's table rows, laid out when written (widths are shared)
   double logLines_ = 0;
 };
 

@@ -17,7 +17,7 @@ struct PurgeOptions {
   double limit = -1;  // < 0: no limit
   bool wantEntries = false;
   int logFd = -1;  // write-ahead audit log
-  bool logConntrackLines = false;
+  LineFormat logFormat = LineFormat::Ndjson;
   const int32_t* cancel = nullptr;
 };
 
@@ -115,7 +115,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.limit = opts_.limit;
     shared_.wantEntries = opts_.wantEntries;
     shared_.logFd = opts_.logFd;
-    shared_.logConntrackLines = opts_.logConntrackLines;
+    shared_.logFormat = opts_.logFormat;
+    shared_.table.setLanes(laneFilters_.size());
     shared_.cancel = opts_.cancel;
     inNetns(shared_.nsFd, [&] { shared_.timeouts = PolicyTimeouts::readFromProc(); });
     shared_.nowNs = realtimeNowNs();
@@ -197,7 +198,8 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   Napi::Value logFd = ownGet(o, "logFd");
   opts.logFd = logFd.IsNumber() ? logFd.As<Napi::Number>().Int32Value() : -1;
   Napi::Value logFormat = ownGet(o, "logFormat");
-  opts.logConntrackLines = logFormat.IsString() && logFormat.As<Napi::String>().Utf8Value() == "conntrack";
+  const std::string format = logFormat.IsString() ? logFormat.As<Napi::String>().Utf8Value() : "ndjson";
+  opts.logFormat = format == "conntrack" ? LineFormat::Conntrack : format == "table" ? LineFormat::Table : LineFormat::Ndjson;
   Napi::Value cancel = ownGet(o, "cancel");
   if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
     opts.cancel = cancel.As<Napi::Int32Array>().Data();

@@ -1,15 +1,18 @@
 #include "summaryWorker.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "jsConvert.h"
 #include "lanes.h"
 #include "tableSummary.h"
+#include "talkerCounts.h"
 
 namespace ctpurge {
 namespace {
 
 using ExactCounts = std::unordered_map<AddressKey, double, AddressKeyHash>;
+using Ranking = std::vector<std::pair<AddressKey, double>>;
 
 AddressKey keyOf(uint8_t family, const uint8_t* addr) {
   AddressKey k;
@@ -18,10 +21,51 @@ AddressKey keyOf(uint8_t family, const uint8_t* addr) {
   return k;
 }
 
+// The `top` largest counts seen, ties by family and address bytes, kept in a heap whose front
+// is the one to drop next.
+class TopN {
+ public:
+  explicit TopN(size_t top) : top_(top) {}
+  void offer(const AddressKey& k, double count) {
+    if (heap_.size() < top_) {
+      heap_.emplace_back(k, count);
+      std::push_heap(heap_.begin(), heap_.end(), ahead);
+    } else if (top_ > 0 && ahead({k, count}, heap_.front())) {
+      std::pop_heap(heap_.begin(), heap_.end(), ahead);
+      heap_.back() = {k, count};
+      std::push_heap(heap_.begin(), heap_.end(), ahead);
+    }
+  }
+  Ranking take() {
+    std::sort_heap(heap_.begin(), heap_.end(), ahead);
+    return std::move(heap_);
+  }
+
+ private:
+  static bool ahead(const std::pair<AddressKey, double>& a, const std::pair<AddressKey, double>& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  }
+  size_t top_;
+  Ranking heap_;
+};
+
+// One side's talkers (sources or destinations), counted per lane.
+struct Side {
+  std::vector<TalkerCounts> lanes;
+  ExactCounts candidates;  // when a lane fell back: the addresses pass 2 counts
+  bool exact() const {
+    return std::all_of(lanes.begin(), lanes.end(), [](const TalkerCounts& t) { return t.exact(); });
+  }
+};
+
 class SummaryWorker : public PromiseWorker {
  public:
-  SummaryWorker(Napi::Env env, NamespacePtr ns, std::vector<Filter> lanes, bool talkers, size_t capacity)
-      : PromiseWorker(env, "ctpurge:summary"), ns_(std::move(ns)), lanes_(std::move(lanes)), talkers_(talkers), capacity_(capacity) {}
+  struct Options {
+    bool talkers;
+    size_t capacity, top, memory;
+  };
+  SummaryWorker(Napi::Env env, NamespacePtr ns, std::vector<Filter> lanes, Options o)
+      : PromiseWorker(env, "ctpurge:summary"), ns_(std::move(ns)), lanes_(std::move(lanes)), o_(o) {}
 
  protected:
   void Run() override {
@@ -30,44 +74,81 @@ class SummaryWorker : public PromiseWorker {
     const uint64_t now = realtimeNowNs();
     const size_t n = lanes_.size();
     std::vector<TableCounts> counts(n);
-    std::vector<HeavyHitters> src(n, HeavyHitters(capacity_)), dst(n, HeavyHitters(capacity_));
-    // Pass 1: everything but exact talker counts.
+    MemoryBudget budget(o_.memory);
+    Side src, dst;
+    for (size_t i = 0; i < n && o_.talkers; i++) {
+      src.lanes.emplace_back(o_.capacity, budget);
+      dst.lanes.emplace_back(o_.capacity, budget);
+    }
+    // Pass 1: everything, talkers exactly while their counts fit in the budget.
     scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, true, [&](size_t i, const Entry& e, const Ages& ages) {
       counts[i].add(e, ages);
-      if (talkers_) {
-        src[i].add(keyOf(e.family, e.orig.src));
-        dst[i].add(keyOf(e.family, e.orig.dst));
+      if (o_.talkers) {
+        src.lanes[i].add(e.family, e.orig.src);
+        dst.lanes[i].add(e.family, e.orig.dst);
       }
     });
     for (size_t i = 1; i < n; i++) counts[0].merge(counts[i]);
     counts_ = std::move(counts[0]);
-    if (!talkers_) return;
-    // No more distinct addresses than counters: the counts held are exact, one pass is enough.
-    bool exact = true;
-    for (size_t i = 0; i < n; i++) exact = exact && src[i].exact() && dst[i].exact();
-    if (exact) {
-      for (size_t i = 0; i < n; i++) {
-        src[i].countsInto(srcExact_);
-        dst[i].countsInto(dstExact_);
+    if (!o_.talkers) return;
+    const bool srcExact = src.exact(), dstExact = dst.exact();
+    if (!srcExact || !dstExact) {
+      exactAbove_ = std::floor(counts_.total / static_cast<double>(o_.capacity));
+      secondPass(timeouts, now, srcExact ? nullptr : &src, dstExact ? nullptr : &dst);
+    }
+    sources_ = srcExact ? exactTop(src) : candidateTop(src);
+    destinations_ = dstExact ? exactTop(dst) : candidateTop(dst);
+  }
+
+  // Every address seen more than N/capacity times in a lane is among that lane's heavy
+  // hitters, so the union holds every address above N/capacity overall. Pass 2 counts exactly
+  // those (the table may have changed in between: these are the counts of pass 2).
+  void secondPass(const PolicyTimeouts& timeouts, uint64_t now, Side* src, Side* dst) {
+    const size_t n = lanes_.size();
+    for (Side* side : {src, dst}) {
+      if (!side) continue;
+      for (TalkerCounts& t : side->lanes) {
+        t.fallBack();
+        t.keysInto(side->candidates);
       }
-      return;
     }
-    // Every address seen more than N/capacity times in a lane is held by that lane's
-    // counters, so the union holds every address above N/capacity overall. Pass 2 counts
-    // exactly those (the table may have changed in between: these are the counts of pass 2).
-    for (size_t i = 0; i < n; i++) {
-      src[i].keysInto(srcExact_);
-      dst[i].keysInto(dstExact_);
-    }
-    std::vector<ExactCounts> srcLane(n, srcExact_), dstLane(n, dstExact_);
+    std::vector<ExactCounts> srcLane(n, src ? src->candidates : ExactCounts{}), dstLane(n, dst ? dst->candidates : ExactCounts{});
     scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, false, [&](size_t i, const Entry& e, const Ages&) {
-      if (auto it = srcLane[i].find(keyOf(e.family, e.orig.src)); it != srcLane[i].end()) it->second++;
-      if (auto it = dstLane[i].find(keyOf(e.family, e.orig.dst)); it != dstLane[i].end()) it->second++;
+      if (src) {
+        if (auto it = srcLane[i].find(keyOf(e.family, e.orig.src)); it != srcLane[i].end()) it->second++;
+      }
+      if (dst) {
+        if (auto it = dstLane[i].find(keyOf(e.family, e.orig.dst)); it != dstLane[i].end()) it->second++;
+      }
     });
     for (size_t i = 0; i < n; i++) {
-      for (const auto& [k, v] : srcLane[i]) srcExact_[k] += v;
-      for (const auto& [k, v] : dstLane[i]) dstExact_[k] += v;
+      if (src) for (const auto& [k, v] : srcLane[i]) src->candidates[k] += v;
+      if (dst) for (const auto& [k, v] : dstLane[i]) dst->candidates[k] += v;
     }
+  }
+
+  // An address can be in several lanes (lanes split by reply status): its count is the sum,
+  // taken where it is first seen.
+  Ranking exactTop(const Side& side) const {
+    TopN top(o_.top);
+    const auto& lanes = side.lanes;
+    for (size_t i = 0; i < lanes.size(); i++) {
+      lanes[i].forEach([&](const AddressKey& k, uint32_t count) {
+        for (size_t j = 0; j < i; j++) {
+          if (lanes[j].find(k)) return;
+        }
+        double total = count;
+        for (size_t j = i + 1; j < lanes.size(); j++) total += lanes[j].find(k);
+        top.offer(k, total);
+      });
+    }
+    return top.take();
+  }
+
+  Ranking candidateTop(const Side& side) const {
+    TopN top(o_.top);
+    for (const auto& [k, v] : side.candidates) top.offer(k, v);
+    return top.take();
   }
 
   Napi::Value Resolve(Napi::Env env) override {
@@ -106,9 +187,9 @@ class SummaryWorker : public PromiseWorker {
       classes.insert(classes.end(), h.begin(), h.end());
     }
     o.Set("classes", doubles(env, classes.data(), classes.size()));
-    o.Set("sources", talkers(env, srcExact_));
-    o.Set("destinations", talkers(env, dstExact_));
-    o.Set("capacity", static_cast<double>(capacity_));
+    o.Set("sources", talkers(env, sources_));
+    o.Set("destinations", talkers(env, destinations_));
+    o.Set("exactAbove", exactAbove_);
     return o;
   }
 
@@ -119,11 +200,9 @@ class SummaryWorker : public PromiseWorker {
     return a;
   }
 
-  // { families: Uint8Array, addrs: Uint8Array (16 per key), counts: Float64Array }, every
-  // candidate with its exact count, largest first, ties by family and address bytes.
-  static Napi::Object talkers(Napi::Env env, const ExactCounts& m) {
-    std::vector<std::pair<AddressKey, double>> v(m.begin(), m.end());
-    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  // { families: Uint8Array, addrs: Uint8Array (16 per key), counts: Float64Array }, the top
+  // addresses with their exact counts, largest first, ties by family and address bytes.
+  static Napi::Object talkers(Napi::Env env, const Ranking& v) {
     Napi::Uint8Array families = Napi::Uint8Array::New(env, v.size());
     Napi::Uint8Array addrs = Napi::Uint8Array::New(env, v.size() * 16);
     Napi::Float64Array counts = Napi::Float64Array::New(env, v.size());
@@ -141,10 +220,10 @@ class SummaryWorker : public PromiseWorker {
 
   NamespacePtr ns_;
   std::vector<Filter> lanes_;
-  bool talkers_;
-  size_t capacity_;
+  Options o_;
   TableCounts counts_;
-  ExactCounts srcExact_, dstExact_;
+  Ranking sources_, destinations_;
+  double exactAbove_ = 0;
 };
 
 }  // namespace
@@ -153,10 +232,19 @@ Napi::Value startSummary(const Napi::CallbackInfo& info, NamespacePtr ns) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "ctpurge: summary(lanes, options)");
   Napi::Object opts = info[1].As<Napi::Object>();
-  const bool talkers = ownGet(opts, "talkers").ToBoolean().Value();
-  Napi::Value cap = ownGet(opts, "capacity");
-  const size_t capacity = cap.IsNumber() ? std::clamp<size_t>(cap.As<Napi::Number>().Uint32Value(), 16, 1u << 20) : 16384;
-  auto* w = new SummaryWorker(env, std::move(ns), lanesFromJs(info[0]), talkers, capacity);
+  auto number = [&](const char* key, size_t fallback, size_t lo, size_t hi) {
+    Napi::Value v = ownGet(opts, key);
+    return v.IsNumber() ? static_cast<size_t>(std::clamp<double>(v.As<Napi::Number>().DoubleValue(), lo, hi)) : fallback;
+  };
+  SummaryWorker::Options o{
+      ownGet(opts, "talkers").ToBoolean().Value(),
+      number("capacity", 16384, 16, 1u << 20),
+      number("top", 10, 1, 1000),
+      // 64 MB of exact counts: one pass for a few million distinct IPv4 addresses, or
+      // about 1.5 million IPv6 ones.
+      number("memory", 64u << 20, 0, size_t{1} << 40),
+  };
+  auto* w = new SummaryWorker(env, std::move(ns), lanesFromJs(info[0]), o);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

@@ -60,6 +60,25 @@ void HeavyHitters::siftUp(uint32_t pos) {
   put(pos, moving);
 }
 
+void HeavyHitters::hold(const AddressKey& k, double count) {
+  const uint32_t idx = static_cast<uint32_t>(counters_.size());
+  counters_.push_back({k, count, static_cast<uint32_t>(heap_.size())});
+  heap_.push_back(idx);
+  where_.emplace(k, idx);
+  siftUp(counters_[idx].pos);
+}
+
+void HeavyHitters::replaceSmallest(const AddressKey& k, double count) {
+  replaced_ = true;
+  const uint32_t idx = heap_[0];
+  Counter& c = counters_[idx];
+  where_.erase(c.key);
+  c.key = k;
+  c.count = count;
+  where_.emplace(k, idx);
+  siftDown(0);
+}
+
 void HeavyHitters::add(const AddressKey& k) {
   auto it = where_.find(k);
   if (it != where_.end()) {
@@ -68,23 +87,15 @@ void HeavyHitters::add(const AddressKey& k) {
     siftDown(c.pos);  // a count only grows: it can only move away from the root
     return;
   }
-  if (counters_.size() < capacity_) {
-    const uint32_t idx = static_cast<uint32_t>(counters_.size());
-    counters_.push_back({k, 1, static_cast<uint32_t>(heap_.size())});
-    heap_.push_back(idx);
-    where_.emplace(k, idx);
-    siftUp(counters_[idx].pos);
-    return;
-  }
-  // Full: the new key takes the smallest counter, one more than it held.
-  replaced_ = true;
-  const uint32_t idx = heap_[0];
-  Counter& c = counters_[idx];
-  where_.erase(c.key);
-  c.key = k;
-  c.count += 1;
-  where_.emplace(k, idx);
-  siftDown(0);
+  // A new key: a free counter, or else the smallest one, with one more than it held.
+  if (counters_.size() < capacity_) hold(k, 1);
+  else replaceSmallest(k, counters_[heap_[0]].count + 1);
+}
+
+void HeavyHitters::seed(const AddressKey& k, double count) {
+  if (counters_.size() < capacity_) return hold(k, count);
+  replaced_ = true;  // one of the two is dropped
+  if (counters_[heap_[0]].count < count) replaceSmallest(k, count);
 }
 
 void HeavyHitters::keysInto(std::unordered_map<AddressKey, double, AddressKeyHash>& out) const {

@@ -33,6 +33,9 @@ class HeavyHitters {
  public:
   explicit HeavyHitters(size_t capacity) : capacity_(capacity) { where_.reserve(capacity * 2); }
   void add(const AddressKey& k);
+  // Holds k with a count already known (its error is the smallest count dropped so far, at
+  // most the smallest held): when full, it replaces the smallest counter if it is larger.
+  void seed(const AddressKey& k, double count);
   void keysInto(std::unordered_map<AddressKey, double, AddressKeyHash>& out) const;
   // Adds the counts held to out: exact when nothing was ever replaced (exact()).
   void countsInto(std::unordered_map<AddressKey, double, AddressKeyHash>& out) const;
@@ -47,6 +50,8 @@ class HeavyHitters {
   void siftDown(uint32_t pos);
   void siftUp(uint32_t pos);
   void put(uint32_t pos, uint32_t counter);
+  void hold(const AddressKey& k, double count);
+  void replaceSmallest(const AddressKey& k, double count);
 
   size_t capacity_;
   bool replaced_ = false;

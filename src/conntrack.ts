@@ -39,6 +39,18 @@ export interface ListOptions {
   chunkSize?: number;
 }
 
+export interface ExportOptions {
+  /**
+   * 'ndjson' (the listNdjson format, default), 'conntrack' (`conntrack -L` lines) or 'table'
+   * (the `ctpurge list` table: a header, then aligned columns; nothing when nothing matches).
+   */
+  format?: 'ndjson' | 'conntrack' | 'table';
+  /** Stop after this many lines. */
+  limit?: number;
+  /** Stops the export after the lines in flight. */
+  signal?: AbortSignal;
+}
+
 export type CpuStats = NativeCpuStats;
 
 export interface ConntrackStats {
@@ -114,6 +126,12 @@ export interface ConntrackSettings {
   accounting: boolean | null;
   tcpLoose: boolean | null;
   buckets: number | null;
+}
+
+/** A purge's or an export's `limit`: an integer, 0 or more. */
+function checkLimit(limit: unknown): asserts limit is number {
+  if (typeof limit !== 'number' || !Number.isInteger(limit)) throw new TypeError(`limit: expected an integer, got ${typeName(limit)}`);
+  if (limit < 0 || limit > Number.MAX_SAFE_INTEGER) throw new RangeError(`limit: must be 0 or more`);
 }
 
 const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd'];
@@ -215,18 +233,20 @@ export class Conntrack {
 
   /**
    * Writes the matching entries to an open file descriptor, one line each: NDJSON (the
-   * listNdjson format) or, with format 'conntrack', lines like `conntrack -L` prints. They are
+   * listNdjson format), lines like `conntrack -L` prints (format 'conntrack'), or the rows of
+   * the `ctpurge list` table under its header (format 'table'). They are
    * formatted and written by the dump threads: no chunk crosses into JavaScript, so memory
    * stays flat however large the table (`ctpurge list --json` and `-o conntrack` use it). A
-   * pipe that is not drained makes the dump wait. `signal` stops it after the lines in flight.
-   * Resolves with the number of lines written;
+   * pipe that is not drained makes the dump wait. `limit` stops it after that many lines, and
+   * `signal` after the lines in flight. Resolves with the number of lines written;
    * a failed write (EPIPE when the reader went away, ENOSPC, ...) rejects with a
    * ConntrackError (operation 'write') whose `partial` is that number.
    */
-  async exportTo(fd: number, query: Query = {}, options: { format?: 'ndjson' | 'conntrack'; signal?: AbortSignal } = {}): Promise<number> {
+  async exportTo(fd: number, query: Query = {}, options: ExportOptions = {}): Promise<number> {
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new TypeError(`fd: expected an open file descriptor, got ${typeName(fd)}`);
-    const { format = 'ndjson', signal } = ownOptions<{ format?: unknown; signal?: unknown }>(options, 'export options', ['format', 'signal']);
-    if (format !== 'ndjson' && format !== 'conntrack') throw new TypeError(`format: expected 'ndjson' or 'conntrack', got ${typeName(format)}`);
+    const { format = 'ndjson', signal, limit } = ownOptions<{ format?: unknown; signal?: unknown; limit?: unknown }>(options, 'export options', ['format', 'signal', 'limit']);
+    if (limit !== undefined) checkLimit(limit);
+    if (format !== 'ndjson' && format !== 'conntrack' && format !== 'table') throw new TypeError(`format: expected 'ndjson', 'conntrack' or 'table', got ${typeName(format)}`);
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`signal: expected an AbortSignal, got ${typeName(signal)}`);
     const compiled = compileQuery(query, this.kernel);
     // An abort stops the export after the lines in flight (the lanes look between dump reads).
@@ -236,7 +256,7 @@ export class Conntrack {
     signal?.addEventListener('abort', onAbort, { once: true });
     // The purge's dry-run path with its write-ahead writer: it matches, formats and writes on
     // the lanes' threads, and never deletes (a dry run never flushes, never sends a delete).
-    const counts = await this.#call((h) => h.purge(compiled.filter, laneFilters(compiled.filter, this.lanes), { dryRun: true, wantEntries: false, logFd: fd, logFormat: format, cancel }, () => undefined)).finally(() =>
+    const counts = await this.#call((h) => h.purge(compiled.filter, laneFilters(compiled.filter, this.lanes), { dryRun: true, wantEntries: false, logFd: fd, logFormat: format, cancel, ...(limit === undefined ? {} : { limit }) }, () => undefined)).finally(() =>
       signal?.removeEventListener('abort', onAbort),
     );
     // A writer waiting on a full pipe gives up with EAGAIN when the export is aborted: that is the abort, not a failure.
@@ -346,7 +366,7 @@ export class Conntrack {
     const top = given === undefined ? 10 : integerField(given, 'top', 1, 1000);
     const withTalkers = talkers === undefined ? true : booleanField(talkers, 'talkers');
     const compiled = compileQuery(query, this.kernel);
-    const n = await this.#call((h) => h.summary(laneFilters(compiled.filter, this.lanes), { talkers: withTalkers }));
+    const n = await this.#call((h) => h.summary(laneFilters(compiled.filter, this.lanes), { talkers: withTalkers, top }));
     return tableSummary(n, top, withTalkers);
   }
 
@@ -380,10 +400,7 @@ export class Conntrack {
       throw new TypeError(`logFd: expected an open file descriptor, got ${typeName(logFd)}`);
     }
     if (typeof dryRun !== 'boolean') throw new TypeError(`dryRun: expected true or false, got ${typeName(dryRun)}`);
-    if (limit !== undefined) {
-      if (typeof limit !== 'number' || !Number.isInteger(limit)) throw new TypeError(`limit: expected an integer, got ${typeName(limit)}`);
-      if (limit < 0 || limit > Number.MAX_SAFE_INTEGER) throw new RangeError(`limit: must be 0 or more`);
-    }
+    if (limit !== undefined) checkLimit(limit);
     if (onDeleted !== undefined && typeof onDeleted !== 'function') throw new TypeError(`onDeleted: expected a function, got ${typeName(onDeleted)}`);
     if (onProgress !== undefined && typeof onProgress !== 'function') throw new TypeError(`onProgress: expected a function, got ${typeName(onProgress)}`);
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`signal: expected an AbortSignal, got ${typeName(signal)}`);

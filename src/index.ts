@@ -1,6 +1,7 @@
 export { Conntrack } from './conntrack.js';
 export type {
   OpenOptions,
+  ExportOptions,
   ListOptions,
   ConntrackStats,
   CpuStats,

@@ -104,7 +104,7 @@ export interface NativePurgeOptions {
   /** Write-ahead audit log: each batch's NDJSON lines are written here before it is deleted. */
   logFd?: number;
   /** What logFd gets: NDJSON (default) or lines like conntrack -L (list exports, dry run only). */
-  logFormat?: 'ndjson' | 'conntrack';
+  logFormat?: 'ndjson' | 'conntrack' | 'table';
   cancel?: Int32Array;
 }
 
@@ -145,6 +145,13 @@ export interface NativeTalkers {
   counts: Float64Array;
 }
 
+export interface NativeSummaryOptions {
+  talkers: boolean;
+  top?: number;
+  capacity?: number;
+  memory?: number;
+}
+
 /** One summary pass (native/summaryWorker.cc). */
 export interface NativeSummary {
   total: number;
@@ -168,14 +175,18 @@ export interface NativeSummary {
   classes: Float64Array;
   sources: NativeTalkers;
   destinations: NativeTalkers;
-  /** Heavy-hitter counters per lane. */
-  capacity: number;
+  /** 0 when every address was counted in one pass; else total / heavy-hitter counters per lane. */
+  exactAbove: number;
 }
 
 export interface NativeHandle {
   stats(): Promise<NativeStats>;
-  /** The table summary over the lanes; talkers: heavy hitters, then exact counts in a second pass. */
-  summary(lanes: NativeFilter[], options: { talkers: boolean; capacity?: number }): Promise<NativeSummary>;
+  /**
+   * The table summary over the lanes. Talkers (the `top` largest, 10 by default) are counted
+   * exactly in `memory` bytes (64 MiB); past it, heavy hitters (`capacity` counters per lane,
+   * 16,384) and a second pass that counts them exactly.
+   */
+  summary(lanes: NativeFilter[], options: NativeSummaryOptions): Promise<NativeSummary>;
   /** Counts over the lanes (see laneFilters), dumped in parallel. */
   count(lanes: NativeFilter[]): Promise<number>;
   get(spec: NativeEntrySpec): Promise<ArrayBuffer | null>;

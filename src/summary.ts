@@ -37,9 +37,10 @@ export interface TableSummary {
   /** How many entries a few typical purges would remove from the entries summarised. */
   candidates: Candidate[];
   /**
-   * Every address with more entries than this is in topSources/topDestinations when it ranks
-   * there, with its exact count (the heavy-hitter bound, total / 16,384). Below it, ties and
-   * near-ties among a very large number of small talkers may be left out.
+   * 0 when every address was counted exactly (up to about 64 MiB of counts: millions of
+   * distinct IPv4 addresses). On larger tables, every address with more entries than this
+   * (the heavy-hitter bound, total / 16,384) is in topSources/topDestinations when it ranks
+   * there, with its exact count; below it, near-ties among many small talkers may be left out.
    */
   talkersExactAbove: number;
 }
@@ -158,6 +159,6 @@ export function tableSummary(n: NativeSummary, top: number, withTalkers: boolean
     byAge: buckets(n.age),
     distributions: distributions(n.classes),
     candidates: CANDIDATES.map((c, i) => ({ args: c.args, query: { ...c.query }, matched: n.candidates[i] ?? 0 })),
-    talkersExactAbove: Math.floor(n.total / n.capacity),
+    talkersExactAbove: n.exactAbove,
   };
 }

@@ -17,6 +17,10 @@ function flags(e: Entry): string {
 
 export const TABLE_HEADER = ['PROTO', 'STATE', 'ORIGINAL', '', 'FLAGS', 'TIMEOUT', 'IDLE', 'AGE', 'AGE FROM', 'ZONE', 'MARK'];
 
+/**
+ * One row of the `ctpurge list` table. The CLI's table is written by native/ndjson.cc
+ * (TableRows, TableLayout); this is the reference a kernel test holds it to.
+ */
 export function tableRow(e: Entry): string[] {
   const v6 = e.family === 'ipv6';
   return [

@@ -27,6 +27,12 @@ export class Output {
     if (this.#failure) throw this.#failure;
     if (this.#broken) throw new PipeClosed();
   }
+  /** The descriptor under the stream, for output the native threads write (list). */
+  get fd(): number {
+    const fd = (this.stream as { fd?: unknown }).fd;
+    if (typeof fd !== 'number') throw new Error('this output stream has no file descriptor');
+    return fd;
+  }
   async write(text: string | Buffer): Promise<void> {
     this.#check();
     if (text.length === 0) return;

@@ -71,6 +71,11 @@ describeKernel('the ctpurge binary', () => {
     const entries = json.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(entries).toHaveLength(N / 2);
     expect(entries.every((e) => e.family === 'ipv6')).toBe(true);
+    // --limit in the formats written by the dump threads: exactly N lines, and the count on stderr.
+    const limited = ctpurge(['list', '--netns', ns.name, '-o', 'conntrack', '--limit', '7']);
+    expect(limited.stdout.trim().split('\n')).toHaveLength(7);
+    expect(limited.stderr).toContain('7 entries shown');
+    expect(ctpurge(['list', '--netns', ns.name, '--json', '--family', 'ipv6', '--limit', '4']).stdout.trim().split('\n').map((l) => JSON.parse(l).family)).toEqual(['ipv6', 'ipv6', 'ipv6', 'ipv6']);
   });
 
   it('stats and doctor describe the table without changing it', () => {

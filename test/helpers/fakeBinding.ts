@@ -4,13 +4,13 @@
  * can be slowed down to test what happens while they run.
  */
 import { RECORD_SIZE } from '../../src/entry.js';
-import type { NativeBinding, NativeCursor, NativeEventCursor, NativeFilter, NativeHandle, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary } from '../../src/native.js';
+import type { NativeBinding, NativeCursor, NativeEventCursor, NativeFilter, NativeHandle, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary, NativeSummaryOptions } from '../../src/native.js';
 
 export interface FakeCalls {
   purge: { filter: NativeFilter; lanes: NativeFilter[]; options: NativePurgeOptions }[];
   count: NativeFilter[][];
   dump: NativeFilter[];
-  summary: { lanes: NativeFilter[]; options: { talkers: boolean; capacity?: number } }[];
+  summary: { lanes: NativeFilter[]; options: NativeSummaryOptions }[];
   closed: number;
 }
 
@@ -32,7 +32,7 @@ export function emptySummary(): NativeSummary {
     total: 0, unreplied: 0, protocols: new Float64Array(256),
     states: { tcp: new Float64Array(32), sctp: new Float64Array(32), dccp: new Float64Array(32) },
     ipv4: 0, ipv6: 0, ageSources: new Float64Array(3), idle: new Float64Array(8), age: new Float64Array(8),
-    candidates: new Float64Array(3), dports: new Float64Array(0), classes: new Float64Array(0), sources: talkers, destinations: talkers, capacity: 16384,
+    candidates: new Float64Array(3), dports: new Float64Array(0), classes: new Float64Array(0), sources: talkers, destinations: talkers, exactAbove: 0,
   };
 }
 

@@ -1,13 +1,11 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN } from '../helpers/cli.js';
 import { Conntrack, RECORD_SIZE } from '../../src/index.js';
 import { describeKernel, raiseConntrackMax, TestNetns } from '../helpers/kernel.js';
 import { mixedTable, seedLine } from '../helpers/seed.js';
-import { key } from '../helpers/expect.js';
+import { columnStarts, exportLines, key } from '../helpers/expect.js';
 
 const N = 200_000;
 
@@ -61,23 +59,47 @@ describeKernel(`streaming a ${N.toLocaleString('en-US')}-entry table`, () => {
   });
 
   it('exportTo writes from the dump threads: the same lines as listNdjson', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-export-'));
+    const query = { protocol: 'tcp', unreplied: false } as const;
+    const { n, lines: written } = await exportLines(ct, query);
+    expect(written).toHaveLength(n);
+    expect(n).toBe(await ct.count(query));
+    const viaJs: string[] = [];
+    for await (const b of ct.listNdjson(query)) viaJs.push(...b.toString('utf8').trimEnd().split('\n'));
+    const strip = (l: string) => l.replace(/"timeout":\d+,/, '').replace(/"age":[\d.]+,/, '').replace(/"idle":[\d.]+,/, '');
+    expect(written.map(strip).sort()).toEqual(viaJs.map(strip).sort());
+    // limit: exactly that many lines, each one of the selection's, over both lanes.
+    const all = new Set(written.map(strip));
+    for (const limit of [0, 1, 777]) {
+      const { n: m, lines } = await exportLines(ct, query, { limit });
+      expect([m, lines.length]).toEqual([limit, limit]);
+      expect(lines.every((l) => all.has(strip(l)))).toBe(true);
+    }
+    await expect(ct.exportTo(1, {}, { limit: -1 })).rejects.toThrow(/limit: must be 0 or more/);
+    await expect(ct.exportTo(-1)).rejects.toThrow(/fd: expected an open file descriptor/);
+    await expect(ct.exportTo(1, {}, { format: 'xml' as never })).rejects.toThrow(/format: expected 'ndjson', 'conntrack' or 'table'/);
+  });
+
+  it('the table over two lanes: the first 4,096 rows aligned as a whole, columns only move right after', async () => {
+    const two = await Conntrack.open({ netns: ns.name, lanes: 2 });
     try {
-      const file = path.join(dir, 'tcp.ndjson');
-      const fd = openSync(file, 'w', 0o600);
-      const n = await ct.exportTo(fd, { protocol: 'tcp', unreplied: false });
-      closeSync(fd);
-      const written = readFileSync(file, 'utf8').trimEnd().split('\n');
-      expect(written).toHaveLength(n);
-      expect(n).toBe(await ct.count({ protocol: 'tcp', unreplied: false }));
-      const viaJs: string[] = [];
-      for await (const b of ct.listNdjson({ protocol: 'tcp', unreplied: false })) viaJs.push(...b.toString('utf8').trimEnd().split('\n'));
-      const strip = (l: string) => l.replace(/"timeout":\d+,/, '').replace(/"age":[\d.]+,/, '').replace(/"idle":[\d.]+,/, '');
-      expect(written.map(strip).sort()).toEqual(viaJs.map(strip).sort());
-      await expect(ct.exportTo(-1)).rejects.toThrow(/fd: expected an open file descriptor/);
-      await expect(ct.exportTo(1, {}, { format: 'xml' as never })).rejects.toThrow(/format: expected 'ndjson' or 'conntrack'/);
+      const { n, lines } = await exportLines(two, {}, { format: 'table' });
+      expect([n, lines.length]).toEqual([N, N + 1]);
+      // Both families in the head: IPv6 rows set the address columns' widths for IPv4 ones too.
+      const head = lines.slice(1, 4097);
+      expect(head.some((l) => l.includes('['))).toBe(true);
+      expect(head.some((l) => /^\S+\s+\S+\s+\d+\.\d+\.\d+\.\d+/.test(l))).toBe(true);
+      const header = columnStarts(lines[0] as string, true);
+      expect(head.filter((l) => columnStarts(l).join() !== header.join())).toEqual([]);
+      let previous = header;
+      const movedLeft: string[] = [];
+      for (const l of lines.slice(4097)) {
+        const starts = columnStarts(l);
+        if (starts.length !== header.length || starts.some((x, i) => x < (previous[i] as number))) movedLeft.push(l);
+        previous = starts;
+      }
+      expect(movedLeft).toEqual([]);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      await two.close();
     }
   });
 

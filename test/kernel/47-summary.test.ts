@@ -1,9 +1,13 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack } from '../../src/index.js';
+import { loadNative, type NativeSummary } from '../../src/native.js';
+import { compileQuery, laneFilters } from '../../src/query.js';
+import { tableSummary } from '../../src/summary.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 
-// Top talkers in bounded memory (heavy hitters, then an exact count of the candidates): ten
-// sources own 1% of the table each, among 90,000 sources seen once, spread through the table.
+// Top talkers, exactly: ten sources own 1% of the table each, among 90,000 sources seen once,
+// spread through the table. Counted in one pass when the counts fit in the summary's memory
+// budget, and with heavy hitters then an exact count of the candidates when they do not.
 const N = 100_000;
 
 describeKernel('summary: the top talkers among 100k sources, exactly', () => {
@@ -25,9 +29,7 @@ describeKernel('summary: the top talkers among 100k sources, exactly', () => {
     ns?.destroy();
   });
 
-  it('reports the ten 1% sources with their exact counts, first, and the breakdowns add up', async () => {
-    expect(ns.conntrackCount()).toBe(N);
-    const s = await ct.summary({}, { top: 12 });
+  function expectTalkers(s: ReturnType<typeof tableSummary>): void {
     expect(s.total).toBe(N);
     expect(s.topSources.slice(0, 10)).toEqual(Array.from({ length: 10 }, (_, k) => ({ key: `10.200.0.${k + 1}`, count: 1000 })));
     expect(s.topSources.slice(10).every((t) => t.count === 1)).toBe(true);
@@ -38,8 +40,35 @@ describeKernel('summary: the top talkers among 100k sources, exactly', () => {
     ]);
     expect(s.topDestinationPorts).toEqual([{ key: 'udp/123', count: 50000 }, { key: 'udp/53', count: 50000 }]);
     expect(s.byProtocol).toEqual([{ key: 'udp', count: N }]);
-    expect(s.talkersExactAbove).toBe(Math.floor(N / 16384));
+  }
+
+  it('reports the ten 1% sources with their exact counts, first, and the breakdowns add up', async () => {
+    expect(ns.conntrackCount()).toBe(N);
+    const s = await ct.summary({}, { top: 12 });
+    expectTalkers(s);
+    expect(s.talkersExactAbove).toBe(0); // 100k addresses fit in the budget: one exact pass
     // The same numbers from the kernel's side.
     expect(await ct.count({ src: '10.200.0.3' })).toBe(1000);
+  });
+
+  it('reports the same without the memory for exact counts: heavy hitters, then a second pass', async () => {
+    const h = await loadNative().open(ns.path);
+    try {
+      const lanes = laneFilters(compileQuery({}).filter, 2);
+      const exact: NativeSummary = await h.summary(lanes, { talkers: true, top: 12 });
+      // No memory for exact counts, and fewer counters than the 1% sources' share needs to be sure.
+      const heavy: NativeSummary = await h.summary(lanes, { talkers: true, top: 12, memory: 0, capacity: 1024 });
+      expect(exact.exactAbove).toBe(0);
+      expect(heavy.exactAbove).toBe(Math.floor(N / 1024));
+      expectTalkers(tableSummary(heavy, 12, true));
+      // A budget that runs out part-way: the exact counts are handed over to the heavy hitters.
+      const partial: NativeSummary = await h.summary(lanes, { talkers: true, top: 12, memory: 256 * 1024, capacity: 1024 });
+      expect(partial.exactAbove).toBe(Math.floor(N / 1024));
+      expectTalkers(tableSummary(partial, 12, true));
+      // Destinations (3 addresses): the same counts either way.
+      expect(tableSummary(heavy, 12, true).topDestinations).toEqual(tableSummary(exact, 12, true).topDestinations);
+    } finally {
+      h.close();
+    }
   });
 });

@@ -28,6 +28,7 @@ describe('summary (from the native pass)', () => {
     n.ipv4 = 80;
     n.ipv6 = 20;
     n.ageSources[2] = 100;
+    n.exactAbove = 6; // the native pass fell back to heavy hitters
     n.idle[0] = 40;
     n.idle[4] = 55;
     n.idle[7] = 5;
@@ -44,9 +45,9 @@ describe('summary (from the native pass)', () => {
     const { binding, calls } = fakeBinding({ summary: n });
     const ct = await Conntrack.open({ binding, lanes: 2 });
     const s = await ct.summary({ protocol: 'tcp' }, { top: 3 });
-    expect(calls.summary[0]?.options).toEqual({ talkers: true });
+    expect(calls.summary[0]?.options).toEqual({ talkers: true, top: 3 });
     expect(calls.summary[0]?.lanes.every((l) => l.protocol === 6)).toBe(true);
-    expect(s).toMatchObject({ total: 100, unreplied: 30, replied: 70, talkersExactAbove: 0 });
+    expect(s).toMatchObject({ total: 100, unreplied: 30, replied: 70, talkersExactAbove: 6 });
     expect(s.byProtocol).toEqual([{ key: 'tcp', count: 70 }, { key: 'udp', count: 30 }]);
     expect(s.byState).toEqual([{ key: 'ESTABLISHED', count: 65 }, { key: 'SYN_SENT', count: 10 }]);
     expect(s.byFamily).toEqual([{ key: 'ipv4', count: 80 }, { key: 'ipv6', count: 20 }]);
@@ -69,7 +70,7 @@ describe('summary (from the native pass)', () => {
     const { binding, calls } = fakeBinding();
     const ct = await Conntrack.open({ binding });
     const s = await ct.summary({}, { talkers: false });
-    expect(calls.summary[0]?.options).toEqual({ talkers: false });
+    expect(calls.summary[0]?.options).toEqual({ talkers: false, top: 10 });
     expect([s.topSources, s.topDestinations, s.topDestinationPorts]).toEqual([[], [], []]);
     await expect(ct.summary({}, { talkers: 'no' as never })).rejects.toThrow(/talkers: expected true or false/);
   });
