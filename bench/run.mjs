@@ -13,7 +13,9 @@ import { tupleFilterBench } from './tupleFilters.mjs';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(root, 'bin/ctpurge.js');
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const SIZES = (process.env.BENCH_SIZES ?? '131072,1048576').split(',').map(Number);
+// Tables above 2M entries take minutes to load and to measure: one run each by default.
+const RUNS_LARGE = Number(process.env.BENCH_RUNS_LARGE ?? 1);
+const SIZES = (process.env.BENCH_SIZES ?? '262144,1048576,4194304').split(',').map(Number);
 const PIPELINE = process.env.BENCH_PIPELINE !== '0';
 const TUPLE = process.env.BENCH_TUPLE !== '0';
 const INCIDENT = process.env.BENCH_INCIDENT !== '0';
@@ -27,6 +29,11 @@ if (process.getuid?.() !== 0) {
 }
 if (!existsSync('/usr/bin/time')) execFileSync('apt-get', ['install', '-y', '-qq', 'time'], { stdio: 'inherit' });
 
+// The plain-C peer of the purge (bench/reference/purge.c): libmnl, one filtered dump, then
+// batched deletes.
+const REF = path.join(tmp, 'purge-ref');
+execFileSync('cc', ['-O2', '-o', REF, path.join(root, 'bench/reference/purge.c'), '-lmnl'], { stdio: 'inherit' });
+
 function cleanup() {
   for (const ns of namespaces) spawnSync('ip', ['netns', 'del', ns]);
   namespaces.clear();
@@ -36,10 +43,12 @@ function cleanup() {
 process.on('exit', cleanup);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
+const restoreValue = new Map();
 function setKnob(file, value) {
   const before = readFileSync(file, 'utf8').trim();
   if (Number(before) >= value) return;
   writeFileSync(file, String(value));
+  restoreValue.set(file, before);
   restore.push(() => writeFileSync(file, before));
 }
 
@@ -137,23 +146,31 @@ for (const n of SIZES) {
   load(ns, c.replied, 'replied');
   if (count(ns) !== n) throw new Error(`table has ${count(ns)} entries, expected ${n}`);
 
+  const runs = n > 2_000_000 ? RUNS_LARGE : RUNS;
+  r.runs = runs;
   const purge = [];
   const listUnreplied = [];
-  for (let i = 0; i < RUNS; i++) {
+  const reference = [];
+  for (let i = 0; i < runs; i++) {
     listUnreplied.push(timed('ip', ['netns', 'exec', ns, 'conntrack', '-L', '-u', 'UNREPLIED']).wall);
     const t = timed(...ctp(ns, ['--unreplied', '--older', '3600', '-q']));
     if (count(ns) !== n - c.stale.length) throw new Error('purge left the wrong count');
     purge.push(t);
     load(ns, c.stale, 'stale');
-    console.error(`  purge run ${i + 1}: ${t.wall.toFixed(2)} s, ${t.rss} KB`);
+    const ref = timed('ip', ['netns', 'exec', ns, REF, '3600']);
+    if (count(ns) !== n - c.stale.length) throw new Error('the C reference left the wrong count');
+    reference.push(ref);
+    load(ns, c.stale, 'stale');
+    console.error(`  purge run ${i + 1}: ${t.wall.toFixed(2)} s, ${t.rss} KB; C reference ${ref.wall.toFixed(2)} s, ${ref.rss} KB`);
   }
   r.purge = { ...stats(purge.map((p) => p.wall)), deleted: c.stale.length, peakRssMB: stats(purge.map((p) => p.rss / 1024)), entriesPerSecond: Math.round(n / stats(purge.map((p) => p.wall)).median) };
   r.conntrackListUnreplied = stats(listUnreplied);
+  r.reference = { ...stats(reference.map((p) => p.wall)), peakRssMB: stats(reference.map((p) => p.rss / 1024)) };
 
   // Same-size deletion by source CIDR (the stale IPv4 sources).
   const cidrCtp = [];
   const cidrCt = [];
-  for (let i = 0; i < RUNS; i++) {
+  for (let i = 0; i < runs; i++) {
     cidrCtp.push(timed(...ctp(ns, ['--src', '10.1.0.0/16', '-q'])).wall);
     if (count(ns) !== n - staleV4.length) throw new Error('ctpurge --src left the wrong count');
     load(ns, staleV4, 'stalev4');
@@ -166,7 +183,7 @@ for (const n of SIZES) {
   // list everything as NDJSON vs conntrack -L -o extended.
   const listCtp = [];
   const listCt = [];
-  for (let i = 0; i < RUNS; i++) {
+  for (let i = 0; i < runs; i++) {
     listCtp.push(timed(`ip netns exec ${ns} ${process.execPath} ${BIN} list --json > /dev/null`, [], { shell: true }).wall);
     listCt.push(timed(`ip netns exec ${ns} conntrack -L -o extended > /dev/null 2>&1`, [], { shell: true }).wall);
   }
@@ -174,14 +191,24 @@ for (const n of SIZES) {
 
   // Time and peak RSS of every read-only operation, output to /dev/null (memory must stay flat).
   r.footprint = {};
-  const readOnly = { 'list --json': ['list', '--json'], 'list -o conntrack': ['list', '-o', 'conntrack'], list: ['list'], 'stats --json': ['stats', '--json'], 'dry run': ['--unreplied', '--older', '3600', '--dry-run', '-q'] };
+  // count is the API's (the CLI has no count command), over the whole table as stats reads it:
+  // olderThan 0 has every entry dumped, parsed and aged (no kernel filter narrows it).
+  const countScript = `import { Conntrack } from ${JSON.stringify(path.join(root, 'dist/index.js'))}; const ct = await Conntrack.open({ lanes: 2 }); console.log(await ct.count({ olderThan: 0 }));`;
+  const readOnly = {
+    'list --json': `${BIN} list --json`,
+    'list -o conntrack': `${BIN} list -o conntrack`,
+    list: `${BIN} list`,
+    'stats --json': `${BIN} stats --json`,
+    'dry run': `${BIN} --unreplied --older 3600 --dry-run -q`,
+    count: `--input-type=module -e '${countScript}'`,
+  };
   for (const [name, args] of Object.entries(readOnly)) {
-    const runs = [];
-    for (let i = 0; i < RUNS; i++) runs.push(timed(`ip netns exec ${ns} ${process.execPath} ${BIN} ${args.join(' ')} > /dev/null 2>&1`, [], { shell: true }));
-    r.footprint[name] = { wall: stats(runs.map((t) => t.wall)), peakRssMB: stats(runs.map((t) => t.rss / 1024)) };
+    const t = [];
+    for (let i = 0; i < runs; i++) t.push(timed(`ip netns exec ${ns} ${process.execPath} ${args} > /dev/null 2>&1`, [], { shell: true }));
+    r.footprint[name] = { wall: stats(t.map((x) => x.wall)), peakRssMB: stats(t.map((x) => x.rss / 1024)) };
   }
   const ctL = [];
-  for (let i = 0; i < RUNS; i++) ctL.push(timed(`ip netns exec ${ns} conntrack -L > /dev/null 2>&1`, [], { shell: true }));
+  for (let i = 0; i < runs; i++) ctL.push(timed(`ip netns exec ${ns} conntrack -L > /dev/null 2>&1`, [], { shell: true }));
   r.footprint['conntrack -L'] = { wall: stats(ctL.map((t) => t.wall)), peakRssMB: stats(ctL.map((t) => t.rss / 1024)) };
 
   // --unreplied with no age: the kernel's filtered flush, vs conntrack -F of the same count.
@@ -190,7 +217,7 @@ for (const n of SIZES) {
   const flushApi = [];
   const flushCt = [];
   const other = netns(`f${n}`);
-  for (let i = 0; i < RUNS; i++) {
+  for (let i = 0; i < runs; i++) {
     const t = timed(...ctp(ns, ['--unreplied', '--json']));
     flushCtp.push(t.wall);
     if (count(ns) !== n - unreplied) throw new Error('flush left the wrong count');
@@ -212,21 +239,27 @@ for (const n of SIZES) {
   r.flush = { deleted: unreplied, ctpurgeCli: stats(flushCtp), ctpurgeApi: stats(flushApi), conntrackF: stats(flushCt) };
 
   // Embedded: timer lag in a Node process while each API operation runs (bench/lag.mjs).
-  r.lag = measureLag({ ns, root, runs: RUNS, reload: () => load(ns, c.stale, 'stale') });
+  r.lag = measureLag({ ns, root, runs, reload: () => load(ns, c.stale, 'stale') });
   if (r.lag.purge.n !== c.stale.length) throw new Error(`embedded purge deleted ${r.lag.purge.n}`);
   dropNs(ns);
   results.sizes[n] = r;
 }
 
 // Exact-tuple queries with and without the kernel's tuple filter (bench/tupleFilters.mjs),
-// on the largest table size (the knobs above are already raised for it).
+// on the largest table size up to 1M (the knobs above are already raised for it).
 if (TUPLE) {
-  const tuple = tupleFilterBench({ size: Math.max(...SIZES), runs: RUNS });
+  const tuple = tupleFilterBench({ size: Math.min(Math.max(...SIZES), 1048576), runs: RUNS });
   results.tupleFilters = { ...tuple.results, rows: tuple.rows };
 }
 
 // The table-full incident (scripts/incident.mjs) at the raised nf_conntrack_max: time to relief.
 if (INCIDENT) {
+  // At 1M + 64k whatever the table sizes (the table is filled to nf_conntrack_max), and never
+  // below the machine's own value, which is put back at exit.
+  const MAX = '/proc/sys/net/netfilter/nf_conntrack_max';
+  const INCIDENT_MAX = 1048576 + 65536;
+  const original = Number(restoreValue.get(MAX) ?? Infinity);
+  if (Number(readFileSync(MAX, 'utf8')) > INCIDENT_MAX && original <= INCIDENT_MAX) writeFileSync(MAX, String(INCIDENT_MAX));
   const { samples, ...r } = await runIncident({ log: (s) => console.error(`  incident: ${s}`) });
   results.incident = { ...r, samples: samples.length };
 }
@@ -270,7 +303,8 @@ const fmt = (s) => `${s.median.toFixed(2)} s (${s.min.toFixed(2)}-${s.max.toFixe
 for (const [n, r] of Object.entries(results.sizes)) {
   const N = Number(n).toLocaleString('en-US');
   rows.push([`${N}: ctpurge --unreplied --older 3600 (${r.purge.deleted.toLocaleString('en-US')} deleted)`, fmt(r.purge), `${ratio(r.purge.median, r.conntrackListUnreplied.median)}x conntrack -L -u UNREPLIED (${fmt(r.conntrackListUnreplied)}); target <= 1.3x`]);
-  rows.push([`${N}: peak RSS of that purge`, `${r.purge.peakRssMB.median.toFixed(1)} MB`, 'target <= 120 MB']);
+  rows.push([`${N}: the same purge, plain-C reference (libmnl: filtered dump, then batched deletes)`, fmt(r.reference), `ctpurge ${ratio(r.purge.median, r.reference.median)}x; target <= 0.75x`]);
+  rows.push([`${N}: peak RSS of that purge`, `${r.purge.peakRssMB.median.toFixed(1)} MB`, 'target <= 120 MB (<= 100 MB at 4M)']);
   rows.push([`${N}: time per table entry`, `${((r.purge.median / Number(n)) * 1e6).toFixed(2)} us`, `${r.purge.entriesPerSecond.toLocaleString('en-US')} entries/s`]);
   rows.push([`${N}: delete by --src (${r.cidrDelete.deleted.toLocaleString('en-US')})`, fmt(r.cidrDelete.ctpurge), `${ratio(r.cidrDelete.ctpurge.median, r.cidrDelete.conntrack.median)}x conntrack -D --mask-src (${fmt(r.cidrDelete.conntrack)}); target <= 0.5x`]);
   rows.push([`${N}: --unreplied, no age (flush, ${r.flush.deleted.toLocaleString('en-US')})`, `CLI ${fmt(r.flush.ctpurgeCli)}; API ${fmt(r.flush.ctpurgeApi)}`, `CLI ${ratio(r.flush.ctpurgeCli.median, r.flush.conntrackF.median)}x, API ${ratio(r.flush.ctpurgeApi.median, r.flush.conntrackF.median)}x conntrack -F of the same count (${fmt(r.flush.conntrackF)}); target <= 1.5x`]);
@@ -278,6 +312,10 @@ for (const [n, r] of Object.entries(results.sizes)) {
   for (const [op, f] of Object.entries(r.footprint ?? {})) {
     rows.push([`${N}: ${op}, time and peak RSS`, `${fmt(f.wall)}, ${f.peakRssMB.median.toFixed(1)} MB`, op === 'conntrack -L' ? 'the peer' : 'flat with the table size']);
   }
+  const f = r.footprint;
+  rows.push([`${N}: stats --json (breakdowns, idle/age, candidates, talkers)`, fmt(f['stats --json'].wall), `${ratio(f['stats --json'].wall.median, f.count.wall.median)}x count() of the same table (target <= 1.5x); ${ratio(f['stats --json'].wall.median, f['conntrack -L'].wall.median)}x conntrack -L alone (target <= 1.5x)`]);
+  const perM = (s) => ((s.median / Number(n)) * 1048576).toFixed(2);
+  rows.push([`${N}: time per million entries`, `purge ${perM(r.purge)} s, dry run ${perM(f['dry run'].wall)}, count ${perM(f.count.wall)}, list --json ${perM(f['list --json'].wall)}, stats ${perM(f['stats --json'].wall)}`, `${r.runs} run${r.runs === 1 ? '' : 's'}`]);
   for (const [op, l] of Object.entries(r.lag)) {
     const p99 = stats(l.p99Ms);
     const max = stats(l.maxMs);
@@ -286,8 +324,11 @@ for (const [n, r] of Object.entries(results.sizes)) {
 }
 const sizes = Object.keys(results.sizes).map(Number).sort((a, b) => a - b);
 if (sizes.length >= 2) {
-  const per = (n) => results.sizes[n].purge.median / n;
-  rows.push(['time per entry, largest vs smallest table', `${ratio(per(sizes.at(-1)), per(sizes[0]))}x`, 'target flat within 1.2x']);
+  // Linear time: the time per entry on the largest table against the smallest one.
+  const ops = { purge: (r) => r.purge, 'dry run': (r) => r.footprint['dry run'].wall, count: (r) => r.footprint.count.wall, 'list --json': (r) => r.footprint['list --json'].wall, stats: (r) => r.footprint['stats --json'].wall };
+  const per = (n, get) => get(results.sizes[n]).median / n;
+  const [small, large] = [sizes[0], sizes.at(-1)];
+  rows.push([`time per entry, ${large.toLocaleString('en-US')} vs ${small.toLocaleString('en-US')}`, Object.entries(ops).map(([op, get]) => `${op} ${ratio(per(large, get), per(small, get))}x`).join(', '), 'target linear within 1.15x']);
 }
 if (results.tupleFilters) rows.push(...results.tupleFilters.rows);
 if (results.incident) {
@@ -300,7 +341,7 @@ if (results.pipeline) {
 }
 const w0 = Math.max(...rows.map((r) => r[0].length));
 const w1 = Math.max(...rows.map((r) => r[1].length));
-console.log(`\nctpurge bench, ${results.date.slice(0, 10)}, ${results.machine.cpus} vCPU ${results.machine.model}, kernel ${results.machine.kernel}, ${RUNS} runs each (median (min-max))\n`);
+console.log(`\nctpurge bench, ${results.date.slice(0, 10)}, ${results.machine.cpus} vCPU ${results.machine.model}, kernel ${results.machine.kernel}, ${RUNS} runs each (${RUNS_LARGE} above 2M entries; median (min-max))\n`);
 for (const r of rows) console.log(`${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`);
 mkdirSync(path.join(root, 'bench/results'), { recursive: true });
 const file = path.join(root, 'bench/results', `${results.date.slice(0, 10)}.json`);
