@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RECORD_SIZE } from './entry.js';
 
 export interface NativeCidr {
   family: number;
@@ -250,12 +251,19 @@ export function loadNative(): NativeBinding {
   let lastError: unknown;
   for (const file of tried) {
     if (!existsSync(file)) continue;
+    let binding: NativeBinding;
     try {
-      loaded = require(file) as NativeBinding;
-      return loaded;
+      binding = require(file) as NativeBinding;
     } catch (err) {
       lastError = err;
+      continue;
     }
+    // The record layout has one source, the addon: a stale build would be misread.
+    if (binding.recordSize !== RECORD_SIZE) {
+      throw new Error(`The ctpurge native addon at ${file} writes ${binding.recordSize}-byte records; this version reads ${RECORD_SIZE}. Rebuild it: npm rebuild ctpurge (or, in a clone: npm run build)`);
+    }
+    loaded = binding;
+    return loaded;
   }
   const reason = lastError instanceof Error ? lastError.message : 'the compiled addon was not found';
   const err = new Error(

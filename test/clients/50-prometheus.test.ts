@@ -6,14 +6,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { BIN } from '../helpers/cli.js';
+import { BIN, ROOT } from '../helpers/cli.js';
 import { TestNetns } from '../helpers/kernel.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 import { describeClients, freePort, liveLine, run, start, staleLine, versionOf, waitFor, type Running } from './clients.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RULES = path.join(ROOT, 'deploy/prometheus/ctpurge-rules.yml');
 const DASHBOARD = path.join(ROOT, 'deploy/grafana/ctpurge-dashboard.json');
 

@@ -7,13 +7,12 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { PurgeMetrics } from '../../src/metrics.js';
 import { describeClients, freePort, run, start, versionOf, waitFor } from './clients.js';
+import { ROOT } from '../helpers/cli.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const RULES = path.join(ROOT, 'deploy/prometheus/ctpurge-rules.yml');
 const RULE_TESTS = path.join(ROOT, 'deploy/prometheus/ctpurge-rules.test.yml');
 const DASHBOARD = path.join(ROOT, 'deploy/grafana/ctpurge-dashboard.json');

@@ -8,16 +8,14 @@
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseArgs } from '../../src/cli/args.js';
 import { DEFAULT_LOCK_DIR } from '../../src/lock.js';
-import { BIN } from '../helpers/cli.js';
+import { BIN, ROOT } from '../helpers/cli.js';
 import { TestNetns } from '../helpers/kernel.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 import { describeClients, liveLine, run, staleLine, versionOf } from './clients.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const UNITS = path.join(ROOT, 'deploy/systemd');
 const INSTALLED_BIN = '/usr/local/bin/ctpurge';
 const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';

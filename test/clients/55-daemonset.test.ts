@@ -6,14 +6,13 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseArgs } from '../../src/cli/args.js';
 import { DEFAULT_LOCK_DIR } from '../../src/lock.js';
 import { compileQuery } from '../../src/query.js';
+import { ROOT } from '../helpers/cli.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 interface Probe {
   httpGet?: { path: string; port: string | number; host?: string };

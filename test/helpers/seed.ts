@@ -21,6 +21,19 @@ export interface SeedEntry {
 
 export const ESTABLISHED_TIMEOUT = 432000;
 
+/**
+ * The i-th stale UNREPLIED TCP entry (ESTABLISHED, 7,200 s old by its timeout, to
+ * 192.0.2.80:80) from 10.<net + i / 65,536>.x.y: `--unreplied --older 1h` takes it.
+ */
+export function staleTcpLine(i: number, net = 1): string {
+  return `-I -p tcp -s 10.${net + (i >> 16)}.${(i >> 8) & 255}.${i & 255} -d 192.0.2.80 --sport ${1024 + (i % 60000)} --dport 80 --state ESTABLISHED -t 424800`;
+}
+
+/** The same shape replied and assured (to port 22): no unreplied purge takes it. */
+export function repliedTcpLine(i: number, net = 2): string {
+  return `-I -p tcp -s 10.${net + (i >> 16)}.${(i >> 8) & 255}.${i & 255} -d 192.0.2.22 --sport ${1024 + (i % 60000)} --dport 22 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED`;
+}
+
 export function seedLine(e: SeedEntry): string {
   const parts = ['-I', '-p', e.proto, '-s', e.src, '-d', e.dst, '--sport', String(e.sport), '--dport', String(e.dport)];
   if (e.state) parts.push('--state', e.state);

@@ -2,11 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
+import { BIN, ROOT } from '../helpers/cli.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 describeKernel('without CAP_NET_ADMIN', () => {
   let ns: TestNetns;
@@ -35,7 +34,7 @@ describeKernel('without CAP_NET_ADMIN', () => {
     const script = path.join(dir, 'eperm.mjs');
     writeFileSync(
       script,
-      `import { Conntrack } from ${JSON.stringify(path.join(root, 'dist/index.js'))};
+      `import { Conntrack } from ${JSON.stringify(path.join(ROOT, 'dist/index.js'))};
        try { await Conntrack.open(); console.log('opened'); }
        catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, errno: e.errno, syscall: e.syscall, message: e.message })); }`,
     );
@@ -47,7 +46,7 @@ describeKernel('without CAP_NET_ADMIN', () => {
   });
 
   it('the CLI exits 1 with one line naming CAP_NET_ADMIN, and the table is untouched', () => {
-    const r = asNobody([path.join(root, 'bin/ctpurge.js'), '--unreplied']);
+    const r = asNobody([BIN, '--unreplied']);
     expect(r.status).toBe(1);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);

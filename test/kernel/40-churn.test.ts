@@ -89,10 +89,9 @@ describeKernel(`churn: real traffic during ${RUNS} purges`, () => {
       // Clean slate for the next run.
       await ct.purge({ zone: 0 });
     }
-    // Across the runs the race was real: some flows vanished under us (RSTs, or replies that
-    // reached them first), and most stale ones were deleted.
+    // Most stale flows were deleted. How many vanished under us (RSTs, or replies that reached
+    // them first) depends on timing, so only each run's deleted + vanished = matched is asserted.
     expect(totalDeleted).toBeGreaterThan(RUNS * (TCP / 2));
-    expect(totalVanished).toBeGreaterThanOrEqual(0);
     console.log(`churn: ${RUNS} runs, ${totalDeleted} deleted, ${totalVanished} vanished`);
   }, 600_000);
 });

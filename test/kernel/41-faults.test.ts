@@ -6,9 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack, ConntrackError, RECORD_SIZE } from '../../src/index.js';
 import { describeKernel, raiseConntrackMax, sh, TestNetns } from '../helpers/kernel.js';
+import { staleTcpLine } from '../helpers/seed.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const stale = (i: number) => `-I -p tcp -s 10.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255} -d 192.0.2.80 --sport ${1024 + (i % 50000)} --dport 80 --state ESTABLISHED -t 424800`;
+const stale = (i: number) => staleTcpLine(i, 1);
 
 function runScript(ns: TestNetns, body: string, files: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string; signal: NodeJS.Signals | null } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-fault-'));

@@ -2,14 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
+import { repliedTcpLine, staleTcpLine } from '../helpers/seed.js';
+import { BIN, ROOT } from '../helpers/cli.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(root, 'bin/ctpurge.js');
-const stale = (i: number) => `-I -p tcp -s 10.1.${i >> 8}.${i & 255} -d 192.0.2.80 --sport ${1024 + i} --dport 80 --state ESTABLISHED -t 424800`;
-const replied = (i: number) => `-I -p tcp -s 10.2.${i >> 8}.${i & 255} -d 192.0.2.22 --sport ${1024 + i} --dport 22 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED`;
+const stale = (i: number) => staleTcpLine(i, 1);
+const replied = (i: number) => repliedTcpLine(i, 2);
 
 describeKernel('least privilege', () => {
   let ns: TestNetns;
@@ -24,19 +23,22 @@ describeKernel('least privilege', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** nobody, holding CAP_NET_ADMIN as an ambient capability and nothing else. */
-  function asNetAdmin(args: string[]) {
+  /** A command run as nobody, holding CAP_NET_ADMIN as an ambient capability and nothing else. */
+  function asNetAdminRun(argv: string[]) {
     return spawnSync(
       'ip',
-      ['netns', 'exec', ns.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all,+net_admin', '--ambient-caps=-all,+net_admin', '--bounding-set=-all,+net_admin', process.execPath, BIN, ...args],
+      ['netns', 'exec', ns.name, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all,+net_admin', '--ambient-caps=-all,+net_admin', '--bounding-set=-all,+net_admin', ...argv],
       { encoding: 'utf8', env: { ...process.env, CTPURGE_LOCK_DIR: path.join(dir, 'locks') }, timeout: 60_000 },
     );
   }
+  const asNetAdmin = (args: string[]) => asNetAdminRun([process.execPath, BIN, ...args]);
 
   it('a non-root user with only CAP_NET_ADMIN purges, lists and writes a 0600 log', () => {
     ns.load([...Array.from({ length: 300 }, (_, i) => stale(i)), ...Array.from({ length: 100 }, (_, i) => replied(i))]);
-    const status = readFileSync('/proc/self/status', 'utf8');
-    expect(status).toMatch(/CapEff/);
+    // What ctpurge runs with below: uid 65534 and CAP_NET_ADMIN (bit 12) alone.
+    const status = asNetAdminRun(['/bin/cat', '/proc/self/status']).stdout;
+    expect(status).toMatch(/^Uid:\s+65534\s/m);
+    expect(status).toMatch(/^CapEff:\s+0000000000001000$/m);
     const log = path.join(dir, 'deleted.ndjson');
     const r = asNetAdmin(['--unreplied', '--older', '1h', '--log', log, '--json']);
     expect(r.stderr).toBe('');
@@ -60,7 +62,7 @@ describeKernel('least privilege', () => {
     const script = path.join(dir, 'nochild.mjs');
     writeFileSync(
       script,
-      `import { Conntrack } from ${JSON.stringify(path.join(root, 'dist/index.js'))};
+      `import { Conntrack } from ${JSON.stringify(path.join(ROOT, 'dist/index.js'))};
        const ct = await Conntrack.open();
        await ct.stats(); await ct.settings(); await ct.summary();
        for await (const e of ct.list({ unreplied: true })) void e;

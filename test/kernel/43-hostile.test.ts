@@ -8,8 +8,9 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { ctpurge } from '../helpers/cli.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { runAsNobody, sharedDir, startAsNobody } from '../helpers/hostile.js';
+import { staleTcpLine } from '../helpers/seed.js';
 
-const STALE = (i: number) => `-I -p tcp -s 10.3.${i >> 8}.${i & 255} -d 192.0.2.80 --sport ${20000 + i} --dport 80 --state ESTABLISHED -t 424800`;
+const STALE = (i: number) => staleTcpLine(i, 3);
 
 /** Python, as nobody: opens the lock file as it can (read-only is enough for flock), locks it, waits. */
 const HOLD_LOCK = (file: string, create: boolean) => `

@@ -9,14 +9,14 @@ import os from 'node:os';
 import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
-import { BIN, ctpurge, TEST_LOCK_DIR } from '../helpers/cli.js';
+import { BIN, ctpurge, ROOT, TEST_LOCK_DIR } from '../helpers/cli.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/natLab.js';
 import { METRICS_MAX_CONNECTIONS } from '../../src/cli/daemon.js';
+import { staleTcpLine } from '../helpers/seed.js';
 
-const ROOT = path.resolve(path.dirname(BIN), '..');
 
-const ENTRY = (i: number) => `-I -p tcp -s 10.4.${i >> 8}.${i & 255} -d 192.0.2.80 --sport ${20000 + (i % 40000)} --dport 80 --state ESTABLISHED -t 424800`;
+const ENTRY = (i: number) => staleTcpLine(i, 4);
 
 /** Runs `ctpurge ARGS | READER` in bash; returns ctpurge's own exit status and stderr. */
 function piped(args: string[], reader: string): { status: number; stderr: string } {
