@@ -8,7 +8,7 @@ import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, 
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
 import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor, type NativeFilter, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
-import { booleanField, integerField, ownOptions, typeName } from './validate.js';
+import { booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { compileQuery, laneFilters, QUERY_FIELDS, type Query } from './query.js';
 import { tableSummary, type TableSummary } from './summary.js';
 import { TimeSlice } from './timeSlice.js';
@@ -130,8 +130,8 @@ export interface ConntrackSettings {
 
 /** A purge's or an export's `limit`: an integer, 0 or more. */
 function checkLimit(limit: unknown): asserts limit is number {
-  if (typeof limit !== 'number' || !Number.isInteger(limit)) throw new TypeError(`limit: expected an integer, got ${typeName(limit)}`);
-  if (limit < 0 || limit > Number.MAX_SAFE_INTEGER) throw new RangeError(`limit: must be 0 or more`);
+  if (typeof limit !== 'number' || !Number.isInteger(limit)) throw fieldError(TypeError, 'limit', `expected an integer, got ${typeName(limit)}`);
+  if (limit < 0 || limit > Number.MAX_SAFE_INTEGER) throw fieldError(RangeError, 'limit', `must be 0 or more`);
 }
 
 const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd'];
@@ -243,11 +243,11 @@ export class Conntrack {
    * ConntrackError (operation 'write') whose `partial` is that number.
    */
   async exportTo(fd: number, query: Query = {}, options: ExportOptions = {}): Promise<number> {
-    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new TypeError(`fd: expected an open file descriptor, got ${typeName(fd)}`);
+    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw fieldError(TypeError, 'fd', `expected an open file descriptor, got ${typeName(fd)}`);
     const { format = 'ndjson', signal, limit } = ownOptions<{ format?: unknown; signal?: unknown; limit?: unknown }>(options, 'export options', ['format', 'signal', 'limit']);
     if (limit !== undefined) checkLimit(limit);
-    if (format !== 'ndjson' && format !== 'conntrack' && format !== 'table') throw new TypeError(`format: expected 'ndjson', 'conntrack' or 'table', got ${typeName(format)}`);
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`signal: expected an AbortSignal, got ${typeName(signal)}`);
+    if (format !== 'ndjson' && format !== 'conntrack' && format !== 'table') throw fieldError(TypeError, 'format', `expected 'ndjson', 'conntrack' or 'table', got ${typeName(format)}`);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw fieldError(TypeError, 'signal', `expected an AbortSignal, got ${typeName(signal)}`);
     const compiled = compileQuery(query, this.kernel);
     // An abort stops the export after the lines in flight (the lanes look between dump reads).
     const cancel = new Int32Array(new SharedArrayBuffer(4));
@@ -397,13 +397,13 @@ export class Conntrack {
     for (const k of QUERY_FIELDS) if (k in own) query[k] = own[k];
     const { dryRun = false, limit, onDeleted, onProgress, signal, logFd } = own as PurgeOptions;
     if (logFd !== undefined && (typeof logFd !== 'number' || !Number.isInteger(logFd) || logFd < 0 || logFd > 0x7fffffff)) {
-      throw new TypeError(`logFd: expected an open file descriptor, got ${typeName(logFd)}`);
+      throw fieldError(TypeError, 'logFd', `expected an open file descriptor, got ${typeName(logFd)}`);
     }
-    if (typeof dryRun !== 'boolean') throw new TypeError(`dryRun: expected true or false, got ${typeName(dryRun)}`);
+    if (typeof dryRun !== 'boolean') throw fieldError(TypeError, 'dryRun', `expected true or false, got ${typeName(dryRun)}`);
     if (limit !== undefined) checkLimit(limit);
-    if (onDeleted !== undefined && typeof onDeleted !== 'function') throw new TypeError(`onDeleted: expected a function, got ${typeName(onDeleted)}`);
-    if (onProgress !== undefined && typeof onProgress !== 'function') throw new TypeError(`onProgress: expected a function, got ${typeName(onProgress)}`);
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`signal: expected an AbortSignal, got ${typeName(signal)}`);
+    if (onDeleted !== undefined && typeof onDeleted !== 'function') throw fieldError(TypeError, 'onDeleted', `expected a function, got ${typeName(onDeleted)}`);
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw fieldError(TypeError, 'onProgress', `expected a function, got ${typeName(onProgress)}`);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw fieldError(TypeError, 'signal', `expected an AbortSignal, got ${typeName(signal)}`);
     const compiled = compileQuery(query as Query, this.kernel);
     if (compiled.empty) {
       throw new TypeError('purge: refusing to purge with an empty query, which would delete every entry; give at least one condition (e.g. { unreplied: true, olderThan: 3600 })');

@@ -1,7 +1,7 @@
 /** Tuples and entry specs for get/create/delete, validated and turned into the native form. */
 import { AF_INET, AF_INET6, parseAddress, type Family } from './parse/address.js';
 import { parseDuration } from './parse/duration.js';
-import { integerField, ownOptions, typeName } from './validate.js';
+import { fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { parseProtocol } from './query.js';
 import { CONNTRACK_STATUS_NAMES, DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES, type ProtocolName, type StatusFlagName } from './protocols.js';
 import type { Entry } from './entry.js';
@@ -41,35 +41,35 @@ const PORT_PROTOCOLS = new Set<number>([PROTOCOLS.tcp, PROTOCOLS.udp, PROTOCOLS.
 const int = (value: unknown, name: string, max: number): number => integerField(value, name, 0, max);
 
 function address(value: unknown, name: string, family: Family | undefined): { family: Family; addr: Uint8Array } {
-  if (typeof value !== 'string') throw new TypeError(`${name}: expected an IP address string, got ${typeName(value)}`);
+  if (typeof value !== 'string') throw fieldError(TypeError, name, `expected an IP address string, got ${typeName(value)}`);
   const a = parseAddress(value);
-  if (!a) throw new RangeError(`${name}: ${JSON.stringify(value.slice(0, 60))} is not an IPv4 or IPv6 address`);
-  if (family && a.family !== family) throw new RangeError(`${name}: ${value} is not ${family}`);
+  if (!a) throw fieldError(RangeError, name, `${JSON.stringify(value.slice(0, 60))} is not an IPv4 or IPv6 address`);
+  if (family && a.family !== family) throw fieldError(RangeError, name, `${value} is not ${family}`);
   return a;
 }
 
 export function tupleToNative(given: TupleSpec, what = 'tuple', allowed = TUPLE_KEYS): NativeEntrySpec {
   const spec = ownOptions<TupleSpec>(given, what, allowed);
-  if (spec.family !== undefined && spec.family !== 'ipv4' && spec.family !== 'ipv6') throw new RangeError(`family: expected 'ipv4' or 'ipv6', got ${typeName(spec.family)}`);
+  if (spec.family !== undefined && spec.family !== 'ipv4' && spec.family !== 'ipv6') throw fieldError(RangeError, 'family', `expected 'ipv4' or 'ipv6', got ${typeName(spec.family)}`);
   const src = address(spec.src, 'src', spec.family);
   const dst = address(spec.dst, 'dst', src.family);
   const protocol = parseProtocol(spec.protocol);
   const out: NativeEntrySpec = { family: src.family === 'ipv4' ? AF_INET : AF_INET6, protocol, src: src.addr, dst: dst.addr };
   if (PORT_PROTOCOLS.has(protocol) || protocol === PROTOCOLS.gre) {
-    if (spec.sport === undefined || spec.dport === undefined) throw new TypeError(`${what}: sport and dport are required for this protocol`);
+    if (spec.sport === undefined || spec.dport === undefined) throw fieldError(TypeError, what, `sport and dport are required for this protocol`);
     out.sport = int(spec.sport, 'sport', 65535);
     out.dport = int(spec.dport, 'dport', 65535);
   } else if (spec.sport !== undefined || spec.dport !== undefined) {
-    throw new TypeError(`${what}: protocol ${protocol} has no ports`);
+    throw fieldError(TypeError, what, `protocol ${protocol} has no ports`);
   }
   if (protocol === PROTOCOLS.icmp || protocol === PROTOCOLS.icmpv6) {
     const icmp = spec.icmp ?? { type: protocol === PROTOCOLS.icmp ? 8 : 128 };
-    if (typeof icmp !== 'object' || icmp === null) throw new TypeError(`icmp: expected { type, code?, id? }, got ${typeName(icmp)}`);
+    if (typeof icmp !== 'object' || icmp === null) throw fieldError(TypeError, 'icmp', `expected { type, code?, id? }, got ${typeName(icmp)}`);
     out.icmpType = int(icmp.type, 'icmp.type', 255);
     out.icmpCode = int(icmp.code ?? 0, 'icmp.code', 255);
     out.icmpId = int(icmp.id ?? 0, 'icmp.id', 65535);
   } else if (spec.icmp !== undefined) {
-    throw new TypeError(`${what}: icmp is only for the icmp and icmpv6 protocols`);
+    throw fieldError(TypeError, what, `icmp is only for the icmp and icmpv6 protocols`);
   }
   if (spec.zone !== undefined) out.zone = int(spec.zone, 'zone', 65535);
   if (spec.id !== undefined) out.id = int(spec.id, 'id', 0xffffffff);
@@ -80,32 +80,32 @@ export function createToNative(given: CreateSpec): NativeEntrySpec {
   const out = tupleToNative(given, 'create', CREATE_KEYS);
   const spec = ownOptions<CreateSpec>(given, 'create', CREATE_KEYS);
   if (spec.id !== undefined) throw new TypeError('create: id is assigned by the kernel');
-  if (spec.timeout === undefined) throw new TypeError('timeout: required for create (seconds until the entry expires)');
+  if (spec.timeout === undefined) throw fieldError(TypeError, 'timeout', 'required for create (seconds until the entry expires)');
   const timeout = parseDuration(spec.timeout, 'timeout');
-  if (timeout < 1 || timeout > 0x7fffffff / 1000) throw new RangeError('timeout: must be between 1 s and 2147483 s (the kernel caps timeouts in jiffies)');
+  if (timeout < 1 || timeout > 0x7fffffff / 1000) throw fieldError(RangeError, 'timeout', 'must be between 1 s and 2147483 s (the kernel caps timeouts in jiffies)');
   out.timeout = Math.floor(timeout);
   if (spec.state !== undefined) {
-    if (typeof spec.state !== 'string') throw new TypeError(`state: expected a state name, got ${typeName(spec.state)}`);
+    if (typeof spec.state !== 'string') throw fieldError(TypeError, 'state', `expected a state name, got ${typeName(spec.state)}`);
     const table: readonly string[] | undefined =
       out.protocol === PROTOCOLS.tcp ? TCP_STATES : out.protocol === PROTOCOLS.sctp ? SCTP_STATES : out.protocol === PROTOCOLS.dccp ? DCCP_STATES : undefined;
-    if (!table) throw new TypeError(`state: protocol ${out.protocol} has no states`);
+    if (!table) throw fieldError(TypeError, 'state', `protocol ${out.protocol} has no states`);
     const i = table.indexOf(spec.state.toUpperCase());
-    if (i <= 0) throw new RangeError(`state: unknown state ${JSON.stringify(spec.state)} (known: ${table.slice(1).join(', ')})`);
+    if (i <= 0) throw fieldError(RangeError, 'state', `unknown state ${JSON.stringify(spec.state)} (known: ${table.slice(1).join(', ')})`);
     out.state = i;
   }
   if (spec.status !== undefined) {
-    if (!Array.isArray(spec.status)) throw new TypeError(`status: expected a list of flag names, got ${typeName(spec.status)}`);
+    if (!Array.isArray(spec.status)) throw fieldError(TypeError, 'status', `expected a list of flag names, got ${typeName(spec.status)}`);
     let bits = 0;
     for (const f of spec.status) {
       const name = (typeof f === 'string' ? (CONNTRACK_STATUS_NAMES[f.toUpperCase()] ?? f) : f) as StatusFlagName;
-      if (name !== 'seenReply' && name !== 'assured') throw new RangeError(`status: only seenReply and assured can be set on a new entry, got ${typeName(f)}`);
+      if (name !== 'seenReply' && name !== 'assured') throw fieldError(RangeError, 'status', `only seenReply and assured can be set on a new entry, got ${typeName(f)}`);
       bits |= 1 << STATUS_BITS[name];
     }
     out.status = bits;
   }
   if (spec.mark !== undefined) out.mark = int(spec.mark, 'mark', 0xffffffff);
   if (spec.labels !== undefined) {
-    if (!Array.isArray(spec.labels)) throw new TypeError(`labels: expected a list of bit numbers, got ${typeName(spec.labels)}`);
+    if (!Array.isArray(spec.labels)) throw fieldError(TypeError, 'labels', `expected a list of bit numbers, got ${typeName(spec.labels)}`);
     const bytes = new Uint8Array(16);
     for (const l of spec.labels) {
       const bit = int(l, 'labels', 127);

@@ -3,7 +3,7 @@ import { captureStack, fromNative } from './errors.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
 import type { KernelFeatures } from './kernel.js';
 import type { NativeHandle } from './native.js';
-import { ownOptions, typeName } from './validate.js';
+import { fieldError, ownOptions, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
 export type EventType = 'new' | 'update' | 'destroy';
@@ -29,17 +29,17 @@ const EVENT_TYPES: (EventType | undefined)[] = [undefined, 'new', 'update', 'des
 export function streamEvents(handle: NativeHandle, kernel: KernelFeatures, netns: string | null, given: EventsOptions): AsyncIterableIterator<ConntrackEvent> {
   const options = ownOptions<EventsOptions>(given, 'events', ['types', 'query', 'receiveBuffer', 'signal']);
   const types = options.types ?? ['new', 'update', 'destroy'];
-  if (!Array.isArray(types) || types.length === 0) throw new TypeError('types: expected a non-empty list of new, update, destroy');
+  if (!Array.isArray(types) || types.length === 0) throw fieldError(TypeError, 'types', 'expected a non-empty list of new, update, destroy');
   let groups = 0;
   for (const t of types) {
     const i = EVENT_TYPES.indexOf(t);
-    if (i < 1) throw new RangeError(`types: unknown event type ${typeName(t)} (new, update, destroy)`);
+    if (i < 1) throw fieldError(RangeError, 'types', `unknown event type ${typeName(t)} (new, update, destroy)`);
     groups |= 1 << (i - 1);
   }
   const rcvbuf = options.receiveBuffer ?? 8 * 1024 * 1024;
-  if (!Number.isInteger(rcvbuf) || rcvbuf < 4096 || rcvbuf > 1 << 30) throw new RangeError('receiveBuffer: expected bytes, 4096 to 1 GiB');
+  if (!Number.isInteger(rcvbuf) || rcvbuf < 4096 || rcvbuf > 1 << 30) throw fieldError(RangeError, 'receiveBuffer', 'expected bytes, 4096 to 1 GiB');
   const compiled = compileQuery(options.query ?? {}, kernel);
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal: expected an AbortSignal');
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw fieldError(TypeError, 'signal', 'expected an AbortSignal');
   const cursor = handle.events(compiled.filter, groups, rcvbuf);
   const signal = options.signal;
   const onAbort = () => cursor.close();

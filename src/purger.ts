@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { Conntrack, PurgeResult } from './conntrack.js';
 import { parseDuration } from './parse/duration.js';
-import { booleanField, integerField, ownOptions, typeName } from './validate.js';
+import { booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
 export interface PurgerOptions {
@@ -96,13 +96,13 @@ export class Purger extends EventEmitter {
     if (options.limit !== undefined) integerField(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
     if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
     const compiled = compileQuery(options.query ?? {}, ct.kernel);
-    if (compiled.empty) throw new TypeError('query: refusing to schedule a purge with an empty query, which would delete every entry');
+    if (compiled.empty) throw fieldError(TypeError, 'query', 'refusing to schedule a purge with an empty query, which would delete every entry');
     const every = parseDuration(options.every, 'every');
-    if (every < 0.1) throw new RangeError('every: must be at least 100ms');
+    if (every < 0.1) throw fieldError(RangeError, 'every', 'must be at least 100ms');
     if (options.whenAbove !== undefined && (typeof options.whenAbove !== 'number' || !(options.whenAbove >= 0 && options.whenAbove < 1))) {
-      throw new RangeError(`whenAbove: expected a share of the table between 0 and 1, got ${typeName(options.whenAbove)}`);
+      throw fieldError(RangeError, 'whenAbove', `expected a share of the table between 0 and 1, got ${typeName(options.whenAbove)}`);
     }
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new TypeError('signal: expected an AbortSignal');
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw fieldError(TypeError, 'signal', 'expected an AbortSignal');
     this.#ct = ct;
     this.#query = options.query;
     this.#every = every;
@@ -110,18 +110,18 @@ export class Purger extends EventEmitter {
     this.#whenAbove = options.whenAbove;
     this.#limit = options.limit;
     this.#dryRun = options.dryRun ?? false;
-    if (options.lock !== undefined && typeof options.lock !== 'function') throw new TypeError('lock: expected a function');
+    if (options.lock !== undefined && typeof options.lock !== 'function') throw fieldError(TypeError, 'lock', 'expected a function');
     this.#lock = options.lock;
     if (options.logFd !== undefined && typeof options.logFd !== 'function' && typeof options.logFd !== 'number') {
-      throw new TypeError(`logFd: expected a file descriptor or a function returning one, got ${typeName(options.logFd)}`);
+      throw fieldError(TypeError, 'logFd', `expected a file descriptor or a function returning one, got ${typeName(options.logFd)}`);
     }
     this.#logFd = options.logFd;
     const a = typeof options.adaptive === 'object' && options.adaptive !== null ? ownOptions<{ min?: number | string; max?: number | string }>(options.adaptive, 'adaptive', ['min', 'max']) : options.adaptive;
-    if (a !== undefined && typeof a !== 'object' && typeof a !== 'boolean') throw new TypeError(`adaptive: expected true, false or { min, max }, got ${typeName(a)}`);
+    if (a !== undefined && typeof a !== 'object' && typeof a !== 'boolean') throw fieldError(TypeError, 'adaptive', `expected true, false or { min, max }, got ${typeName(a)}`);
     if (a) {
       const min = typeof a === 'object' && a.min !== undefined ? parseDuration(a.min, 'adaptive.min') : every / 8;
       const max = typeof a === 'object' && a.max !== undefined ? parseDuration(a.max, 'adaptive.max') : every * 8;
-      if (!(min > 0 && min <= every && every <= max)) throw new RangeError('adaptive: need 0 < min <= every <= max');
+      if (!(min > 0 && min <= every && every <= max)) throw fieldError(RangeError, 'adaptive', 'need 0 < min <= every <= max');
       this.#adaptive = { interval: every, min, max };
     } else {
       this.#adaptive = null;

@@ -1,7 +1,7 @@
 /** The query API: validated and compiled once, before any kernel I/O, into the plain filter the native layer evaluates per entry. */
 import { AF_INET, AF_INET6, formatCidr, parseCidr, type Cidr, type Family } from './parse/address.js';
 import { parseDuration } from './parse/duration.js';
-import { ownOptions, typeName } from './validate.js';
+import { fieldError, ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
 import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
@@ -57,19 +57,19 @@ export interface CompiledQuery {
 }
 
 function u32(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${name}: expected an integer, got ${typeName(value)}`);
-  if (value < 0 || value > 0xffffffff) throw new RangeError(`${name}: ${value} is outside 0-4294967295`);
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw fieldError(TypeError, name, `expected an integer, got ${typeName(value)}`);
+  if (value < 0 || value > 0xffffffff) throw fieldError(RangeError, name, `${value} is outside 0-4294967295`);
   return value;
 }
 
 function bool(value: unknown, name: string): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`${name}: expected true or false, got ${typeName(value)}`);
+  if (typeof value !== 'boolean') throw fieldError(TypeError, name, `expected true or false, got ${typeName(value)}`);
   return value;
 }
 
 export function parseProtocol(value: unknown, name = 'protocol'): number {
   if (typeof value === 'number') {
-    if (!Number.isInteger(value) || value < 0 || value > 255) throw new RangeError(`${name}: protocol number must be 0-255, got ${value}`);
+    if (!Number.isInteger(value) || value < 0 || value > 255) throw fieldError(RangeError, name, `protocol number must be 0-255, got ${value}`);
     return value;
   }
   if (typeof value === 'string') {
@@ -77,33 +77,33 @@ export function parseProtocol(value: unknown, name = 'protocol'): number {
     if (lower in PROTOCOLS) return PROTOCOLS[lower as ProtocolName];
     if (lower === 'ipv6-icmp') return PROTOCOLS.icmpv6;
     if (/^\d{1,3}$/.test(value) && Number(value) <= 255) return Number(value);
-    throw new RangeError(`${name}: unknown protocol ${JSON.stringify(value.slice(0, 40))} (use ${Object.keys(PROTOCOLS).join(', ')} or a number 0-255)`);
+    throw fieldError(RangeError, name, `unknown protocol ${JSON.stringify(value.slice(0, 40))} (use ${Object.keys(PROTOCOLS).join(', ')} or a number 0-255)`);
   }
-  throw new TypeError(`${name}: expected a protocol name or number, got ${typeName(value)}`);
+  throw fieldError(TypeError, name, `expected a protocol name or number, got ${typeName(value)}`);
 }
 
 function cidrList(value: unknown, name: string): Cidr[] {
   const list = Array.isArray(value) ? value : [value];
-  if (list.length === 0) throw new RangeError(`${name}: empty list`);
-  if (list.length > 1024) throw new RangeError(`${name}: at most 1024 addresses`);
+  if (list.length === 0) throw fieldError(RangeError, name, `empty list`);
+  if (list.length > 1024) throw fieldError(RangeError, name, `at most 1024 addresses`);
   return list.map((v) => parseCidr(v, name));
 }
 
 function stateMasks(value: unknown): { tcp: number; sctp: number; dccp: number; names: string[] } {
   const list = Array.isArray(value) ? value : [value];
-  if (list.length === 0) throw new RangeError('state: empty list');
+  if (list.length === 0) throw fieldError(RangeError, 'state', 'empty list');
   let tcp = 0;
   let sctp = 0;
   let dccp = 0;
   const names: string[] = [];
   for (const v of list) {
-    if (typeof v !== 'string') throw new TypeError(`state: expected a state name, got ${typeName(v)}`);
+    if (typeof v !== 'string') throw fieldError(TypeError, 'state', `expected a state name, got ${typeName(v)}`);
     const s = v.toUpperCase();
     const t = (TCP_STATES as readonly string[]).indexOf(s);
     const c = (SCTP_STATES as readonly string[]).indexOf(s);
     const d = (DCCP_STATES as readonly string[]).indexOf(s);
     if (s === 'NONE' || (t < 0 && c < 0 && d < 0)) {
-      throw new RangeError(`state: unknown state ${JSON.stringify(v.slice(0, 40))} (known: ${ALL_STATE_NAMES.join(', ')})`);
+      throw fieldError(RangeError, 'state', `unknown state ${JSON.stringify(v.slice(0, 40))} (known: ${ALL_STATE_NAMES.join(', ')})`);
     }
     if (t > 0) tcp |= 1 << t;
     if (c > 0) sctp |= 1 << c;
@@ -140,7 +140,7 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
   if (set('family')) {
     if (q.family === 'ipv4') filter.family = AF_INET;
     else if (q.family === 'ipv6') filter.family = AF_INET6;
-    else throw new RangeError(`family: expected 'ipv4' or 'ipv6', got ${typeName(q.family)}`);
+    else throw fieldError(RangeError, 'family', `expected 'ipv4' or 'ipv6', got ${typeName(q.family)}`);
     desc.push(q.family as string);
   }
   if (set('protocol')) {
@@ -170,7 +170,7 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     if (filter.family) {
       const fam = filter.family === AF_INET ? 'ipv4' : 'ipv6';
       for (const c of list) {
-        if (c.family !== fam) throw new RangeError(`${key}: ${formatCidr(c)} is not ${fam}, but family is ${fam}`);
+        if (c.family !== fam) throw fieldError(RangeError, key, `${formatCidr(c)} is not ${fam}, but family is ${fam}`);
       }
     }
     filter[key] = list.map((c) => ({ family: c.family === 'ipv4' ? AF_INET : AF_INET6, addr: c.addr, prefix: c.prefix }));
@@ -189,19 +189,19 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
       filter.markMask = 0xffffffff;
     } else if (m !== null && typeof m === 'object' && !Array.isArray(m)) {
       const mo = m as Record<string, unknown>;
-      for (const k of Object.keys(mo)) if (k !== 'value' && k !== 'mask') throw new TypeError(`mark: unknown field '${k}'`);
+      for (const k of Object.keys(mo)) if (k !== 'value' && k !== 'mask') throw fieldError(TypeError, 'mark', `unknown field '${k}'`);
       filter.mark = u32(mo.value, 'mark.value');
       filter.markMask = mo.mask === undefined ? 0xffffffff : u32(mo.mask, 'mark.mask');
     } else {
-      throw new TypeError(`mark: expected a number or { value, mask }, got ${typeName(m)}`);
+      throw fieldError(TypeError, 'mark', `expected a number or { value, mask }, got ${typeName(m)}`);
     }
     if (filter.markMask !== 0xffffffff && features.maskedMarkFilter === false) filter.kernelMarkFilter = false;
     desc.push(filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/0x${filter.markMask.toString(16)}`);
   }
   if (set('zone')) {
     const z = q.zone;
-    if (typeof z !== 'number' || !Number.isInteger(z)) throw new TypeError(`zone: expected an integer, got ${typeName(z)}`);
-    if (z < 0 || z > 65535) throw new RangeError(`zone: ${z} is outside 0-65535`);
+    if (typeof z !== 'number' || !Number.isInteger(z)) throw fieldError(TypeError, 'zone', `expected an integer, got ${typeName(z)}`);
+    if (z < 0 || z > 65535) throw fieldError(RangeError, 'zone', `${z} is outside 0-65535`);
     filter.zone = z;
     if (z === 0 && !features.zoneZeroFilter) filter.kernelZoneFilter = false;
     desc.push(`zone ${z}`);

@@ -5,6 +5,23 @@
  * keys are named; wrong types are named with the field.
  */
 
+/**
+ * A TypeError or RangeError about one field of an option object: the message starts with the
+ * field (`dport: port 70000 is outside 0-65535`) and `field` names it, so the CLI can put its
+ * own option name in its place.
+ */
+export function fieldError<E extends TypeErrorConstructor | RangeErrorConstructor>(Kind: E, field: string, message: string): InstanceType<E> & { field: string } {
+  const err = Object.assign(new Kind(`${field}: ${message}`), { field });
+  Error.captureStackTrace(err, fieldError);
+  return err as InstanceType<E> & { field: string };
+}
+
+/** The field a validation error is about (see fieldError), if it says. */
+export function errorField(err: unknown): string | undefined {
+  const field = (err as { field?: unknown } | null)?.field;
+  return typeof field === 'string' ? field : undefined;
+}
+
 /** A short, safe description of a value for error messages (BigInt and symbols included). */
 export function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -21,11 +38,11 @@ export function typeName(v: unknown): string {
  */
 export function ownOptions<T extends object = Record<string, unknown>>(value: unknown, what: string, allowed: readonly string[]): T {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new TypeError(`${what}: expected an object, got ${typeName(value)}`);
+    throw fieldError(TypeError, what, `expected an object, got ${typeName(value)}`);
   }
   const out = Object.create(null) as Record<string, unknown>;
   for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) throw new TypeError(`${what}: unknown field '${key}'`);
+    if (!allowed.includes(key)) throw fieldError(TypeError, what, `unknown field '${key}'`);
     out[key] = (value as Record<string, unknown>)[key];
   }
   return out as T;
@@ -33,12 +50,12 @@ export function ownOptions<T extends object = Record<string, unknown>>(value: un
 
 /** An integer in [min, max], or a TypeError/RangeError naming the field. */
 export function integerField(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`${field}: expected an integer, got ${typeName(value)}`);
-  if (value < min || value > max) throw new RangeError(`${field}: ${value} is outside ${min}-${max}`);
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw fieldError(TypeError, field, `expected an integer, got ${typeName(value)}`);
+  if (value < min || value > max) throw fieldError(RangeError, field, `${value} is outside ${min}-${max}`);
   return value;
 }
 
 export function booleanField(value: unknown, field: string): boolean {
-  if (typeof value !== 'boolean') throw new TypeError(`${field}: expected true or false, got ${typeName(value)}`);
+  if (typeof value !== 'boolean') throw fieldError(TypeError, field, `expected true or false, got ${typeName(value)}`);
   return value;
 }

@@ -18,6 +18,7 @@ import { metricsLabels, recordTableShape, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
 import { AuditLog, checkOutputFile } from './files.js';
 import { PurgeMetrics } from '../metrics.js';
+import { errorField } from '../validate.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -52,10 +53,12 @@ function validate(args: ParsedArgs): string {
   try {
     description = compileQuery(args.query).description;
   } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) {
-      const m = /^([\w.]+): (.*)$/.exec(err.message);
-      throw new UsageError(m ? `${FIELD_TO_OPTION[m[1] as string] ?? m[1]}: ${m[2]}` : err.message);
+    // The error names its field (fieldError): put the CLI's option in its place.
+    const field = errorField(err);
+    if ((err instanceof TypeError || err instanceof RangeError) && field !== undefined && err.message.startsWith(`${field}: `)) {
+      throw new UsageError(`${FIELD_TO_OPTION[field] ?? field}: ${err.message.slice(field.length + 2)}`);
     }
+    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
     throw err;
   }
   if (args.command === 'purge' && args.selectorCount === 0) {
@@ -71,9 +74,7 @@ function validate(args: ParsedArgs): string {
 }
 
 function errorLine(err: unknown): string {
-  if (err instanceof ConntrackError) return err.message;
-  if (err instanceof Error) return err.message;
-  return String(err);
+  return err instanceof Error ? err.message : String(err);
 }
 
 const ignoreHangup = () => undefined;

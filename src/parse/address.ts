@@ -1,5 +1,5 @@
 /** IPv4/IPv6 addresses and CIDRs, as the 16-byte form the native layer uses. */
-import { typeName } from '../validate.js';
+import { fieldError, typeName } from '../validate.js';
 
 export type Family = 'ipv4' | 'ipv6';
 export const AF_INET = 2;
@@ -80,18 +80,18 @@ export function parseAddress(s: string): { family: Family; addr: Uint8Array } | 
 
 /** '10.0.0.0/8', '10.1.2.3', '2001:db8::/32'. Host bits are masked off, like --mask-src. */
 export function parseCidr(value: unknown, name = 'address'): Cidr {
-  if (typeof value !== 'string') throw new TypeError(`${name}: expected an address or CIDR string, got ${typeName(value)}`);
-  if (value.length > 64) throw new RangeError(`${name}: address is too long`);
+  if (typeof value !== 'string') throw fieldError(TypeError, name, `expected an address or CIDR string, got ${typeName(value)}`);
+  if (value.length > 64) throw fieldError(RangeError, name, `address is too long`);
   const slash = value.indexOf('/');
   const host = slash >= 0 ? value.slice(0, slash) : value;
   const parsed = parseAddress(host);
-  if (!parsed) throw new RangeError(`${name}: ${JSON.stringify(value)} is not an IPv4 or IPv6 address or CIDR`);
+  if (!parsed) throw fieldError(RangeError, name, `${JSON.stringify(value)} is not an IPv4 or IPv6 address or CIDR`);
   const max = parsed.family === 'ipv4' ? 32 : 128;
   let prefix = max;
   if (slash >= 0) {
     const p = value.slice(slash + 1);
     if (!/^\d{1,3}$/.test(p) || Number(p) > max) {
-      throw new RangeError(`${name}: prefix length in ${JSON.stringify(value)} must be 0-${max}`);
+      throw fieldError(RangeError, name, `prefix length in ${JSON.stringify(value)} must be 0-${max}`);
     }
     prefix = Number(p);
   }

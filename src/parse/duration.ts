@@ -1,5 +1,5 @@
 /** Durations: seconds as a number, or strings like '3600', '90s', '90m', '1h', '2d', '1h30m'. */
-import { typeName } from '../validate.js';
+import { fieldError, typeName } from '../validate.js';
 
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
 
@@ -18,7 +18,7 @@ export function parseDuration(value: unknown, name = 'duration'): number {
     seconds = value;
   } else if (typeof value === 'string') {
     const s = value.trim();
-    if (s.length === 0 || s.length > 64) throw new RangeError(`${name}: expected a duration such as 3600, 90m, 1h or 2d, got ${JSON.stringify(value.slice(0, 40))}`);
+    if (s.length === 0 || s.length > 64) throw fieldError(RangeError, name, `expected a duration such as 3600, 90m, 1h or 2d, got ${JSON.stringify(value.slice(0, 40))}`);
     if (/^\d+(?:\.\d+)?$/.test(s)) {
       seconds = Number(s);
     } else {
@@ -30,15 +30,15 @@ export function parseDuration(value: unknown, name = 'duration'): number {
         matched = PART.lastIndex;
       }
       if (matched !== s.length) {
-        throw new RangeError(`${name}: ${JSON.stringify(s)} is not a duration (examples: 3600, 90m, 1h, 2d)`);
+        throw fieldError(RangeError, name, `${JSON.stringify(s)} is not a duration (examples: 3600, 90m, 1h, 2d)`);
       }
     }
   } else {
-    throw new TypeError(`${name}: expected seconds (number) or a duration string, got ${typeName(value)}`);
+    throw fieldError(TypeError, name, `expected seconds (number) or a duration string, got ${typeName(value)}`);
   }
-  if (!Number.isFinite(seconds)) throw new RangeError(`${name}: must be a finite number of seconds`);
-  if (seconds < 0) throw new RangeError(`${name}: must not be negative`);
-  if (seconds > MAX_DURATION_SECONDS) throw new RangeError(`${name}: ${seconds} s is more than ten years`);
+  if (!Number.isFinite(seconds)) throw fieldError(RangeError, name, `must be a finite number of seconds`);
+  if (seconds < 0) throw fieldError(RangeError, name, `must not be negative`);
+  if (seconds > MAX_DURATION_SECONDS) throw fieldError(RangeError, name, `${seconds} s is more than ten years`);
   return seconds;
 }
 

@@ -122,9 +122,26 @@ describe('compileQuery', () => {
         } catch (err) {
           expect(err instanceof TypeError || err instanceof RangeError).toBe(true);
           expect((err as Error).message).toMatch(/^(query|family|protocol|state|unreplied|assured|src|dst|sport|dport|mark|mark\.value|mark\.mask|zone|olderThan):/);
+          // The field is also given as data, and it is the one the message starts with.
+          const f = (err as { field?: string }).field;
+          expect((err as Error).message.startsWith(`${f}: `)).toBe(true);
         }
       }),
     );
+  });
+
+  it('errors name their field as data (the CLI maps it to its option without parsing the message)', () => {
+    const err = (() => {
+      try {
+        compileQuery({ mark: { value: 1, mask: -1 } }, modern);
+      } catch (e) {
+        return e as RangeError & { field?: string };
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err?.field).toBe('mark.mask');
+    expect(err?.message).toBe('mark.mask: -1 is outside 0-4294967295');
   });
 });
 
