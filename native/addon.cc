@@ -10,6 +10,7 @@
 #include "handle.h"
 #include "jsConvert.h"
 #include "entryRecord.h"
+#include "names.h"
 #include "policyTimeouts.h"
 
 namespace ctpurge {
@@ -49,6 +50,28 @@ Napi::Value EstimateAge(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, age.seconds);
 }
 
+template <size_t N>
+Napi::Array stringArray(Napi::Env env, const char* const (&list)[N]) {
+  Napi::Array a = Napi::Array::New(env, N);
+  for (size_t i = 0; i < N; i++) a.Set(static_cast<uint32_t>(i), list[i]);
+  return a;
+}
+
+// { protocols: { tcp: 6, ... }, tcp: [...], sctp, dccp (state names by number), status (IPS_*
+// bit names in bit order), ageSources }: the tables the text formats print.
+Napi::Object NameTables(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Object protocols = Napi::Object::New(env);
+  for (const names::Protocol& p : names::kProtocols) protocols.Set(p.name, static_cast<double>(p.number));
+  o.Set("protocols", protocols);
+  o.Set("tcp", stringArray(env, names::kTcp));
+  o.Set("sctp", stringArray(env, names::kSctp));
+  o.Set("dccp", stringArray(env, names::kDccp));
+  o.Set("status", stringArray(env, names::kStatus));
+  o.Set("ageSources", stringArray(env, names::kAgeSource));
+  return o;
+}
+
 }  // namespace
 }  // namespace ctpurge
 
@@ -74,6 +97,7 @@ static Napi::Object InitCtpurge(Napi::Env env, Napi::Object exports) {
   exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
   exports.Set("unlockFile", Napi::Function::New(env, UnlockFile, "unlockFile"));
   exports.Set("recordSize", Napi::Number::New(env, static_cast<double>(kRecordSize)));
+  exports.Set("names", ctpurge::NameTables(env));
   return exports;
 }
 

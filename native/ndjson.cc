@@ -10,6 +10,8 @@
 #include <charconv>
 #include <ctime>
 
+#include "names.h"
+
 namespace ctpurge {
 namespace {
 
@@ -21,27 +23,12 @@ void num(std::string& out, T v) {
   out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
 
-const char* protocolName(uint8_t p) {
-  switch (p) {
-    case 1: return "icmp";
-    case 6: return "tcp";
-    case 17: return "udp";
-    case 33: return "dccp";
-    case 47: return "gre";
-    case 58: return "icmpv6";
-    case 132: return "sctp";
-    case 136: return "udplite";
-    default: return nullptr;
-  }
-}
-
-// Same tables as src/protocols.ts.
-const char* const kTcp[] = {"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"};
-const char* const kSctp[] = {"NONE", "CLOSED", "COOKIE_WAIT", "COOKIE_ECHOED", "ESTABLISHED", "SHUTDOWN_SENT", "SHUTDOWN_RECD", "SHUTDOWN_ACK_SENT", "HEARTBEAT_SENT"};
-const char* const kDccp[] = {"NONE", "REQUEST", "RESPOND", "PARTOPEN", "OPEN", "CLOSEREQ", "CLOSING", "TIMEWAIT"};
-const char* const kStatus[] = {"expected", "seenReply", "assured", "confirmed", "srcNat", "dstNat", "seqAdjust", "srcNatDone",
-                               "dstNatDone", "dying", "fixedTimeout", "template", "natClash", "helper", "offload", "hwOffload"};
-const char* const kAgeSource[] = {"unknown", "timestamp", "timeout"};
+using names::kAgeSource;
+using names::kDccp;
+using names::kSctp;
+using names::kStatus;
+using names::kTcp;
+using names::protocolName;
 
 // The state's name (or number), unquoted; false when the protocol has no states.
 bool appendStateName(std::string& out, uint8_t proto, uint8_t state) {

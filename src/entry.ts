@@ -64,7 +64,8 @@ export type IdleSource = 'timeout' | 'unknown';
 export const RECORD_SIZE = 176;
 
 const FLAG = { timeout: 1, counters: 2, start: 4, labels: 8, origPorts: 16, origIcmp: 32, replyPorts: 64, replyIcmp: 128 };
-const AGE_SOURCES: AgeSource[] = ['unknown', 'timestamp', 'timeout'];
+/** Age sources by the number the native record stores. */
+export const AGE_SOURCES: readonly AgeSource[] = ['unknown', 'timestamp', 'timeout'];
 const STATUS_ENTRIES = Object.entries(STATUS_BITS) as [StatusFlagName, number][];
 
 function statusFlags(raw: number): StatusFlags {

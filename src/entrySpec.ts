@@ -3,7 +3,7 @@ import { AF_INET, AF_INET6, parseAddress, type Family } from './parse/address.js
 import { parseDuration } from './parse/duration.js';
 import { fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { parseProtocol } from './query.js';
-import { CONNTRACK_STATUS_NAMES, DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES, type ProtocolName, type StatusFlagName } from './protocols.js';
+import { CONNTRACK_STATUS_NAMES, PROTOCOLS, statesOf, STATUS_BITS, type ProtocolName, type StatusFlagName } from './protocols.js';
 import type { Entry } from './entry.js';
 import type { NativeEntrySpec } from './native.js';
 
@@ -86,8 +86,7 @@ export function createToNative(given: CreateSpec): NativeEntrySpec {
   out.timeout = Math.floor(timeout);
   if (spec.state !== undefined) {
     if (typeof spec.state !== 'string') throw fieldError(TypeError, 'state', `expected a state name, got ${typeName(spec.state)}`);
-    const table: readonly string[] | undefined =
-      out.protocol === PROTOCOLS.tcp ? TCP_STATES : out.protocol === PROTOCOLS.sctp ? SCTP_STATES : out.protocol === PROTOCOLS.dccp ? DCCP_STATES : undefined;
+    const table = statesOf(out.protocol);
     if (!table) throw fieldError(TypeError, 'state', `protocol ${out.protocol} has no states`);
     const i = table.indexOf(spec.state.toUpperCase());
     if (i <= 0) throw fieldError(RangeError, 'state', `unknown state ${JSON.stringify(spec.state)} (known: ${table.slice(1).join(', ')})`);

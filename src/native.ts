@@ -146,6 +146,16 @@ export interface NativeTalkers {
   counts: Float64Array;
 }
 
+export interface NativeNames {
+  protocols: Record<string, number>;
+  tcp: string[];
+  sctp: string[];
+  dccp: string[];
+  /** IPS_* bit names, in bit order. */
+  status: string[];
+  ageSources: string[];
+}
+
 export interface NativeSummaryOptions {
   talkers: boolean;
   top?: number;
@@ -226,6 +236,8 @@ export interface NativeBinding {
   /** The age estimate from seconds left and policy timeouts; null when unknown. */
   estimateAge(protocol: number, family: number, state: number, secondsLeft: number, timeouts: NativeTimeoutTable): number | null;
   recordSize: number;
+  /** The name tables the native text formats print (a unit test holds src/protocols.ts to them). */
+  names: NativeNames;
   /** flock(2) on path, waiting up to waitMs; resolves with the fd. Rejects with code ELOCKED and holderPid. */
   lockFile(path: string, waitMs: number): Promise<number>;
   /** Closes the fd, releasing the lock. */

@@ -28,9 +28,13 @@ export const SCTP_STATES = ['NONE', 'CLOSED', 'COOKIE_WAIT', 'COOKIE_ECHOED', 'E
 /** enum ct_dccp_states */
 export const DCCP_STATES = ['NONE', 'REQUEST', 'RESPOND', 'PARTOPEN', 'OPEN', 'CLOSEREQ', 'CLOSING', 'TIMEWAIT'] as const;
 
+/** The state names of a protocol that has states, by number; undefined for one that has none. */
+export function statesOf(protocol: number): readonly string[] | undefined {
+  return protocol === PROTOCOLS.tcp ? TCP_STATES : protocol === PROTOCOLS.sctp ? SCTP_STATES : protocol === PROTOCOLS.dccp ? DCCP_STATES : undefined;
+}
+
 export function stateName(protocol: number, state: number): string | null {
-  const table: readonly string[] | undefined =
-    protocol === PROTOCOLS.tcp ? TCP_STATES : protocol === PROTOCOLS.sctp ? SCTP_STATES : protocol === PROTOCOLS.dccp ? DCCP_STATES : undefined;
+  const table = statesOf(protocol);
   if (!table || state === 0xff) return null;
   return table[state] ?? String(state);
 }

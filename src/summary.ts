@@ -3,6 +3,7 @@
  * native pass (native/summaryWorker.cc): no JS object or string per entry, and memory bounded
  * whatever the number of distinct addresses.
  */
+import { AGE_SOURCES } from './entry.js';
 import { formatIpv4, formatIpv6 } from './parse/address.js';
 import { protocolName, stateName } from './protocols.js';
 import type { NativeSummary, NativeTalkers } from './native.js';
@@ -80,8 +81,6 @@ const CANDIDATES: Candidate[] = [
   { args: '--state ESTABLISHED --idle 6h', query: { state: 'ESTABLISHED', idleFor: 6 * 3600 }, matched: 0 },
   { args: '--state ESTABLISHED --idle 1d', query: { state: 'ESTABLISHED', idleFor: 86400 }, matched: 0 },
 ];
-
-const AGE_SOURCES = ['unknown', 'timestamp', 'timeout'];
 
 function ranked(rows: [string, number][], top: number): Ranked[] {
   return rows

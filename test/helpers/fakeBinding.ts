@@ -3,7 +3,8 @@
  * planning, scheduling, close) without a kernel. Each call is recorded; purge() and count()
  * can be slowed down to test what happens while they run.
  */
-import { RECORD_SIZE } from '../../src/entry.js';
+import { AGE_SOURCES, RECORD_SIZE } from '../../src/entry.js';
+import { DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES } from '../../src/protocols.js';
 import type { NativeBinding, NativeCursor, NativeEventCursor, NativeFilter, NativeHandle, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary, NativeSummaryOptions } from '../../src/native.js';
 
 export interface FakeCalls {
@@ -74,6 +75,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
     open: async () => handle,
     estimateAge: () => null,
     recordSize: RECORD_SIZE,
+    names: { protocols: { ...PROTOCOLS }, tcp: [...TCP_STATES], sctp: [...SCTP_STATES], dccp: [...DCCP_STATES], status: Object.keys(STATUS_BITS), ageSources: [...AGE_SOURCES] },
     lockFile: async () => -1,
     unlockFile: () => undefined,
   };

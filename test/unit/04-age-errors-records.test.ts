@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { loadNative } from '../../src/native.js';
 import { ConntrackError, fromNative, hintFor } from '../../src/errors.js';
-import { decodeRecord, RECORD_SIZE } from '../../src/entry.js';
+import { AGE_SOURCES, decodeRecord, RECORD_SIZE } from '../../src/entry.js';
+import { DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES } from '../../src/protocols.js';
 
 // The age estimate is C++ (it runs per entry inside the dump); this calls the same
 // function through the addon, with the default policy timeouts given explicitly.
@@ -124,5 +125,18 @@ describe('entry records', () => {
     // NaN is the record's "unknown" idle time.
     v.setFloat64(168, NaN, true);
     expect(decodeRecord(buf, 0)).toMatchObject({ idle: null, idleSource: 'unknown' });
+  });
+});
+
+describe('one set of names on both sides of the addon', () => {
+  it('the protocol, state, status and age-source names TypeScript uses are the ones the native formats print', () => {
+    const n = loadNative().names;
+    expect(n.protocols).toEqual({ ...PROTOCOLS });
+    expect(n.tcp).toEqual([...TCP_STATES]);
+    expect(n.sctp).toEqual([...SCTP_STATES]);
+    expect(n.dccp).toEqual([...DCCP_STATES]);
+    expect(n.status).toEqual(Object.entries(STATUS_BITS).sort((a, b) => a[1] - b[1]).map(([name]) => name));
+    expect(n.ageSources).toEqual([...AGE_SOURCES]);
+    expect(loadNative().recordSize).toBe(RECORD_SIZE);
   });
 });
