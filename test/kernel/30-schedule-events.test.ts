@@ -1,10 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import { Conntrack, acquirePurgeLock, type ConntrackEvent } from '../../src/index.js';
-import { BIN, ctpurge } from '../helpers/cli.js';
+import { BIN, ctpurge, startCtpurge } from '../helpers/cli.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { hpingAcks, trafficPair } from '../helpers/traffic.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
@@ -24,15 +24,7 @@ function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
   });
 }
 
-function daemon(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, exited };
-}
+const daemon = startCtpurge;
 
 describeKernel('the daemon (--every), metrics, locks and signals', () => {
   let ns: TestNetns;

@@ -2,14 +2,14 @@
  * What a careless operator does to a CLI: pipes it into head, points its files at odd places,
  * fills the disk, rotates its log, deletes its namespace.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import os from 'node:os';
 import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
-import { BIN, ctpurge, ROOT, TEST_LOCK_DIR } from '../helpers/cli.js';
+import { BIN, ctpurge, ROOT, startCtpurge, TEST_LOCK_DIR } from '../helpers/cli.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/natLab.js';
 import { METRICS_MAX_CONNECTIONS } from '../../src/cli/daemon.js';
@@ -191,15 +191,7 @@ describeKernel('--log: no entry is deleted without its line', () => {
   });
 });
 
-function daemon(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, CTPURGE_LOCK_DIR: TEST_LOCK_DIR }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, exited };
-}
+const daemon = startCtpurge;
 
 const lineCount = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0);
 
