@@ -1,6 +1,7 @@
 #include "talkerCounts.h"
 
 #include <netinet/in.h>
+#include <sys/mman.h>
 
 namespace ctpurge {
 
@@ -8,6 +9,18 @@ bool MemoryBudget::take(size_t bytes) {
   if (left_.fetch_sub(static_cast<int64_t>(bytes)) >= static_cast<int64_t>(bytes)) return true;
   give(bytes);
   return false;
+}
+
+template <size_t N>
+AddressTable<N>::AddressTable(AddressTable&& o) noexcept
+    : slots_(o.slots_), size_(o.size_), used_(o.used_), spill_(std::move(o.spill_)) {
+  o.slots_ = nullptr;
+  o.size_ = o.used_ = 0;
+}
+
+template <size_t N>
+AddressTable<N>::~AddressTable() {
+  if (slots_) ::munmap(slots_, total() * sizeof(Slot));
 }
 
 template <size_t N>
@@ -20,31 +33,65 @@ size_t AddressTable<N>::home(const uint8_t* addr) const {
   h ^= h >> 31;
   h *= 0xbf58476d1ce4e5b9ull;
   h ^= h >> 29;
-  return static_cast<size_t>(h) & (slots_.size() - 1);
+  return static_cast<size_t>(h) & (size_ - 1);
 }
 
+// The first free slot from the address's home, or the spill list past the end.
+template <size_t N>
+void AddressTable<N>::place(const Slot& s) {
+  for (size_t i = home(s.addr); i < total(); i++) {
+    if (slots_[i].count == 0) {
+      slots_[i] = s;
+      return;
+    }
+  }
+  spill_.push_back(s);
+}
+
+// Doubles the table in place. mremap() extends the mapping (the new pages read as zeros) and
+// moves it if it must, without copying page contents. Then, with no wraparound to worry
+// about: (1) the overflow slots are emptied into a list, which leaves every entry of the main
+// region on a valid probe path; (2) the main region's entries are taken out and placed again
+// in index order. An entry whose new home is its old one lands at or before its old slot,
+// past entries already placed; one whose new home is in the new upper half probes only
+// slots that were empty or hold entries already placed. No placed entry moves again, so
+// every probe path stays whole. (3) The listed ones are placed last.
 template <size_t N>
 bool AddressTable<N>::grow(MemoryBudget& budget) {
-  const size_t size = slots_.empty() ? 1024 : slots_.size() * 2;
-  if (!budget.take(size * sizeof(Slot))) return false;
-  std::vector<Slot> old(size, Slot{});
-  old.swap(slots_);
-  for (const Slot& s : old) {
-    if (s.count == 0) continue;
-    size_t i = home(s.addr);
-    while (slots_[i].count != 0) i = (i + 1) & (size - 1);
-    slots_[i] = s;
+  const size_t oldSize = size_, oldTotal = total();
+  const size_t newSize = size_ ? size_ * 2 : 1024, newTotal = newSize + kSlack;
+  const size_t oldBytes = oldTotal * sizeof(Slot), newBytes = newTotal * sizeof(Slot);
+  if (!budget.take(newBytes - oldBytes)) return false;
+  void* p = slots_ ? ::mremap(slots_, oldBytes, newBytes, MREMAP_MAYMOVE)
+                   : ::mmap(nullptr, newBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    budget.give(newBytes - oldBytes);
+    return false;
   }
-  budget.give(old.size() * sizeof(Slot));
+  slots_ = static_cast<Slot*>(p);
+  size_ = newSize;
+  std::vector<Slot> later;
+  later.swap(spill_);
+  for (size_t i = oldSize; i < oldTotal; i++) {
+    if (slots_[i].count == 0) continue;
+    later.push_back(slots_[i]);
+    slots_[i].count = 0;
+  }
+  for (size_t i = 0; i < oldSize; i++) {
+    if (slots_[i].count == 0) continue;
+    const Slot s = slots_[i];
+    slots_[i].count = 0;
+    place(s);
+  }
+  for (const Slot& s : later) place(s);
   return true;
 }
 
 template <size_t N>
 bool AddressTable<N>::add(const uint8_t* addr, MemoryBudget& budget) {
-  // At most 70% full: linear probing stays short.
-  if ((used_ + 1) * 10 > slots_.size() * 7 && !grow(budget)) return false;
-  const size_t mask = slots_.size() - 1;
-  for (size_t i = home(addr);; i = (i + 1) & mask) {
+  // At most 70% full, and a spill list that stays short: probing stays short.
+  if (((used_ + 1) * 10 > size_ * 7 || spill_.size() > kMaxSpill) && !grow(budget)) return false;
+  for (size_t i = home(addr); i < total(); i++) {
     Slot& s = slots_[i];
     if (s.count == 0) {
       std::memcpy(s.addr, addr, N);
@@ -57,24 +104,43 @@ bool AddressTable<N>::add(const uint8_t* addr, MemoryBudget& budget) {
       return true;
     }
   }
+  for (Slot& s : spill_) {
+    if (std::memcmp(s.addr, addr, N) == 0) {
+      s.count++;
+      return true;
+    }
+  }
+  Slot s{};
+  std::memcpy(s.addr, addr, N);
+  s.count = 1;
+  spill_.push_back(s);
+  used_++;
+  return true;
 }
 
 template <size_t N>
 uint32_t AddressTable<N>::find(const uint8_t* addr) const {
-  if (slots_.empty()) return 0;
-  const size_t mask = slots_.size() - 1;
-  for (size_t i = home(addr);; i = (i + 1) & mask) {
+  if (!slots_) return 0;
+  for (size_t i = home(addr); i < total(); i++) {
     const Slot& s = slots_[i];
     if (s.count == 0) return 0;
     if (std::memcmp(s.addr, addr, N) == 0) return s.count;
   }
+  for (const Slot& s : spill_) {
+    if (std::memcmp(s.addr, addr, N) == 0) return s.count;
+  }
+  return 0;
 }
 
 template <size_t N>
 void AddressTable<N>::release(MemoryBudget& budget) {
-  budget.give(slots_.size() * sizeof(Slot));
-  std::vector<Slot>().swap(slots_);
-  used_ = 0;
+  if (slots_) {
+    budget.give(total() * sizeof(Slot));
+    ::munmap(slots_, total() * sizeof(Slot));
+  }
+  slots_ = nullptr;
+  size_ = used_ = 0;
+  std::vector<Slot>().swap(spill_);
 }
 
 template class AddressTable<4>;

@@ -24,7 +24,11 @@ class MemoryBudget {
 };
 
 // Open addressing with linear probing over N-byte addresses: 8 bytes a slot for IPv4, 20 for
-// IPv6, no allocation per address. A count of 0 marks an empty slot.
+// IPv6, no allocation per address. A count of 0 marks an empty slot. Probing runs past the
+// power-of-two main region into kSlack overflow slots instead of wrapping around, then (very
+// rarely) into a small spill list. That is what lets the table grow in place: its memory is
+// an anonymous mapping that mremap() doubles without a copy, and the entries are moved within
+// it, so growing never holds the old and the new table at once.
 template <size_t N>
 class AddressTable {
  public:
@@ -32,18 +36,35 @@ class AddressTable {
     uint8_t addr[N];
     uint32_t count;
   };
+  AddressTable() = default;
+  AddressTable(AddressTable&& o) noexcept;
+  AddressTable(const AddressTable&) = delete;
+  AddressTable& operator=(const AddressTable&) = delete;
+  ~AddressTable();
   // False when the table would have to grow past the budget (nothing is counted then).
   bool add(const uint8_t* addr, MemoryBudget& budget);
   uint32_t find(const uint8_t* addr) const;
   void release(MemoryBudget& budget);
-  const std::vector<Slot>& slots() const { return slots_; }
+  template <typename Fn>
+  void forEach(Fn&& fn) const {
+    for (size_t i = 0; i < total(); i++) {
+      if (slots_[i].count != 0) fn(slots_[i]);
+    }
+    for (const Slot& s : spill_) fn(s);
+  }
 
  private:
+  static constexpr size_t kSlack = 64;
+  static constexpr size_t kMaxSpill = 64;
+  size_t total() const { return size_ ? size_ + kSlack : 0; }
   size_t home(const uint8_t* addr) const;
   bool grow(MemoryBudget& budget);
+  void place(const Slot& s);  // an address not in the table yet
 
-  std::vector<Slot> slots_;
+  Slot* slots_ = nullptr;  // size_ + kSlack slots, mmap()ed
+  size_t size_ = 0;        // the main region, a power of two
   size_t used_ = 0;
+  std::vector<Slot> spill_;  // probed past the last overflow slot
 };
 
 // One lane's counts for one side (sources or destinations).
@@ -79,19 +100,17 @@ class TalkerCounts {
 template <typename Fn>
 void TalkerCounts::forEach(Fn&& fn) const {
   AddressKey k;
-  for (const auto& s : v4_.slots()) {
-    if (s.count == 0) continue;
-    k.family = 2;  // AF_INET
+  k.family = 2;  // AF_INET
+  v4_.forEach([&](const AddressTable<4>::Slot& s) {
     std::memcpy(k.addr, s.addr, 4);
     fn(k, s.count);
-  }
+  });
   k = AddressKey{};
-  for (const auto& s : v6_.slots()) {
-    if (s.count == 0) continue;
-    k.family = 10;  // AF_INET6
+  k.family = 10;  // AF_INET6
+  v6_.forEach([&](const AddressTable<16>::Slot& s) {
     std::memcpy(k.addr, s.addr, 16);
     fn(k, s.count);
-  }
+  });
 }
 
 }  // namespace ctpurge

@@ -194,7 +194,7 @@ export interface NativeHandle {
   stats(): Promise<NativeStats>;
   /**
    * The table summary over the lanes. Talkers (the `top` largest, 10 by default) are counted
-   * exactly in `memory` bytes (64 MiB); past it, heavy hitters (`capacity` counters per lane,
+   * exactly in `memory` bytes (96 MiB); past it, heavy hitters (`capacity` counters per lane,
    * 16,384) and a second pass that counts them exactly.
    */
   summary(lanes: NativeFilter[], options: NativeSummaryOptions): Promise<NativeSummary>;

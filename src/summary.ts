@@ -38,7 +38,7 @@ export interface TableSummary {
   /** How many entries a few typical purges would remove from the entries summarised. */
   candidates: Candidate[];
   /**
-   * 0 when every address was counted exactly (up to about 64 MiB of counts: millions of
+   * 0 when every address was counted exactly (up to 96 MiB of counts: millions of
    * distinct IPv4 addresses). On larger tables, every address with more entries than this
    * (the heavy-hitter bound, total / 16,384) is in topSources/topDestinations when it ranks
    * there, with its exact count; below it, near-ties among many small talkers may be left out.

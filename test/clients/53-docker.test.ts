@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadNative } from '../../src/native.js';
-import { describeClients, liveLine, run, start, staleLine, versionOf, waitFor, type Running } from './clients.js';
+import { describeClients, liveLine, run, runAsync, start, staleLine, versionOf, waitFor, type Running } from './clients.js';
 import { ROOT } from '../helpers/cli.js';
 
 const CACHE = process.env.CTPURGE_TEST_CACHE ?? '/var/cache/ctpurge-test';
@@ -31,6 +31,8 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
   let holderPid = 0;
   let baseImage = '';
   const docker = (args: string[], timeout = 120_000) => run(DOCKER, ['-H', `unix://${runDir}/docker.sock`, ...args], { timeout, env: { DOCKER_BUILDKIT: '0' } });
+  // For the steps that take minutes (see runAsync).
+  const dockerAsync = (args: string[], timeout: number) => runAsync(DOCKER, ['-H', `unix://${runDir}/docker.sock`, ...args], { timeout, env: { DOCKER_BUILDKIT: '0' } });
   const nsenter = (args: string[], input?: string) => run('nsenter', [`--net=/proc/${holderPid}/ns/net`, ...args], { input });
   const count = () => Number(nsenter(['conntrack', '-C']).stdout.trim());
   const ctpurgeRun = (args: string[], extra: string[] = ['--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN']) =>
@@ -54,15 +56,15 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
       return;
     }
     // The base: debootstrap + this machine's Node, cached as a tarball and as an image.
-    const base = run('bash', [path.join(ROOT, 'test/clients/make-docker-base.sh'), CACHE], { timeout: 600_000 });
+    const base = await runAsync('bash', [path.join(ROOT, 'test/clients/make-docker-base.sh'), CACHE], { timeout: 600_000 });
     expect(base.status, base.stderr).toBe(0);
     const baseTag = `ctpurge-test-base:node-${process.versions.node}`;
     if (docker(['image', 'inspect', baseTag]).status !== 0) {
-      const imp = run('sh', ['-c', `${DOCKER} -H unix://${runDir}/docker.sock import --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' --change 'CMD ["node"]' - ${baseTag} < ${base.stdout.trim()}`], { timeout: 300_000 });
+      const imp = await runAsync('sh', ['-c', `${DOCKER} -H unix://${runDir}/docker.sock import --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' --change 'CMD ["node"]' - ${baseTag} < ${base.stdout.trim()}`], { timeout: 300_000 });
       expect(imp.status, imp.stderr).toBe(0);
     }
     const log = path.join(CACHE, 'docker-build.log');
-    const build = docker(['build', '--network', 'host', '--build-arg', `BASE=${baseTag}`, '-t', IMAGE, ROOT], 900_000);
+    const build = await dockerAsync(['build', '--network', 'host', '--build-arg', `BASE=${baseTag}`, '-t', IMAGE, ROOT], 900_000);
     writeFileSync(log, build.stdout + build.stderr);
     expect(build.status, `docker build failed (full log: ${log}):\n${(build.stdout + build.stderr).slice(-3000)}`).toBe(0);
     // Earlier builds' layers that no tag uses any more: the cache does not grow run after run.
@@ -150,7 +152,7 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
     expect(count()).toBe(70);
   });
 
-  it('a quiet first run: on a fresh Debian 12 container, bootstrap prints a few progress lines and installs everything', (ctx) => {
+  it('a quiet first run: on a fresh Debian 12 container, bootstrap prints a few progress lines and installs everything', async (ctx) => {
     if (cannotRun) return ctx.skip(cannotRun);
     // This checkout without its build products, as a fresh clone has it.
     const src = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-fresh-'));
@@ -159,7 +161,7 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
       expect(copy.status, copy.stderr).toBe(0);
       for (const d of ['apt-archives/partial', 'npm']) mkdirSync(path.join(CACHE, d), { recursive: true });
       // Downloads are cached between runs (apt's archives, npm's cache); the install is not.
-      const r = docker([
+      const r = await dockerAsync([
         'run', '--rm', '--network', 'host', '-v', `${src}:/src`, '-w', '/src',
         '-v', `${CACHE}/apt-archives:/var/cache/apt/archives`, '-v', `${CACHE}/npm:/root/.npm`,
         baseImage, 'bash', '-c',

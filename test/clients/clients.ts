@@ -104,8 +104,36 @@ export function start(cmd: string, args: string[], options: { env?: NodeJS.Proce
   };
 }
 
+type RunOptions = { input?: string; env?: NodeJS.ProcessEnv; timeout?: number };
+type RunResult = { status: number | null; stdout: string; stderr: string };
+
+/**
+ * run(), without blocking the test worker: for steps that can take minutes (an image build).
+ * A worker blocked in spawnSync for over a minute misses vitest's own RPC deadline and the
+ * run ends with "Timeout calling onTaskUpdate", every test passed or not.
+ */
+export function runAsync(cmd: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: { ...process.env, ...options.env }, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    if (options.input !== undefined) child.stdin?.end(options.input);
+    const timer = setTimeout(() => {
+      stderr += `\n${cmd}: killed after ${options.timeout ?? 120_000} ms`;
+      child.kill('SIGKILL');
+    }, options.timeout ?? 120_000);
+    child.on('error', (err) => (stderr += `\n${err.message}`));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ status: code, stdout, stderr });
+    });
+  });
+}
+
 /** Runs a program to completion; never throws on a non-zero exit. */
-export function run(cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeout?: number } = {}): { status: number | null; stdout: string; stderr: string } {
+export function run(cmd: string, args: string[], options: RunOptions = {}): RunResult {
   const r = spawnSync(cmd, args, { encoding: 'utf8', input: options.input, env: { ...process.env, ...options.env }, timeout: options.timeout ?? 120_000, maxBuffer: 1 << 28 });
   return { status: r.status, stdout: r.stdout ?? '', stderr: (r.stderr ?? '') + (r.error ? `\n${r.error.message}` : '') };
 }

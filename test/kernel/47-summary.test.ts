@@ -72,3 +72,56 @@ describeKernel('summary: the top talkers among 100k sources, exactly', () => {
     }
   });
 });
+
+// The exact tables grow in place (mremap, then the entries moved within the mapping): after a
+// dozen doublings, every address must still have one slot and its whole count. 60,000 IPv6
+// entries (and 20,000 IPv4 ones): six sources own 1,000 each, the rest are seen once; the
+// top 1,000 is computed here from the model, ties in address byte order.
+describeKernel('summary: exact counts after the tables grew in place, IPv6 and IPv4', () => {
+  const V6 = 60_000;
+  const V4 = 20_000;
+  let ns: TestNetns;
+  const model = new Map<string, number>();
+  const v6 = (i: number) => `fd00:${(1 + (i >> 16)).toString(16)}::${(i & 0xffff).toString(16)}`;
+  beforeAll(() => {
+    ns = TestNetns.create('ctp-grow');
+    const lines: string[] = [];
+    for (let i = 0; i < V6 + V4; i++) {
+      const heavy = i % 10 === 0 && i < 60_000 ? (i / 10) % 6 : -1;
+      const src = heavy >= 0 ? `fd00:ff::${heavy + 1}` : i < V6 ? v6(i) : `10.${1 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+      model.set(src, (model.get(src) ?? 0) + 1);
+      const dst = src.includes(':') ? 'fd00:1:2::1' : '192.0.2.1';
+      lines.push(`-I -p udp -s ${src} -d ${dst} --sport ${1024 + (i % 60000)} --dport ${heavy >= 0 ? 3000 + Math.floor(i / 60) : 53} -t 3000`);
+    }
+    ns.load(lines);
+  }, 120_000);
+  afterAll(() => ns?.destroy());
+
+  /** Address text in byte order (IPv4 before IPv6, as AF_INET < AF_INET6), for the ties. */
+  function bytesKey(a: string): string {
+    if (!a.includes(':')) return `0:${a.split('.').map((x) => Number(x).toString(16).padStart(2, '0')).join('')}`;
+    const [head = '', tail = ''] = a.split('::');
+    const h = head ? head.split(':') : [];
+    const t = tail ? tail.split(':') : [];
+    const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+    return `1:${groups.map((g) => g.padStart(4, '0')).join('')}`;
+  }
+
+  it('one pass, and the top 1,000 sources equal the model', async () => {
+    const h = await loadNative().open(ns.path);
+    try {
+      const n = await h.summary(laneFilters(compileQuery({}).filter, 2), { talkers: true, top: 1000 });
+      expect(n.exactAbove).toBe(0);
+      const expected = [...model]
+        .sort((a, b) => b[1] - a[1] || (bytesKey(a[0]) < bytesKey(b[0]) ? -1 : 1))
+        .slice(0, 1000)
+        .map(([key, count]) => ({ key, count }));
+      const got = tableSummary(n, 1000, true).topSources;
+      expect(got.slice(0, 6)).toEqual(expected.slice(0, 6));
+      expect(got).toEqual(expected);
+      expect(got.slice(0, 6).every((t) => t.count === 1000)).toBe(true);
+    } finally {
+      h.close();
+    }
+  });
+});
