@@ -211,6 +211,11 @@ for (const n of SIZES) {
   for (let i = 0; i < runs; i++) ctL.push(timed(`ip netns exec ${ns} conntrack -L > /dev/null 2>&1`, [], { shell: true }));
   r.footprint['conntrack -L'] = { wall: stats(ctL.map((t) => t.wall)), peakRssMB: stats(ctL.map((t) => t.rss / 1024)) };
 
+  // Embedded: timer lag in a Node process while each API operation runs (bench/lag.mjs).
+  // Before the flush runs below: they delete a namespace of millions of entries, and the
+  // kernel's teardown of it, in the background, stalled a CPU for tens of ms.
+  r.lag = measureLag({ ns, root, runs, reload: () => load(ns, c.stale, 'stale') });
+
   // --unreplied with no age: the kernel's filtered flush, vs conntrack -F of the same count.
   const unreplied = c.stale.length + c.young.length;
   const flushCtp = [];
@@ -238,8 +243,6 @@ for (const n of SIZES) {
   dropNs(other);
   r.flush = { deleted: unreplied, ctpurgeCli: stats(flushCtp), ctpurgeApi: stats(flushApi), conntrackF: stats(flushCt) };
 
-  // Embedded: timer lag in a Node process while each API operation runs (bench/lag.mjs).
-  r.lag = measureLag({ ns, root, runs, reload: () => load(ns, c.stale, 'stale') });
   if (r.lag.purge.n !== c.stale.length) throw new Error(`embedded purge deleted ${r.lag.purge.n}`);
   dropNs(ns);
   results.sizes[n] = r;
