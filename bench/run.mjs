@@ -214,7 +214,8 @@ for (const n of SIZES) {
   // Embedded: timer lag in a Node process while each API operation runs (bench/lag.mjs).
   // Before the flush runs below: they delete a namespace of millions of entries, and the
   // kernel's teardown of it, in the background, stalled a CPU for tens of ms.
-  r.lag = measureLag({ ns, root, runs, reload: () => load(ns, c.stale, 'stale') });
+  // Three runs at every size, 4M included: one pause of the machine's decides a single run.
+  r.lag = measureLag({ ns, root, runs: RUNS, reload: () => load(ns, c.stale, 'stale') });
 
   // --unreplied with no age: the kernel's filtered flush, vs conntrack -F of the same count.
   const unreplied = c.stale.length + c.young.length;
