@@ -14,13 +14,6 @@ namespace {
 using ExactCounts = std::unordered_map<AddressKey, double, AddressKeyHash>;
 using Ranking = std::vector<std::pair<AddressKey, double>>;
 
-AddressKey keyOf(uint8_t family, const uint8_t* addr) {
-  AddressKey k;
-  k.family = family;
-  std::memcpy(k.addr, addr, 16);
-  return k;
-}
-
 // The `top` largest counts seen, ties by family and address bytes, kept in a heap whose front
 // is the one to drop next.
 class TopN {
@@ -115,10 +108,10 @@ class SummaryWorker : public PromiseWorker {
     std::vector<ExactCounts> srcLane(n, src ? src->candidates : ExactCounts{}), dstLane(n, dst ? dst->candidates : ExactCounts{});
     scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, false, [&](size_t i, const Entry& e, const Ages&) {
       if (src) {
-        if (auto it = srcLane[i].find(keyOf(e.family, e.orig.src)); it != srcLane[i].end()) it->second++;
+        if (auto it = srcLane[i].find(AddressKey::of(e.family, e.orig.src)); it != srcLane[i].end()) it->second++;
       }
       if (dst) {
-        if (auto it = dstLane[i].find(keyOf(e.family, e.orig.dst)); it != dstLane[i].end()) it->second++;
+        if (auto it = dstLane[i].find(AddressKey::of(e.family, e.orig.dst)); it != dstLane[i].end()) it->second++;
       }
     });
     for (size_t i = 0; i < n; i++) {

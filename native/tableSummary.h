@@ -17,6 +17,13 @@ namespace ctpurge {
 struct AddressKey {
   uint8_t family = 0;
   uint8_t addr[16] = {};
+  // The key of an entry's address (16 bytes; IPv4 in the first 4).
+  static AddressKey of(uint8_t family, const uint8_t* addr) {
+    AddressKey k;
+    k.family = family;
+    std::memcpy(k.addr, addr, 16);
+    return k;
+  }
   bool operator==(const AddressKey& o) const { return family == o.family && std::memcmp(addr, o.addr, 16) == 0; }
   // The order of ties in the top lists: family, then the address bytes.
   bool operator<(const AddressKey& o) const { return family != o.family ? family < o.family : std::memcmp(addr, o.addr, 16) < 0; }

@@ -151,10 +151,7 @@ void TalkerCounts::add(uint8_t family, const uint8_t* addr) {
     if (family == AF_INET ? v4_.add(addr, *budget_) : v6_.add(addr, *budget_)) return;
     fallBack();
   }
-  AddressKey k;
-  k.family = family;
-  std::memcpy(k.addr, addr, 16);
-  heavy_.add(k);
+  heavy_.add(AddressKey::of(family, addr));
 }
 
 uint32_t TalkerCounts::find(const AddressKey& k) const {
