@@ -18,7 +18,7 @@ class NextChunkWorker : public PromiseWorker {
     DumpState& c = *state_;
     if (!c.reader) {
       inNetns(c.ns->fd.get(), [&] { c.timeouts = PolicyTimeouts::readFromProc(); });
-      c.reader = std::make_unique<DumpReader>(c.ns->fd.get(), c.filter.dumpFilter(), "dump");
+      c.reader = std::make_unique<DumpReader>(c.ns->fd.get(), c.lane.kernel, "dump");
     }
     const uint64_t now = realtimeNowNs();
     const bool ndjson = c.format == DumpState::Format::Ndjson;
@@ -28,7 +28,7 @@ class NextChunkWorker : public PromiseWorker {
     while (more && matched_ < c.chunk) {
       more = c.reader->next([&](const Entry& e) {
         const Ages ages = estimateAges(e, c.timeouts, now);
-        if (!c.filter.matches(e, ages)) return;
+        if (!c.lane.match.matches(e, ages)) return;
         matched_++;
         if (ndjson) appendNdjson(text_, e, ages);
         else appendRecord(records_, e, ages);
@@ -71,12 +71,12 @@ Napi::Function DumpCursor::Define(Napi::Env env) {
                      });
 }
 
-Napi::Object DumpCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t chunk, Format format) {
+Napi::Object DumpCursor::NewInstance(Napi::Env env, NamespacePtr ns, Lane lane, uint32_t chunk, Format format) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->cursorCtor.New({});
   DumpState& s = *DumpCursor::Unwrap(o)->state_;
   s.ns = std::move(ns);
-  s.filter = std::move(filter);
+  s.lane = std::move(lane);
   s.chunk = chunk == 0 ? 4096 : chunk;
   s.format = format;
   return o;

@@ -20,7 +20,7 @@ namespace ctpurge {
 struct DumpState {
   enum class Format { Records, Ndjson };
   NamespacePtr ns;
-  Filter filter;
+  Lane lane;
   uint32_t chunk = 4096;
   Format format = Format::Records;
   PolicyTimeouts timeouts;
@@ -34,7 +34,7 @@ class DumpCursor : public Napi::ObjectWrap<DumpCursor> {
  public:
   using Format = DumpState::Format;
   static Napi::Function Define(Napi::Env env);
-  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t chunk, Format format);
+  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Lane lane, uint32_t chunk, Format format);
   explicit DumpCursor(const Napi::CallbackInfo& info);
 
  private:

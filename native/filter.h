@@ -1,4 +1,6 @@
-// A query compiled once (in TypeScript, then here) and evaluated for every entry.
+// The match side of a query plan (src/plan.ts): what every entry the kernel sends is checked
+// against. What the kernel is asked to filter by, and whether to flush, is decided in
+// TypeScript and arrives here as a DumpFilter.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -36,31 +38,16 @@ struct Filter {
   double olderThan = 0;  // seconds since creation (Ages::age)
   bool hasIdleFor = false;
   double idleFor = 0;    // seconds since the last packet (Ages::idle)
-  // Which kernel-side filters the running kernel honours (decided from its version).
-  bool kernelStatusFilter = false;
-  bool kernelZoneFilter = false;
-  bool kernelMarkFilter = true;   // false on 5.8 with a partial mask (it skipped matching entries)
-  bool kernelTupleDump = false;   // CTA_FILTER in dumps: 5.8
-  bool kernelTupleFlush = false;  // CTA_FILTER in flushes: 6.12
-  // false: send no filter to the kernel at all and match everything here (stands in for
-  // old kernels in tests, and is a way out if a kernel filter ever misbehaves).
-  bool kernelFilters = true;
-
-  // The part the kernel can apply while dumping. Everything is re-checked by matches().
-  DumpFilter dumpFilter() const;
-  // The exact-tuple conditions the kernel's CTA_FILTER compares the way matches() does:
-  // protocol; one port (TCP/UDP); one IPv4 address (/32) per direction and side. Empty
-  // without a family (the kernel needs one to compare addresses).
-  TupleFilter kernelTuple() const;
-  // True when filtered flushes (DELETE without tuple) remove exactly what this filter
-  // selects: every condition is one the running kernel compares in a flush. A query
-  // without a family but with tuple conditions is flushed once per family (flushParts).
-  bool flushable() const;
-  // The filters to flush, one per family when the query names none but has tuple conditions.
-  std::vector<Filter> flushParts() const;
   bool needsAge() const { return hasOlderThan || hasIdleFor; }
   // ages: from estimateAges(); only read when needsAge().
   bool matches(const Entry& e, const Ages& ages) const;
+};
+
+// One lane of a plan: the kernel-side filter its dump (or flush) request carries, and the
+// filter every entry it sends is checked against. The lanes of a plan are disjoint.
+struct Lane {
+  DumpFilter kernel;
+  Filter match;
 };
 
 }  // namespace ctpurge

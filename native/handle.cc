@@ -91,13 +91,13 @@ class StatsWorker : public PromiseWorker {
 
 class CountWorker : public PromiseWorker {
  public:
-  CountWorker(Napi::Env env, NamespacePtr ns, std::vector<Filter> lanes)
+  CountWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes)
       : PromiseWorker(env, "ctpurge:count"), ns_(std::move(ns)), lanes_(std::move(lanes)) {}
 
  protected:
   void Run() override {
     PolicyTimeouts timeouts;
-    if (lanes_[0].needsAge()) inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
+    if (lanes_[0].match.needsAge()) inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
     const uint64_t now = realtimeNowNs();
     std::vector<uint64_t> counts(lanes_.size());
     scanLanes(ns_->fd.get(), lanes_, "count", timeouts, now, false, [&](size_t i, const Entry&, const Ages&) { counts[i]++; });
@@ -107,7 +107,7 @@ class CountWorker : public PromiseWorker {
 
  private:
   NamespacePtr ns_;
-  std::vector<Filter> lanes_;
+  std::vector<Lane> lanes_;
   uint64_t count_ = 0;
 };
 
@@ -262,7 +262,7 @@ Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t chunk = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 4096;
   const bool ndjson = info.Length() > 2 && info[2].IsString() && info[2].As<Napi::String>().Utf8Value() == "ndjson";
-  return DumpCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), chunk,
+  return DumpCursor::NewInstance(env, checkedNs(env), laneFromJs(objectArg(info, 0)), chunk,
                                  ndjson ? DumpCursor::Format::Ndjson : DumpCursor::Format::Records);
 }
 

@@ -95,6 +95,23 @@ std::vector<Cidr> cidrs(const Napi::Object& o, const char* key) {
   return out;
 }
 
+// An IPv4 address of a kernel tuple filter (4 bytes), when present.
+bool bytes4(const Napi::Object& o, const char* key, uint8_t* out) {
+  Napi::Value v = ownGet(o, key);
+  if (v.IsUndefined()) return false;
+  if (!v.IsTypedArray() || v.As<Napi::Uint8Array>().ByteLength() != 4) {
+    throw Napi::TypeError::New(o.Env(), "ctpurge: a kernel filter address must be a Uint8Array(4)");
+  }
+  std::memcpy(out, v.As<Napi::Uint8Array>().Data(), 4);
+  return true;
+}
+
+Napi::Object objectField(const Napi::Object& o, const char* key) {
+  Napi::Value v = ownGet(o, key);
+  if (!v.IsObject()) throw Napi::TypeError::New(o.Env(), std::string("ctpurge: a lane needs its ") + key + " filter");
+  return v.As<Napi::Object>();
+}
+
 bool range(const Napi::Object& o, const char* key, PortRange& r) {
   Napi::Value v = ownGet(o, key);
   if (!v.IsArray()) return false;
@@ -139,12 +156,6 @@ Filter filterFromJs(const Napi::Object& o) {
     f.hasOlderThan = true;
     f.olderThan = ownGet(o, "olderThan").As<Napi::Number>().DoubleValue();
   }
-  f.kernelStatusFilter = ownGet(o, "kernelStatusFilter").ToBoolean();
-  f.kernelZoneFilter = ownGet(o, "kernelZoneFilter").ToBoolean();
-  f.kernelMarkFilter = !o.HasOwnProperty("kernelMarkFilter") || ownGet(o, "kernelMarkFilter").ToBoolean();
-  f.kernelTupleDump = ownGet(o, "kernelTupleDump").ToBoolean();
-  f.kernelTupleFlush = ownGet(o, "kernelTupleFlush").ToBoolean();
-  f.kernelFilters = !o.HasOwnProperty("kernelFilters") || ownGet(o, "kernelFilters").ToBoolean();
   return f;
 }
 
@@ -182,15 +193,58 @@ EntrySpec entrySpecFromJs(const Napi::Object& o) {
   return s;
 }
 
-std::vector<Filter> lanesFromJs(const Napi::Value& v) {
-  std::vector<Filter> out;
+DumpFilter kernelFilterFromJs(const Napi::Object& o) {
+  DumpFilter d;
+  d.family = static_cast<uint8_t>(u32(o, "family"));
+  if (has(o, "mark")) {
+    d.hasMark = true;
+    d.markMask = u32(o, "markMask", 0xffffffffu);
+    d.mark = u32(o, "mark") & d.markMask;
+  }
+  if (has(o, "statusMask")) {
+    d.hasStatus = true;
+    d.statusMask = u32(o, "statusMask");
+    d.status = u32(o, "status") & d.statusMask;
+  }
+  if (has(o, "zone")) {
+    d.hasZone = true;
+    d.zone = static_cast<uint16_t>(u32(o, "zone"));
+  }
+  TupleFilter& t = d.tuple;
+  if (has(o, "protocol")) {
+    t.hasProtocol = true;
+    t.protocol = static_cast<uint8_t>(u32(o, "protocol"));
+  }
+  if (has(o, "sport")) {
+    t.hasSport = true;
+    t.sport = static_cast<uint16_t>(u32(o, "sport"));
+  }
+  if (has(o, "dport")) {
+    t.hasDport = true;
+    t.dport = static_cast<uint16_t>(u32(o, "dport"));
+  }
+  t.hasOrigSrc = bytes4(o, "src", t.origSrc);
+  t.hasOrigDst = bytes4(o, "dst", t.origDst);
+  t.hasReplySrc = bytes4(o, "replySrc", t.replySrc);
+  t.hasReplyDst = bytes4(o, "replyDst", t.replyDst);
+  return d;
+}
+
+Lane laneFromJs(const Napi::Object& o) {
+  return Lane{kernelFilterFromJs(objectField(o, "kernel")), filterFromJs(objectField(o, "match"))};
+}
+
+std::vector<Lane> lanesFromJs(const Napi::Value& v) {
+  std::vector<Lane> out;
   if (v.IsArray()) {
     auto arr = v.As<Napi::Array>();
-    for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(filterFromJs(arr.Get(i).As<Napi::Object>()));
-  } else if (v.IsObject()) {
-    out.push_back(filterFromJs(v.As<Napi::Object>()));
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value lane = arr.Get(i);
+      if (!lane.IsObject()) throw Napi::TypeError::New(v.Env(), "ctpurge: a lane must be { kernel, match }");
+      out.push_back(laneFromJs(lane.As<Napi::Object>()));
+    }
   }
-  if (out.empty()) throw Napi::TypeError::New(v.Env(), "ctpurge: expected a filter or a list of lane filters");
+  if (out.empty()) throw Napi::TypeError::New(v.Env(), "ctpurge: expected a list of lanes ({ kernel, match })");
   return out;
 }
 

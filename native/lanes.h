@@ -18,9 +18,9 @@
 
 namespace ctpurge {
 
-// The lanes of a query, as TypeScript split it (src/query.ts laneFilters): an array of
-// filters, or one filter.
-std::vector<Filter> lanesFromJs(const Napi::Value& v);
+// The lanes of a plan, as TypeScript made them (src/plan.ts): a non-empty array of
+// { kernel, match }.
+std::vector<Lane> lanesFromJs(const Napi::Value& v);
 
 // Runs fn(i) for every lane, lane 0 on the calling thread, and rethrows the first lane's
 // exception after all have finished (an exception escaping a std::thread would terminate
@@ -52,17 +52,17 @@ void runLanes(size_t n, Fn&& fn, OnError&& onError) {
   }
 }
 
-// Dumps every lane on its own thread (runLanes) and calls fn(lane, entry, ages) for each entry
-// its filter matches. Ages are estimated when the filter needs them or withAges is set. A
+// Dumps every lane on its own thread (runLanes), the kernel filtering by the lane's kernel
+// filter, and calls fn(lane, entry, ages) for each entry its match filter takes. Ages are estimated when the filter needs them or withAges is set. A
 // failing lane stops the others after their current read.
 template <typename Fn>
-void scanLanes(int nsFd, const std::vector<Filter>& lanes, const char* operation, const PolicyTimeouts& timeouts,
+void scanLanes(int nsFd, const std::vector<Lane>& lanes, const char* operation, const PolicyTimeouts& timeouts,
                uint64_t nowNs, bool withAges, Fn&& fn) {
   std::atomic<bool> failed{false};
   runLanes(lanes.size(), [&](size_t i) {
-    const Filter& f = lanes[i];
+    const Filter& f = lanes[i].match;
     const bool ages = withAges || f.needsAge();
-    DumpReader reader(nsFd, f.dumpFilter(), operation);
+    DumpReader reader(nsFd, lanes[i].kernel, operation);
     while (!failed.load() && reader.next([&](const Entry& e) {
       const Ages a = ages ? estimateAges(e, timeouts, nowNs) : Ages{};
       if (f.matches(e, a)) fn(i, e, a);

@@ -41,7 +41,7 @@ void PurgeCounts::add(const PurgeCounts& o) {
 }
 
 void PurgeLane::run(const Report& report) {
-  DumpReader reader(shared_.nsFd, filter_.dumpFilter(), "purge");
+  DumpReader reader(shared_.nsFd, lane_.kernel, "purge");
   if (!shared_.dryRun) {
     del_.emplace(NetlinkSocket::open(shared_.nsFd, "delete"));
     del_->setReceiveBuffer(kDeleteRcvBuf);
@@ -53,7 +53,7 @@ void PurgeLane::run(const Report& report) {
     replyBuf_.resize(256 * 1024);
   }
   const bool logging = shared_.logFd >= 0;
-  const bool needAge = filter_.needsAge() || shared_.wantEntries || logging;
+  const bool needAge = lane_.match.needsAge() || shared_.wantEntries || logging;
   const bool limited = shared_.limit >= 0;
   // stop: read no further (limit, cancel, failure). failed: the audit log could not be
   // written, so nothing more may be deleted, not even the batch already built. A limit or a
@@ -67,7 +67,7 @@ void PurgeLane::run(const Report& report) {
       if (stop) return;
       counts_.scanned++;
       const Ages ages = needAge ? estimateAges(e, shared_.timeouts, shared_.nowNs) : Ages{};
-      if (!filter_.matches(e, ages)) return;
+      if (!lane_.match.matches(e, ages)) return;
       if (limited && shared_.requested.fetch_add(1) >= static_cast<int64_t>(shared_.limit)) {
         counts_.limitReached = true;
         stop = true;

@@ -57,7 +57,7 @@ class PurgeLane {
   // report(counts so far, records of deleted entries since the last report)
   using Report = std::function<void(const PurgeCounts&, std::vector<uint8_t>&&)>;
 
-  PurgeLane(Filter filter, PurgeShared& shared) : filter_(std::move(filter)), shared_(shared) {}
+  PurgeLane(Lane lane, PurgeShared& shared) : lane_(std::move(lane)), shared_(shared) {}
   void run(const Report& report);
   const PurgeCounts& counts() const { return counts_; }
 
@@ -67,7 +67,7 @@ class PurgeLane {
   // laneDone: this lane has no more lines (the table's held head may be due).
   bool writeLog(bool laneDone = false);
 
-  Filter filter_;
+  Lane lane_;
   PurgeShared& shared_;
   PurgeCounts counts_;
   std::optional<NetlinkSocket> del_;

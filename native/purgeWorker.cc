@@ -28,13 +28,13 @@ struct ProgressItem {
 
 class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
  public:
-  PurgeWorker(Napi::Env env, NamespacePtr ns, Filter filter, std::vector<Filter> lanes, PurgeOptions opts,
+  PurgeWorker(Napi::Env env, NamespacePtr ns, bool flush, std::vector<Lane> lanes, PurgeOptions opts,
               Napi::Function onProgress, Napi::Value cancelArray)
       : Napi::AsyncProgressQueueWorker<ProgressItem>(env, "ctpurge:purge"),
         deferred_(Napi::Promise::Deferred::New(env)),
         ns_(std::move(ns)),
-        filter_(std::move(filter)),
-        laneFilters_(std::move(lanes)),
+        flush_(flush),
+        lanes_(std::move(lanes)),
         opts_(opts) {
     if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
     if (cancelArray.IsTypedArray()) cancelRef_ = Napi::Persistent(cancelArray.As<Napi::Object>());
@@ -105,8 +105,12 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   }
 
   void run(const ExecutionProgress& progress) {
-    // A flush deletes what no one has seen: never with entries wanted or an audit log.
-    if (!opts_.dryRun && opts_.limit < 0 && !opts_.wantEntries && opts_.logFd < 0 && filter_.flushable()) {
+    if (flush_) {
+      // The plan chose the flush (src/plan.ts). A flush deletes what no one has seen: never in a
+      // dry run, with a limit, with entries wanted or with an audit log.
+      if (opts_.dryRun || opts_.limit >= 0 || opts_.wantEntries || opts_.logFd >= 0) {
+        throw SysError::fromErrno(EINVAL, "", "flush", "refusing a flush for a purge that must see each entry");
+      }
       runFlush();
       return;
     }
@@ -116,14 +120,14 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.wantEntries = opts_.wantEntries;
     shared_.logFd = opts_.logFd;
     shared_.logFormat = opts_.logFormat;
-    shared_.table.setLanes(laneFilters_.size());
+    shared_.table.setLanes(lanes_.size());
     shared_.cancel = opts_.cancel;
     inNetns(shared_.nsFd, [&] { shared_.timeouts = PolicyTimeouts::readFromProc(); });
     shared_.nowNs = realtimeNowNs();
 
     std::vector<PurgeLane> lanes;
-    lanes.reserve(laneFilters_.size());
-    for (Filter& f : laneFilters_) lanes.emplace_back(std::move(f), shared_);
+    lanes.reserve(lanes_.size());
+    for (Lane& l : lanes_) lanes.emplace_back(std::move(l), shared_);
     std::vector<PurgeCounts> latest(lanes.size());
     std::mutex reportLock;
     auto reporter = [&](size_t lane) {
@@ -146,14 +150,10 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
     GlobalStats before, after;
     s.request(buildStatsRequest(buf, s.nextSeq(), false), "flush", [&](const nlmsghdr* m) { parseGlobalStats(m, before); });
-    for (const Filter& part : filter_.flushParts()) {
-      // Belt and braces: flushable() already checked every part, and the kernel version
-      // behind a tuple filter (before 6.12 the same DELETE means something else).
-      if (!part.flushable()) throw SysError::fromErrno(EINVAL, "", "flush", "refusing a flush the kernel could misread");
-      DumpFilter d = part.dumpFilter();
-      d.tuple = part.kernelTuple();
+    // One request per lane: the plan's flush requests (one per family when the query names none).
+    for (const Lane& part : lanes_) {
       std::memset(buf, 0, sizeof buf);
-      nlmsghdr* nlh = buildFlushRequest(buf, s.nextSeq(), d);
+      nlmsghdr* nlh = buildFlushRequest(buf, s.nextSeq(), part.kernel);
       // A DELETE without tuple and without any filter attribute empties the whole table.
       if (nlh->nlmsg_len <= MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg))) {
         throw SysError::fromErrno(EINVAL, "", "flush", "refusing an unfiltered flush");
@@ -169,8 +169,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
 
   Napi::Promise::Deferred deferred_;
   NamespacePtr ns_;
-  Filter filter_;                    // the whole query: decides whether one flush can do it
-  std::vector<Filter> laneFilters_;  // the same query split into disjoint lanes
+  bool flush_;               // the plan's method: one filtered flush request per lane
+  std::vector<Lane> lanes_;  // the plan's disjoint lanes (or flush requests)
   PurgeOptions opts_;
   Napi::FunctionReference onProgress_;
   Napi::ObjectReference cancelRef_;
@@ -184,11 +184,12 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
 
 Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsArray() || !info[2].IsObject()) {
-    throw Napi::TypeError::New(env, "ctpurge: purge(filter, lanes, options, onProgress?)");
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsObject()) {
+    throw Napi::TypeError::New(env, "ctpurge: purge(method, lanes, options, onProgress?)");
   }
-  Filter filter = filterFromJs(info[0].As<Napi::Object>());
-  std::vector<Filter> lanes = lanesFromJs(info[1]);
+  const std::string method = info[0].As<Napi::String>().Utf8Value();
+  if (method != "flush" && method != "dump") throw Napi::TypeError::New(env, "ctpurge: purge method must be 'flush' or 'dump'");
+  std::vector<Lane> lanes = lanesFromJs(info[1]);
   Napi::Object o = info[2].As<Napi::Object>();
   PurgeOptions opts;
   opts.dryRun = ownGet(o, "dryRun").ToBoolean();
@@ -208,7 +209,7 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   }
   Napi::Function onProgress;
   if (info.Length() > 3 && info[3].IsFunction()) onProgress = info[3].As<Napi::Function>();
-  auto* w = new PurgeWorker(env, std::move(ns), std::move(filter), std::move(lanes), opts, onProgress, cancel);
+  auto* w = new PurgeWorker(env, std::move(ns), method == "flush", std::move(lanes), opts, onProgress, cancel);
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;

@@ -57,7 +57,7 @@ class SummaryWorker : public PromiseWorker {
     bool talkers;
     size_t capacity, top, memory;
   };
-  SummaryWorker(Napi::Env env, NamespacePtr ns, std::vector<Filter> lanes, Options o)
+  SummaryWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes, Options o)
       : PromiseWorker(env, "ctpurge:summary"), ns_(std::move(ns)), lanes_(std::move(lanes)), o_(o) {}
 
  protected:
@@ -212,7 +212,7 @@ class SummaryWorker : public PromiseWorker {
   }
 
   NamespacePtr ns_;
-  std::vector<Filter> lanes_;
+  std::vector<Lane> lanes_;
   Options o_;
   TableCounts counts_;
   Ranking sources_, destinations_;

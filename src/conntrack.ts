@@ -1,20 +1,29 @@
-/** The public Conntrack class: one handle on one network namespace's conntrack table. */
+/**
+ * The public Conntrack class: one handle on one network namespace's conntrack table. Every
+ * query is planned once (src/plan.ts) and the plan executed natively; the larger operations
+ * live in their own modules (purge.ts, list.ts, events.ts, summary.ts).
+ */
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { performance } from 'node:perf_hooks';
-import { captureStack, ConntrackError, fromNative } from './errors.js';
-import { decodeRecord, decodeRecords, RECORD_SIZE, type Entry } from './entry.js';
+import { captureStack, fromNative } from './errors.js';
+import { decodeRecords, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
-import { loadNative, type NativeBinding, type NativeCpuStats, type NativeCursor, type NativeFilter, type NativeHandle, type NativePurgeCounts, type NativeSettings } from './native.js';
-import { booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
-import { compileQuery, laneFilters, QUERY_FIELDS, type Query } from './query.js';
+import { loadNative, type NativeBinding, type NativeCpuStats, type NativeHandle, type NativeSettings } from './native.js';
+import { booleanField, integerField, ownOptions } from './validate.js';
+import type { Query } from './query.js';
+import { planQuery, toPlan, type PlanOptions, type QueryPlan } from './plan.js';
 import { tableSummary, type TableSummary } from './summary.js';
-import { TimeSlice } from './timeSlice.js';
 import { streamEvents, type ConntrackEvent, type EventsOptions } from './events.js';
-export type { ConntrackEvent, EventsOptions, EventType } from './events.js';
+import type { HandleAccess } from './handleAccess.js';
+import { entriesOf, exportOptions, exportPlan, streamLanes, type ExportOptions, type ListOptions } from './list.js';
+import { purgeRequest, runPurge, type PurgeOptions, type PurgeResult } from './purge.js';
 import { Purger, type PurgerOptions } from './purger.js';
+export type { ConntrackEvent, EventsOptions, EventType } from './events.js';
+export type { ExportOptions, ListOptions } from './list.js';
+export type { PurgeOptions, PurgeProgress, PurgeResult } from './purge.js';
+export type { QueryPlan, PlanOptions } from './plan.js';
 
 export interface OpenOptions {
   /** A name from `ip netns list`, or a path such as /proc/PID/ns/net. Default: the caller's namespace. */
@@ -34,23 +43,6 @@ export interface OpenOptions {
   lanes?: number;
 }
 
-export interface ListOptions {
-  /** Entries per native chunk (default 4096). */
-  chunkSize?: number;
-}
-
-export interface ExportOptions {
-  /**
-   * 'ndjson' (the listNdjson format, default), 'conntrack' (`conntrack -L` lines) or 'table'
-   * (the `ctpurge list` table: a header, then aligned columns; nothing when nothing matches).
-   */
-  format?: 'ndjson' | 'conntrack' | 'table';
-  /** Stop after this many lines. */
-  limit?: number;
-  /** Stops the export after the lines in flight. */
-  signal?: AbortSignal;
-}
-
 export type CpuStats = NativeCpuStats;
 
 export interface ConntrackStats {
@@ -67,57 +59,6 @@ export interface ConntrackStats {
   totals: Omit<CpuStats, 'cpu'>;
 }
 
-export interface PurgeOptions extends Query {
-  /** Count (and report through onDeleted) what would go; delete nothing. */
-  dryRun?: boolean;
-  /** At most this many delete requests. */
-  limit?: number;
-  /** Called for every deleted entry (in a dry run: every entry that would go). */
-  onDeleted?: (entry: Entry) => void;
-  /** Called about every 200 ms with the counts so far. */
-  onProgress?: (progress: PurgeProgress) => void;
-  /** Stops after the batch in flight; the result then has cancelled: true. */
-  signal?: AbortSignal;
-  /**
-   * A write-ahead audit log: an open file descriptor that gets each entry's NDJSON line (the
-   * `list --json` format) before the batch holding it is deleted; in a dry run, each match.
-   * No entry is deleted without its line. A failed or short write stops the purge before the
-   * next delete: purge() then rejects with a ConntrackError (operation 'log', the write's
-   * code) whose `partial` is the result so far. Never used with a flush.
-   */
-  logFd?: number;
-}
-
-export interface PurgeProgress {
-  scanned: number;
-  matched: number;
-  deleted: number;
-  vanished: number;
-}
-
-export interface PurgeResult {
-  /** Entries that matched the query when they were read. */
-  matched: number;
-  /** Entries the kernel deleted for us (0 in a dry run). */
-  deleted: number;
-  /** Matched, but gone before our delete reached them (ENOENT): expired, or a new flow reused the tuple. */
-  vanished: number;
-  /** Entries read and checked. With the kernel's status filter, only entries that passed it. */
-  scanned: number;
-  /** Entries in the table when the purge started. */
-  tableSize: number;
-  durationMs: number;
-  /** 'flush': kernel-side filtered flush (every condition one the kernel compares, see docs/kernel-filters.md); 'dump': dump, match, delete. */
-  method: 'flush' | 'dump';
-  dryRun: boolean;
-  cancelled: boolean;
-  limitReached: boolean;
-  /** Delete batches whose error replies the kernel dropped (ENOBUFS): their vanished count is unknown. */
-  lostReports: number;
-  /** Lines written to logFd (0 without it). */
-  logged: number;
-}
-
 export interface ConntrackSettings {
   timeouts: NativeSettings['timeouts'];
   /** Whether new entries get a start timestamp (exact ages). */
@@ -127,14 +68,6 @@ export interface ConntrackSettings {
   tcpLoose: boolean | null;
   buckets: number | null;
 }
-
-/** A purge's or an export's `limit`: an integer, 0 or more. */
-function checkLimit(limit: unknown): asserts limit is number {
-  if (typeof limit !== 'number' || !Number.isInteger(limit)) throw fieldError(TypeError, 'limit', `expected an integer, got ${typeName(limit)}`);
-  if (limit < 0 || limit > Number.MAX_SAFE_INTEGER) throw fieldError(RangeError, 'limit', `must be 0 or more`);
-}
-
-const PURGE_KEYS = ['dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd'];
 
 export class Conntrack {
   /** The namespace file this handle works in; null for the caller's own namespace. */
@@ -146,12 +79,15 @@ export class Conntrack {
 
   /** Dump threads per operation (OpenOptions.lanes). */
   readonly lanes: number;
+  /** What the operation modules get: the native handle and tracked calls. */
+  readonly #access: HandleAccess;
 
   private constructor(handle: NativeHandle, netns: string | null, kernel: KernelFeatures, lanes: number) {
     this.#handle = handle;
     this.netns = netns;
     this.kernel = kernel;
     this.lanes = lanes;
+    this.#access = { netns, native: () => this.#native(), call: (fn, h) => this.#call(fn, h) };
   }
 
   /** Opens a handle; checks the namespace and CAP_NET_ADMIN with one request. */
@@ -198,28 +134,32 @@ export class Conntrack {
   }
 
   /**
+   * Plans a query for this handle (its kernel and lanes): validated now, reusable by every
+   * method that takes a query, and by purge({ plan }). `flush: true` lets a purge with the
+   * plan use a filtered flush (see PlanOptions). Throws TypeError/RangeError naming the field.
+   */
+  plan(query: Query = {}, options: Pick<PlanOptions, 'flush'> = {}): QueryPlan {
+    const { flush } = ownOptions<{ flush?: unknown }>(options, 'plan options', ['flush']);
+    return planQuery(query, this.kernel, { lanes: this.lanes, flush: flush === undefined ? false : booleanField(flush, 'flush') });
+  }
+
+  /** A query or a plan, as a dump plan for this handle (a plan made for it is used as it is). */
+  #dumpPlan(query: Query | QueryPlan): QueryPlan {
+    return toPlan(query, this.kernel, { lanes: this.lanes });
+  }
+
+  /**
    * Streams the entries that match the query. The query is validated now (it throws
    * before any kernel I/O); the dump starts at the first iteration and arrives in chunks,
    * so memory stays bounded whatever the table size.
    */
-  list(query: Query = {}, options: ListOptions = {}): AsyncIterableIterator<Entry> {
-    const chunks = this.listChunks(query, options);
-    async function* entries(): AsyncGenerator<Entry> {
-      // Sliced per entry: the consumer's own work between two entries counts too.
-      const slice = new TimeSlice();
-      for await (const chunk of chunks) {
-        for (let off = 0; off + RECORD_SIZE <= chunk.byteLength; off += RECORD_SIZE) {
-          yield decodeRecord(chunk, off);
-          if (slice.due()) await slice.pause();
-        }
-      }
-    }
-    return entries();
+  list(query: Query | QueryPlan = {}, options: ListOptions = {}): AsyncIterableIterator<Entry> {
+    return entriesOf(this.listChunks(query, options));
   }
 
   /** Like list(), but yields the packed record chunks (see docs/api.md) for bulk consumers. */
-  listChunks(query: Query = {}, options: ListOptions = {}): AsyncIterableIterator<ArrayBuffer> {
-    return this.#stream(query, options, (h, filter, size) => h.dump(filter, size, 'records'));
+  listChunks(query: Query | QueryPlan = {}, options: ListOptions = {}): AsyncIterableIterator<ArrayBuffer> {
+    return streamLanes(this.#access, this.#dumpPlan(query), options, (h, lane, size) => h.dump(lane, size, 'records'));
   }
 
   /**
@@ -227,8 +167,8 @@ export class Conntrack {
    * start as an ISO string and status as a list of flag names), formatted in C++: the fast
    * path for exporting a whole table.
    */
-  listNdjson(query: Query = {}, options: ListOptions = {}): AsyncIterableIterator<Buffer> {
-    return this.#stream(query, options, (h, filter, size) => h.dump(filter, size, 'ndjson'));
+  listNdjson(query: Query | QueryPlan = {}, options: ListOptions = {}): AsyncIterableIterator<Buffer> {
+    return streamLanes(this.#access, this.#dumpPlan(query), options, (h, lane, size) => h.dump(lane, size, 'ndjson'));
   }
 
   /**
@@ -236,87 +176,22 @@ export class Conntrack {
    * listNdjson format), lines like `conntrack -L` prints (format 'conntrack'), or the rows of
    * the `ctpurge list` table under its header (format 'table'). They are
    * formatted and written by the dump threads: no chunk crosses into JavaScript, so memory
-   * stays flat however large the table (`ctpurge list --json` and `-o conntrack` use it). A
+   * stays flat however large the table (`ctpurge list` uses it). A
    * pipe that is not drained makes the dump wait. `limit` stops it after that many lines, and
    * `signal` after the lines in flight. Resolves with the number of lines written;
    * a failed write (EPIPE when the reader went away, ENOSPC, ...) rejects with a
    * ConntrackError (operation 'write') whose `partial` is that number.
    */
-  async exportTo(fd: number, query: Query = {}, options: ExportOptions = {}): Promise<number> {
-    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw fieldError(TypeError, 'fd', `expected an open file descriptor, got ${typeName(fd)}`);
-    const { format = 'ndjson', signal, limit } = ownOptions<{ format?: unknown; signal?: unknown; limit?: unknown }>(options, 'export options', ['format', 'signal', 'limit']);
-    if (limit !== undefined) checkLimit(limit);
-    if (format !== 'ndjson' && format !== 'conntrack' && format !== 'table') throw fieldError(TypeError, 'format', `expected 'ndjson', 'conntrack' or 'table', got ${typeName(format)}`);
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw fieldError(TypeError, 'signal', `expected an AbortSignal, got ${typeName(signal)}`);
-    const compiled = compileQuery(query, this.kernel);
-    // An abort stops the export after the lines in flight (the lanes look between dump reads).
-    const cancel = new Int32Array(new SharedArrayBuffer(4));
-    const onAbort = () => Atomics.store(cancel, 0, 1);
-    if (signal?.aborted) onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    // The purge's dry-run path with its write-ahead writer: it matches, formats and writes on
-    // the lanes' threads, and never deletes (a dry run never flushes, never sends a delete).
-    const counts = await this.#call((h) => h.purge(compiled.filter, laneFilters(compiled.filter, this.lanes), { dryRun: true, wantEntries: false, logFd: fd, logFormat: format, cancel, ...(limit === undefined ? {} : { limit }) }, () => undefined)).finally(() =>
-      signal?.removeEventListener('abort', onAbort),
-    );
-    // A writer waiting on a full pipe gives up with EAGAIN when the export is aborted: that is the abort, not a failure.
-    const aborted = Atomics.load(cancel, 0) === 1;
-    if (counts.logCode !== undefined && !(aborted && counts.logCode === 'EAGAIN')) {
-      throw Object.assign(
-        new ConntrackError(`cannot write the entries: ${counts.logCode} (${counts.logged} written)`, {
-          code: counts.logCode,
-          errno: counts.logErrno,
-          syscall: 'write',
-          operation: 'write',
-          netns: this.netns,
-        }),
-        { partial: counts.logged },
-      );
-    }
-    return counts.logged;
-  }
-
-  #stream<T>(query: Query, options: ListOptions, open: (h: NativeHandle, filter: NativeFilter, chunkSize: number) => NativeCursor<T>): AsyncIterableIterator<T> {
-    const compiled = compileQuery(query, this.kernel);
-    const { chunkSize: given } = ownOptions<ListOptions>(options, 'list options', ['chunkSize']);
-    const chunkSize = given === undefined ? 4096 : integerField(given, 'chunkSize', 1, 1 << 20);
-    const handle = this.#native();
-    const netns = this.netns;
-    // One dump per lane, on their own worker threads; chunks arrive as they are ready.
-    const filters = laneFilters(compiled.filter, this.lanes);
-    async function* chunks(): AsyncGenerator<T> {
-      const cursors = filters.map((f) => open(handle, f, chunkSize));
-      const captured = captureStack();
-      const pending = new Map<number, Promise<{ lane: number; chunk: T | null }>>();
-      // Each cursor reads its next chunk on a worker thread while the consumer handles this one.
-      const arm = (lane: number) => pending.set(lane, (cursors[lane] as NativeCursor<T>).next().then((chunk) => ({ lane, chunk })));
-      const slice = new TimeSlice();
-      try {
-        cursors.forEach((_, lane) => arm(lane));
-        while (pending.size > 0) {
-          const { lane, chunk } = await Promise.race(pending.values());
-          pending.delete(lane);
-          if (!chunk) continue;
-          arm(lane);
-          // A chunk already waiting resolves as a microtask: let timers and I/O in between.
-          if (slice.due()) await slice.pause();
-          yield chunk;
-        }
-      } catch (err) {
-        throw fromNative(err, captured, netns);
-      } finally {
-        for (const p of pending.values()) p.catch(() => undefined);
-        for (const c of cursors) c.close();
-      }
-    }
-    return chunks();
+  async exportTo(fd: number, query: Query | QueryPlan = {}, options: ExportOptions = {}): Promise<number> {
+    const o = exportOptions(fd, options);
+    return exportPlan(this.#access, this.#dumpPlan(query), o);
   }
 
   /** Counts matching entries; with no query, the table size from the kernel's counter. */
-  async count(query: Query = {}): Promise<number> {
-    const compiled = compileQuery(query, this.kernel);
-    if (compiled.empty) return this.#call(async (h) => (await h.stats()).count);
-    return this.#call((h) => h.count(laneFilters(compiled.filter, this.lanes)));
+  async count(query: Query | QueryPlan = {}): Promise<number> {
+    const plan = this.#dumpPlan(query);
+    if (plan.empty) return this.#call(async (h) => (await h.stats()).count);
+    return this.#call((h) => h.count(plan.lanes));
   }
 
   /** Looks up one entry by its original tuple (and zone); null when there is none. */
@@ -361,12 +236,12 @@ export class Conntrack {
    * what typical purges would free, and the top sources, destinations and ports (talkers:
    * false skips the top lists, which keep one key per distinct address).
    */
-  async summary(query: Query = {}, options: { top?: number; talkers?: boolean } = {}): Promise<TableSummary> {
+  async summary(query: Query | QueryPlan = {}, options: { top?: number; talkers?: boolean } = {}): Promise<TableSummary> {
     const { top: given, talkers } = ownOptions<{ top?: unknown; talkers?: unknown }>(options, 'summary options', ['top', 'talkers']);
     const top = given === undefined ? 10 : integerField(given, 'top', 1, 1000);
     const withTalkers = talkers === undefined ? true : booleanField(talkers, 'talkers');
-    const compiled = compileQuery(query, this.kernel);
-    const n = await this.#call((h) => h.summary(laneFilters(compiled.filter, this.lanes), { talkers: withTalkers, top }));
+    const plan = this.#dumpPlan(query);
+    const n = await this.#call((h) => h.summary(plan.lanes, { talkers: withTalkers, top }));
     return tableSummary(n, top, withTalkers);
   }
 
@@ -387,92 +262,13 @@ export class Conntrack {
    * Deletes every entry that matches the query: dumped with kernel-side filters, matched
    * in C++, deleted in batches (tuple + zone + id) while the dump runs. When the running
    * kernel compares every condition itself (status, mark, zone, and from 6.12 an exact
-   * protocol, TCP/UDP port and IPv4 address), one filtered flush is used.
+   * protocol, TCP/UDP port and IPv4 address), one filtered flush is used (the plan says
+   * which: src/plan.ts). The query comes as fields of the options, or as `plan`.
    * An empty query is refused.
    */
   async purge(options: PurgeOptions): Promise<PurgeResult> {
-    // One snapshot of the caller's own fields: the query and the options both come from it.
-    const own = ownOptions<Record<string, unknown>>(options, 'purge', [...PURGE_KEYS, ...QUERY_FIELDS]);
-    const query: Record<string, unknown> = {};
-    for (const k of QUERY_FIELDS) if (k in own) query[k] = own[k];
-    const { dryRun = false, limit, onDeleted, onProgress, signal, logFd } = own as PurgeOptions;
-    if (logFd !== undefined && (typeof logFd !== 'number' || !Number.isInteger(logFd) || logFd < 0 || logFd > 0x7fffffff)) {
-      throw fieldError(TypeError, 'logFd', `expected an open file descriptor, got ${typeName(logFd)}`);
-    }
-    if (typeof dryRun !== 'boolean') throw fieldError(TypeError, 'dryRun', `expected true or false, got ${typeName(dryRun)}`);
-    if (limit !== undefined) checkLimit(limit);
-    if (onDeleted !== undefined && typeof onDeleted !== 'function') throw fieldError(TypeError, 'onDeleted', `expected a function, got ${typeName(onDeleted)}`);
-    if (onProgress !== undefined && typeof onProgress !== 'function') throw fieldError(TypeError, 'onProgress', `expected a function, got ${typeName(onProgress)}`);
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw fieldError(TypeError, 'signal', `expected an AbortSignal, got ${typeName(signal)}`);
-    const compiled = compileQuery(query as Query, this.kernel);
-    if (compiled.empty) {
-      throw new TypeError('purge: refusing to purge with an empty query, which would delete every entry; give at least one condition (e.g. { unreplied: true, olderThan: 3600 })');
-    }
-    const handle = this.#native();
-    return this.#track(this.#purge(handle, compiled, { dryRun, limit, onDeleted, onProgress, signal, logFd }));
-  }
-
-  async #purge(
-    handle: NativeHandle,
-    compiled: ReturnType<typeof compileQuery>,
-    { dryRun, limit, onDeleted, onProgress, signal, logFd }: PurgeOptions & { dryRun: boolean },
-  ): Promise<PurgeResult> {
-    const cancel = new Int32Array(new SharedArrayBuffer(4));
-    const onAbort = () => Atomics.store(cancel, 0, 1);
-    if (signal?.aborted) onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let callbackError: unknown;
-    const started = performance.now();
-    try {
-      const tableSize = (await this.#call((h) => h.stats(), handle)).count;
-      const counts: NativePurgeCounts = await this.#call(() =>
-        handle.purge(
-          compiled.filter,
-          laneFilters(compiled.filter, this.lanes),
-          { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, cancel },
-          (progress, records) => {
-            try {
-              if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);
-              onProgress?.({ scanned: progress.scanned, matched: progress.matched, deleted: progress.deleted, vanished: progress.vanished });
-            } catch (err) {
-              callbackError ??= err;
-            }
-          },
-        ),
-        handle,
-      );
-      if (callbackError !== undefined) throw callbackError;
-      const result: PurgeResult = {
-        matched: counts.matched,
-        deleted: counts.deleted,
-        vanished: counts.vanished,
-        scanned: counts.scanned,
-        tableSize,
-        durationMs: performance.now() - started,
-        method: counts.method,
-        dryRun,
-        cancelled: counts.cancelled,
-        limitReached: counts.limitReached,
-        lostReports: counts.lostReports,
-        logged: counts.logged,
-      };
-      if (counts.logCode !== undefined) {
-        throw Object.assign(
-          new ConntrackError(`cannot write the audit log: ${counts.logCode}; stopped before the next delete (${counts.deleted} deleted, ${counts.logged} logged)`, {
-            code: counts.logCode,
-            errno: counts.logErrno,
-            syscall: 'write',
-            operation: 'log',
-            netns: this.netns,
-            hint: counts.logCode === 'ENOSPC' || counts.logCode === 'EDQUOT' ? 'free space on the log\'s filesystem, or point --log elsewhere' : undefined,
-          }),
-          { partial: result },
-        );
-      }
-      return result;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const request = purgeRequest(options, this.kernel, this.lanes);
+    return this.#track(runPurge(this.#access, request));
   }
 
   /**
@@ -480,7 +276,7 @@ export class Conntrack {
    * silent: a { type: 'lost' } marker comes first. Ends when the loop breaks or the signal aborts.
    */
   events(options: EventsOptions = {}): AsyncIterableIterator<ConntrackEvent> {
-    return streamEvents(this.#native(), this.kernel, this.netns, options);
+    return streamEvents(this.#native(), this.netns, options);
   }
 
   /** A Purger on this handle: `ct.schedule({ query, every: '5m' }).start()`. */

@@ -1,9 +1,8 @@
 /** Conntrack events: the kernel's new/update/destroy multicast groups as an async iterable. */
 import { captureStack, fromNative } from './errors.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
-import type { KernelFeatures } from './kernel.js';
 import type { NativeHandle } from './native.js';
-import { fieldError, ownOptions, typeName } from './validate.js';
+import { fieldError, ownOptions, signalField, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
 export type EventType = 'new' | 'update' | 'destroy';
@@ -26,7 +25,7 @@ export interface EventsOptions {
 
 const EVENT_TYPES: (EventType | undefined)[] = [undefined, 'new', 'update', 'destroy'];
 
-export function streamEvents(handle: NativeHandle, kernel: KernelFeatures, netns: string | null, given: EventsOptions): AsyncIterableIterator<ConntrackEvent> {
+export function streamEvents(handle: NativeHandle, netns: string | null, given: EventsOptions): AsyncIterableIterator<ConntrackEvent> {
   const options = ownOptions<EventsOptions>(given, 'events', ['types', 'query', 'receiveBuffer', 'signal']);
   const types = options.types ?? ['new', 'update', 'destroy'];
   if (!Array.isArray(types) || types.length === 0) throw fieldError(TypeError, 'types', 'expected a non-empty list of new, update, destroy');
@@ -38,8 +37,9 @@ export function streamEvents(handle: NativeHandle, kernel: KernelFeatures, netns
   }
   const rcvbuf = options.receiveBuffer ?? 8 * 1024 * 1024;
   if (!Number.isInteger(rcvbuf) || rcvbuf < 4096 || rcvbuf > 1 << 30) throw fieldError(RangeError, 'receiveBuffer', 'expected bytes, 4096 to 1 GiB');
-  const compiled = compileQuery(options.query ?? {}, kernel);
-  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw fieldError(TypeError, 'signal', 'expected an AbortSignal');
+  // Events are matched here only: the kernel filters no multicast group.
+  const compiled = compileQuery(options.query ?? {});
+  if (options.signal !== undefined) signalField(options.signal, 'signal');
   const cursor = handle.events(compiled.filter, groups, rcvbuf);
   const signal = options.signal;
   const onAbort = () => cursor.close();

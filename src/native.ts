@@ -31,15 +31,31 @@ export interface NativeFilter {
   dport?: [number, number];
   olderThan?: number;
   idleFor?: number;
-  kernelStatusFilter: boolean;
-  kernelZoneFilter: boolean;
-  /** false: match the mark in user space only (absent: send it). */
-  kernelMarkFilter?: boolean;
-  /** Send the exact-tuple part as CTA_FILTER in dumps (5.8+). */
-  kernelTupleDump?: boolean;
-  /** Let a flush carry CTA_FILTER (6.12+). */
-  kernelTupleFlush?: boolean;
-  kernelFilters: boolean;
+}
+
+/** What a dump or flush request asks the kernel to filter by (native DumpFilter); every field optional. */
+export interface NativeKernelFilter {
+  /** 0: both families. */
+  family: number;
+  status?: number;
+  statusMask?: number;
+  mark?: number;
+  markMask?: number;
+  zone?: number;
+  /** CTA_FILTER (an exact tuple): protocol, TCP/UDP ports, IPv4 addresses (4 bytes). */
+  protocol?: number;
+  sport?: number;
+  dport?: number;
+  src?: Uint8Array;
+  dst?: Uint8Array;
+  replySrc?: Uint8Array;
+  replyDst?: Uint8Array;
+}
+
+/** One lane of a plan (src/plan.ts): its request's kernel filter, and the filter every entry it sends is checked against. */
+export interface NativeLane {
+  kernel: NativeKernelFilter;
+  match: NativeFilter;
 }
 
 export interface NativeEntrySpec {
@@ -197,25 +213,29 @@ export interface NativeHandle {
    * exactly in `memory` bytes (96 MiB); past it, heavy hitters (`capacity` counters per lane,
    * 16,384) and a second pass that counts them exactly.
    */
-  summary(lanes: NativeFilter[], options: NativeSummaryOptions): Promise<NativeSummary>;
-  /** Counts over the lanes (see laneFilters), dumped in parallel. */
-  count(lanes: NativeFilter[]): Promise<number>;
+  summary(lanes: readonly NativeLane[], options: NativeSummaryOptions): Promise<NativeSummary>;
+  /** Counts over the plan's lanes, dumped in parallel. */
+  count(lanes: readonly NativeLane[]): Promise<number>;
   get(spec: NativeEntrySpec): Promise<ArrayBuffer | null>;
   create(spec: NativeEntrySpec): Promise<void>;
   delete(spec: NativeEntrySpec): Promise<boolean>;
   /** Policy timeouts and a few per-namespace sysctls (timestamp, acct, tcp_loose, ...). */
   settings(): Promise<NativeSettings>;
-  dump(filter: NativeFilter, chunkSize: number, format?: 'records'): NativeCursor<ArrayBuffer>;
-  dump(filter: NativeFilter, chunkSize: number, format: 'ndjson'): NativeCursor<Buffer>;
-  /** filter: the whole query (decides whether one flush does it); lanes: its parallel parts. */
+  dump(lane: NativeLane, chunkSize: number, format?: 'records'): NativeCursor<ArrayBuffer>;
+  dump(lane: NativeLane, chunkSize: number, format: 'ndjson'): NativeCursor<Buffer>;
+  /**
+   * Executes a plan: 'flush' sends one filtered flush request per lane (refused with options
+   * that need each entry, and for a request without a condition); 'dump' dumps the lanes in
+   * parallel, matches and deletes.
+   */
   purge(
-    filter: NativeFilter,
-    lanes: NativeFilter[],
+    method: 'flush' | 'dump',
+    lanes: readonly NativeLane[],
     options: NativePurgeOptions,
     onProgress?: (counts: NativePurgeCounts, records: ArrayBuffer | undefined) => void,
   ): Promise<NativePurgeCounts>;
   /** groups: bit 0 new, bit 1 update, bit 2 destroy. */
-  events(filter: NativeFilter, groups: number, receiveBuffer: number): NativeEventCursor;
+  events(match: NativeFilter, groups: number, receiveBuffer: number): NativeEventCursor;
   close(): void;
 }
 

@@ -3,14 +3,24 @@
  * once. Optional adaptive interval and a pressure gate. For services that embed ctpurge.
  */
 import { EventEmitter } from 'node:events';
-import type { Conntrack, PurgeResult } from './conntrack.js';
+import type { KernelFeatures } from './kernel.js';
 import { parseDuration } from './parse/duration.js';
-import { booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
-import { compileQuery, type Query } from './query.js';
+import { booleanField, fieldError, functionField, integerField, ownOptions, signalField, typeName } from './validate.js';
+import type { Query } from './query.js';
+import { refuseEmpty, toPlan, type QueryPlan } from './plan.js';
+import { flushAllowed, type PurgeOptions, type PurgeResult } from './purge.js';
+
+/** What a Purger needs from a handle: a Conntrack, or a stand-in with these members. */
+export interface PurgeTarget {
+  readonly kernel: KernelFeatures;
+  readonly lanes: number;
+  usage(): Promise<{ count: number; max: number; usage: number }>;
+  purge(options: PurgeOptions): Promise<PurgeResult>;
+}
 
 export interface PurgerOptions {
-  /** What to purge; an empty query is refused. */
-  query: Query;
+  /** What to purge (a query, or a plan from ct.plan()); an empty query is refused. */
+  query: Query | QueryPlan;
   /** Interval between the end of one run and the start of the next: seconds or '5m'. */
   every: number | string;
   /**
@@ -72,8 +82,9 @@ export function nextInterval(state: AdaptiveState, deleted: number, tableSize: n
 }
 
 export class Purger extends EventEmitter {
-  readonly #ct: Conntrack;
-  readonly #query: Query;
+  readonly #ct: PurgeTarget;
+  /** Planned once, for every run. */
+  readonly #plan: QueryPlan;
   readonly #every: number;
   readonly #whenAbove: number | undefined;
   readonly #adaptive: AdaptiveState | null;
@@ -88,29 +99,29 @@ export class Purger extends EventEmitter {
   #stopped = false;
   #interval: number;
 
-  constructor(ct: Conntrack, given: PurgerOptions) {
+  constructor(ct: PurgeTarget, given: PurgerOptions) {
     super();
     const options = ownOptions<PurgerOptions>(given, 'Purger', ['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'lock', 'logFd']);
     // Everything a run would check is checked now, with the CLI's messages: a schedule that
     // cannot run fails when it is made, not an interval later.
     if (options.limit !== undefined) integerField(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
     if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
-    const compiled = compileQuery(options.query ?? {}, ct.kernel);
-    if (compiled.empty) throw fieldError(TypeError, 'query', 'refusing to schedule a purge with an empty query, which would delete every entry');
+    const plan = toPlan(options.query ?? {}, ct.kernel, { lanes: ct.lanes, flush: flushAllowed(options) });
+    refuseEmpty(plan, 'schedule a purge');
     const every = parseDuration(options.every, 'every');
     if (every < 0.1) throw fieldError(RangeError, 'every', 'must be at least 100ms');
     if (options.whenAbove !== undefined && (typeof options.whenAbove !== 'number' || !(options.whenAbove >= 0 && options.whenAbove < 1))) {
       throw fieldError(RangeError, 'whenAbove', `expected a share of the table between 0 and 1, got ${typeName(options.whenAbove)}`);
     }
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw fieldError(TypeError, 'signal', 'expected an AbortSignal');
+    if (options.signal !== undefined) signalField(options.signal, 'signal');
     this.#ct = ct;
-    this.#query = options.query;
+    this.#plan = plan;
     this.#every = every;
     this.#interval = every;
     this.#whenAbove = options.whenAbove;
     this.#limit = options.limit;
     this.#dryRun = options.dryRun ?? false;
-    if (options.lock !== undefined && typeof options.lock !== 'function') throw fieldError(TypeError, 'lock', 'expected a function');
+    if (options.lock !== undefined) functionField(options.lock, 'lock');
     this.#lock = options.lock;
     if (options.logFd !== undefined && typeof options.logFd !== 'function' && typeof options.logFd !== 'number') {
       throw fieldError(TypeError, 'logFd', `expected a file descriptor or a function returning one, got ${typeName(options.logFd)}`);
@@ -198,7 +209,7 @@ export class Purger extends EventEmitter {
         const lock = this.#lock ? await this.#lock() : null;
         try {
           const logFd = typeof this.#logFd === 'function' ? this.#logFd() : this.#logFd;
-          result = await this.#ct.purge({ ...this.#query, signal: this.#abort.signal, limit: this.#limit, dryRun: this.#dryRun, logFd });
+          result = await this.#ct.purge({ plan: this.#plan, signal: this.#abort.signal, limit: this.#limit, dryRun: this.#dryRun, logFd });
         } finally {
           lock?.release();
         }

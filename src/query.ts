@@ -1,11 +1,10 @@
-/** The query API: validated and compiled once, before any kernel I/O, into the plain filter the native layer evaluates per entry. */
+/** The query API: validated, and compiled into the filter every entry is checked against (src/plan.ts plans it for a kernel). */
 import { AF_INET, AF_INET6, formatCidr, parseCidr, type Cidr, type Family } from './parse/address.js';
 import { parseDuration } from './parse/duration.js';
 import { fieldError, ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
 import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
-import { kernelFeatures, type KernelFeatures } from './kernel.js';
-import type { NativeCidr, NativeFilter } from './native.js';
+import type { NativeFilter } from './native.js';
 
 export interface MarkQuery {
   value: number;
@@ -49,6 +48,9 @@ export const QUERY_FIELDS = [
 ] as const;
 
 export interface CompiledQuery {
+  /** The validated query: its own fields only. */
+  readonly query: Query;
+  /** What every entry is checked against (the kernel's part is planned in src/plan.ts). */
   readonly filter: NativeFilter;
   /** True when the query has no condition at all (it selects every entry). */
   readonly empty: boolean;
@@ -115,9 +117,10 @@ function stateMasks(value: unknown): { tcp: number; sctp: number; dccp: number; 
 
 /**
  * Validates a query and compiles it for the native matcher. Throws TypeError/RangeError
- * naming the field; never touches the kernel.
+ * naming the field (err.field); never touches the kernel. planQuery (src/plan.ts) adds what
+ * the kernel filters and the lanes.
  */
-export function compileQuery(query: Query = {}, features: KernelFeatures = kernelFeatures()): CompiledQuery {
+export function compileQuery(query: Query = {}): CompiledQuery {
   // Own enumerable fields only: an inherited or polluted field never becomes a condition.
   const q = ownOptions(query, 'query', QUERY_FIELDS);
   const filter: NativeFilter = {
@@ -128,11 +131,6 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     dccpStates: 0,
     statusMask: 0,
     statusValue: 0,
-    kernelStatusFilter: features.statusFilter,
-    kernelZoneFilter: features.zoneFilter,
-    kernelTupleDump: features.tupleDumpFilter,
-    kernelTupleFlush: features.tupleFlushFilter,
-    kernelFilters: features.kernelFilters,
   };
   const desc: string[] = [];
   const set = (k: string) => q[k] !== undefined;
@@ -195,7 +193,6 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     } else {
       throw fieldError(TypeError, 'mark', `expected a number or { value, mask }, got ${typeName(m)}`);
     }
-    if (filter.markMask !== 0xffffffff && features.maskedMarkFilter === false) filter.kernelMarkFilter = false;
     desc.push(filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/0x${filter.markMask.toString(16)}`);
   }
   if (set('zone')) {
@@ -203,7 +200,6 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     if (typeof z !== 'number' || !Number.isInteger(z)) throw fieldError(TypeError, 'zone', `expected an integer, got ${typeName(z)}`);
     if (z < 0 || z > 65535) throw fieldError(RangeError, 'zone', `${z} is outside 0-65535`);
     filter.zone = z;
-    if (z === 0 && !features.zoneZeroFilter) filter.kernelZoneFilter = false;
     desc.push(`zone ${z}`);
   }
   if (set('olderThan')) {
@@ -220,38 +216,5 @@ export function compileQuery(query: Query = {}, features: KernelFeatures = kerne
     const families = new Set([...(filter.src ?? []), ...(filter.dst ?? []), ...(filter.replySrc ?? []), ...(filter.replyDst ?? [])].map((c) => c.family));
     if (families.size === 1) filter.family = [...families][0] as number;
   }
-  return { filter, empty: desc.length === 0, description: desc.length ? desc.join(', ') : 'every entry' };
-}
-
-/**
- * True when the kernel selects by an exact IPv4 address or TCP/UDP port while dumping
- * (CTA_FILTER, 5.8+): few entries come back, and each extra lane would only walk the whole
- * table once more. Measured on 1M entries, a filtered dump that matched nothing: 0.44 s with
- * one lane, 0.87 s with two.
- */
-function kernelSelective(f: NativeFilter): boolean {
-  if (!f.kernelTupleDump || !f.family) return false;
-  const exactV4 = (l: NativeCidr[] | undefined) => l?.length === 1 && l[0]?.family === AF_INET && l[0].prefix === 32;
-  if (f.family === AF_INET && [f.src, f.dst, f.replySrc, f.replyDst].some(exactV4)) return true;
-  return (f.protocol === 6 || f.protocol === 17) && [f.sport, f.dport].some((r) => r !== undefined && r[0] === r[1]);
-}
-
-/**
- * The same filter as disjoint parts that can be dumped in parallel, one socket and thread
- * each, so the kernel's dump work (most of the cost) uses more than one CPU: by family when
- * the query names none, else by reply status when the query has no status condition and
- * the kernel filters status (5.15+). Otherwise, with maxLanes 1, or when the kernel selects by
- * an exact address or port (kernelSelective), one part.
- */
-export function laneFilters(filter: NativeFilter, maxLanes = 2): NativeFilter[] {
-  if (!filter.kernelFilters || maxLanes < 2 || kernelSelective(filter)) return [filter];
-  if (filter.family === 0) return [AF_INET, AF_INET6].map((family) => ({ ...filter, family }));
-  if (filter.kernelStatusFilter && (filter.statusMask & IPS_SEEN_REPLY) === 0) {
-    const statusMask = filter.statusMask | IPS_SEEN_REPLY;
-    return [
-      { ...filter, statusMask, statusValue: filter.statusValue },
-      { ...filter, statusMask, statusValue: filter.statusValue | IPS_SEEN_REPLY },
-    ];
-  }
-  return [filter];
+  return { query: q as Query, filter, empty: desc.length === 0, description: desc.length ? desc.join(', ') : 'every entry' };
 }

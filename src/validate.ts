@@ -59,3 +59,26 @@ export function booleanField(value: unknown, field: string): boolean {
   if (typeof value !== 'boolean') throw fieldError(TypeError, field, `expected true or false, got ${typeName(value)}`);
   return value;
 }
+
+/** A count such as a limit: an integer, 0 or more. */
+export function limitField(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw fieldError(TypeError, field, `expected an integer, got ${typeName(value)}`);
+  if (value < 0 || value > Number.MAX_SAFE_INTEGER) throw fieldError(RangeError, field, `must be 0 or more`);
+  return value;
+}
+
+/** An open file descriptor's number (not checked against the process's table). */
+export function fdField(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0x7fffffff) throw fieldError(TypeError, field, `expected an open file descriptor, got ${typeName(value)}`);
+  return value;
+}
+
+export function functionField(value: unknown, field: string): (...args: never[]) => unknown {
+  if (typeof value !== 'function') throw fieldError(TypeError, field, `expected a function, got ${typeName(value)}`);
+  return value as (...args: never[]) => unknown;
+}
+
+export function signalField(value: unknown, field: string): AbortSignal {
+  if (!(value instanceof AbortSignal)) throw fieldError(TypeError, field, `expected an AbortSignal, got ${typeName(value)}`);
+  return value;
+}

@@ -1,7 +1,7 @@
 /** `ctpurge [selectors] --every DUR`: the scheduled purge, metrics, and a clean stop. */
 import { createServer, type Server } from 'node:http';
 import { statSync } from 'node:fs';
-import type { Conntrack } from '../conntrack.js';
+import type { Conntrack, QueryPlan } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
 import { acquirePurgeLock } from '../lock.js';
 import { PurgeMetrics } from '../metrics.js';
@@ -83,7 +83,7 @@ function namespaceId(file: string): string | null {
  * forever; the service manager's Restart= brings ctpurge back on the new one).
  * SIGHUP reopens --log (logrotate) and rewrites --metrics-file at its path.
  */
-export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSignal, log?: AuditLog): Promise<void> {
+export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog): Promise<void> {
   const metrics = new PurgeMetrics(metricsLabels(ct));
   const server = args.metricsListen ? await listen(metrics, args.metricsListen.host, args.metricsListen.port) : null;
   const writeMetrics = async () => {
@@ -129,7 +129,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, signal: AbortSi
   };
   process.on('SIGHUP', onHangup);
   const purger = new Purger(ct, {
-    query: args.query,
+    query: plan,
     every: args.every as number,
     adaptive: args.adaptive,
     whenAbove: args.whenAbove,

@@ -4,7 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Conntrack } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
-import { compileQuery } from '../query.js';
+import { kernelFeatures } from '../kernel.js';
+import { planQuery, type QueryPlan } from '../plan.js';
+import { flushAllowed } from '../purge.js';
 import { resolveNetns } from '../netns.js';
 import { parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { doctorCommand, renderDoctor } from './doctorCommand.js';
@@ -47,11 +49,18 @@ function version(): string {
   return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
 }
 
-/** Validates what can be validated without the kernel; throws UsageError. */
-function validate(args: ParsedArgs): string {
-  let description: string;
+/** The lanes the CLI dumps with: it has no event loop to keep responsive (see OpenOptions.lanes). */
+const CLI_LANES = 2;
+
+/**
+ * Validates what can be validated without the kernel, and plans the query once for the
+ * commands (the handle uses the plan as it is); throws UsageError.
+ */
+function validate(args: ParsedArgs): QueryPlan {
+  let plan: QueryPlan;
   try {
-    description = compileQuery(args.query).description;
+    const flush = args.command === 'purge' && flushAllowed({ dryRun: args.dryRun, limit: args.limit, logFd: args.log });
+    plan = planQuery(args.query, kernelFeatures(), { lanes: CLI_LANES, flush });
   } catch (err) {
     // The error names its field (fieldError): put the CLI's option in its place.
     const field = errorField(err);
@@ -61,7 +70,7 @@ function validate(args: ParsedArgs): string {
     if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
     throw err;
   }
-  if (args.command === 'purge' && args.selectorCount === 0) {
+  if (args.command === 'purge' && plan.empty) {
     throw new UsageError('refusing to purge without a selector: that would delete every entry. Give at least one, e.g. --unreplied --older 3600');
   }
   if (args.netns !== undefined) {
@@ -70,7 +79,7 @@ function validate(args: ParsedArgs): string {
       throw new UsageError(args.netns.includes('/') ? `--netns: ${file} does not exist` : `--netns: no network namespace named '${args.netns}' (see: ip netns list)`);
     }
   }
-  return description;
+  return plan;
 }
 
 function errorLine(err: unknown): string {
@@ -93,7 +102,7 @@ function ignoreClosedPipes(): void {
 export async function main(argv: string[]): Promise<number> {
   ignoreClosedPipes();
   let args: ParsedArgs;
-  let description: string;
+  let plan: QueryPlan;
   let log: AuditLog | undefined;
   try {
     args = parseArgs(argv);
@@ -105,7 +114,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`ctpurge ${version()}\n`);
       return EXIT_OK;
     }
-    description = validate(args);
+    plan = validate(args);
     // Before the table is touched: a file that must not be written is a usage error (exit 2).
     if (args.metricsFile) checkOutputFile('--metrics-file', args.metricsFile);
     if (args.log && args.command === 'purge') log = AuditLog.open(args.log);
@@ -124,11 +133,11 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', onSignal);
   let ct: Conntrack | undefined;
   try {
-    ct = await Conntrack.open(args.netns === undefined ? { lanes: 2 } : { netns: args.netns, lanes: 2 });
+    ct = await Conntrack.open(args.netns === undefined ? { lanes: CLI_LANES } : { netns: args.netns, lanes: CLI_LANES });
     switch (args.command) {
       case 'purge': {
         if (args.every !== undefined) {
-          await runDaemon(ct, args, abort.signal, log);
+          await runDaemon(ct, args, plan, abort.signal, log);
           break;
         }
         // logrotate's postrotate signals every ctpurge writing the log: a one-shot run finishes
@@ -137,7 +146,7 @@ export async function main(argv: string[]): Promise<number> {
         const lock = await acquirePurgeLock(ct.netns, args.lockWait);
         let result;
         try {
-          result = await purgeCommand(ct, args, description, abort.signal, log);
+          result = await purgeCommand(ct, args, plan, abort.signal, log);
         } finally {
           lock.release();
         }
@@ -147,16 +156,16 @@ export async function main(argv: string[]): Promise<number> {
           await recordTableShape(metrics, ct);
           await metrics.writeFile(args.metricsFile);
         }
-        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: description, ...result })}\n`);
+        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, ...result })}\n`);
         else if (!args.quiet && log?.file === '-') process.stderr.write(`${purgeSummary(result)}\n`);
         else if (!args.quiet) await out.write(`${purgeSummary(result)}\n`);
         break;
       }
       case 'list':
-        await listCommand(ct, args, out, abort.signal);
+        await listCommand(ct, args, plan, out, abort.signal);
         break;
       case 'watch': {
-        for await (const ev of ct.events({ query: args.query, signal: abort.signal })) {
+        for await (const ev of ct.events({ query: plan.query, signal: abort.signal })) {
           if (ev.type === 'lost') {
             process.stderr.write(`ctpurge: ${ev.count} event overflow(s): the kernel dropped events\n`);
             if (args.json) await out.write(`${JSON.stringify(ev)}\n`);
@@ -168,7 +177,7 @@ export async function main(argv: string[]): Promise<number> {
         break;
       }
       case 'stats': {
-        const report = await collectStats(ct, args);
+        const report = await collectStats(ct, args, plan);
         await out.write(args.json ? `${JSON.stringify(report)}\n` : renderStats(report));
         break;
       }

@@ -1,6 +1,6 @@
 /** The default command: purge matching entries. */
 import { getSystemErrorMap } from 'node:util';
-import type { Conntrack, PurgeResult } from '../conntrack.js';
+import type { Conntrack, PurgeResult, QueryPlan } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
 import type { ParsedArgs } from './args.js';
 import type { AuditLog } from './files.js';
@@ -18,11 +18,11 @@ export function logFailure(err: unknown, log: AuditLog | undefined): unknown {
   return Object.assign(new Error(`--log: cannot write ${file}: ${why}; stopped before the next delete${counts}`), { code: err.code });
 }
 
-export async function purgeCommand(ct: Conntrack, args: ParsedArgs, description: string, signal: AbortSignal, log?: AuditLog): Promise<PurgeResult> {
+export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog): Promise<PurgeResult> {
   const progress = new Progress(process.stderr.isTTY === true && !args.quiet);
   try {
     const result = await ct.purge({
-      ...args.query,
+      plan,
       dryRun: args.dryRun,
       limit: args.limit,
       signal,
@@ -33,7 +33,7 @@ export async function purgeCommand(ct: Conntrack, args: ParsedArgs, description:
     });
     progress.clear();
     if (args.verbose && !args.json) {
-      process.stderr.write(`query: ${description}; method: ${result.method}; ${result.scanned} scanned${ct.netns ? `; netns ${ct.netns}` : ''}\n`);
+      process.stderr.write(`query: ${plan.description}; method: ${result.method}; ${result.scanned} scanned${ct.netns ? `; netns ${ct.netns}` : ''}\n`);
     }
     return result;
   } catch (err) {

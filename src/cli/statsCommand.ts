@@ -1,5 +1,5 @@
 /** ctpurge stats: size, breakdowns and top talkers, with small bar charts. */
-import type { Conntrack, ConntrackStats } from '../conntrack.js';
+import type { Conntrack, ConntrackStats, QueryPlan } from '../conntrack.js';
 import type { Ranked, TableSummary } from '../summary.js';
 import type { ParsedArgs } from './args.js';
 import { bar, formatCount, percent } from './format.js';
@@ -10,8 +10,8 @@ export interface StatsReport {
   summary: TableSummary;
 }
 
-export async function collectStats(ct: Conntrack, args: ParsedArgs): Promise<StatsReport> {
-  const [stats, summary] = await Promise.all([ct.stats(), ct.summary(args.query, { top: args.top })]);
+export async function collectStats(ct: Conntrack, args: ParsedArgs, plan: QueryPlan): Promise<StatsReport> {
+  const [stats, summary] = await Promise.all([ct.stats(), ct.summary(plan, { top: args.top })]);
   return { netns: ct.netns, stats, summary };
 }
 

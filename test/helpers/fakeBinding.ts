@@ -5,13 +5,13 @@
  */
 import { AGE_SOURCES, RECORD_SIZE } from '../../src/entry.js';
 import { DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES } from '../../src/protocols.js';
-import type { NativeBinding, NativeCursor, NativeEventCursor, NativeFilter, NativeHandle, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary, NativeSummaryOptions } from '../../src/native.js';
+import type { NativeBinding, NativeCursor, NativeEventCursor, NativeHandle, NativeLane, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary, NativeSummaryOptions } from '../../src/native.js';
 
 export interface FakeCalls {
-  purge: { filter: NativeFilter; lanes: NativeFilter[]; options: NativePurgeOptions }[];
-  count: NativeFilter[][];
-  dump: NativeFilter[];
-  summary: { lanes: NativeFilter[]; options: NativeSummaryOptions }[];
+  purge: { method: 'flush' | 'dump'; lanes: readonly NativeLane[]; options: NativePurgeOptions }[];
+  count: (readonly NativeLane[])[];
+  dump: NativeLane[];
+  summary: { lanes: readonly NativeLane[]; options: NativeSummaryOptions }[];
   closed: number;
 }
 
@@ -53,18 +53,18 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
     create: async () => undefined,
     delete: async () => true,
     settings: async () => ({ timeouts: { tcp: {}, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600 }, sysctl: {} }),
-    dump: (filter: NativeFilter): NativeCursor<never> => {
-      calls.dump.push(filter);
+    dump: (lane: NativeLane): NativeCursor<never> => {
+      calls.dump.push(lane);
       return emptyCursor<never>();
     },
     summary: (lanes, options) => {
       calls.summary.push({ lanes, options });
       return after(delay, () => opts.summary ?? emptySummary());
     },
-    purge: (filter, lanes, options) => {
-      calls.purge.push({ filter, lanes, options });
+    purge: (method, lanes, options) => {
+      calls.purge.push({ method, lanes, options });
       const deleted = options.dryRun ? 0 : (opts.deleted ?? 0);
-      return after(delay, (): NativePurgeCounts => ({ scanned: opts.count ?? 1000, matched: opts.deleted ?? 0, deleted, vanished: 0, batches: 1, method: 'dump', cancelled: false, limitReached: false, lostReports: 0, logged: 0 }));
+      return after(delay, (): NativePurgeCounts => ({ scanned: opts.count ?? 1000, matched: opts.deleted ?? 0, deleted, vanished: 0, batches: 1, method, cancelled: false, limitReached: false, lostReports: 0, logged: 0 }));
     },
     events: (): NativeEventCursor => ({ next: async () => null, close: () => undefined }),
     close: () => {

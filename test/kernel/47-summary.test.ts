@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack } from '../../src/index.js';
 import { loadNative, type NativeSummary } from '../../src/native.js';
-import { compileQuery, laneFilters } from '../../src/query.js';
+import { kernelFeatures } from '../../src/kernel.js';
+import { planQuery } from '../../src/plan.js';
 import { tableSummary } from '../../src/summary.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 
@@ -54,7 +55,7 @@ describeKernel('summary: the top talkers among 100k sources, exactly', () => {
   it('reports the same without the memory for exact counts: heavy hitters, then a second pass', async () => {
     const h = await loadNative().open(ns.path);
     try {
-      const lanes = laneFilters(compileQuery({}).filter, 2);
+      const lanes = planQuery({}, kernelFeatures(), { lanes: 2 }).lanes;
       const exact: NativeSummary = await h.summary(lanes, { talkers: true, top: 12 });
       // No memory for exact counts, and fewer counters than the 1% sources' share needs to be sure.
       const heavy: NativeSummary = await h.summary(lanes, { talkers: true, top: 12, memory: 0, capacity: 1024 });
@@ -110,7 +111,7 @@ describeKernel('summary: exact counts after the tables grew in place, IPv6 and I
   it('one pass, and the top 1,000 sources equal the model', async () => {
     const h = await loadNative().open(ns.path);
     try {
-      const n = await h.summary(laneFilters(compileQuery({}).filter, 2), { talkers: true, top: 1000 });
+      const n = await h.summary(planQuery({}, kernelFeatures(), { lanes: 2 }).lanes, { talkers: true, top: 1000 });
       expect(n.exactAbove).toBe(0);
       const expected = [...model]
         .sort((a, b) => b[1] - a[1] || (bytesKey(a[0]) < bytesKey(b[0]) ? -1 : 1))

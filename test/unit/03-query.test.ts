@@ -1,21 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compileQuery, laneFilters } from '../../src/query.js';
+import { compileQuery, type Query } from '../../src/query.js';
+import { planQuery } from '../../src/plan.js';
 import { kernelFeatures, parseKernelVersion } from '../../src/kernel.js';
-
-const modern = kernelFeatures('6.18.0', {});
 
 describe('compileQuery', () => {
   it('an empty query is empty', () => {
-    const q = compileQuery({}, modern);
+    const q = compileQuery({});
     expect(q.empty).toBe(true);
     expect(q.filter.statusMask).toBe(0);
   });
 
   it('unreplied is status value 0 under mask SEEN_REPLY; replied is SEEN_REPLY', () => {
-    expect(compileQuery({ unreplied: true }, modern).filter).toMatchObject({ statusMask: 2, statusValue: 0 });
-    expect(compileQuery({ unreplied: false }, modern).filter).toMatchObject({ statusMask: 2, statusValue: 2 });
-    expect(compileQuery({ unreplied: true, assured: true }, modern).filter).toMatchObject({ statusMask: 6, statusValue: 4 });
+    expect(compileQuery({ unreplied: true }).filter).toMatchObject({ statusMask: 2, statusValue: 0 });
+    expect(compileQuery({ unreplied: false }).filter).toMatchObject({ statusMask: 2, statusValue: 2 });
+    expect(compileQuery({ unreplied: true, assured: true }).filter).toMatchObject({ statusMask: 6, statusValue: 4 });
   });
 
   it('compiles every field', () => {
@@ -33,8 +32,7 @@ describe('compileQuery', () => {
         mark: { value: 7, mask: 0xff },
         zone: 3,
         olderThan: '1h',
-      },
-      modern,
+      }
     );
     expect(q.filter).toMatchObject({ family: 10, protocol: 6, hasStates: true, mark: 7, markMask: 0xff, zone: 3, olderThan: 3600, sport: [1000, 2000], dport: [80, 80] });
     expect(q.filter.tcpStates).toBe((1 << 3) | (1 << 1));
@@ -50,7 +48,8 @@ describe('compileQuery', () => {
     expect(kernelFeatures('6.8.0-1-amd64', {})).toMatchObject({ statusFilter: true, zoneFilter: true });
     expect(kernelFeatures('6.18.0', { CTPURGE_NO_KERNEL_FILTER: '1' })).toMatchObject({ statusFilter: false, zoneFilter: false, kernelFilters: false });
     expect(parseKernelVersion('garbage')).toBeNull();
-    expect(compileQuery({ unreplied: true }, kernelFeatures('5.4.0', {})).filter.kernelStatusFilter).toBe(false);
+    expect(planQuery({ unreplied: true }, kernelFeatures('5.4.0', {})).kernelFilter.statusMask).toBeUndefined();
+    expect(planQuery({ unreplied: true }, kernelFeatures('5.15.0', {})).kernelFilter).toMatchObject({ status: 0, statusMask: 2 });
   });
 
   it('tuple filters: dumps from 5.8, flushes from 6.12, never with CTPURGE_NO_KERNEL_FILTER', () => {
@@ -62,20 +61,25 @@ describe('compileQuery', () => {
     expect(kernelFeatures('6.18.0', { CTPURGE_NO_KERNEL_FILTER: '1' })).toMatchObject({ tupleDumpFilter: false, tupleFlushFilter: false });
     expect(kernelFeatures('unknown', {})).toMatchObject({ tupleDumpFilter: false, tupleFlushFilter: false });
     const q = { protocol: 'udp', replySrc: '10.244.1.7' } as const;
-    expect(compileQuery(q, kernelFeatures('6.11.0', {})).filter).toMatchObject({ kernelTupleDump: true, kernelTupleFlush: false });
-    expect(compileQuery(q, kernelFeatures('6.12.3', {})).filter).toMatchObject({ kernelTupleDump: true, kernelTupleFlush: true });
+    // The family comes from the address; the kernel compares protocol and address while dumping.
+    const replySrc = Uint8Array.of(10, 244, 1, 7);
+    expect(planQuery(q, kernelFeatures('6.11.0', {}), { flush: true })).toMatchObject({ method: 'dump', kernelFilter: { family: 2, protocol: 17, replySrc } });
+    expect(planQuery(q, kernelFeatures('6.12.3', {}), { flush: true })).toMatchObject({ method: 'flush', lanes: [{ kernel: { family: 2, protocol: 17, replySrc } }] });
+    expect(planQuery(q, kernelFeatures('5.7.0', {})).kernelFilter).toEqual({ family: 2 });
   });
 
   it('a masked mark is not sent to a 5.8 kernel (it skipped entries matching under the mask)', () => {
-    expect(compileQuery({ mark: { value: 1, mask: 0xff } }, kernelFeatures('5.8.0', {})).filter.kernelMarkFilter).toBe(false);
-    expect(compileQuery({ mark: 7 }, kernelFeatures('5.8.0', {})).filter.kernelMarkFilter).toBeUndefined();
-    expect(compileQuery({ mark: { value: 1, mask: 0xff } }, kernelFeatures('5.10.0', {})).filter.kernelMarkFilter).toBeUndefined();
+    expect(planQuery({ mark: { value: 1, mask: 0xff } }, kernelFeatures('5.8.0', {})).kernelFilter.mark).toBeUndefined();
+    expect(planQuery({ mark: 7 }, kernelFeatures('5.8.0', {})).kernelFilter).toMatchObject({ mark: 7, markMask: 0xffffffff });
+    expect(planQuery({ mark: { value: 0x101, mask: 0xff } }, kernelFeatures('5.10.0', {})).kernelFilter).toMatchObject({ mark: 1, markMask: 0xff });
   });
 
   it('zone 0 goes to the kernel only from 6.9 (the first zone filter ignored zone 0: a zone-0 flush flushed every zone)', () => {
-    expect(compileQuery({ zone: 0 }, kernelFeatures('6.8.0', {})).filter.kernelZoneFilter).toBe(false);
-    expect(compileQuery({ zone: 3 }, kernelFeatures('6.8.0', {})).filter.kernelZoneFilter).toBe(true);
-    expect(compileQuery({ zone: 0 }, kernelFeatures('6.9.0', {})).filter.kernelZoneFilter).toBe(true);
+    expect(planQuery({ zone: 0 }, kernelFeatures('6.8.0', {})).kernelFilter.zone).toBeUndefined();
+    expect(planQuery({ zone: 0 }, kernelFeatures('6.8.0', {}), { flush: true }).method).toBe('dump');
+    expect(planQuery({ zone: 3 }, kernelFeatures('6.8.0', {})).kernelFilter.zone).toBe(3);
+    expect(planQuery({ zone: 0 }, kernelFeatures('6.9.0', {})).kernelFilter.zone).toBe(0);
+    expect(planQuery({ zone: 0 }, kernelFeatures('6.9.0', {}), { flush: true }).method).toBe('flush');
   });
 
   it.each([
@@ -103,8 +107,8 @@ describe('compileQuery', () => {
     [{ olderThan: Infinity }, RangeError, /olderThan/],
     [{ olderThan: '10 years' }, RangeError, /olderThan/],
   ])('rejects %j', (query, type, message) => {
-    expect(() => compileQuery(query as never, modern)).toThrow(type);
-    expect(() => compileQuery(query as never, modern)).toThrow(message);
+    expect(() => compileQuery(query as never)).toThrow(type);
+    expect(() => compileQuery(query as never)).toThrow(message);
   });
 
   it('rejects non-objects', () => {
@@ -117,7 +121,7 @@ describe('compileQuery', () => {
     fc.assert(
       fc.property(fc.dictionary(field, fc.anything()), (q) => {
         try {
-          const c = compileQuery(q as never, modern);
+          const c = compileQuery(q as never);
           expect(typeof c.description).toBe('string');
         } catch (err) {
           expect(err instanceof TypeError || err instanceof RangeError).toBe(true);
@@ -133,7 +137,7 @@ describe('compileQuery', () => {
   it('errors name their field as data (the CLI maps it to its option without parsing the message)', () => {
     const err = (() => {
       try {
-        compileQuery({ mark: { value: 1, mask: -1 } }, modern);
+        compileQuery({ mark: { value: 1, mask: -1 } });
       } catch (e) {
         return e as RangeError & { field?: string };
       }
@@ -147,13 +151,15 @@ describe('compileQuery', () => {
 
 describe('lanes', () => {
   const k612 = kernelFeatures('6.12.0', {});
-  const lanes = (q: Parameters<typeof compileQuery>[0], max = 2) => laneFilters(compileQuery(q, k612).filter, max);
+  const lanes = (q: Query, max = 2) => planQuery(q, k612, { lanes: max }).lanes.map((l) => l.match);
 
   it('splits a broad query in two disjoint dumps, by family or by reply status', () => {
     expect(lanes({ dport: [1, 1024] }).map((f) => f.family)).toEqual([2, 10]);
     const byReply = lanes({ family: 'ipv4', protocol: 'tcp' });
     expect(byReply.map((f) => [f.statusMask & 2, f.statusValue & 2])).toEqual([[2, 0], [2, 2]]);
     expect(lanes({ src: '10.1.0.0/16' })).toHaveLength(2);
+    // Each lane's kernel filter carries its part.
+    expect(planQuery({ family: 'ipv4', protocol: 'tcp' }, k612, { lanes: 2 }).lanes.map((l) => [l.kernel.status, l.kernel.statusMask])).toEqual([[0, 2], [2, 2]]);
   });
 
   it('one dump when the kernel selects by an exact IPv4 address or TCP/UDP port (a second lane walks the table again), or with maxLanes 1', () => {

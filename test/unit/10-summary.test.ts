@@ -46,7 +46,7 @@ describe('summary (from the native pass)', () => {
     const ct = await Conntrack.open({ binding, lanes: 2 });
     const s = await ct.summary({ protocol: 'tcp' }, { top: 3 });
     expect(calls.summary[0]?.options).toEqual({ talkers: true, top: 3 });
-    expect(calls.summary[0]?.lanes.every((l) => l.protocol === 6)).toBe(true);
+    expect(calls.summary[0]?.lanes.every((l) => l.match.protocol === 6)).toBe(true);
     expect(s).toMatchObject({ total: 100, unreplied: 30, replied: 70, talkersExactAbove: 6 });
     expect(s.byProtocol).toEqual([{ key: 'tcp', count: 70 }, { key: 'udp', count: 30 }]);
     expect(s.byState).toEqual([{ key: 'ESTABLISHED', count: 65 }, { key: 'SYN_SENT', count: 10 }]);

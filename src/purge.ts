@@ -1,0 +1,160 @@
+/** Conntrack.purge: its options, its result, and the run of a planned purge. */
+import { performance } from 'node:perf_hooks';
+import { ConntrackError } from './errors.js';
+import { decodeRecords, type Entry } from './entry.js';
+import type { KernelFeatures } from './kernel.js';
+import { abortFlag, type HandleAccess } from './handleAccess.js';
+import type { NativePurgeCounts } from './native.js';
+import { isQueryPlan, refuseEmpty, toPlan, type QueryPlan } from './plan.js';
+import { QUERY_FIELDS, type Query } from './query.js';
+import { booleanField, fdField, fieldError, functionField, limitField, ownOptions, signalField } from './validate.js';
+
+export interface PurgeOptions extends Query {
+  /** A plan from ct.plan() or planQuery(), instead of the query fields (see docs/api.md). */
+  plan?: QueryPlan;
+  /** Count (and report through onDeleted) what would go; delete nothing. */
+  dryRun?: boolean;
+  /** At most this many delete requests. */
+  limit?: number;
+  /** Called for every deleted entry (in a dry run: every entry that would go). */
+  onDeleted?: (entry: Entry) => void;
+  /** Called about every 200 ms with the counts so far. */
+  onProgress?: (progress: PurgeProgress) => void;
+  /** Stops after the batch in flight; the result then has cancelled: true. */
+  signal?: AbortSignal;
+  /**
+   * A write-ahead audit log: an open file descriptor that gets each entry's NDJSON line (the
+   * `list --json` format) before the batch holding it is deleted; in a dry run, each match.
+   * No entry is deleted without its line. A failed or short write stops the purge before the
+   * next delete: purge() then rejects with a ConntrackError (operation 'log', the write's
+   * code) whose `partial` is the result so far. Never used with a flush.
+   */
+  logFd?: number;
+}
+
+export interface PurgeProgress {
+  scanned: number;
+  matched: number;
+  deleted: number;
+  vanished: number;
+}
+
+export interface PurgeResult {
+  /** Entries that matched the query when they were read. */
+  matched: number;
+  /** Entries the kernel deleted for us (0 in a dry run). */
+  deleted: number;
+  /** Matched, but gone before our delete reached them (ENOENT): expired, or a new flow reused the tuple. */
+  vanished: number;
+  /** Entries read and checked. With the kernel's status filter, only entries that passed it. */
+  scanned: number;
+  /** Entries in the table when the purge started. */
+  tableSize: number;
+  durationMs: number;
+  /** 'flush': kernel-side filtered flush (every condition one the kernel compares, see docs/kernel-filters.md); 'dump': dump, match, delete. */
+  method: 'flush' | 'dump';
+  dryRun: boolean;
+  cancelled: boolean;
+  limitReached: boolean;
+  /** Delete batches whose error replies the kernel dropped (ENOBUFS): their vanished count is unknown. */
+  lostReports: number;
+  /** Lines written to logFd (0 without it). */
+  logged: number;
+}
+
+const PURGE_KEYS = ['plan', 'dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd'] as const;
+
+/** The options of one purge, validated, with its plan. */
+export interface PurgeRequest {
+  plan: QueryPlan;
+  dryRun: boolean;
+  limit?: number;
+  onDeleted?: (entry: Entry) => void;
+  onProgress?: (progress: PurgeProgress) => void;
+  signal?: AbortSignal;
+  logFd?: number;
+}
+
+/** Whether a purge with these options may flush: a flush deletes what no one has seen. */
+export function flushAllowed(o: { dryRun?: boolean; limit?: number; onDeleted?: unknown; logFd?: unknown }): boolean {
+  return o.dryRun !== true && o.limit === undefined && o.onDeleted === undefined && o.logFd === undefined;
+}
+
+/**
+ * Validates purge options (own fields only, one snapshot) and plans the query for this kernel
+ * and lane count; a given plan is used as it is when it was made for them. Refuses an empty query.
+ */
+export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lanes: number): PurgeRequest {
+  const own = ownOptions<Record<string, unknown>>(options, 'purge', [...PURGE_KEYS, ...QUERY_FIELDS]);
+  const dryRun = own.dryRun === undefined ? false : booleanField(own.dryRun, 'dryRun');
+  const r: Omit<PurgeRequest, 'plan'> = { dryRun };
+  if (own.limit !== undefined) r.limit = limitField(own.limit, 'limit');
+  if (own.onDeleted !== undefined) r.onDeleted = functionField(own.onDeleted, 'onDeleted') as PurgeRequest['onDeleted'];
+  if (own.onProgress !== undefined) r.onProgress = functionField(own.onProgress, 'onProgress') as PurgeRequest['onProgress'];
+  if (own.signal !== undefined) r.signal = signalField(own.signal, 'signal');
+  if (own.logFd !== undefined) r.logFd = fdField(own.logFd, 'logFd');
+  const query: Record<string, unknown> = {};
+  for (const k of QUERY_FIELDS) if (k in own) query[k] = own[k];
+  if (own.plan !== undefined) {
+    if (!isQueryPlan(own.plan)) throw fieldError(TypeError, 'plan', 'expected a plan from ct.plan() or planQuery()');
+    if (Object.keys(query).length > 0) throw fieldError(TypeError, 'plan', 'give a plan or query fields, not both');
+  }
+  const plan = toPlan(own.plan ?? (query as Query), kernel, { lanes, flush: flushAllowed(r) });
+  refuseEmpty(plan, 'purge');
+  return { plan, ...r };
+}
+
+/** Runs a validated purge on the handle: the plan's method, its lanes, the options. */
+export async function runPurge(access: HandleAccess, request: PurgeRequest): Promise<PurgeResult> {
+  const { plan, dryRun, limit, onDeleted, onProgress, signal, logFd } = request;
+  const handle = access.native();
+  const cancel = abortFlag(signal);
+  let callbackError: unknown;
+  const started = performance.now();
+  try {
+    const tableSize = (await access.call((h) => h.stats(), handle)).count;
+    const counts: NativePurgeCounts = await access.call(
+      () =>
+        handle.purge(plan.method, plan.lanes, { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, cancel: cancel.flag }, (progress, records) => {
+          try {
+            if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);
+            onProgress?.({ scanned: progress.scanned, matched: progress.matched, deleted: progress.deleted, vanished: progress.vanished });
+          } catch (err) {
+            callbackError ??= err;
+          }
+        }),
+      handle,
+    );
+    if (callbackError !== undefined) throw callbackError;
+    const result: PurgeResult = {
+      matched: counts.matched,
+      deleted: counts.deleted,
+      vanished: counts.vanished,
+      scanned: counts.scanned,
+      tableSize,
+      durationMs: performance.now() - started,
+      method: counts.method,
+      dryRun,
+      cancelled: counts.cancelled,
+      limitReached: counts.limitReached,
+      lostReports: counts.lostReports,
+      logged: counts.logged,
+    };
+    if (counts.logCode !== undefined) {
+      throw Object.assign(
+        new ConntrackError(`cannot write the audit log: ${counts.logCode}; stopped before the next delete (${counts.deleted} deleted, ${counts.logged} logged)`, {
+          code: counts.logCode,
+          errno: counts.logErrno,
+          syscall: 'write',
+          operation: 'log',
+          netns: access.netns,
+          hint: counts.logCode === 'ENOSPC' || counts.logCode === 'EDQUOT' ? "free space on the log's filesystem, or point --log elsewhere" : undefined,
+        }),
+        { partial: result },
+      );
+    }
+    return result;
+  } finally {
+    cancel.release();
+  }
+}
