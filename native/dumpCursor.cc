@@ -6,7 +6,6 @@
 #include "ndjson.h"
 
 namespace ctpurge {
-namespace {
 
 class NextChunkWorker : public PromiseWorker {
  public:
@@ -61,53 +60,17 @@ class NextChunkWorker : public PromiseWorker {
   bool finished_ = false;
 };
 
-}  // namespace
-
-Napi::Function DumpCursor::Define(Napi::Env env) {
-  return DefineClass(env, "DumpCursor",
-                     {
-                         InstanceMethod<&DumpCursor::Next>("next"),
-                         InstanceMethod<&DumpCursor::Close>("close"),
-                     });
-}
+Napi::Function DumpCursor::Define(Napi::Env env) { return Cursor::Define(env, "DumpCursor"); }
 
 Napi::Object DumpCursor::NewInstance(Napi::Env env, NamespacePtr ns, Lane lane, uint32_t chunk, Format format) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->cursorCtor.New({});
-  DumpState& s = *DumpCursor::Unwrap(o)->state_;
+  DumpState& s = stateOf(o);
   s.ns = std::move(ns);
   s.lane = std::move(lane);
   s.chunk = chunk == 0 ? 4096 : chunk;
   s.format = format;
   return o;
-}
-
-DumpCursor::DumpCursor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DumpCursor>(info) {}
-
-Napi::Value DumpCursor::Next(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  DumpState& s = *state_;
-  if (s.busy) throw Napi::Error::New(env, "ctpurge: next() called while a chunk is still being read");
-  if (s.finished || s.closed || !s.ns) {
-    auto d = Napi::Promise::Deferred::New(env);
-    d.Resolve(env.Null());
-    return d.Promise();
-  }
-  s.busy = true;
-  auto* w = new NextChunkWorker(env, state_);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
-Napi::Value DumpCursor::Close(const Napi::CallbackInfo& info) {
-  DumpState& s = *state_;
-  s.closed = true;
-  if (!s.busy) {
-    s.reader.reset();
-    s.finished = true;
-  }
-  return info.Env().Undefined();
 }
 
 }  // namespace ctpurge

@@ -8,15 +8,14 @@
 #include <memory>
 #include <vector>
 
+#include "cursor.h"
 #include "dumpReader.h"
 #include "filter.h"
 #include "handle.h"
 
 namespace ctpurge {
 
-// Everything a chunk worker touches lives here, shared between the JS wrapper and the
-// worker: when a worker_thread is terminated, the wrapper can be finalized while a worker
-// is still running, and the worker must not be left pointing at it.
+// What a chunk worker touches, shared with the JS wrapper (see cursor.h).
 struct DumpState {
   enum class Format { Records, Ndjson };
   NamespacePtr ns;
@@ -28,20 +27,24 @@ struct DumpState {
   bool busy = false;
   bool closed = false;
   bool finished = false;
+
+  bool ended() const { return finished || closed; }
+  void close() { closed = true; }
+  void release() {
+    reader.reset();
+    finished = true;
+  }
 };
 
-class DumpCursor : public Napi::ObjectWrap<DumpCursor> {
+class NextChunkWorker;
+
+class DumpCursor : public Cursor<DumpCursor, DumpState, NextChunkWorker> {
  public:
   using Format = DumpState::Format;
+  using Cursor::Cursor;
+  // Defined next to the worker, which next() needs complete.
   static Napi::Function Define(Napi::Env env);
   static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Lane lane, uint32_t chunk, Format format);
-  explicit DumpCursor(const Napi::CallbackInfo& info);
-
- private:
-  Napi::Value Next(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<DumpState> state_ = std::make_shared<DumpState>();
 };
 
 }  // namespace ctpurge

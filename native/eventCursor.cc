@@ -103,49 +103,18 @@ class NextEventsWorker : public PromiseWorker {
   bool ended_ = false;
 };
 
-Napi::Function EventCursor::Define(Napi::Env env) {
-  return DefineClass(env, "EventCursor",
-                     {InstanceMethod<&EventCursor::Next>("next"), InstanceMethod<&EventCursor::Close>("close")});
-}
+Napi::Function EventCursor::Define(Napi::Env env) { return Cursor::Define(env, "EventCursor"); }
 
 Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->eventCtor.New({});
-  EventState& s = *EventCursor::Unwrap(o)->state_;
+  EventState& s = stateOf(o);
   s.shuttingDown = data->shuttingDown;
   s.ns = std::move(ns);
   s.filter = std::move(filter);
   s.groups = groups;
   s.receiveBuffer = receiveBuffer;
   return o;
-}
-
-EventCursor::EventCursor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EventCursor>(info) {}
-
-// A worker still polling stops at its next slice instead of waiting for events forever.
-EventCursor::~EventCursor() { state_->closed.store(true); }
-
-Napi::Value EventCursor::Next(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  EventState& s = *state_;
-  if (s.busy) throw Napi::Error::New(env, "ctpurge: next() called while events are still being read");
-  if (s.closed.load() || !s.ns) {
-    auto d = Napi::Promise::Deferred::New(env);
-    d.Resolve(env.Null());
-    return d.Promise();
-  }
-  s.busy = true;
-  auto* w = new NextEventsWorker(env, state_);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
-Napi::Value EventCursor::Close(const Napi::CallbackInfo& info) {
-  // A worker waiting in poll() sees this within one slice and resolves with null.
-  state_->closed.store(true);
-  if (!state_->busy) state_->sock.reset();
-  return info.Env().Undefined();
 }
 
 }  // namespace ctpurge

@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "cursor.h"
 #include "filter.h"
 #include "handle.h"
 #include "netlinkSocket.h"
@@ -16,7 +17,7 @@ namespace ctpurge {
 
 enum EventType : uint8_t { kEventNew = 1, kEventUpdate = 2, kEventDestroy = 3 };
 
-// Shared by the JS wrapper and its worker (see DumpState for why).
+// What an events worker touches, shared with the JS wrapper (see cursor.h).
 struct EventState {
   NamespacePtr ns;
   Filter filter;
@@ -30,20 +31,22 @@ struct EventState {
   bool busy = false;
 
   bool stopping() const { return closed.load() || (shuttingDown && shuttingDown->load()); }
+  bool ended() const { return closed.load(); }
+  // A worker waiting in poll() sees this within one slice and resolves with null.
+  void close() { closed.store(true); }
+  void release() { sock.reset(); }
 };
 
-class EventCursor : public Napi::ObjectWrap<EventCursor> {
+class NextEventsWorker;
+
+class EventCursor : public Cursor<EventCursor, EventState, NextEventsWorker> {
  public:
+  using Cursor::Cursor;
+  // Defined next to the worker, which next() needs complete.
   static Napi::Function Define(Napi::Env env);
   static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer);
-  explicit EventCursor(const Napi::CallbackInfo& info);
-  ~EventCursor() override;
-
- private:
-  Napi::Value Next(const Napi::CallbackInfo& info);
-  Napi::Value Close(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<EventState> state_ = std::make_shared<EventState>();
+  // A worker still polling stops at its next slice instead of waiting for events forever.
+  ~EventCursor() override { state_->closed.store(true); }
 };
 
 }  // namespace ctpurge

@@ -150,10 +150,7 @@ class LockWorker : public PromiseWorker {
 Napi::Value LockFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) throw Napi::TypeError::New(env, "lockFile(path, waitMs)");
-  auto* w = new LockWorker(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().DoubleValue());
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return queueWorker<LockWorker>(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().DoubleValue());
 }
 
 Napi::Value UnlockFile(const Napi::CallbackInfo& info) {

@@ -183,14 +183,6 @@ class TimeoutsWorker : public PromiseWorker {
   std::array<long, 6> flags_ = {};
 };
 
-template <typename W, typename... Args>
-Napi::Value queue(Napi::Env env, Args&&... args) {
-  auto* w = new W(env, std::forward<Args>(args)...);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
-}
-
 Napi::Object objectArg(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || !info[i].IsObject()) throw Napi::TypeError::New(info.Env(), "ctpurge: expected an object argument");
   return info[i].As<Napi::Object>();
@@ -218,7 +210,7 @@ Napi::Function Handle::Define(Napi::Env env) {
 Napi::Value Handle::Open(const Napi::CallbackInfo& info) {
   std::string path;
   if (info.Length() > 0 && info[0].IsString()) path = info[0].As<Napi::String>().Utf8Value();
-  return queue<OpenWorker>(info.Env(), std::move(path));
+  return queueWorker<OpenWorker>(info.Env(), std::move(path));
 }
 
 Napi::Object Handle::NewInstance(Napi::Env env, NamespacePtr ns) {
@@ -235,27 +227,27 @@ NamespacePtr Handle::checkedNs(Napi::Env env) const {
   return ns_;
 }
 
-Napi::Value Handle::Stats(const Napi::CallbackInfo& info) { return queue<StatsWorker>(info.Env(), checkedNs(info.Env())); }
+Napi::Value Handle::Stats(const Napi::CallbackInfo& info) { return queueWorker<StatsWorker>(info.Env(), checkedNs(info.Env())); }
 
 Napi::Value Handle::Count(const Napi::CallbackInfo& info) {
   if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "ctpurge: count(lanes)");
-  return queue<CountWorker>(info.Env(), checkedNs(info.Env()), lanesFromJs(info[0]));
+  return queueWorker<CountWorker>(info.Env(), checkedNs(info.Env()), lanesFromJs(info[0]));
 }
 
 Napi::Value Handle::Get(const Napi::CallbackInfo& info) {
-  return queue<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Get);
+  return queueWorker<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Get);
 }
 
 Napi::Value Handle::Create(const Napi::CallbackInfo& info) {
-  return queue<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Create);
+  return queueWorker<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Create);
 }
 
 Napi::Value Handle::Delete(const Napi::CallbackInfo& info) {
-  return queue<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Delete);
+  return queueWorker<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Delete);
 }
 
 Napi::Value Handle::Timeouts(const Napi::CallbackInfo& info) {
-  return queue<TimeoutsWorker>(info.Env(), checkedNs(info.Env()));
+  return queueWorker<TimeoutsWorker>(info.Env(), checkedNs(info.Env()));
 }
 
 Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {

@@ -42,6 +42,16 @@ class PromiseWorker : public Napi::AsyncWorker {
   SysError error_;
 };
 
+// Makes a worker (a PromiseWorker, or any with Promise() and Queue()), queues it on the thread
+// pool and returns its promise: the worker deletes itself once it has settled.
+template <typename W, typename... Args>
+Napi::Promise queueWorker(Napi::Env env, Args&&... args) {
+  auto* w = new W(env, std::forward<Args>(args)...);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
 // Everything needed to name one entry (get/delete) or make one (create).
 struct EntrySpec {
   uint8_t family = 0;

@@ -209,10 +209,7 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   }
   Napi::Function onProgress;
   if (info.Length() > 3 && info[3].IsFunction()) onProgress = info[3].As<Napi::Function>();
-  auto* w = new PurgeWorker(env, std::move(ns), method == "flush", std::move(lanes), opts, onProgress, cancel);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return queueWorker<PurgeWorker>(env, std::move(ns), method == "flush", std::move(lanes), opts, onProgress, cancel);
 }
 
 }  // namespace ctpurge

@@ -237,10 +237,7 @@ Napi::Value startSummary(const Napi::CallbackInfo& info, NamespacePtr ns) {
       // (8M slots of 8 bytes, 70% full), or 2.9 million IPv6 ones (4M slots of 20).
       number("memory", 96u << 20, 0, size_t{1} << 40),
   };
-  auto* w = new SummaryWorker(env, std::move(ns), lanesFromJs(info[0]), o);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return queueWorker<SummaryWorker>(env, std::move(ns), lanesFromJs(info[0]), o);
 }
 
 }  // namespace ctpurge

@@ -13,6 +13,10 @@ export interface FakeCalls {
   dump: NativeLane[];
   summary: { lanes: readonly NativeLane[]; options: NativeSummaryOptions }[];
   closed: number;
+  /** The most purges ever in flight at once. */
+  maxConcurrent: number;
+  /** Purges that ended with their cancel flag set. */
+  cancelled: number;
 }
 
 export interface FakeOptions {
@@ -20,8 +24,8 @@ export interface FakeOptions {
   max?: number;
   /** How long purge() and count() take. */
   delayMs?: number;
-  /** What a purge deletes. */
-  deleted?: number;
+  /** What a purge deletes (asked when it ends). */
+  deleted?: number | (() => number);
   /** What summary() returns. */
   summary?: NativeSummary;
 }
@@ -40,7 +44,8 @@ export function emptySummary(): NativeSummary {
 const after = <T>(ms: number, value: () => T): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value()), ms));
 
 export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; calls: FakeCalls } {
-  const calls: FakeCalls = { purge: [], count: [], dump: [], summary: [], closed: 0 };
+  const calls: FakeCalls = { purge: [], count: [], dump: [], summary: [], closed: 0, maxConcurrent: 0, cancelled: 0 };
+  let active = 0;
   const delay = opts.delayMs ?? 0;
   const emptyCursor = <T>(): NativeCursor<T> => ({ next: async () => null, close: () => undefined });
   const handle: NativeHandle = {
@@ -63,8 +68,14 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
     },
     purge: (method, lanes, options) => {
       calls.purge.push({ method, lanes, options });
-      const deleted = options.dryRun ? 0 : (opts.deleted ?? 0);
-      return after(delay, (): NativePurgeCounts => ({ scanned: opts.count ?? 1000, matched: opts.deleted ?? 0, deleted, vanished: 0, batches: 1, method, cancelled: false, limitReached: false, lostReports: 0, logged: 0 }));
+      calls.maxConcurrent = Math.max(calls.maxConcurrent, ++active);
+      return after(delay, (): NativePurgeCounts => {
+        active--;
+        const cancelled = options.cancel !== undefined && Atomics.load(options.cancel, 0) === 1;
+        if (cancelled) calls.cancelled++;
+        const matched = typeof opts.deleted === 'function' ? opts.deleted() : (opts.deleted ?? 0);
+        return { scanned: opts.count ?? 1000, matched, deleted: options.dryRun ? 0 : matched, vanished: 0, batches: 1, method, cancelled, limitReached: false, lostReports: 0, logged: 0 };
+      });
     },
     events: (): NativeEventCursor => ({ next: async () => null, close: () => undefined }),
     close: () => {

@@ -1,35 +1,26 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Conntrack, DURATION_BUCKETS, Purger, nextInterval, type PurgeResult, type PurgerRun, type TableSummary } from '../../src/index.js';
 import { PurgeMetrics } from '../../src/metrics.js';
-import type { NativeBinding, NativeHandle, NativePurgeCounts, NativeStats } from '../../src/native.js';
+import { fakeBinding as sharedFake } from '../helpers/fakeBinding.js';
 import { parsePrometheus, seriesOf } from '../helpers/prometheus.js';
 
-// The native layer injected: the scheduler's logic is tested without a kernel.
+// The native layer injected (test/helpers/fakeBinding.ts): the scheduler's logic is tested without a kernel.
 function fakeBinding(opts: { count?: number; max?: number; purgeMs?: number; deleted?: () => number } = {}) {
-  let active = 0;
-  const calls = { purges: 0, maxConcurrent: 0, cancelled: 0 };
-  const handle = {
-    async stats(): Promise<NativeStats> {
-      return { count: opts.count ?? 1000, max: opts.max ?? 10000, cpus: [] };
+  const { binding, calls } = sharedFake({ count: opts.count ?? 1000, max: opts.max ?? 10000, delayMs: opts.purgeMs ?? 10, ...(opts.deleted ? { deleted: opts.deleted } : {}) });
+  return {
+    binding,
+    calls: {
+      get purges() {
+        return calls.purge.length;
+      },
+      get maxConcurrent() {
+        return calls.maxConcurrent;
+      },
+      get cancelled() {
+        return calls.cancelled;
+      },
     },
-    purge(_f: unknown, _lanes: unknown, o: { cancel?: Int32Array }): Promise<NativePurgeCounts> {
-      calls.purges++;
-      active++;
-      calls.maxConcurrent = Math.max(calls.maxConcurrent, active);
-      return new Promise((resolve) => {
-        setTimeout(() => {
-          active--;
-          const cancelled = o.cancel ? Atomics.load(o.cancel, 0) === 1 : false;
-          if (cancelled) calls.cancelled++;
-          const deleted = opts.deleted?.() ?? 0;
-          resolve({ scanned: 1000, matched: deleted, deleted, vanished: 0, batches: 1, method: 'dump', cancelled, limitReached: false, lostReports: 0, logged: 0 });
-        }, opts.purgeMs ?? 10);
-      });
-    },
-    close() {},
-  } as unknown as NativeHandle;
-  const binding = { open: async () => handle } as unknown as NativeBinding;
-  return { binding, calls };
+  };
 }
 
 const kernel = { release: '6.18', statusFilter: true, zoneFilter: true, tupleDumpFilter: true, tupleFlushFilter: true, kernelFilters: true };
