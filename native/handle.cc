@@ -66,17 +66,10 @@ class StatsWorker : public PromiseWorker {
     for (size_t i = 0; i < cpus_.size(); i++) {
       const CpuStats& c = cpus_[i];
       Napi::Object x = Napi::Object::New(env);
-      x.Set("cpu", c.cpu);
-      x.Set("found", c.found);
-      x.Set("invalid", c.invalid);
-      x.Set("insert", c.insert);
-      x.Set("insertFailed", c.insertFailed);
-      x.Set("drop", c.drop);
-      x.Set("earlyDrop", c.earlyDrop);
-      x.Set("error", c.error);
-      x.Set("searchRestart", c.searchRestart);
-      x.Set("clashResolve", c.clashResolve);
-      x.Set("chainTooLong", c.chainTooLong);
+      setNumbers(x, {{"cpu", c.cpu}, {"found", c.found}, {"invalid", c.invalid}, {"insert", c.insert},
+                     {"insertFailed", c.insertFailed}, {"drop", c.drop}, {"earlyDrop", c.earlyDrop}, {"error", c.error},
+                     {"searchRestart", c.searchRestart}, {"clashResolve", c.clashResolve},
+                     {"chainTooLong", c.chainTooLong}});
       cpus.Set(static_cast<uint32_t>(i), x);
     }
     o.Set("cpus", cpus);

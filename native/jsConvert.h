@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,6 +42,11 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   SysError error_;
 };
+
+// Sets number fields on o, one per (name, value).
+inline void setNumbers(Napi::Object& o, std::initializer_list<std::pair<const char*, double>> fields) {
+  for (const auto& [name, value] : fields) o.Set(name, value);
+}
 
 // Makes a worker (a PromiseWorker, or any with Promise() and Queue()), queues it on the thread
 // pool and returns its promise: the worker deletes itself once it has settled.

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <charconv>
 #include <ctime>
+#include <initializer_list>
+#include <utility>
 
 #include "names.h"
 
@@ -87,25 +89,24 @@ void appendAddress(std::string& out, uint8_t family, const uint8_t* a) {
   }
 }
 
+// Each field's text (separator and name), then its number. The JSON and the `conntrack -L`
+// tuple writers differ only in that text and the order.
+void appendNumbers(std::string& out, std::initializer_list<std::pair<const char*, unsigned>> fields) {
+  for (const auto& [text, value] : fields) {
+    out += text;
+    num(out, value);
+  }
+}
+
 void appendTuple(std::string& out, uint8_t family, const Tuple& t) {
   out += "{\"src\":\"";
   appendAddress(out, family, t.src);
   out += "\",\"dst\":\"";
   appendAddress(out, family, t.dst);
   out += '"';
-  if (t.hasPorts) {
-    out += ",\"sport\":";
-    num(out, t.sport);
-    out += ",\"dport\":";
-    num(out, t.dport);
-  }
+  if (t.hasPorts) appendNumbers(out, {{",\"sport\":", t.sport}, {",\"dport\":", t.dport}});
   if (t.hasIcmp) {
-    out += ",\"icmp\":{\"type\":";
-    num(out, static_cast<unsigned>(t.icmpType));
-    out += ",\"code\":";
-    num(out, static_cast<unsigned>(t.icmpCode));
-    out += ",\"id\":";
-    num(out, t.icmpId);
+    appendNumbers(out, {{",\"icmp\":{\"type\":", t.icmpType}, {",\"code\":", t.icmpCode}, {",\"id\":", t.icmpId}});
     out += '}';
   }
   out += '}';
@@ -218,20 +219,8 @@ void appendTupleText(std::string& out, uint8_t family, const Tuple& t) {
   appendAddress(out, family, t.src);
   out += " dst=";
   appendAddress(out, family, t.dst);
-  if (t.hasIcmp) {
-    out += " type=";
-    num(out, static_cast<unsigned>(t.icmpType));
-    out += " code=";
-    num(out, static_cast<unsigned>(t.icmpCode));
-    out += " id=";
-    num(out, t.icmpId);
-  }
-  if (t.hasPorts) {
-    out += " sport=";
-    num(out, t.sport);
-    out += " dport=";
-    num(out, t.dport);
-  }
+  if (t.hasIcmp) appendNumbers(out, {{" type=", t.icmpType}, {" code=", t.icmpCode}, {" id=", t.icmpId}});
+  if (t.hasPorts) appendNumbers(out, {{" sport=", t.sport}, {" dport=", t.dport}});
 }
 
 // " packets=N bytes=N" of one direction (0 original, 1 reply), when accounting is on.

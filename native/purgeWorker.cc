@@ -87,16 +87,11 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
  private:
   static Napi::Object countsToJs(Napi::Env env, const PurgeCounts& c) {
     Napi::Object o = Napi::Object::New(env);
-    o.Set("scanned", c.scanned);
-    o.Set("matched", c.matched);
-    o.Set("deleted", c.deleted);
-    o.Set("vanished", c.vanished);
-    o.Set("batches", c.batches);
+    setNumbers(o, {{"scanned", c.scanned}, {"matched", c.matched}, {"deleted", c.deleted}, {"vanished", c.vanished},
+                   {"batches", c.batches}, {"lostReports", c.lostReports}, {"logged", c.logged}});
     o.Set("method", c.flushed ? "flush" : "dump");
     o.Set("cancelled", c.cancelled);
     o.Set("limitReached", c.limitReached);
-    o.Set("lostReports", c.lostReports);
-    o.Set("logged", c.logged);
     if (c.logErrno != 0) {
       o.Set("logErrno", -c.logErrno);
       o.Set("logCode", errnoName(c.logErrno));

@@ -21,16 +21,25 @@ struct BitmaskDeleter {
   void operator()(nfct_bitmask* b) const { nfct_bitmask_destroy(b); }
 };
 
-void setAddresses(nf_conntrack* ct, uint8_t family, const uint8_t* src, const uint8_t* dst, bool reply) {
-  if (family == AF_INET) {
-    uint32_t s, d;
-    std::memcpy(&s, src, 4);
-    std::memcpy(&d, dst, 4);
-    nfct_set_attr_u32(ct, reply ? ATTR_REPL_IPV4_SRC : ATTR_IPV4_SRC, s);
-    nfct_set_attr_u32(ct, reply ? ATTR_REPL_IPV4_DST : ATTR_IPV4_DST, d);
+// One direction's tuple (the original, or the reply): layer 3 and 4 protocols, addresses
+// and, when given, ports.
+void setTuple(nf_conntrack* ct, bool reply, const EntrySpec& s, const uint8_t* src, const uint8_t* dst, uint16_t sport,
+              uint16_t dport) {
+  nfct_set_attr_u8(ct, reply ? ATTR_REPL_L3PROTO : ATTR_L3PROTO, s.family);
+  nfct_set_attr_u8(ct, reply ? ATTR_REPL_L4PROTO : ATTR_L4PROTO, s.protocol);
+  if (s.family == AF_INET) {
+    uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, dst, 4);
+    nfct_set_attr_u32(ct, reply ? ATTR_REPL_IPV4_SRC : ATTR_IPV4_SRC, a);
+    nfct_set_attr_u32(ct, reply ? ATTR_REPL_IPV4_DST : ATTR_IPV4_DST, b);
   } else {
     nfct_set_attr(ct, reply ? ATTR_REPL_IPV6_SRC : ATTR_IPV6_SRC, src);
     nfct_set_attr(ct, reply ? ATTR_REPL_IPV6_DST : ATTR_IPV6_DST, dst);
+  }
+  if (s.hasPorts) {
+    nfct_set_attr_u16(ct, reply ? ATTR_REPL_PORT_SRC : ATTR_PORT_SRC, htons(sport));
+    nfct_set_attr_u16(ct, reply ? ATTR_REPL_PORT_DST : ATTR_PORT_DST, htons(dport));
   }
 }
 
@@ -38,13 +47,7 @@ NfctPtr toNfct(const EntrySpec& s, bool forCreate) {
   NfctPtr ct(nfct_new());
   if (!ct) throw SysError::fromErrno(ENOMEM, "", "build", "nfct_new failed");
   nf_conntrack* c = ct.get();
-  nfct_set_attr_u8(c, ATTR_L3PROTO, s.family);
-  nfct_set_attr_u8(c, ATTR_L4PROTO, s.protocol);
-  setAddresses(c, s.family, s.src, s.dst, false);
-  if (s.hasPorts) {
-    nfct_set_attr_u16(c, ATTR_PORT_SRC, htons(s.sport));
-    nfct_set_attr_u16(c, ATTR_PORT_DST, htons(s.dport));
-  }
+  setTuple(c, false, s, s.src, s.dst, s.sport, s.dport);
   if (s.hasIcmp) {
     nfct_set_attr_u8(c, ATTR_ICMP_TYPE, s.icmpType);
     nfct_set_attr_u8(c, ATTR_ICMP_CODE, s.icmpCode);
@@ -56,13 +59,7 @@ NfctPtr toNfct(const EntrySpec& s, bool forCreate) {
   // The kernel insists on a reply tuple for new entries; the inverse of the original is
   // what it would have seen for an un-NATed flow (ICMP types mapped by the library).
   if (s.hasReply) {
-    nfct_set_attr_u8(c, ATTR_REPL_L3PROTO, s.family);
-    nfct_set_attr_u8(c, ATTR_REPL_L4PROTO, s.protocol);
-    setAddresses(c, s.family, s.replySrc, s.replyDst, true);
-    if (s.hasPorts) {
-      nfct_set_attr_u16(c, ATTR_REPL_PORT_SRC, htons(s.replySport));
-      nfct_set_attr_u16(c, ATTR_REPL_PORT_DST, htons(s.replyDport));
-    }
+    setTuple(c, true, s, s.replySrc, s.replyDst, s.replySport, s.replyDport);
   } else {
     nfct_setobjopt(c, NFCT_SOPT_SETUP_REPLY);
   }

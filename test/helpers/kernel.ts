@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { describe } from 'vitest';
+import { afterEach, beforeEach, describe } from 'vitest';
 
 const live = new Set<string>();
 process.on('exit', () => {
@@ -119,4 +119,22 @@ export function raiseConntrackMax(atLeast: number): () => void {
   if (before >= atLeast) return () => undefined;
   writeFileSync(file, String(atLeast));
   return () => writeFileSync(file, String(before));
+}
+
+/**
+ * A fresh namespace and a fresh temporary directory (named from prefix) for every test of
+ * the suite, both removed after it; set() receives them before each test.
+ */
+export function freshNetnsAndDir(prefix: string, set: (ns: TestNetns, dir: string) => void): void {
+  let ns: TestNetns | undefined;
+  let dir: string | undefined;
+  beforeEach(() => {
+    ns = TestNetns.create();
+    dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+    set(ns, dir);
+  });
+  afterEach(() => {
+    ns?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
 }

@@ -1,11 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack, acquirePurgeLock, type ConntrackEvent } from '../../src/index.js';
 import { BIN, ctpurge, startCtpurge } from '../helpers/cli.js';
-import { describeKernel, TestNetns } from '../helpers/kernel.js';
+import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
 import { hpingAcks, trafficPair } from '../helpers/traffic.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 import { staleTcpLine } from '../helpers/seed.js';
@@ -30,13 +29,9 @@ describeKernel('the daemon (--every), metrics, locks and signals', () => {
   let ns: TestNetns;
   let dir: string;
   const lockEnv = () => ({ CTPURGE_LOCK_DIR: path.join(dir, 'locks') });
-  beforeEach(() => {
-    ns = TestNetns.create();
-    dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-daemon-'));
-  });
-  afterEach(() => {
-    ns?.destroy();
-    rmSync(dir, { recursive: true, force: true });
+  freshNetnsAndDir('ctpurge-daemon-', (n, d) => {
+    ns = n;
+    dir = d;
   });
 
   it('purges entries as they go stale, keeps the metrics file valid, and stops cleanly on SIGTERM', async () => {

@@ -34,6 +34,15 @@ describeKernel('the purge lock against an unprivileged local user', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
   const lockFile = () => path.join(dir, `netns-${statSync(ns.path).ino}.lock`);
+  /** A purge with 5 s to wait for the lock runs at once and deletes the 200 stale entries. */
+  const expectPurgeNotDelayed = () => {
+    const t0 = Date.now();
+    const r = ctpurge(['--unreplied', '--netns', ns.name, '--lock-wait', '5s', '--json'], { CTPURGE_LOCK_DIR: dir });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 200 });
+    expect(Date.now() - t0).toBeLessThan(4000);
+  };
 
   it('the lock file is private: nobody cannot open it, so cannot lock it', () => {
     dir = sharedDir('ctpurge-lockdir-', 0o755);
@@ -56,12 +65,7 @@ except PermissionError:
     writeFileSync(lockFile(), '1\n', { mode: 0o644 });
     const hostile = await startAsNobody(HOLD_LOCK(lockFile(), false));
     try {
-      const t0 = Date.now();
-      const r = ctpurge(['--unreplied', '--netns', ns.name, '--lock-wait', '5s', '--json'], { CTPURGE_LOCK_DIR: dir });
-      expect(r.stderr).toBe('');
-      expect(r.status).toBe(0);
-      expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 200 });
-      expect(Date.now() - t0).toBeLessThan(4000);
+      expectPurgeNotDelayed();
       expect(statSync(lockFile()).mode & 0o777).toBe(0o600);
     } finally {
       await hostile.stop();
@@ -73,12 +77,7 @@ except PermissionError:
     const hostile = await startAsNobody(HOLD_LOCK(lockFile(), true));
     try {
       expect(statSync(lockFile()).uid).toBe(65534);
-      const t0 = Date.now();
-      const r = ctpurge(['--unreplied', '--netns', ns.name, '--lock-wait', '5s', '--json'], { CTPURGE_LOCK_DIR: dir });
-      expect(r.stderr).toBe('');
-      expect(r.status).toBe(0);
-      expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 200 });
-      expect(Date.now() - t0).toBeLessThan(4000);
+      expectPurgeNotDelayed();
       expect(statSync(lockFile()).uid).toBe(process.getuid?.());
     } finally {
       await hostile.stop();

@@ -8,9 +8,9 @@ import { connect, type Socket } from 'node:net';
 import os from 'node:os';
 import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, ctpurge, ROOT, startCtpurge, TEST_LOCK_DIR } from '../helpers/cli.js';
-import { describeKernel, TestNetns } from '../helpers/kernel.js';
+import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/natLab.js';
 import { METRICS_MAX_CONNECTIONS } from '../../src/cli/daemon.js';
 import { staleTcpLine } from '../helpers/seed.js';
@@ -82,14 +82,10 @@ function sources(lines: string[]): Set<string> {
 describeKernel('--log: no entry is deleted without its line', () => {
   let ns: TestNetns;
   let dir: string;
-  beforeEach(() => {
-    ns = TestNetns.create();
+  freshNetnsAndDir('ctpurge-log-', (n, d) => {
+    ns = n;
+    dir = d;
     ns.load(ESTABLISHED(3000));
-    dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-log-'));
-  });
-  afterEach(() => {
-    ns?.destroy();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('logs every deleted entry, in a private file', () => {
@@ -198,13 +194,9 @@ const lineCount = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8
 describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, idle /metrics clients', () => {
   let ns: TestNetns;
   let dir: string;
-  beforeEach(() => {
-    ns = TestNetns.create();
-    dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-daemon-'));
-  });
-  afterEach(() => {
-    ns?.destroy();
-    rmSync(dir, { recursive: true, force: true });
+  freshNetnsAndDir('ctpurge-daemon-', (n, d) => {
+    ns = n;
+    dir = d;
   });
 
   it('--every logs every deletion, and SIGHUP from Debian\'s logrotate reopens the log with no line lost', async () => {
