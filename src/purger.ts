@@ -59,6 +59,13 @@ export interface AdaptiveState {
   max: number;
 }
 
+/** An interval between runs (seconds or '5m'): at least 100 ms. The CLI's --every reads it too. */
+export function parseInterval(value: unknown, field: string): number {
+  const every = parseDuration(value, field);
+  if (every < 0.1) throw fieldError(RangeError, field, 'must be at least 100ms');
+  return every;
+}
+
 /** The fraction of the table a run must delete to count as "a large share". */
 export const LARGE_SHARE = 0.1;
 /** Below this fraction a run "found little". */
@@ -108,8 +115,7 @@ export class Purger extends EventEmitter {
     if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
     const plan = toPlan(options.query ?? {}, ct.kernel, { lanes: ct.lanes, flush: flushAllowed(options) });
     refuseEmpty(plan, 'schedule a purge');
-    const every = parseDuration(options.every, 'every');
-    if (every < 0.1) throw fieldError(RangeError, 'every', 'must be at least 100ms');
+    const every = parseInterval(options.every, 'every');
     if (options.whenAbove !== undefined && (typeof options.whenAbove !== 'number' || !(options.whenAbove >= 0 && options.whenAbove < 1))) {
       throw fieldError(RangeError, 'whenAbove', `expected a share of the table between 0 and 1, got ${typeName(options.whenAbove)}`);
     }

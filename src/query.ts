@@ -1,7 +1,7 @@
 /** The query API: validated, and compiled into the filter every entry is checked against (src/plan.ts plans it for a kernel). */
 import { AF_INET, AF_INET6, formatCidr, parseCidr, type Cidr, type Family } from './parse/address.js';
 import { parseDuration } from './parse/duration.js';
-import { fieldError, ownOptions, typeName } from './validate.js';
+import { booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
 import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
 import type { NativeFilter } from './native.js';
@@ -58,16 +58,7 @@ export interface CompiledQuery {
   readonly description: string;
 }
 
-function u32(value: unknown, name: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw fieldError(TypeError, name, `expected an integer, got ${typeName(value)}`);
-  if (value < 0 || value > 0xffffffff) throw fieldError(RangeError, name, `${value} is outside 0-4294967295`);
-  return value;
-}
-
-function bool(value: unknown, name: string): boolean {
-  if (typeof value !== 'boolean') throw fieldError(TypeError, name, `expected true or false, got ${typeName(value)}`);
-  return value;
-}
+const u32 = (value: unknown, name: string) => integerField(value, name, 0, 0xffffffff);
 
 export function parseProtocol(value: unknown, name = 'protocol'): number {
   if (typeof value === 'number') {
@@ -151,13 +142,13 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     desc.push(`state ${m.names.join('|')}`);
   }
   if (set('unreplied')) {
-    const u = bool(q.unreplied, 'unreplied');
+    const u = booleanField(q.unreplied, 'unreplied');
     filter.statusMask |= IPS_SEEN_REPLY;
     if (!u) filter.statusValue |= IPS_SEEN_REPLY;
     desc.push(u ? 'unreplied' : 'replied');
   }
   if (set('assured')) {
-    const a = bool(q.assured, 'assured');
+    const a = booleanField(q.assured, 'assured');
     filter.statusMask |= IPS_ASSURED;
     if (a) filter.statusValue |= IPS_ASSURED;
     desc.push(a ? 'assured' : 'not assured');
@@ -186,8 +177,7 @@ export function compileQuery(query: Query = {}): CompiledQuery {
       filter.mark = u32(m, 'mark');
       filter.markMask = 0xffffffff;
     } else if (m !== null && typeof m === 'object' && !Array.isArray(m)) {
-      const mo = m as Record<string, unknown>;
-      for (const k of Object.keys(mo)) if (k !== 'value' && k !== 'mask') throw fieldError(TypeError, 'mark', `unknown field '${k}'`);
+      const mo = ownOptions<Record<string, unknown>>(m, 'mark', ['value', 'mask']);
       filter.mark = u32(mo.value, 'mark.value');
       filter.markMask = mo.mask === undefined ? 0xffffffff : u32(mo.mask, 'mark.mask');
     } else {
@@ -196,9 +186,7 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     desc.push(filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/0x${filter.markMask.toString(16)}`);
   }
   if (set('zone')) {
-    const z = q.zone;
-    if (typeof z !== 'number' || !Number.isInteger(z)) throw fieldError(TypeError, 'zone', `expected an integer, got ${typeName(z)}`);
-    if (z < 0 || z > 65535) throw fieldError(RangeError, 'zone', `${z} is outside 0-65535`);
+    const z = integerField(q.zone, 'zone', 0, 65535);
     filter.zone = z;
     desc.push(`zone ${z}`);
   }

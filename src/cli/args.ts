@@ -4,6 +4,7 @@ import { parseDuration } from '../parse/duration.js';
 import { parsePortRange } from '../parse/port.js';
 import { parseProtocol, type Query } from '../query.js';
 import { resolveNetns } from '../netns.js';
+import { parseInterval } from '../purger.js';
 
 /** Bad usage: exit code 2, one line on stderr. */
 export class UsageError extends Error {
@@ -207,8 +208,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
   }
   out.json = values.has('json');
   if (values.has('every')) {
-    out.every = usage(() => parseDuration(one('every'), '--every'));
-    if (out.every < 0.1) throw new UsageError('--every: must be at least 100ms');
+    out.every = usage(() => parseInterval(one('every'), '--every'));
   }
   out.adaptive = values.has('adaptive');
   if (values.has('when-above')) {

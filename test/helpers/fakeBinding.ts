@@ -13,6 +13,10 @@ export interface FakeCalls {
   dump: NativeLane[];
   summary: { lanes: readonly NativeLane[]; options: NativeSummaryOptions }[];
   closed: number;
+  /** get, create and delete calls. */
+  single: number;
+  /** Handles opened. */
+  opened: number;
   /** The most purges ever in flight at once. */
   maxConcurrent: number;
   /** Purges that ended with their cancel flag set. */
@@ -44,7 +48,7 @@ export function emptySummary(): NativeSummary {
 const after = <T>(ms: number, value: () => T): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value()), ms));
 
 export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; calls: FakeCalls } {
-  const calls: FakeCalls = { purge: [], count: [], dump: [], summary: [], closed: 0, maxConcurrent: 0, cancelled: 0 };
+  const calls: FakeCalls = { purge: [], count: [], dump: [], summary: [], closed: 0, single: 0, opened: 0, maxConcurrent: 0, cancelled: 0 };
   let active = 0;
   const delay = opts.delayMs ?? 0;
   const emptyCursor = <T>(): NativeCursor<T> => ({ next: async () => null, close: () => undefined });
@@ -54,9 +58,17 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
       calls.count.push(lanes);
       return after(delay, () => opts.count ?? 1000);
     },
-    get: async () => null,
-    create: async () => undefined,
-    delete: async () => true,
+    get: async () => {
+      calls.single++;
+      return null;
+    },
+    create: async () => {
+      calls.single++;
+    },
+    delete: async () => {
+      calls.single++;
+      return true;
+    },
     settings: async () => ({ timeouts: { tcp: {}, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600 }, sysctl: {} }),
     dump: (lane: NativeLane): NativeCursor<never> => {
       calls.dump.push(lane);
@@ -83,7 +95,10 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
     },
   };
   const binding: NativeBinding = {
-    open: async () => handle,
+    open: async () => {
+      calls.opened++;
+      return handle;
+    },
     estimateAge: () => null,
     recordSize: RECORD_SIZE,
     names: { protocols: { ...PROTOCOLS }, tcp: [...TCP_STATES], sctp: [...SCTP_STATES], dccp: [...DCCP_STATES], status: Object.keys(STATUS_BITS), ageSources: [...AGE_SOURCES] },

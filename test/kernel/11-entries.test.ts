@@ -86,10 +86,6 @@ describeKernel('create, get and delete', () => {
   it('bad specs throw before any kernel I/O', async () => {
     const before = ns.conntrackCount();
     await expect(ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: 'fd00::1', sport: 1, dport: 2, timeout: 5 })).rejects.toThrow(/dst/);
-    await expect(ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 } as never)).rejects.toThrow(/timeout/);
-    await expect(ct.create({ protocol: 'udp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2, timeout: 5, state: 'ESTABLISHED' })).rejects.toThrow(/state/);
-    await expect(ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2, timeout: 5, status: ['dying'] })).rejects.toThrow(RangeError);
-    await expect(ct.get({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2' } as never)).rejects.toThrow(/sport and dport/);
     await expect(ct.delete({ protocol: 'tcp', src: 'x', dst: '10.0.0.2', sport: 1, dport: 2 })).rejects.toThrow(/src/);
     expect(ns.conntrackCount()).toBe(before);
   });

@@ -1,0 +1,63 @@
+/**
+ * Bad options and specs are refused before any native call: with the native layer injected
+ * (test/helpers/fakeBinding.ts), no root and no kernel. The kernel suites check, with one
+ * case each, that the real table is untouched.
+ */
+import { describe, expect, it } from 'vitest';
+import { Conntrack } from '../../src/index.js';
+import { FAKE_KERNEL, fakeBinding } from '../helpers/fakeBinding.js';
+
+async function open() {
+  const { binding, calls } = fakeBinding();
+  return { ct: await Conntrack.open({ binding, kernel: FAKE_KERNEL }), calls, binding };
+}
+
+describe('refused before any native call', () => {
+  it('open: a bad namespace name or option', async () => {
+    const { binding, calls } = fakeBinding();
+    await expect(Conntrack.open({ binding, netns: '../x' })).rejects.toThrow(RangeError);
+    await expect(Conntrack.open({ binding, netns: 5 as never })).rejects.toThrow(TypeError);
+    await expect(Conntrack.open({ binding, nets: 'x' } as never)).rejects.toThrow(/unknown field 'nets'/);
+    await expect(Conntrack.open({ binding, lanes: 3 })).rejects.toThrow(/^lanes: 3 is outside 1-2/);
+    expect(calls.opened).toBe(0);
+  });
+
+  it('purge: an empty query, bad options, a forged plan', async () => {
+    const { ct, calls } = await open();
+    await expect(ct.purge({})).rejects.toThrow(/refusing to purge with an empty query/);
+    await expect(ct.purge({ unreplied: true, limit: -1 })).rejects.toThrow(RangeError);
+    await expect(ct.purge({ unreplied: true, dryRun: 'yes' as never })).rejects.toThrow(TypeError);
+    await expect(ct.purge({ unreplied: true, bogus: 1 } as never)).rejects.toThrow(/purge: unknown field 'bogus'/);
+    await expect(ct.purge({ olderThan: 'forever' })).rejects.toThrow(RangeError);
+    await expect(ct.purge({ unreplied: true, onDeleted: 5 as never })).rejects.toThrow(/^onDeleted: expected a function/);
+    await expect(ct.purge({ unreplied: true, logFd: -1 })).rejects.toThrow(/^logFd: expected an open file descriptor/);
+    await expect(ct.purge({ unreplied: true, signal: {} as never })).rejects.toThrow(/^signal: expected an AbortSignal/);
+    const plan = ct.plan({ unreplied: true });
+    await expect(ct.purge({ plan: { ...plan } as never })).rejects.toThrow(/^plan: expected a plan/);
+    await expect(ct.purge({ plan, olderThan: 60 })).rejects.toThrow(/^plan: give a plan or query fields, not both/);
+    await expect(ct.purge({ plan: ct.plan({}) })).rejects.toThrow(/empty query/);
+    expect(calls.purge).toHaveLength(0);
+  });
+
+  it('create, get and delete: bad specs', async () => {
+    const { ct, calls } = await open();
+    await expect(ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: 'fd00::1', sport: 1, dport: 2, timeout: 5 })).rejects.toThrow(/dst/);
+    await expect(ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 } as never)).rejects.toThrow(/timeout/);
+    await expect(ct.create({ protocol: 'udp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2, timeout: 5, state: 'ESTABLISHED' })).rejects.toThrow(/state/);
+    await expect(ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2, timeout: 5, status: ['dying'] })).rejects.toThrow(RangeError);
+    await expect(ct.get({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2' } as never)).rejects.toThrow(/sport and dport/);
+    await expect(ct.delete({ protocol: 'tcp', src: 'x', dst: '10.0.0.2', sport: 1, dport: 2 })).rejects.toThrow(/src/);
+    expect(calls.single).toBe(0);
+  });
+
+  it('exportTo, list, count and summary: bad options or queries', async () => {
+    const { ct, calls } = await open();
+    await expect(ct.exportTo(-1)).rejects.toThrow(/^fd: /);
+    await expect(ct.exportTo(1, {}, { format: 'xml' as never })).rejects.toThrow(/^format: /);
+    await expect(ct.exportTo(1, {}, { limit: 1.5 })).rejects.toThrow(/^limit: /);
+    expect(() => ct.list({ state: 'NOPE' })).toThrow(/^state: /);
+    await expect(ct.count({ zone: 70000 })).rejects.toThrow(/^zone: /);
+    await expect(ct.summary({}, { top: 0 })).rejects.toThrow(/^top: /);
+    expect(calls.purge.length + calls.dump.length + calls.count.length + calls.summary.length).toBe(0);
+  });
+});
