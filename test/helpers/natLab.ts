@@ -94,11 +94,3 @@ export function spawnIn(ns: TestNetns, cmd: string, args: string[]): ChildProces
   return spawn('ip', ['netns', 'exec', ns.name, cmd, ...args], { stdio: 'pipe' });
 }
 
-export async function waitFor(what: string, check: () => boolean, timeoutMs: number, stepMs = 25): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (check()) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}

@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { Conntrack } from '../../src/index.js';
 import { describeKernel } from '../helpers/kernel.js';
 import { ctpurge } from '../helpers/cli.js';
-import { BACKEND_A, BACKEND_B, CLIENT_IP, natLab, spawnIn, VIP, waitFor, type NatLab } from '../helpers/natLab.js';
+import { BACKEND_A, BACKEND_B, CLIENT_IP, natLab, spawnIn, VIP, type NatLab } from '../helpers/natLab.js';
+import { waitFor } from '../helpers/wait.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const EXAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/purge-on-endpoint-removal.mjs');

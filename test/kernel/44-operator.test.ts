@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN, ctpurge, ROOT, startCtpurge, TEST_LOCK_DIR } from '../helpers/cli.js';
 import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
-import { waitFor } from '../helpers/natLab.js';
+import { waitFor } from '../helpers/wait.js';
 import { METRICS_MAX_CONNECTIONS } from '../../src/cli/daemon.js';
 import { staleTcpLine } from '../helpers/seed.js';
 

@@ -1,0 +1,69 @@
+/** Conntrack events: real traffic, overflow reported as lost, and `ctpurge watch`. */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Conntrack, type ConntrackEvent } from '../../src/index.js';
+import { startCtpurge } from '../helpers/cli.js';
+import { describeKernel } from '../helpers/kernel.js';
+import { hpingAcks, trafficPair } from '../helpers/traffic.js';
+import { waitFor } from '../helpers/wait.js';
+
+const daemon = startCtpurge;
+
+describeKernel('events', () => {
+  let pair: ReturnType<typeof trafficPair>;
+  let ct: Conntrack;
+  beforeAll(async () => {
+    pair = trafficPair();
+    ct = await Conntrack.open({ netns: pair.client.name });
+  });
+  afterAll(async () => {
+    await ct?.close();
+    pair?.client.destroy();
+    pair?.peer.destroy();
+  });
+
+  it('sees new entries from real traffic and their destruction', async () => {
+    const ac = new AbortController();
+    const seen: ConntrackEvent[] = [];
+    const done = (async () => {
+      for await (const ev of ct.events({ query: { protocol: 'tcp', dport: 80 }, signal: ac.signal })) seen.push(ev);
+    })();
+    await new Promise((r) => setTimeout(r, 300));
+    hpingAcks(pair.client, pair.peerIp, 50, 30000);
+    await waitFor('new events', () => seen.filter((e) => e.type === 'new').length >= 40, 10_000);
+    await ct.purge({ protocol: 'tcp', dport: 80, olderThan: 0 });
+    await waitFor('destroy events', () => seen.filter((e) => e.type === 'destroy').length >= 40, 10_000);
+    ac.abort();
+    await done;
+    const news = seen.filter((e): e is Extract<ConntrackEvent, { entry: unknown }> => e.type === 'new');
+    expect(news.every((e) => e.entry.orig.dport === 80 && e.entry.orig.dst === pair.peerIp)).toBe(true);
+    expect(seen.some((e) => e.type === 'lost')).toBe(false);
+  });
+
+  it('reports lost events when the receive buffer overflows', async () => {
+    const it = ct.events({ types: ['new'], receiveBuffer: 4096 });
+    // The first read subscribes; one event completes it.
+    const first = it.next();
+    await new Promise((r) => setTimeout(r, 300));
+    pair.client.load(['-I -p udp -s 10.60.255.1 -d 10.61.0.1 --sport 1000 --dport 53 -t 60']);
+    const r = await first;
+    expect(r.done).toBe(false);
+    // Nobody reads now: a burst far larger than the 4 KiB buffer overflows it.
+    pair.client.load(Array.from({ length: 5000 }, (_, i) => `-I -p udp -s 10.60.${i >> 8}.${i & 255} -d 10.61.0.1 --sport 1000 --dport 53 -t 60`));
+    const next = await it.next();
+    await it.return?.(undefined);
+    expect(next.done).toBe(false);
+    expect(next.value).toMatchObject({ type: 'lost' });
+    expect((next.value as { count: number }).count).toBeGreaterThan(0);
+  });
+
+  it('ctpurge watch prints events and stops on SIGTERM', async () => {
+    const d = daemon(['watch', '--netns', pair.client.name, '--proto', 'udp', '--json']);
+    await new Promise((r) => setTimeout(r, 500));
+    pair.client.load(['-I -p udp -s 10.70.0.1 -d 10.70.0.2 --sport 5 --dport 6 -t 60']);
+    await waitFor('the watch line', () => d.out().includes('10.70.0.1'), 10_000);
+    d.child.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    const line = JSON.parse(d.out().trim().split('\n').find((l) => l.includes('10.70.0.1')) as string);
+    expect(line).toMatchObject({ type: 'new', entry: { protocol: 'udp', orig: { src: '10.70.0.1', dport: 6 } } });
+  });
+});
