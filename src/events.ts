@@ -2,7 +2,7 @@
 import { captureStack, fromNative } from './errors.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
 import type { NativeHandle } from './native.js';
-import { fieldError, ownOptions, signalField, typeName } from './validate.js';
+import { fieldError, integerField, ownOptions, signalField, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
 export type EventType = 'new' | 'update' | 'destroy';
@@ -35,8 +35,8 @@ export function streamEvents(handle: NativeHandle, netns: string | null, given: 
     if (i < 1) throw fieldError(RangeError, 'types', `unknown event type ${typeName(t)} (new, update, destroy)`);
     groups |= 1 << (i - 1);
   }
-  const rcvbuf = options.receiveBuffer ?? 8 * 1024 * 1024;
-  if (!Number.isInteger(rcvbuf) || rcvbuf < 4096 || rcvbuf > 1 << 30) throw fieldError(RangeError, 'receiveBuffer', 'expected bytes, 4096 to 1 GiB');
+  // Bytes, 4 KiB to 1 GiB.
+  const rcvbuf = options.receiveBuffer === undefined ? 8 * 1024 * 1024 : integerField(options.receiveBuffer, 'receiveBuffer', 4096, 1 << 30);
   // Events are matched here only: the kernel filters no multicast group.
   const compiled = compileQuery(options.query ?? {});
   if (options.signal !== undefined) signalField(options.signal, 'signal');

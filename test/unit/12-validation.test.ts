@@ -58,6 +58,9 @@ describe('refused before any native call', () => {
     expect(() => ct.list({ state: 'NOPE' })).toThrow(/^state: /);
     await expect(ct.count({ zone: 70000 })).rejects.toThrow(/^zone: /);
     await expect(ct.summary({}, { top: 0 })).rejects.toThrow(/^top: /);
+    expect(() => ct.events({ receiveBuffer: 'big' as never })).toThrow(TypeError);
+    expect(() => ct.events({ receiveBuffer: 100 })).toThrow(/^receiveBuffer: 100 is outside 4096-1073741824/);
+    expect(() => ct.events({ types: ['created' as never] })).toThrow(/^types: unknown event type/);
     expect(calls.purge.length + calls.dump.length + calls.count.length + calls.summary.length).toBe(0);
   });
 });
