@@ -7,7 +7,7 @@
  */
 import { AF_INET, AF_INET6 } from './parse/address.js';
 import { IPS_SEEN_REPLY } from './protocols.js';
-import { fieldError } from './validate.js';
+import { booleanField, fieldError, integerField, ownOptions } from './validate.js';
 import type { KernelFeatures } from './kernel.js';
 import { compileQuery, type Query } from './query.js';
 import type { NativeCidr, NativeFilter, NativeKernelFilter, NativeLane } from './native.js';
@@ -60,10 +60,11 @@ export function isQueryPlan(value: unknown): value is QueryPlan {
  * (err.field); never touches the kernel.
  */
 export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOptions = {}): QueryPlan {
+  const o = ownOptions<PlanOptions>(options, 'plan options', ['lanes', 'flush']);
+  const maxLanes = o.lanes === undefined ? 1 : integerField(o.lanes, 'lanes', 1, 2);
+  const flushAllowed = o.flush === undefined ? false : booleanField(o.flush, 'flush');
   const compiled = compileQuery(query);
   const match = compiled.filter;
-  const maxLanes = options.lanes ?? 1;
-  const flushAllowed = options.flush ?? false;
   const flushes = flushAllowed && !compiled.empty ? flushRequests(match, kernel) : null;
   const lanes: NativeLane[] = flushes ?? splitLanes(match, kernel, maxLanes).map((m) => ({ kernel: kernelFilter(m, kernel), match: m }));
   const plan: QueryPlan = {
