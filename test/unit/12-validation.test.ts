@@ -64,3 +64,35 @@ describe('refused before any native call', () => {
     expect(calls.purge.length + calls.dump.length + calls.count.length + calls.summary.length).toBe(0);
   });
 });
+
+describe('the plan reaches the native layer as it was decided', () => {
+  it('a flush only for a purge that needs no entry, whatever plan it is given', async () => {
+    const { ct, calls } = await open();
+    const flushPlan = ct.plan({ unreplied: true }, { flush: true });
+    expect(flushPlan.method).toBe('flush');
+    await ct.purge({ plan: flushPlan });
+    await ct.purge({ plan: flushPlan, dryRun: true });
+    await ct.purge({ plan: flushPlan, limit: 10 });
+    await ct.purge({ plan: flushPlan, onDeleted: () => undefined });
+    await ct.purge({ plan: flushPlan, logFd: 1 });
+    await ct.purge({ unreplied: true });
+    await ct.purge({ unreplied: true, olderThan: 60 });
+    expect(calls.purge.map((c) => c.method)).toEqual(['flush', 'dump', 'dump', 'dump', 'dump', 'flush', 'dump']);
+    // The flush request carries the condition; a dump lane carries it too, and the match.
+    expect(calls.purge[0]?.lanes.map((l) => l.kernel)).toEqual([{ family: 0, status: 0, statusMask: 2 }]);
+    expect(calls.purge[1]?.lanes.every((l) => l.kernel.statusMask === 2 && l.match.statusMask === 2)).toBe(true);
+    // A plan given to a listing is dumped, never flushed.
+    await ct.exportTo(1, flushPlan);
+    expect(calls.purge[7]).toMatchObject({ method: 'dump', options: { dryRun: true } });
+  });
+
+  it('a Purger plans once and every run purges with that plan', async () => {
+    const { ct, calls } = await open();
+    const purger = ct.schedule({ query: { unreplied: true }, every: 3600 });
+    await purger.runNow();
+    await purger.runNow();
+    await purger.stop();
+    expect(calls.purge.map((c) => c.method)).toEqual(['flush', 'flush']);
+    expect(calls.purge[0]?.lanes).toBe(calls.purge[1]?.lanes);
+  });
+});
