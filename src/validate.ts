@@ -7,19 +7,24 @@
 
 /**
  * A TypeError or RangeError about one field of an option object: the message starts with the
- * field (`dport: port 70000 is outside 0-65535`) and `field` names it, so the CLI can put its
- * own option name in its place.
+ * field (`dport: port 70000 is outside 0-65535`); `field` names it and `reason` is the rest,
+ * so the CLI can put its own option name in its place.
  */
-export function fieldError<E extends TypeErrorConstructor | RangeErrorConstructor>(Kind: E, field: string, message: string): InstanceType<E> & { field: string } {
-  const err = Object.assign(new Kind(`${field}: ${message}`), { field });
+export function fieldError<E extends TypeErrorConstructor | RangeErrorConstructor>(Kind: E, field: string, message: string): InstanceType<E> & FieldInfo {
+  const err = Object.assign(new Kind(`${field}: ${message}`), { field, reason: message });
   Error.captureStackTrace(err, fieldError);
-  return err as InstanceType<E> & { field: string };
+  return err as InstanceType<E> & FieldInfo;
 }
 
-/** The field a validation error is about (see fieldError), if it says. */
-export function errorField(err: unknown): string | undefined {
-  const field = (err as { field?: unknown } | null)?.field;
-  return typeof field === 'string' ? field : undefined;
+export interface FieldInfo {
+  field: string;
+  reason: string;
+}
+
+/** The field a validation error is about and why (see fieldError), if it says. */
+export function errorField(err: unknown): FieldInfo | undefined {
+  const { field, reason } = (err ?? {}) as { field?: unknown; reason?: unknown };
+  return typeof field === 'string' && typeof reason === 'string' ? { field, reason } : undefined;
 }
 
 /** A short, safe description of a value for error messages (BigInt and symbols included). */

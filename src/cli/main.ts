@@ -63,9 +63,9 @@ function validate(args: ParsedArgs): QueryPlan {
     plan = planQuery(args.query, kernelFeatures(), { lanes: CLI_LANES, flush });
   } catch (err) {
     // The error names its field (fieldError): put the CLI's option in its place.
-    const field = errorField(err);
-    if ((err instanceof TypeError || err instanceof RangeError) && field !== undefined && err.message.startsWith(`${field}: `)) {
-      throw new UsageError(`${FIELD_TO_OPTION[field] ?? field}: ${err.message.slice(field.length + 2)}`);
+    const info = errorField(err);
+    if ((err instanceof TypeError || err instanceof RangeError) && info !== undefined) {
+      throw new UsageError(`${FIELD_TO_OPTION[info.field] ?? info.field}: ${info.reason}`);
     }
     if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
     throw err;

@@ -145,6 +145,7 @@ describe('compileQuery', () => {
     })();
     expect(err).toBeInstanceOf(RangeError);
     expect(err?.field).toBe('mark.mask');
+    expect((err as { reason?: string } | undefined)?.reason).toBe('-1 is outside 0-4294967295');
     expect(err?.message).toBe('mark.mask: -1 is outside 0-4294967295');
   });
 });
