@@ -8,12 +8,15 @@
 #include "addonData.h"
 #include "entryRecord.h"
 #include "jsConvert.h"
+#include "ndjson.h"
 
 namespace ctpurge {
 
 namespace {
 constexpr size_t kMaxEventsPerChunk = 4096;
 constexpr int kPollSliceMs = 200;
+constexpr const char* kTypeNames[] = {"", "new", "update", "destroy"};
+constexpr const char* kTypeTags[] = {"", "[NEW] ", "[UPDATE] ", "[DESTROY] "};
 }  // namespace
 
 class NextEventsWorker : public PromiseWorker {
@@ -76,8 +79,24 @@ class NextEventsWorker : public PromiseWorker {
       uint8_t type = kEventUpdate;
       if ((m->nlmsg_type & 0xff) == IPCTNL_MSG_CT_DELETE) type = kEventDestroy;
       else if (m->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) type = kEventNew;
-      appendRecord(records_, e, ages);
-      records_[records_.size() - kRecordSize + 23] = type;  // byte 23: the event type
+      switch (c.format) {
+        case EventState::Format::Records:
+          appendRecord(records_, e, ages);
+          records_[records_.size() - kRecordSize + 23] = type;  // byte 23: the event type
+          break;
+        case EventState::Format::Ndjson:
+          text_ += "{\"type\":\"";
+          text_ += kTypeNames[type];
+          text_ += "\",\"entry\":";
+          appendNdjson(text_, e, ages);
+          text_.back() = '}';  // the entry's line ends the event's object
+          text_ += '\n';
+          break;
+        case EventState::Format::Conntrack:
+          text_ += kTypeTags[type];
+          appendConntrackLine(text_, e, now);
+          break;
+      }
       count_++;
     }
   }
@@ -85,7 +104,8 @@ class NextEventsWorker : public PromiseWorker {
   Napi::Value Resolve(Napi::Env env) override {
     if (ended_) return env.Null();
     Napi::Object o = Napi::Object::New(env);
-    o.Set("records", toArrayBuffer(env, records_));
+    if (state_->format == EventState::Format::Records) o.Set("records", toArrayBuffer(env, records_));
+    else o.Set("text", Napi::Buffer<char>::Copy(env, text_.data(), text_.size()));
     o.Set("lost", Napi::Number::New(env, static_cast<double>(lost_)));
     return o;
   }
@@ -98,6 +118,7 @@ class NextEventsWorker : public PromiseWorker {
  private:
   std::shared_ptr<EventState> state_;
   std::vector<uint8_t> records_;
+  std::string text_;
   size_t count_ = 0;
   uint64_t lost_ = 0;
   bool ended_ = false;
@@ -105,7 +126,8 @@ class NextEventsWorker : public PromiseWorker {
 
 Napi::Function EventCursor::Define(Napi::Env env) { return Cursor::Define(env, "EventCursor"); }
 
-Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer) {
+Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer,
+                                      Format format) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->eventCtor.New({});
   EventState& s = stateOf(o);
@@ -114,6 +136,7 @@ Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter fil
   s.filter = std::move(filter);
   s.groups = groups;
   s.receiveBuffer = receiveBuffer;
+  s.format = format;
   return o;
 }
 

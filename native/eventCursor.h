@@ -19,7 +19,11 @@ enum EventType : uint8_t { kEventNew = 1, kEventUpdate = 2, kEventDestroy = 3 };
 
 // What an events worker touches, shared with the JS wrapper (see cursor.h).
 struct EventState {
+  // Records (the event type in byte 23), or the lines `ctpurge watch` prints: NDJSON
+  // ({"type":"new","entry":{...}}) or `conntrack -E`-like ([NEW] and a `conntrack -L` line).
+  enum class Format { Records, Ndjson, Conntrack };
   NamespacePtr ns;
+  Format format = Format::Records;
   Filter filter;
   uint32_t groups = 7;  // bit 0 new, bit 1 update, bit 2 destroy
   int receiveBuffer = 0;
@@ -44,7 +48,9 @@ class EventCursor : public Cursor<EventCursor, EventState, NextEventsWorker> {
   using Cursor::Cursor;
   // Defined next to the worker, which next() needs complete.
   static Napi::Function Define(Napi::Env env);
-  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer);
+  using Format = EventState::Format;
+  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer,
+                                  Format format);
   // A worker still polling stops at its next slice instead of waiting for events forever.
   ~EventCursor() override { state_->closed.store(true); }
 };

@@ -263,7 +263,11 @@ Napi::Value Handle::Events(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const uint32_t groups = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 7;
   const int rcvbuf = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
-  return EventCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), groups, rcvbuf);
+  const std::string format = info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "records";
+  const EventCursor::Format f = format == "ndjson"      ? EventCursor::Format::Ndjson
+                                : format == "conntrack" ? EventCursor::Format::Conntrack
+                                                        : EventCursor::Format::Records;
+  return EventCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), groups, rcvbuf, f);
 }
 
 Napi::Value Handle::Close(const Napi::CallbackInfo& info) {

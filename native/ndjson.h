@@ -1,6 +1,6 @@
-// Entries as text, formatted here so `ctpurge list` of a million entries does not build a
-// million JS objects: NDJSON, `conntrack -L` lines and the table. Each must print exactly what
-// src/cli/format.ts prints for the same entry (kernel tests compare them).
+// Entries as text, formatted here so `ctpurge list` of a million entries (and `ctpurge watch`)
+// builds no JS object per entry: NDJSON, `conntrack -L` lines and the table. Kernel tests hold
+// each to an independent reference written in TypeScript (test/helpers/formats.ts).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -14,11 +14,10 @@ namespace ctpurge {
 
 void appendNdjson(std::string& out, const Entry& e, const Ages& ages);
 
-// One line shaped like `conntrack -L` prints it, exactly as conntrackLine() in
-// src/cli/format.ts (delta-time against nowNs, wall clock).
+// One line shaped like `conntrack -L` prints it (delta-time against nowNs, wall clock).
 void appendConntrackLine(std::string& out, const Entry& e, uint64_t nowNs);
 
-// The rows of the `ctpurge list` table (tableRow() in src/cli/format.ts), cell by cell.
+// The rows of the `ctpurge list` table, cell by cell.
 constexpr size_t kTableColumns = 11;
 struct TableRows {
   std::string text;            // the cells, back to back
@@ -33,7 +32,7 @@ struct TableRows {
   }
 };
 
-// TableWriter in src/cli/format.ts: columns two spaces apart, the header above the first rows,
+// As TableWriter in src/cli/format.ts: columns two spaces apart, the header above the first rows,
 // widths that only grow, so a table written batch after batch stays aligned. The first
 // kHeadRows rows of all lanes are held and laid out together, so that a table of that size is
 // aligned as a whole, whichever lane's rows come first.

@@ -15,12 +15,12 @@ import { booleanField, integerField, ownOptions } from './validate.js';
 import type { Query } from './query.js';
 import { planQuery, toPlan, type PlanOptions, type QueryPlan } from './plan.js';
 import { tableSummary, type TableSummary } from './summary.js';
-import { streamEvents, type ConntrackEvent, type EventsOptions } from './events.js';
+import { streamEventLines, streamEvents, type ConntrackEvent, type EventLines, type EventLinesOptions, type EventsOptions } from './events.js';
 import type { HandleAccess } from './handleAccess.js';
 import { entriesOf, exportOptions, exportPlan, streamLanes, type ExportOptions, type ListOptions } from './list.js';
 import { purgeRequest, runPurge, type PurgeOptions, type PurgeResult } from './purge.js';
 import { Purger, type PurgerOptions } from './purger.js';
-export type { ConntrackEvent, EventsOptions, EventType } from './events.js';
+export type { ConntrackEvent, EventLines, EventLinesOptions, EventsOptions, EventType } from './events.js';
 export type { ExportOptions, ListOptions } from './list.js';
 export type { PurgeOptions, PurgeProgress, PurgeResult } from './purge.js';
 export type { QueryPlan, PlanOptions } from './plan.js';
@@ -277,6 +277,15 @@ export class Conntrack {
    */
   events(options: EventsOptions = {}): AsyncIterableIterator<ConntrackEvent> {
     return streamEvents(this.#native(), this.netns, options);
+  }
+
+  /**
+   * The same events as text, formatted in C++ with no JS object per event: batches of lines,
+   * NDJSON (`{"type":"new","entry":{...}}`) or `[NEW] ` and a `conntrack -L` line, with the
+   * overflows seen while reading each (`ctpurge watch` prints them).
+   */
+  eventLines(options: EventLinesOptions): AsyncIterableIterator<EventLines> {
+    return streamEventLines(this.#native(), this.netns, options);
   }
 
   /** A Purger on this handle: `ct.schedule({ query, every: '5m' }).start()`. */

@@ -1,7 +1,7 @@
 /** Conntrack events: the kernel's new/update/destroy multicast groups as an async iterable. */
 import { captureStack, fromNative } from './errors.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
-import type { NativeHandle } from './native.js';
+import type { NativeEventCursor, NativeFilter, NativeHandle } from './native.js';
 import { fieldError, integerField, ownOptions, signalField, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
@@ -25,8 +25,23 @@ export interface EventsOptions {
 
 const EVENT_TYPES: (EventType | undefined)[] = [undefined, 'new', 'update', 'destroy'];
 
-export function streamEvents(handle: NativeHandle, netns: string | null, given: EventsOptions): AsyncIterableIterator<ConntrackEvent> {
-  const options = ownOptions<EventsOptions>(given, 'events', ['types', 'query', 'receiveBuffer', 'signal']);
+export interface EventLinesOptions extends EventsOptions {
+  /**
+   * 'ndjson': `{"type":"new","entry":{...}}` per event, the entry in the listNdjson format;
+   * 'conntrack': `[NEW] ` and a line like `conntrack -L` prints.
+   */
+  format: 'ndjson' | 'conntrack';
+}
+
+/** A batch of event lines, and the overflows seen while reading it (lost events, never silent). */
+export interface EventLines {
+  text: Buffer;
+  lost: number;
+}
+
+/** Validates the options and opens the native cursor, closed when the signal aborts. */
+function openEvents<T>(given: object, keys: string[], open: (options: EventsOptions, groups: number, rcvbuf: number, match: NativeFilter) => NativeEventCursor<T>) {
+  const options = ownOptions<EventsOptions>(given, 'events', keys);
   const types = options.types ?? ['new', 'update', 'destroy'];
   if (!Array.isArray(types) || types.length === 0) throw fieldError(TypeError, 'types', 'expected a non-empty list of new, update, destroy');
   let groups = 0;
@@ -39,30 +54,56 @@ export function streamEvents(handle: NativeHandle, netns: string | null, given: 
   const rcvbuf = options.receiveBuffer === undefined ? 8 * 1024 * 1024 : integerField(options.receiveBuffer, 'receiveBuffer', 4096, 1 << 30);
   // Events are matched here only: the kernel filters no multicast group.
   const compiled = compileQuery(options.query ?? {});
-  if (options.signal !== undefined) signalField(options.signal, 'signal');
-  const cursor = handle.events(compiled.filter, groups, rcvbuf);
-  const signal = options.signal;
+  const signal = options.signal === undefined ? undefined : signalField(options.signal, 'signal');
+  const cursor = open(options, groups, rcvbuf, compiled.filter);
   const onAbort = () => cursor.close();
   if (signal?.aborted) onAbort();
   signal?.addEventListener('abort', onAbort, { once: true });
-  async function* iterate(): AsyncGenerator<ConntrackEvent> {
-    const captured = captureStack();
-    try {
-      for (;;) {
-        const batch = await cursor.next();
-        if (!batch) return;
-        if (batch.lost > 0) yield { type: 'lost', count: batch.lost };
-        const bytes = new Uint8Array(batch.records);
-        for (let off = 0; off + RECORD_SIZE <= batch.records.byteLength; off += RECORD_SIZE) {
-          yield { type: EVENT_TYPES[bytes[off + 23] as number] ?? 'update', entry: decodeRecord(batch.records, off) };
-        }
-      }
-    } catch (err) {
-      throw fromNative(err, captured, netns);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      cursor.close();
+  return { cursor, release: () => signal?.removeEventListener('abort', onAbort) };
+}
+
+/** The batches of a cursor until it ends; errors become ConntrackErrors, and the cursor is closed. */
+async function* batches<T>(opened: { cursor: NativeEventCursor<T>; release(): void }, netns: string | null): AsyncGenerator<T> {
+  const captured = captureStack();
+  try {
+    for (;;) {
+      const batch = await opened.cursor.next();
+      if (!batch) return;
+      yield batch;
     }
+  } catch (err) {
+    throw fromNative(err, captured, netns);
+  } finally {
+    opened.release();
+    opened.cursor.close();
+  }
+}
+
+const EVENT_KEYS = ['types', 'query', 'receiveBuffer', 'signal'];
+
+export function streamEvents(handle: NativeHandle, netns: string | null, given: EventsOptions): AsyncIterableIterator<ConntrackEvent> {
+  const opened = openEvents(given, EVENT_KEYS, (_, groups, rcvbuf, match) => handle.events(match, groups, rcvbuf));
+  async function* iterate(): AsyncGenerator<ConntrackEvent> {
+    for await (const batch of batches(opened, netns)) {
+      if (batch.lost > 0) yield { type: 'lost', count: batch.lost };
+      const bytes = new Uint8Array(batch.records);
+      for (let off = 0; off + RECORD_SIZE <= batch.records.byteLength; off += RECORD_SIZE) {
+        yield { type: EVENT_TYPES[bytes[off + 23] as number] ?? 'update', entry: decodeRecord(batch.records, off) };
+      }
+    }
+  }
+  return iterate();
+}
+
+/** Events as text formatted in C++ (see EventLinesOptions): no JS object per event. */
+export function streamEventLines(handle: NativeHandle, netns: string | null, given: EventLinesOptions): AsyncIterableIterator<EventLines> {
+  const opened = openEvents(given, [...EVENT_KEYS, 'format'], (options, groups, rcvbuf, match) => {
+    const f = (options as EventLinesOptions).format;
+    if (f !== 'ndjson' && f !== 'conntrack') throw fieldError(TypeError, 'format', `expected 'ndjson' or 'conntrack', got ${typeName(f)}`);
+    return handle.events(match, groups, rcvbuf, f);
+  });
+  async function* iterate(): AsyncGenerator<EventLines> {
+    for await (const batch of batches(opened, netns)) if (batch.lost > 0 || batch.text.length > 0) yield batch;
   }
   return iterate();
 }

@@ -10,6 +10,8 @@ export type {
   PurgeProgress,
   PurgeResult,
   ConntrackEvent,
+  EventLines,
+  EventLinesOptions,
   EventType,
   EventsOptions,
 } from './conntrack.js';

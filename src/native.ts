@@ -148,9 +148,21 @@ export interface NativeCursor<T = ArrayBuffer> {
   close(): void;
 }
 
-export interface NativeEventCursor {
-  /** Resolves with the next batch (records with the event type in byte 23, and how many overflows were seen), or null once closed. */
-  next(): Promise<{ records: ArrayBuffer; lost: number } | null>;
+/** A batch of events: records with the event type in byte 23, and how many overflows were seen. */
+export interface NativeEventRecords {
+  records: ArrayBuffer;
+  lost: number;
+}
+
+/** A batch of events as the lines `ctpurge watch` prints, and how many overflows were seen. */
+export interface NativeEventText {
+  text: Buffer;
+  lost: number;
+}
+
+export interface NativeEventCursor<T = NativeEventRecords> {
+  /** Resolves with the next batch (empty after an idle poll slice), or null once closed. */
+  next(): Promise<T | null>;
   close(): void;
 }
 
@@ -235,7 +247,9 @@ export interface NativeHandle {
     onProgress?: (counts: NativePurgeCounts, records: ArrayBuffer | undefined) => void,
   ): Promise<NativePurgeCounts>;
   /** groups: bit 0 new, bit 1 update, bit 2 destroy. */
-  events(match: NativeFilter, groups: number, receiveBuffer: number): NativeEventCursor;
+  events(match: NativeFilter, groups: number, receiveBuffer: number, format?: 'records'): NativeEventCursor;
+  /** The same as text: NDJSON ({"type":"new","entry":{...}}) or `[NEW] ` and a `conntrack -L` line. */
+  events(match: NativeFilter, groups: number, receiveBuffer: number, format: 'ndjson' | 'conntrack'): NativeEventCursor<NativeEventText>;
   close(): void;
 }
 

@@ -12,7 +12,6 @@ import { parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { doctorCommand, renderDoctor } from './doctorCommand.js';
 import { MAIN_HELP } from './help.js';
 import { listCommand } from './listCommand.js';
-import { conntrackLine, jsonLine } from './format.js';
 import { Output, PipeClosed } from './output.js';
 import { purgeCommand, purgeSummary } from './purgeCommand.js';
 import { collectStats, renderStats } from './statsCommand.js';
@@ -165,14 +164,13 @@ export async function main(argv: string[]): Promise<number> {
         await listCommand(ct, args, plan, out, abort.signal);
         break;
       case 'watch': {
-        for await (const ev of ct.events({ query: plan.query, signal: abort.signal })) {
-          if (ev.type === 'lost') {
-            process.stderr.write(`ctpurge: ${ev.count} event overflow(s): the kernel dropped events\n`);
-            if (args.json) await out.write(`${JSON.stringify(ev)}\n`);
-            continue;
+        // The lines are formatted in C++, as `list` formats its own.
+        for await (const batch of ct.eventLines({ query: plan.query, signal: abort.signal, format: args.json ? 'ndjson' : 'conntrack' })) {
+          if (batch.lost > 0) {
+            process.stderr.write(`ctpurge: ${batch.lost} event overflow(s): the kernel dropped events\n`);
+            if (args.json) await out.write(`${JSON.stringify({ type: 'lost', count: batch.lost })}\n`);
           }
-          if (args.json) await out.write(`{"type":"${ev.type}","entry":${jsonLine(ev.entry)}}\n`);
-          else await out.write(`[${ev.type.toUpperCase()}] ${conntrackLine(ev.entry)}\n`);
+          if (batch.text.length > 0) await out.write(batch.text);
         }
         break;
       }

@@ -89,7 +89,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
         return { scanned: opts.count ?? 1000, matched, deleted: options.dryRun ? 0 : matched, vanished: 0, batches: 1, method, cancelled, limitReached: false, lostReports: 0, logged: 0 };
       });
     },
-    events: (): NativeEventCursor => ({ next: async () => null, close: () => undefined }),
+    events: (): NativeEventCursor<never> => ({ next: async () => null, close: () => undefined }),
     close: () => {
       calls.closed++;
     },

@@ -3,7 +3,8 @@ import { Conntrack, type Entry, type Query } from '../../src/index.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { columnStarts, exportLines, inCidr, key, seedAge } from '../helpers/expect.js';
 import { mixedTable, seedLine, type SeedEntry } from '../helpers/seed.js';
-import { conntrackLine, jsonLine, TABLE_HEADER, tableRow } from '../../src/cli/format.js';
+import { TABLE_HEADER } from '../../src/cli/format.js';
+import { conntrackLine, jsonLine, tableRow } from '../helpers/formats.js';
 
 const N = 4000;
 

@@ -5,6 +5,7 @@ import { startCtpurge } from '../helpers/cli.js';
 import { describeKernel } from '../helpers/kernel.js';
 import { hpingAcks, trafficPair } from '../helpers/traffic.js';
 import { waitFor } from '../helpers/wait.js';
+import { conntrackLine, jsonLine } from '../helpers/formats.js';
 
 const daemon = startCtpurge;
 
@@ -56,6 +57,44 @@ describeKernel('events', () => {
     expect((next.value as { count: number }).count).toBeGreaterThan(0);
   });
 
+  it('eventLines writes the events as the reference formats them, NDJSON and conntrack lines alike', async () => {
+    const ac = new AbortController();
+    const query = { protocol: 'udp', dport: 4242 } as const;
+    const events: ConntrackEvent[] = [];
+    const ndjson: string[] = [];
+    const conntrack: string[] = [];
+    // Three subscriptions at once: each socket receives every event.
+    const runs = [
+      (async () => {
+        for await (const ev of ct.events({ query, signal: ac.signal })) events.push(ev);
+      })(),
+      (async () => {
+        for await (const b of ct.eventLines({ query, signal: ac.signal, format: 'ndjson' })) ndjson.push(b.text.toString());
+      })(),
+      (async () => {
+        for await (const b of ct.eventLines({ query, signal: ac.signal, format: 'conntrack' })) conntrack.push(b.text.toString());
+      })(),
+    ];
+    await new Promise((r) => setTimeout(r, 300));
+    pair.client.load(Array.from({ length: 5 }, (_, i) => `-I -p udp -s 10.80.0.${i + 1} -d 10.80.1.1 --sport ${2000 + i} --dport 4242 -t 60 --mark ${i}`));
+    pair.client.load(['-U -p udp -s 10.80.0.1 -d 10.80.1.1 --sport 2000 --dport 4242 -m 77']);
+    pair.client.load(['-D -p udp -s 10.80.0.2 -d 10.80.1.1 --sport 2001 --dport 4242']);
+    const lines = (chunks: string[]) => chunks.join('').split('\n').filter(Boolean);
+    await waitFor('every stream to see 7 events', () => events.length >= 7 && lines(ndjson).length >= 7 && lines(conntrack).length >= 7, 10_000);
+    ac.abort();
+    await Promise.all(runs);
+    const entries = events.filter((e): e is Extract<ConntrackEvent, { entry: unknown }> => e.type !== 'lost');
+    expect(entries.map((e) => e.type)).toEqual(['new', 'new', 'new', 'new', 'new', 'update', 'destroy']);
+    expect(lines(ndjson)).toEqual(entries.map((e) => `{"type":"${e.type}","entry":${jsonLine(e.entry)}}`));
+    expect(lines(conntrack)).toEqual(entries.map((e) => `[${e.type.toUpperCase()}] ${conntrackLine(e.entry)}`));
+    expect(JSON.parse(lines(ndjson)[5] as string)).toMatchObject({ type: 'update', entry: { mark: 77, orig: { src: '10.80.0.1' } } });
+  });
+
+  it('eventLines refuses a missing or unknown format, naming it', () => {
+    expect(() => ct.eventLines({} as never)).toThrow(/^format: expected 'ndjson' or 'conntrack'/);
+    expect(() => ct.eventLines({ format: 'xml' as never })).toThrow(TypeError);
+  });
+
   it('ctpurge watch prints events and stops on SIGTERM', async () => {
     const d = daemon(['watch', '--netns', pair.client.name, '--proto', 'udp', '--json']);
     await new Promise((r) => setTimeout(r, 500));
@@ -65,5 +104,15 @@ describeKernel('events', () => {
     expect(await d.exited).toBe(0);
     const line = JSON.parse(d.out().trim().split('\n').find((l) => l.includes('10.70.0.1')) as string);
     expect(line).toMatchObject({ type: 'new', entry: { protocol: 'udp', orig: { src: '10.70.0.1', dport: 6 } } });
+  });
+
+  it('ctpurge watch without --json prints [NEW] and a conntrack -L line', async () => {
+    const d = daemon(['watch', '--netns', pair.client.name, '--proto', 'udp', '--dport', '7']);
+    await new Promise((r) => setTimeout(r, 500));
+    pair.client.load(['-I -p udp -s 10.70.0.9 -d 10.70.0.2 --sport 5 --dport 7 -t 60']);
+    await waitFor('the watch line', () => d.out().includes('10.70.0.9'), 10_000);
+    d.child.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+    expect(d.out().trim()).toMatch(/^\[NEW\] udp {6}17 (59|60) src=10\.70\.0\.9 dst=10\.70\.0\.2 sport=5 dport=7 \[UNREPLIED\] src=10\.70\.0\.2 dst=10\.70\.0\.9 sport=7 dport=5 mark=0$/);
   });
 });

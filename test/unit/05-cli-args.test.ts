@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseArgs, UsageError } from '../../src/cli/args.js';
-import { conntrackLine, jsonLine, TableWriter } from '../../src/cli/format.js';
+import { TableWriter } from '../../src/cli/format.js';
+import { conntrackLine, jsonLine } from '../helpers/formats.js';
 import { purgeSummary } from '../../src/cli/purgeCommand.js';
 import { diagnose } from '../../src/cli/doctorCommand.js';
 import type { Entry } from '../../src/entry.js';
