@@ -40,7 +40,7 @@ export interface QueryPlan {
   readonly matchFilter: Readonly<NativeFilter>;
   /** 'dump': the disjoint parts dumped in parallel. 'flush': the flush requests. */
   readonly lanes: readonly Readonly<NativeLane>[];
-  /** What it was planned for: a plan made for another kernel or lane count is planned again. */
+  /** What it was planned for: a plan made for another kernel, lane count or flush permission is planned again. */
   readonly kernel: Readonly<KernelFeatures>;
   readonly maxLanes: number;
   readonly flushAllowed: boolean;

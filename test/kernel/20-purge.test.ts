@@ -89,6 +89,19 @@ describeKernel('purge', () => {
     expect(remainingKeys(ns)).toEqual(new Set(model.filter((e) => e.replied).map((e) => key(e))));
   });
 
+  it('a plan from ct.plan(): a dry run with it dumps and deletes nothing, the purge with it flushes exactly the unreplied entries', async () => {
+    const unreplied = model.filter((e) => !e.replied).length;
+    const plan = ct.plan({ unreplied: true }, { flush: true });
+    expect(plan.method).toBe('flush');
+    const dry = await ct.purge({ plan, dryRun: true });
+    expect(dry).toMatchObject({ method: 'dump', matched: unreplied, deleted: 0 });
+    expect(ns.conntrackCount()).toBe(N);
+    expect(await ct.count(plan)).toBe(unreplied);
+    const r = await ct.purge({ plan });
+    expect(r).toMatchObject({ method: 'flush', deleted: unreplied });
+    expect(remainingKeys(ns)).toEqual(new Set(model.filter((e) => e.replied).map((e) => key(e))));
+  });
+
   it('the flush honours zone and mark, and never runs as an unfiltered flush', async () => {
     const r = await ct.purge({ unreplied: true, zone: 3, mark: 7 });
     expect(r.method).toBe('flush');
