@@ -145,7 +145,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
     GlobalStats before, after;
     s.request(buildStatsRequest(buf, s.nextSeq(), false), "flush", [&](const nlmsghdr* m) { parseGlobalStats(m, before); });
-    // One request per lane: the plan's flush requests (one per family when the query names none).
+    // One request per lane: the plan's flush requests (one per family when the query has tuple
+    // conditions but names no family).
     for (const Lane& part : lanes_) {
       std::memset(buf, 0, sizeof buf);
       nlmsghdr* nlh = buildFlushRequest(buf, s.nextSeq(), part.kernel);

@@ -139,8 +139,8 @@ export class Conntrack {
    * plan use a filtered flush (see PlanOptions). Throws TypeError/RangeError naming the field.
    */
   plan(query: Query = {}, options: Pick<PlanOptions, 'flush'> = {}): QueryPlan {
-    const { flush } = ownOptions<{ flush?: unknown }>(options, 'plan options', ['flush']);
-    return planQuery(query, this.kernel, { lanes: this.lanes, flush: flush === undefined ? false : booleanField(flush, 'flush') });
+    // Only flush is the caller's to set (planQuery checks it); the lanes are this handle's.
+    return planQuery(query, this.kernel, { ...ownOptions<Pick<PlanOptions, 'flush'>>(options, 'plan options', ['flush']), lanes: this.lanes });
   }
 
   /** A query or a plan, as a dump plan for this handle (a plan made for it is used as it is). */

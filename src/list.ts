@@ -1,6 +1,6 @@
 /** Conntrack.list, listChunks, listNdjson and exportTo: the entries of a plan, streamed or written. */
 import { captureStack, ConntrackError, fromNative } from './errors.js';
-import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
+import { decodeRecords, type Entry } from './entry.js';
 import { abortFlag, type HandleAccess } from './handleAccess.js';
 import type { NativeCursor, NativeHandle, NativeLane } from './native.js';
 import type { QueryPlan } from './plan.js';
@@ -28,8 +28,8 @@ export interface ExportOptions {
 export async function* entriesOf(chunks: AsyncIterable<ArrayBuffer>): AsyncGenerator<Entry> {
   const slice = new TimeSlice();
   for await (const chunk of chunks) {
-    for (let off = 0; off + RECORD_SIZE <= chunk.byteLength; off += RECORD_SIZE) {
-      yield decodeRecord(chunk, off);
+    for (const entry of decodeRecords(chunk)) {
+      yield entry;
       if (slice.due()) await slice.pause();
     }
   }
@@ -79,12 +79,12 @@ export function streamLanes<T>(
 
 /** The options of exportTo, validated (own fields only). */
 export function exportOptions(fd: unknown, options: ExportOptions): { fd: number; format: 'ndjson' | 'conntrack' | 'table'; limit?: number; signal?: AbortSignal } {
-  fdField(fd, 'fd');
+  const fdNumber = fdField(fd, 'fd');
   const own = ownOptions<{ format?: unknown; signal?: unknown; limit?: unknown }>(options, 'export options', ['format', 'signal', 'limit']);
   const format = own.format ?? 'ndjson';
   if (format !== 'ndjson' && format !== 'conntrack' && format !== 'table') throw fieldError(TypeError, 'format', `expected 'ndjson', 'conntrack' or 'table', got ${typeName(format)}`);
   return {
-    fd: fd as number,
+    fd: fdNumber,
     format,
     ...(own.limit === undefined ? {} : { limit: limitField(own.limit, 'limit') }),
     ...(own.signal === undefined ? {} : { signal: signalField(own.signal, 'signal') }),

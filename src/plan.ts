@@ -68,6 +68,8 @@ export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOpt
   const flushes = flushAllowed && !compiled.empty ? flushRequests(match, kernel) : null;
   const lanes: NativeLane[] = flushes ?? splitLanes(match, kernel, maxLanes).map((m) => ({ kernel: kernelFilter(m, kernel), match: m }));
   const plan: QueryPlan = {
+    // Shallow copies, frozen here so that deepFreeze stops at them: their values are the
+    // caller's own (a list of addresses, a mark object) and stay the caller's to change.
     query: Object.freeze({ ...compiled.query }),
     description: compiled.description,
     empty: compiled.empty,

@@ -61,8 +61,6 @@ const OPTIONS: OptionSpec[] = [
 export interface ParsedArgs {
   command: Command;
   query: Query;
-  /** Selectors given, as typed: for messages. */
-  selectorCount: number;
   netns?: string;
   dryRun: boolean;
   limit?: number;
@@ -244,12 +242,11 @@ export function parseArgs(argv: string[]): ParsedArgs {
   if (out.quiet && out.verbose) throw new UsageError('--quiet and --verbose contradict each other');
   if (out.log && out.json && out.log === '-') throw new UsageError('--log - would mix entries into the --json summary on stdout');
   out.query = q;
-  out.selectorCount = Object.keys(q).length;
   return out;
 }
 
 function defaults(command: Command): ParsedArgs {
-  return { command, query: {}, selectorCount: 0, dryRun: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
+  return { command, query: {}, dryRun: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
 }
 
 /** '9469' -> 127.0.0.1:9469 (loopback unless a host is given); '0.0.0.0:9469'; '[::1]:9469'. */

@@ -210,6 +210,10 @@ describe('planQuery against a model of the kernel', () => {
     expect(toPlan(plan, k, { lanes: 2 }).method).toBe('dump');
     expect(toPlan(plan, kernelFeatures('5.10.0', {}), { lanes: 2, flush: true }).method).toBe('dump');
     expect(isQueryPlan({ ...plan })).toBe(false);
+    // The caller's own values are not frozen with the plan.
+    const src = ['10.0.0.1'];
+    expect(Object.isFrozen(planQuery({ src }, k).query)).toBe(true);
+    expect(Object.isFrozen(src)).toBe(false);
     expect(() => planQuery({ unreplied: true }, k, { lanes: 3 })).toThrow(/^lanes: 3 is outside 1-2/);
     expect(() => planQuery({ unreplied: true }, k, { flush: 'yes' as never })).toThrow(/^flush: expected true or false/);
     expect(() => planQuery({ unreplied: true }, k, { bogus: 1 } as never)).toThrow(/unknown field 'bogus'/);
