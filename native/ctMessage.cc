@@ -66,11 +66,12 @@ void parseProto(const nlattr* nest, Tuple& t, uint8_t& protocol) {
   });
 }
 
-void parseTuple(const nlattr* nest, Tuple& t, uint8_t& protocol) {
+void parseTuple(const nlattr* nest, Tuple& t, uint8_t& protocol, uint16_t& zone) {
   forEachNested(nest, [&](const nlattr* a) {
     switch (mnl_attr_get_type(a)) {
       case CTA_TUPLE_IP: parseIp(a, t); break;
       case CTA_TUPLE_PROTO: parseProto(a, t, protocol); break;
+      case CTA_TUPLE_ZONE: if (payloadAtLeast(a, 2)) zone = be16(a); break;
       default: break;
     }
   });
@@ -206,8 +207,8 @@ bool parseEntry(const nlmsghdr* nlh, Entry& e) {
   e.family = nfg->nfgen_family;
   forEachAttr(nlh, sizeof(nfgenmsg), [&](const nlattr* a) {
     switch (mnl_attr_get_type(a)) {
-      case CTA_TUPLE_ORIG: parseTuple(a, e.orig, e.protocol); e.origTupleAttr = a; break;
-      case CTA_TUPLE_REPLY: { uint8_t p = 0; parseTuple(a, e.reply, p); break; }
+      case CTA_TUPLE_ORIG: parseTuple(a, e.orig, e.protocol, e.origZone); e.origTupleAttr = a; break;
+      case CTA_TUPLE_REPLY: { uint8_t p = 0; parseTuple(a, e.reply, p, e.replyZone); break; }
       case CTA_STATUS: if (payloadAtLeast(a, 4)) e.status = be32(a); break;
       case CTA_PROTOINFO: parseProtoinfo(a, e); break;
       case CTA_TIMEOUT: if (payloadAtLeast(a, 4)) { e.timeout = be32(a); e.hasTimeout = true; } break;
@@ -262,7 +263,11 @@ bool appendDelete(std::vector<char>& out, const Entry& e, uint32_t seq, bool ack
   std::memset(buf, 0, size);
   nlmsghdr* nlh = putHeader(buf, IPCTNL_MSG_CT_DELETE, static_cast<uint16_t>(NLM_F_REQUEST | (ack ? NLM_F_ACK : 0)),
                             seq, e.family, NFNETLINK_V0);
-  // The tuple goes back exactly as the kernel wrote it; it parses its own encoding.
+  // The tuple goes back exactly as the kernel wrote it; it parses its own encoding, with the
+  // CTA_TUPLE_ZONE of an original-direction zone inside it. CTA_ZONE below carries only a
+  // zone of both directions (0 otherwise): the kernel refuses a tuple zone on top of a
+  // non-zero CTA_ZONE (EINVAL), and looks a reply-direction zone's entry up in zone 0, where
+  // its original direction is.
   const size_t tupleLen = e.origTupleAttr->nla_len;
   std::memcpy(static_cast<char*>(mnl_nlmsg_get_payload_tail(nlh)), e.origTupleAttr, tupleLen);
   nlh->nlmsg_len += MNL_ALIGN(tupleLen);

@@ -30,7 +30,11 @@ struct Entry {
   uint32_t status = 0;
   uint32_t timeout = 0;
   uint32_t mark = 0;
+  // An entry's zone applies in both directions (CTA_ZONE), or in one (CTA_TUPLE_ZONE inside
+  // that direction's tuple): conntrack -L's zone=, zone-orig= and zone-reply=. An entry has
+  // at most one of the three; the others read 0, as conntrack reads them.
   uint16_t zone = 0;
+  uint16_t origZone = 0, replyZone = 0;
   uint8_t family = 0;
   uint8_t protocol = 0;
   uint8_t state = kNoState;

@@ -60,6 +60,9 @@ void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Ages& ages) {
   std::memcpy(r + 144, e.labels, 16);
   // The idle time: its only source is the timeout estimate, so NaN alone says "unknown".
   put<double>(r, 168, ages.idle.known() ? ages.idle.seconds : std::numeric_limits<double>::quiet_NaN());
+  put<uint16_t>(r, 176, e.origZone);
+  put<uint16_t>(r, 178, e.replyZone);
+  // 180-183: reserved (zero).
 }
 
 }  // namespace ctpurge

@@ -11,7 +11,7 @@
 
 namespace ctpurge {
 
-constexpr size_t kRecordSize = 176;
+constexpr size_t kRecordSize = 184;
 
 enum RecordFlag : uint8_t {
   kHasTimeout = 1,

@@ -41,8 +41,12 @@ bool Filter::matches(const Entry& e, const Ages& ages) const {
   if (family && e.family != family) return false;
   if (protocol >= 0 && e.protocol != protocol) return false;
   if ((e.status & statusMask) != statusValue) return false;
-  if (hasMark && (e.mark & markMask) != (mark & markMask)) return false;
+  // As the kernel, conntrack -L, iptables and nft compare it: the value as given (the query
+  // compiler refuses a value with bits outside its mask).
+  if (hasMark && (e.mark & markMask) != mark) return false;
   if (hasZone && e.zone != zone) return false;
+  if (hasOrigZone && e.origZone != origZone) return false;
+  if (hasReplyZone && e.replyZone != replyZone) return false;
   if (hasStates) {
     if (e.state == kNoState || e.state >= 32) return false;
     uint32_t set = 0;

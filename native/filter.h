@@ -29,8 +29,9 @@ struct Filter {
   uint32_t statusMask = 0, statusValue = 0;
   bool hasMark = false;
   uint32_t mark = 0, markMask = 0;
-  bool hasZone = false;
-  uint16_t zone = 0;
+  // The three zones as conntrack -L shows them (Entry::zone, origZone, replyZone).
+  bool hasZone = false, hasOrigZone = false, hasReplyZone = false;
+  uint16_t zone = 0, origZone = 0, replyZone = 0;
   std::vector<Cidr> src, dst, replySrc, replyDst;  // each: any-of
   bool hasSport = false, hasDport = false;
   PortRange sport, dport;

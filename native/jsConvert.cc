@@ -112,6 +112,12 @@ Napi::Object objectField(const Napi::Object& o, const char* key) {
   return v.As<Napi::Object>();
 }
 
+bool zoneField(const Napi::Object& o, const char* key, uint16_t& zone) {
+  if (!has(o, key)) return false;
+  zone = static_cast<uint16_t>(u32(o, key));
+  return true;
+}
+
 bool range(const Napi::Object& o, const char* key, PortRange& r) {
   Napi::Value v = ownGet(o, key);
   if (!v.IsArray()) return false;
@@ -138,10 +144,9 @@ Filter filterFromJs(const Napi::Object& o) {
     f.mark = u32(o, "mark");
     f.markMask = u32(o, "markMask", 0xffffffffu);
   }
-  if (has(o, "zone")) {
-    f.hasZone = true;
-    f.zone = static_cast<uint16_t>(u32(o, "zone"));
-  }
+  f.hasZone = zoneField(o, "zone", f.zone);
+  f.hasOrigZone = zoneField(o, "origZone", f.origZone);
+  f.hasReplyZone = zoneField(o, "replyZone", f.replyZone);
   f.src = cidrs(o, "src");
   f.dst = cidrs(o, "dst");
   f.replySrc = cidrs(o, "replySrc");
@@ -183,7 +188,9 @@ EntrySpec entrySpecFromJs(const Napi::Object& o) {
     s.replySport = static_cast<uint16_t>(u32(o, "replySport"));
     s.replyDport = static_cast<uint16_t>(u32(o, "replyDport"));
   }
-  if (has(o, "zone")) { s.hasZone = true; s.zone = static_cast<uint16_t>(u32(o, "zone")); }
+  s.hasZone = zoneField(o, "zone", s.zone);
+  s.hasOrigZone = zoneField(o, "origZone", s.origZone);
+  s.hasReplyZone = zoneField(o, "replyZone", s.replyZone);
   if (has(o, "id")) { s.hasId = true; s.id = u32(o, "id"); }
   if (has(o, "state")) { s.hasState = true; s.state = static_cast<uint8_t>(u32(o, "state")); }
   s.timeout = u32(o, "timeout");
@@ -199,7 +206,7 @@ DumpFilter kernelFilterFromJs(const Napi::Object& o) {
   if (has(o, "mark")) {
     d.hasMark = true;
     d.markMask = u32(o, "markMask", 0xffffffffu);
-    d.mark = u32(o, "mark") & d.markMask;
+    d.mark = u32(o, "mark");
   }
   if (has(o, "statusMask")) {
     d.hasStatus = true;

@@ -71,8 +71,8 @@ struct EntrySpec {
   bool hasReply = false;
   uint8_t replySrc[16] = {}, replyDst[16] = {};
   uint16_t replySport = 0, replyDport = 0;
-  bool hasZone = false;
-  uint16_t zone = 0;
+  bool hasZone = false, hasOrigZone = false, hasReplyZone = false;
+  uint16_t zone = 0, origZone = 0, replyZone = 0;  // as Entry's
   bool hasId = false;
   uint32_t id = 0;
   // create only

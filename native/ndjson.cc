@@ -174,8 +174,7 @@ void appendNdjson(std::string& out, const Entry& e, const Ages& ages) {
   else out += "null";
   out += ",\"mark\":";
   num(out, e.mark);
-  out += ",\"zone\":";
-  num(out, e.zone);
+  appendNumbers(out, {{",\"zone\":", e.zone}, {",\"origZone\":", e.origZone}, {",\"replyZone\":", e.replyZone}});
   out += ",\"labels\":[";
   first = true;
   for (unsigned bit = 0; bit < 128; bit++) {
@@ -246,10 +245,12 @@ void appendConntrackLine(std::string& out, const Entry& e, uint64_t nowNs) {
   out += ' ';
   if (appendStateName(out, e.protocol, e.state)) out += ' ';
   appendTupleText(out, e.family, e.orig);
+  if (e.origZone) appendNumbers(out, {{" zone-orig=", e.origZone}});
   appendCountersText(out, e, 0);
   if (!(e.status & 2u)) out += " [UNREPLIED]";
   out += ' ';
   appendTupleText(out, e.family, e.reply);
+  if (e.replyZone) appendNumbers(out, {{" zone-reply=", e.replyZone}});
   appendCountersText(out, e, 1);
   if (e.status & 4u) out += " [ASSURED]";
   out += " mark=";
@@ -338,7 +339,10 @@ void TableRows::add(const Entry& e, const Ages& ages) {
   cell();
   text += kAgeSource[static_cast<int>(ages.age.source)];
   cell();
-  num(text, e.zone);
+  // A zone of one direction is named with it, as conntrack -L's zone-orig= and zone-reply=.
+  if (e.origZone) text += "orig:";
+  if (e.replyZone) text += "reply:";
+  num(text, e.zone ? e.zone : e.origZone ? e.origZone : e.replyZone);
   cell();
   num(text, e.mark);
   cell();

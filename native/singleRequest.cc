@@ -54,6 +54,9 @@ NfctPtr toNfct(const EntrySpec& s, bool forCreate) {
     nfct_set_attr_u16(c, ATTR_ICMP_ID, htons(s.icmpId));
   }
   if (s.hasZone) nfct_set_attr_u16(c, ATTR_ZONE, s.zone);
+  // A zone of one direction travels inside that direction's tuple (CTA_TUPLE_ZONE).
+  if (s.hasOrigZone && s.origZone) nfct_set_attr_u16(c, ATTR_ORIG_ZONE, s.origZone);
+  if (forCreate && s.hasReplyZone && s.replyZone) nfct_set_attr_u16(c, ATTR_REPL_ZONE, s.replyZone);
   if (!forCreate) return ct;
 
   // The kernel insists on a reply tuple for new entries; the inverse of the original is

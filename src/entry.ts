@@ -36,7 +36,14 @@ export interface Entry {
   /** Seconds left before the kernel expires it; null when unknown (offloaded). */
   timeout: number | null;
   mark: number;
+  /**
+   * The conntrack zone of both directions (conntrack -L's `zone=`), 0 when none. A zone that
+   * applies to one direction only is origZone (`zone-orig=`) or replyZone (`zone-reply=`); an
+   * entry has at most one of the three, and the others are 0.
+   */
   zone: number;
+  origZone: number;
+  replyZone: number;
   /** Connection label bits that are set. */
   labels: number[];
   /** Packet and byte counters, when nf_conntrack_acct=1. */
@@ -61,7 +68,7 @@ export interface Entry {
 export type IdleSource = 'timeout' | 'unknown';
 
 /** Bytes per packed record (native/entryRecord.cc). */
-export const RECORD_SIZE = 176;
+export const RECORD_SIZE = 184;
 
 const FLAG = { timeout: 1, counters: 2, start: 4, labels: 8, origPorts: 16, origIcmp: 32, replyPorts: 64, replyIcmp: 128 };
 /** Age sources by the number the native record stores. */
@@ -115,6 +122,8 @@ export function decodeRecord(buf: ArrayBuffer, base: number): Entry {
     timeout: flags & FLAG.timeout ? view.getUint32(base + 8, true) : null,
     mark: view.getUint32(base + 12, true),
     zone: view.getUint16(base + 16, true),
+    origZone: view.getUint16(base + 176, true),
+    replyZone: view.getUint16(base + 178, true),
     labels,
     counters:
       flags & FLAG.counters

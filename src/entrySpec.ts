@@ -15,7 +15,12 @@ export interface TupleSpec {
   sport?: number;
   dport?: number;
   icmp?: { type: number; code?: number; id?: number };
+  /** The zone of both directions (conntrack's --zone); 0 or absent: none. */
   zone?: number;
+  /** A zone of the original direction only (--orig-zone). An entry has at most one nonzero zone. */
+  origZone?: number;
+  /** A zone of the reply direction only (--reply-zone); with get() and delete() the entry is found by its original tuple. */
+  replyZone?: number;
   /** With delete(): only delete if the kernel's id still matches. */
   id?: number;
 }
@@ -34,7 +39,7 @@ export interface CreateSpec extends TupleSpec {
   reply?: { src: string; dst: string; sport?: number; dport?: number };
 }
 
-const TUPLE_KEYS = ['family', 'protocol', 'src', 'dst', 'sport', 'dport', 'icmp', 'zone', 'id'];
+const TUPLE_KEYS = ['family', 'protocol', 'src', 'dst', 'sport', 'dport', 'icmp', 'zone', 'origZone', 'replyZone', 'id'];
 const CREATE_KEYS = [...TUPLE_KEYS, 'timeout', 'state', 'status', 'mark', 'labels', 'reply'];
 const PORT_PROTOCOLS = new Set<number>([PROTOCOLS.tcp, PROTOCOLS.udp, PROTOCOLS.udplite, PROTOCOLS.sctp, PROTOCOLS.dccp]);
 
@@ -71,7 +76,11 @@ export function tupleToNative(given: TupleSpec, what = 'tuple', allowed = TUPLE_
   } else if (spec.icmp !== undefined) {
     throw fieldError(TypeError, what, `icmp is only for the icmp and icmpv6 protocols`);
   }
-  if (spec.zone !== undefined) out.zone = int(spec.zone, 'zone', 65535);
+  const zones = (['zone', 'origZone', 'replyZone'] as const).filter((k) => spec[k] !== undefined);
+  for (const k of zones) out[k] = int(spec[k], k, 65535);
+  const nonzero = zones.filter((k) => out[k] !== 0);
+  // The kernel keeps one zone per entry, for both directions or for one (EINVAL otherwise).
+  if (nonzero.length > 1) throw fieldError(RangeError, nonzero[1] as string, `an entry has one zone: ${nonzero.join(' and ')} cannot both be set`);
   if (spec.id !== undefined) out.id = int(spec.id, 'id', 0xffffffff);
   return out;
 }
@@ -126,6 +135,8 @@ export function createToNative(given: CreateSpec): NativeEntrySpec {
 /** An Entry from list()/get() names itself by its original tuple, zone and id. */
 export function entryToTuple(e: Entry): TupleSpec {
   const t: TupleSpec = { family: e.family, protocol: e.protocolNumber, src: e.orig.src, dst: e.orig.dst, zone: e.zone, id: e.id };
+  if (e.origZone) t.origZone = e.origZone;
+  if (e.replyZone) t.replyZone = e.replyZone;
   if (e.orig.sport !== undefined) t.sport = e.orig.sport;
   if (e.orig.dport !== undefined) t.dport = e.orig.dport;
   if (e.orig.icmp) t.icmp = e.orig.icmp;

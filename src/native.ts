@@ -22,7 +22,10 @@ export interface NativeFilter {
   statusValue: number;
   mark?: number;
   markMask?: number;
+  /** The three zones of an entry, as conntrack -L shows them (zone=, zone-orig=, zone-reply=). */
   zone?: number;
+  origZone?: number;
+  replyZone?: number;
   src?: NativeCidr[];
   dst?: NativeCidr[];
   replySrc?: NativeCidr[];
@@ -41,6 +44,7 @@ export interface NativeKernelFilter {
   statusMask?: number;
   mark?: number;
   markMask?: number;
+  /** The kernel compares a zone's id in either direction (nf_ct_zone_equal_any). */
   zone?: number;
   /** CTA_FILTER (an exact tuple): protocol, TCP/UDP ports, IPv4 addresses (4 bytes). */
   protocol?: number;
@@ -73,6 +77,9 @@ export interface NativeEntrySpec {
   replySport?: number;
   replyDport?: number;
   zone?: number;
+  /** A zone of one direction (CTA_TUPLE_ZONE); a reply zone only on create. */
+  origZone?: number;
+  replyZone?: number;
   id?: number;
   state?: number;
   timeout?: number;

@@ -7,9 +7,9 @@
  */
 import { AF_INET, AF_INET6 } from './parse/address.js';
 import { IPS_SEEN_REPLY } from './protocols.js';
-import { booleanField, fieldError, integerField, ownOptions } from './validate.js';
+import { bare, booleanField, fieldError, integerField, ownOptions } from './validate.js';
 import type { KernelFeatures } from './kernel.js';
-import { compileQuery, type Query } from './query.js';
+import { compileQuery, type Query, type Unselective } from './query.js';
 import type { NativeCidr, NativeFilter, NativeKernelFilter, NativeLane } from './native.js';
 
 export interface PlanOptions {
@@ -27,8 +27,15 @@ export interface QueryPlan {
   readonly query: Readonly<Query>;
   /** Human-readable form, e.g. "unreplied, older than 1h, tcp". */
   readonly description: string;
-  /** True when the query has no condition at all (it selects every entry): never purged. */
+  /** True when the query has no condition at all (it selects every entry). */
   readonly empty: boolean;
+  /**
+   * True when some condition narrows the query beyond its family and protocol; a purge
+   * refuses a plan that is not (see CompiledQuery.selective).
+   */
+  readonly selective: boolean;
+  /** The conditions given that cannot narrow (a mask of 0, a /0 prefix, every state...). */
+  readonly unselective: readonly Unselective[];
   /**
    * How a purge with this plan deletes: 'flush' (one filtered flush request per lane) when
    * flushes were allowed and the kernel compares every condition itself; else 'dump'.
@@ -65,14 +72,18 @@ export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOpt
   const flushAllowed = o.flush === undefined ? false : booleanField(o.flush, 'flush');
   const compiled = compileQuery(query);
   const match = compiled.filter;
-  const flushes = flushAllowed && !compiled.empty ? flushRequests(match, kernel) : null;
-  const lanes: NativeLane[] = flushes ?? splitLanes(match, kernel, maxLanes).map((m) => ({ kernel: kernelFilter(m, kernel), match: m }));
+  // Only a selective query is ever flushed (a purge refuses the others): a mask of 0 or a /0
+  // prefix is "compared" by the kernel, and would flush the whole family.
+  const flushes = flushAllowed && compiled.selective ? flushRequests(match, kernel) : null;
+  const lanes: NativeLane[] = flushes ?? splitLanes(match, kernel, maxLanes).map((m) => bare({ kernel: kernelFilter(m, kernel), match: m }));
   const plan: QueryPlan = {
     // Shallow copies, frozen here so that deepFreeze stops at them: their values are the
     // caller's own (a list of addresses, a mark object) and stay the caller's to change.
     query: Object.freeze({ ...compiled.query }),
     description: compiled.description,
     empty: compiled.empty,
+    selective: compiled.selective,
+    unselective: compiled.unselective,
     method: flushes ? 'flush' : 'dump',
     kernelFilter: kernelFilter(match, kernel),
     matchFilter: match,
@@ -106,41 +117,59 @@ function sameFeatures(a: KernelFeatures, b: KernelFeatures): boolean {
   return true;
 }
 
-/** The refusal every purge entry point shares: an empty query would delete every entry. */
-export function refuseEmpty(plan: QueryPlan, what: string): void {
-  if (plan.empty) {
-    throw fieldError(TypeError, 'query', `refusing to ${what} with an empty query, which would delete every entry; give at least one condition (e.g. { unreplied: true, olderThan: 3600 })`);
-  }
+/**
+ * The refusal every purge entry point shares: a query that selects every entry of its family
+ * and protocol (none, or only conditions such as a mask of 0 or a /0 prefix) would empty the
+ * table, or all of its TCP, in one call.
+ */
+export function refuseUnselective(plan: QueryPlan, what: string): void {
+  if (plan.selective) return;
+  const example = 'give at least one condition that narrows it (e.g. { unreplied: true, olderThan: 3600 })';
+  if (plan.empty) throw fieldError(TypeError, 'query', `refusing to ${what} with an empty query, which would delete every entry; ${example}`);
+  const why = plan.unselective.map((u) => `${u.field}: ${u.reason}`).join('; ');
+  throw fieldError(TypeError, 'query', `refusing to ${what} with a query that selects every entry of its kind (${plan.description}${why ? `; ${why}` : ''}); ${example}`);
 }
 
 /**
  * The part of a filter the running kernel applies itself while dumping. Everything is
- * checked again per entry, so leaving a condition out only costs time.
+ * checked again per entry, so a kernel condition may select more than the match, never less.
  */
 export function kernelFilter(f: NativeFilter, kernel: KernelFeatures): NativeKernelFilter {
-  if (!kernel.kernelFilters) return { family: 0 };
-  const d: NativeKernelFilter = { family: f.family, ...kernelConditions(f, kernel) };
+  if (!kernel.kernelFilters) return bare({ family: 0 });
+  const d: NativeKernelFilter = bare({ family: f.family, ...kernelConditions(f, kernel) });
+  const zone = zonePrefilter(f);
+  if (zone !== undefined && kernel.zoneFilter) d.zone = zone;
   if (kernel.tupleDumpFilter) Object.assign(d, kernelTuple(f));
   return d;
 }
 
-/** Status, mark and zone, where this kernel compares them the way the match does. */
+/**
+ * The kernel's zone filter compares an entry's zone id in either direction
+ * (nf_ct_zone_equal_any), while the match compares each of the three zones conntrack -L shows.
+ * A nonzero zone id asked for in any of them selects a superset of the match, so it may filter
+ * a dump; zone 0 never (an entry with a zone of one direction has zone 0 in the other), and no
+ * zone ever makes a flush.
+ */
+function zonePrefilter(f: NativeFilter): number | undefined {
+  return [f.zone, f.origZone, f.replyZone].find((z) => z !== undefined && z !== 0);
+}
+
+/** Status and mark, where this kernel compares them the way the match does. */
 function kernelConditions(f: NativeFilter, kernel: KernelFeatures): Partial<NativeKernelFilter> {
-  const d: Partial<NativeKernelFilter> = {};
+  const d: Partial<NativeKernelFilter> = bare({});
   if (kernel.statusFilter && f.statusMask !== 0) {
     d.status = f.statusValue;
     d.statusMask = f.statusMask;
   }
   if (f.mark !== undefined) {
     const mask = f.markMask ?? FULL_MASK;
-    // 5.8 as released skipped entries that matched under a partial mask.
+    // 5.8 as released skipped entries that matched under a partial mask. The kernel compares
+    // (mark & mask) with the value as given, as the match does.
     if (mask === FULL_MASK || kernel.maskedMarkFilter !== false) {
-      d.mark = f.mark & mask;
+      d.mark = f.mark;
       d.markMask = mask;
     }
   }
-  // The first zone filter (6.8) skipped zone 0.
-  if (f.zone !== undefined && kernel.zoneFilter && (f.zone !== 0 || kernel.zoneZeroFilter === true)) d.zone = f.zone;
   return d;
 }
 
@@ -151,7 +180,7 @@ function kernelConditions(f: NativeFilter, kernel: KernelFeatures): Partial<Nati
  * inverted). Nothing without a family: the kernel needs one to compare addresses.
  */
 function kernelTuple(f: NativeFilter): Partial<NativeKernelFilter> {
-  const t: Partial<NativeKernelFilter> = {};
+  const t: Partial<NativeKernelFilter> = bare({});
   if (f.family !== AF_INET && f.family !== AF_INET6) return t;
   if (f.protocol !== undefined) {
     t.protocol = f.protocol;
@@ -177,26 +206,79 @@ function exactV4(list: NativeCidr[] | undefined): Uint8Array | undefined {
 const TUPLE_KEYS = ['protocol', 'sport', 'dport', 'src', 'dst', 'replySrc', 'replyDst'] as const;
 
 /**
+ * How a filtered flush treats each condition of the match, for every key of NativeFilter (the
+ * type makes a new key a compile error until it is placed here): 'compared' when the kernel
+ * can compare it in a flush exactly as the match does (and flushRequests then checks that the
+ * request carries it), 'dump' when it never can. The allow-list: a condition that is set and
+ * not 'compared', or not carried into the request, means dump, match and delete.
+ */
+export const FLUSH_RULES: { readonly [K in keyof Required<NativeFilter>]: 'compared' | 'dump' } = Object.freeze({
+  family: 'compared',
+  protocol: 'compared',
+  sport: 'compared',
+  dport: 'compared',
+  src: 'compared',
+  dst: 'compared',
+  replySrc: 'compared',
+  replyDst: 'compared',
+  mark: 'compared',
+  markMask: 'compared',
+  statusMask: 'compared',
+  statusValue: 'compared',
+  // States and times are never compared in a flush; zones only by id in either direction.
+  hasStates: 'dump',
+  tcpStates: 'dump',
+  sctpStates: 'dump',
+  dccpStates: 'dump',
+  zone: 'dump',
+  origZone: 'dump',
+  replyZone: 'dump',
+  olderThan: 'dump',
+  idleFor: 'dump',
+});
+
+/** The values of a filter's keys that select nothing (compileQuery's starting filter). */
+const UNSET: Partial<Record<keyof NativeFilter, unknown>> = { family: 0, hasStates: false, tcpStates: 0, sctpStates: 0, dccpStates: 0, statusMask: 0, statusValue: 0 };
+
+/** The keys of a filter that hold a condition: own, and not at their "nothing" value. */
+export function conditionKeys(f: NativeFilter): (keyof NativeFilter)[] {
+  return (Object.keys(f) as (keyof NativeFilter)[]).filter((k) => f[k] !== undefined && (!(k in UNSET) || f[k] !== UNSET[k]));
+}
+
+/** Whether a flush request carries a 'compared' condition of the match exactly. */
+function carried(k: keyof NativeFilter, f: NativeFilter, request: NativeKernelFilter): boolean {
+  switch (k) {
+    case 'family': return request.family === f.family;
+    case 'protocol': return request.protocol === f.protocol;
+    case 'sport': case 'dport': return f[k]?.[0] === f[k]?.[1] && request[k] === f[k]?.[0];
+    case 'src': case 'dst': case 'replySrc': case 'replyDst': return request[k] !== undefined;
+    case 'mark': case 'markMask': return request.mark === f.mark && request.markMask === (f.markMask ?? FULL_MASK);
+    case 'statusMask': case 'statusValue': return request.statusMask === f.statusMask && request.status === f.statusValue;
+    default: return false;
+  }
+}
+
+/**
  * The flush requests (DELETE without a tuple) that remove exactly what the filter selects,
- * or null when one condition is not compared by the running kernel in a flush: states and
- * times never are; an exact tuple from 6.12 (before, the same DELETE is refused or read as a
- * delete of one tuple). A query without a family but with tuple conditions is flushed once
- * per family. A request without any condition would empty the table: never.
+ * or null when one condition is not compared by the running kernel in a flush (FLUSH_RULES):
+ * an exact tuple only from 6.12 (before, the same DELETE is refused or read as a delete of one
+ * tuple). A query without a family but with tuple conditions is flushed once per family. A
+ * request without any condition would empty the table: never.
  */
 export function flushRequests(f: NativeFilter, kernel: KernelFeatures): NativeLane[] | null {
-  if (!kernel.kernelFilters || f.hasStates || f.olderThan !== undefined || f.idleFor !== undefined) return null;
+  if (!kernel.kernelFilters) return null;
+  const keys = conditionKeys(f);
+  if (keys.some((k) => FLUSH_RULES[k] !== 'compared')) return null;
   const tuple = TUPLE_KEYS.some((k) => f[k] !== undefined);
   if (tuple && !kernel.tupleFlushFilter) return null;
-  const parts = tuple && f.family === 0 ? [AF_INET, AF_INET6].map((family) => ({ ...f, family })) : [f];
+  const parts = tuple && f.family === 0 ? [AF_INET, AF_INET6].map((family) => bare({ ...f, family })) : [f];
   const lanes: NativeLane[] = [];
   for (const part of parts) {
-    const request: NativeKernelFilter = { family: part.family, ...kernelConditions(part, kernel), ...kernelTuple(part) };
+    const request: NativeKernelFilter = bare({ family: part.family, ...kernelConditions(part, kernel), ...kernelTuple(part) });
     // Every condition of the query must be in the request, or the flush takes more.
-    const kept = (k: keyof NativeFilter & keyof NativeKernelFilter) => part[k] === undefined || request[k] !== undefined;
-    if (!TUPLE_KEYS.every(kept) || !kept('mark') || !kept('zone')) return null;
-    if (part.statusMask !== 0 && request.statusMask !== part.statusMask) return null;
+    if (!conditionKeys(part).every((k) => carried(k, part, request))) return null;
     if (!hasCondition(request)) return null;
-    lanes.push({ kernel: request, match: part });
+    lanes.push(bare({ kernel: request, match: part }));
   }
   return lanes;
 }
@@ -227,12 +309,12 @@ function kernelSelective(f: NativeFilter, kernel: KernelFeatures): boolean {
  */
 export function splitLanes(f: NativeFilter, kernel: KernelFeatures, maxLanes: number): NativeFilter[] {
   if (!kernel.kernelFilters || maxLanes < 2 || kernelSelective(f, kernel)) return [f];
-  if (f.family === 0) return [AF_INET, AF_INET6].map((family) => ({ ...f, family }));
+  if (f.family === 0) return [AF_INET, AF_INET6].map((family) => bare({ ...f, family }));
   if (kernel.statusFilter && (f.statusMask & IPS_SEEN_REPLY) === 0) {
     const statusMask = f.statusMask | IPS_SEEN_REPLY;
     return [
-      { ...f, statusMask, statusValue: f.statusValue },
-      { ...f, statusMask, statusValue: f.statusValue | IPS_SEEN_REPLY },
+      bare({ ...f, statusMask, statusValue: f.statusValue }),
+      bare({ ...f, statusMask, statusValue: f.statusValue | IPS_SEEN_REPLY }),
     ];
   }
   return [f];

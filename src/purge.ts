@@ -5,7 +5,7 @@ import { decodeRecords, type Entry } from './entry.js';
 import type { KernelFeatures } from './kernel.js';
 import { abortFlag, type HandleAccess } from './handleAccess.js';
 import type { NativePurgeCounts } from './native.js';
-import { isQueryPlan, refuseEmpty, toPlan, type QueryPlan } from './plan.js';
+import { isQueryPlan, refuseUnselective, toPlan, type QueryPlan } from './plan.js';
 import { QUERY_FIELDS, type Query } from './query.js';
 import { booleanField, fdField, fieldError, functionField, limitField, ownOptions, signalField } from './validate.js';
 
@@ -100,7 +100,7 @@ export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lane
     if (Object.keys(query).length > 0) throw fieldError(TypeError, 'plan', 'give a plan or query fields, not both');
   }
   const plan = toPlan(own.plan ?? (query as Query), kernel, { lanes, flush: flushAllowed(r) });
-  refuseEmpty(plan, 'purge');
+  refuseUnselective(plan, 'purge');
   return { plan, ...r };
 }
 

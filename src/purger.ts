@@ -7,7 +7,7 @@ import type { KernelFeatures } from './kernel.js';
 import { parseDuration } from './parse/duration.js';
 import { booleanField, fieldError, functionField, integerField, ownOptions, signalField, typeName } from './validate.js';
 import type { Query } from './query.js';
-import { refuseEmpty, toPlan, type QueryPlan } from './plan.js';
+import { refuseUnselective, toPlan, type QueryPlan } from './plan.js';
 import { flushAllowed, type PurgeOptions, type PurgeResult } from './purge.js';
 
 /** What a Purger needs from a handle: a Conntrack, or a stand-in with these members. */
@@ -114,7 +114,7 @@ export class Purger extends EventEmitter {
     if (options.limit !== undefined) integerField(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
     if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
     const plan = toPlan(options.query ?? {}, ct.kernel, { lanes: ct.lanes, flush: flushAllowed(options) });
-    refuseEmpty(plan, 'schedule a purge');
+    refuseUnselective(plan, 'schedule a purge');
     const every = parseInterval(options.every, 'every');
     if (options.whenAbove !== undefined && (typeof options.whenAbove !== 'number' || !(options.whenAbove >= 0 && options.whenAbove < 1))) {
       throw fieldError(RangeError, 'whenAbove', `expected a share of the table between 0 and 1, got ${typeName(options.whenAbove)}`);

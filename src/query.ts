@@ -1,7 +1,7 @@
 /** The query API: validated, and compiled into the filter every entry is checked against (src/plan.ts plans it for a kernel). */
 import { AF_INET, AF_INET6, formatCidr, parseCidr, type Cidr, type Family } from './parse/address.js';
 import { parseDuration } from './parse/duration.js';
-import { booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
+import { bare, booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
 import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
 import type { NativeFilter } from './native.js';
@@ -27,8 +27,21 @@ export interface Query {
   /** Port or [from, to]. */
   sport?: number | PortRange;
   dport?: number | PortRange;
+  /**
+   * The connection mark, compared as the kernel, conntrack, iptables and nft compare it:
+   * (mark & mask) === value. A value with bits outside its mask is refused (it could never
+   * match), and a mask of 0 matches every entry.
+   */
   mark?: number | MarkQuery;
+  /**
+   * The conntrack zone of both directions (conntrack -L's `zone=`; 0 for an entry without one,
+   * including an entry whose zone applies to one direction only). conntrack's --zone.
+   */
   zone?: number;
+  /** The zone of the original direction only (`zone-orig=`, conntrack's --orig-zone); 0 when none. */
+  origZone?: number;
+  /** The zone of the reply direction only (`zone-reply=`, conntrack's --reply-zone); 0 when none. */
+  replyZone?: number;
   /**
    * Time since creation, at least: seconds, or '3600', '90m', '1h', '2d'. Exact with
    * nf_conntrack_timestamp; without it, the idle time stands in (a lower bound of the age,
@@ -44,8 +57,14 @@ export interface Query {
 
 export const QUERY_FIELDS = [
   'family', 'protocol', 'state', 'unreplied', 'assured', 'src', 'dst', 'replySrc', 'replyDst',
-  'sport', 'dport', 'mark', 'zone', 'olderThan', 'idleFor',
+  'sport', 'dport', 'mark', 'zone', 'origZone', 'replyZone', 'olderThan', 'idleFor',
 ] as const;
+
+/** A condition that cannot narrow a query: its field, and why ("a mask of 0 matches every mark"). */
+export interface Unselective {
+  readonly field: string;
+  readonly reason: string;
+}
 
 export interface CompiledQuery {
   /** The validated query: its own fields only. */
@@ -54,6 +73,14 @@ export interface CompiledQuery {
   readonly filter: NativeFilter;
   /** True when the query has no condition at all (it selects every entry). */
   readonly empty: boolean;
+  /**
+   * True when some condition keeps entries of the query's family and protocol out. A family,
+   * a protocol, a mask of 0, a /0 prefix, every port, every state or a time of 0 select every
+   * entry of their kind, so alone they never make a query selective: a purge refuses it.
+   */
+  readonly selective: boolean;
+  /** The conditions given that select every entry of their kind, and why (for the refusal's message). */
+  readonly unselective: readonly Unselective[];
   /** Human-readable form, e.g. "unreplied, older than 1h, tcp". */
   readonly description: string;
 }
@@ -114,7 +141,7 @@ function stateMasks(value: unknown): { tcp: number; sctp: number; dccp: number; 
 export function compileQuery(query: Query = {}): CompiledQuery {
   // Own enumerable fields only: an inherited or polluted field never becomes a condition.
   const q = ownOptions(query, 'query', QUERY_FIELDS);
-  const filter: NativeFilter = {
+  const filter: NativeFilter = bare({
     family: 0,
     hasStates: false,
     tcpStates: 0,
@@ -122,8 +149,15 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     dccpStates: 0,
     statusMask: 0,
     statusValue: 0,
-  };
+  });
   const desc: string[] = [];
+  // What narrows the selection beyond family and protocol, and what was given but cannot.
+  let selective = false;
+  const unselective: Unselective[] = [];
+  const narrows = (yes: boolean, field: string, reason: string) => {
+    if (yes) selective = true;
+    else unselective.push(Object.freeze({ field, reason }));
+  };
   const set = (k: string) => q[k] !== undefined;
 
   if (set('family')) {
@@ -140,14 +174,17 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     const m = stateMasks(q.state);
     Object.assign(filter, { hasStates: true, tcpStates: m.tcp, sctpStates: m.sctp, dccpStates: m.dccp });
     desc.push(`state ${m.names.join('|')}`);
+    narrows(!everyState(filter), 'state', 'it names every state');
   }
   if (set('unreplied')) {
+    selective = true;
     const u = booleanField(q.unreplied, 'unreplied');
     filter.statusMask |= IPS_SEEN_REPLY;
     if (!u) filter.statusValue |= IPS_SEEN_REPLY;
     desc.push(u ? 'unreplied' : 'replied');
   }
   if (set('assured')) {
+    selective = true;
     const a = booleanField(q.assured, 'assured');
     filter.statusMask |= IPS_ASSURED;
     if (a) filter.statusValue |= IPS_ASSURED;
@@ -162,7 +199,7 @@ export function compileQuery(query: Query = {}): CompiledQuery {
         if (c.family !== fam) throw fieldError(RangeError, key, `${formatCidr(c)} is not ${fam}, but family is ${fam}`);
       }
     }
-    filter[key] = list.map((c) => ({ family: c.family === 'ipv4' ? AF_INET : AF_INET6, addr: c.addr, prefix: c.prefix }));
+    filter[key] = list.map((c) => bare({ family: c.family === 'ipv4' ? AF_INET : AF_INET6, addr: c.addr, prefix: c.prefix }));
     desc.push(`${key} ${list.map(formatCidr).join(',')}`);
   }
   for (const key of ['sport', 'dport'] as const) {
@@ -170,6 +207,7 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     const r = parsePortRange(q[key], key);
     filter[key] = r;
     desc.push(`${key} ${r[0] === r[1] ? r[0] : `${r[0]}-${r[1]}`}`);
+    narrows(r[0] > 0 || r[1] < 65535, key, '0-65535 is every port');
   }
   if (set('mark')) {
     const m = q.mark;
@@ -183,20 +221,30 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     } else {
       throw fieldError(TypeError, 'mark', `expected a number or { value, mask }, got ${typeName(m)}`);
     }
-    desc.push(filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/0x${filter.markMask.toString(16)}`);
+    const hex = (n: number) => `0x${n.toString(16)}`;
+    // The kernel and conntrack compare (mark & mask) with the value as given: bits outside
+    // the mask could never match, and ctpurge would otherwise select what conntrack does not.
+    if ((filter.mark & ~filter.markMask) >>> 0 !== 0) {
+      throw fieldError(RangeError, typeof m === 'number' ? 'mark' : 'mark.value', `${hex(filter.mark)} has bits outside the mask ${hex(filter.markMask)}, so no entry could match; give ${hex((filter.mark & filter.markMask) >>> 0)}/${hex(filter.markMask)}`);
+    }
+    const text = filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/${hex(filter.markMask)}`;
+    desc.push(text);
+    narrows(filter.markMask !== 0, 'mark', 'a mask of 0 matches every mark');
   }
-  if (set('zone')) {
-    const z = integerField(q.zone, 'zone', 0, 65535);
-    filter.zone = z;
-    desc.push(`zone ${z}`);
+  for (const key of ['zone', 'origZone', 'replyZone'] as const) {
+    if (!set(key)) continue;
+    const z = integerField(q[key], key, 0, 65535);
+    filter[key] = z;
+    desc.push(`${key === 'zone' ? 'zone' : key === 'origZone' ? 'orig zone' : 'reply zone'} ${z}`);
+    selective = true;
   }
-  if (set('olderThan')) {
-    filter.olderThan = parseDuration(q.olderThan, 'olderThan');
-    desc.push(`older than ${typeof q.olderThan === 'string' ? q.olderThan : `${filter.olderThan}s`}`);
-  }
-  if (set('idleFor')) {
-    filter.idleFor = parseDuration(q.idleFor, 'idleFor');
-    desc.push(`idle for ${typeof q.idleFor === 'string' ? q.idleFor : `${filter.idleFor}s`}`);
+  for (const key of ['olderThan', 'idleFor'] as const) {
+    if (!set(key)) continue;
+    const seconds = parseDuration(q[key], key);
+    filter[key] = seconds;
+    const text = `${key === 'olderThan' ? 'older than' : 'idle for'} ${typeof q[key] === 'string' ? q[key] : `${seconds}s`}`;
+    desc.push(text);
+    narrows(seconds > 0, key, '0 matches every entry whose time is known');
   }
   // Addresses of one family imply it: the kernel then skips the other family while dumping
   // instead of sending entries that could never match.
@@ -204,5 +252,26 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     const families = new Set([...(filter.src ?? []), ...(filter.dst ?? []), ...(filter.replySrc ?? []), ...(filter.replyDst ?? [])].map((c) => c.family));
     if (families.size === 1) filter.family = [...families][0] as number;
   }
-  return { query: q as Query, filter, empty: desc.length === 0, description: desc.length ? desc.join(', ') : 'every entry' };
+  // An address list narrows unless it holds a /0 of every family the query can match.
+  const families = filter.family ? [filter.family] : [AF_INET, AF_INET6];
+  for (const key of ['src', 'dst', 'replySrc', 'replyDst'] as const) {
+    const list = filter[key];
+    if (list) narrows(!families.every((f) => list.some((c) => c.family === f && c.prefix === 0)), key, 'a /0 prefix matches every address');
+  }
+  return Object.freeze({
+    query: q as Query,
+    filter,
+    empty: desc.length === 0,
+    selective,
+    unselective: Object.freeze(unselective),
+    description: desc.length ? desc.join(', ') : 'every entry',
+  });
+}
+
+/** True when a state condition takes every state of each protocol it can match (see selective). */
+function everyState(f: NativeFilter): boolean {
+  const all = (names: readonly string[]) => names.slice(1).reduce((m, _, i) => m | (1 << (i + 1)), 0);
+  const full: Record<number, boolean> = { [PROTOCOLS.tcp]: f.tcpStates === all(TCP_STATES), [PROTOCOLS.sctp]: f.sctpStates === all(SCTP_STATES), [PROTOCOLS.dccp]: f.dccpStates === all(DCCP_STATES) };
+  if (f.protocol !== undefined) return full[f.protocol] === true;
+  return Object.values(full).every(Boolean);
 }

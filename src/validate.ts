@@ -53,6 +53,14 @@ export function ownOptions<T extends object = Record<string, unknown>>(value: un
   return out as T;
 }
 
+/**
+ * A copy without a prototype, for every internal object that is read by field (filters, lanes,
+ * requests): a field it lacks reads undefined, never a polluted Object.prototype's.
+ */
+export function bare<T extends object>(fields: T): T {
+  return Object.assign(Object.create(null) as T, fields);
+}
+
 /** An integer in [min, max], or a TypeError/RangeError naming the field. */
 export function integerField(value: unknown, field: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) throw fieldError(TypeError, field, `expected an integer, got ${typeName(value)}`);

@@ -39,6 +39,8 @@ const OPTIONS: OptionSpec[] = [
   { name: 'dport', value: 'P|A-B', commands: SELECTOR_COMMANDS },
   { name: 'mark', value: 'V[/M]', commands: SELECTOR_COMMANDS },
   { name: 'zone', value: 'N', commands: SELECTOR_COMMANDS },
+  { name: 'orig-zone', value: 'N', commands: SELECTOR_COMMANDS },
+  { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS },
   { name: 'netns', value: 'NAME|PATH', commands: 'all' },
   { name: 'dry-run', commands: ['purge'] },
   { name: 'limit', value: 'N', commands: ['purge', 'list'] },
@@ -195,7 +197,9 @@ export function parseArgs(argv: string[]): ParsedArgs {
     if (extra !== undefined) throw new UsageError('--mark: expected VALUE or VALUE/MASK');
     q.mark = { value: u32(v ?? '', '--mark'), mask: m === undefined ? 0xffffffff : u32(m, '--mark mask') };
   }
-  if (values.has('zone')) q.zone = integer(one('zone') as string, '--zone', 65535);
+  for (const [opt, key] of [['zone', 'zone'], ['orig-zone', 'origZone'], ['reply-zone', 'replyZone']] as const) {
+    if (values.has(opt)) q[key] = integer(one(opt) as string, `--${opt}`, 65535);
+  }
   if (values.has('netns')) out.netns = usage(() => (resolveNetns(one('netns'), '--netns'), one('netns') as string));
   out.dryRun = values.has('dry-run');
   if (values.has('limit')) out.limit = integer(one('limit') as string, '--limit', Number.MAX_SAFE_INTEGER);

@@ -25,8 +25,11 @@ Selectors (all combined with AND; a repeated address option means any of):
   --reply-dst CIDR         reply-direction destination (repeatable)
   --sport P|A-B            original source port or range
   --dport P|A-B            original destination port or range
-  --mark V[/M]             connection mark, optionally masked (decimal or 0x hex)
-  --zone N                 conntrack zone
+  --mark V[/M]             connection mark, optionally masked (decimal or 0x hex): matches
+                           when (mark & M) == V, as in conntrack, iptables and nft
+  --zone N                 conntrack zone of both directions (zone=; 0: none)
+  --orig-zone N            zone of the original direction only (zone-orig=)
+  --reply-zone N           zone of the reply direction only (zone-reply=)
 
 --idle or --older? Idle is the time since a flow's last packet, age the time since it was
 created. To free the entries of peers that vanished, use --idle: a busy flow (a database pool,
@@ -66,5 +69,5 @@ Examples:
 Exit codes:
   0  success (nothing to purge is success too)
   1  runtime failure (kernel error, missing CAP_NET_ADMIN, namespace gone, ...)
-  2  bad usage (unknown option, bad value, no selector for a purge); the table is untouched
+  2  bad usage (unknown option, bad value, no selector that narrows a purge); the table is untouched
 `;

@@ -41,6 +41,8 @@ const FIELD_TO_OPTION: Record<string, string> = {
   'mark.value': '--mark',
   'mark.mask': '--mark',
   zone: '--zone',
+  origZone: '--orig-zone',
+  replyZone: '--reply-zone',
 };
 
 function version(): string {
@@ -69,8 +71,15 @@ function validate(args: ParsedArgs): QueryPlan {
     if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
     throw err;
   }
-  if (args.command === 'purge' && plan.empty) {
-    throw new UsageError('refusing to purge without a selector: that would delete every entry. Give at least one, e.g. --unreplied --older 3600');
+  if (args.command === 'purge' && !plan.selective) {
+    // What the query selects, not how many options were given: --mark 5/0 or --src 0.0.0.0/0
+    // alone would still delete every entry (of a family or protocol).
+    const why = plan.unselective.map((u) => `; ${FIELD_TO_OPTION[u.field] ?? u.field}: ${u.reason}`).join('');
+    throw new UsageError(
+      plan.empty
+        ? 'refusing to purge without a selector: that would delete every entry. Give at least one, e.g. --unreplied --older 3600'
+        : `refusing to purge: no selector narrows the table (${plan.description}${why}), so every such entry would go. Add one that does, e.g. --unreplied --older 3600`,
+    );
   }
   if (args.netns !== undefined) {
     const file = resolveNetns(args.netns, '--netns');

@@ -33,7 +33,7 @@ export function tableRow(e: Entry): string[] {
     e.idle === null ? '?' : formatDuration(e.idle),
     e.age === null ? '?' : formatDuration(e.age),
     e.ageSource,
-    String(e.zone),
+    e.origZone ? `orig:${e.origZone}` : e.replyZone ? `reply:${e.replyZone}` : String(e.zone),
     String(e.mark),
   ];
 }
@@ -51,9 +51,11 @@ export function conntrackLine(e: Entry, now = Date.now()): string {
   let s = `${proto.padEnd(8)} ${String(e.protocolNumber)} ${e.timeout ?? 0} `;
   if (e.state) s += `${e.state} `;
   s += tupleText(e.orig);
+  if (e.origZone) s += ` zone-orig=${e.origZone}`;
   if (e.counters) s += ` packets=${e.counters.orig.packets} bytes=${e.counters.orig.bytes}`;
   if (e.unreplied) s += ' [UNREPLIED]';
   s += ` ${tupleText(e.reply)}`;
+  if (e.replyZone) s += ` zone-reply=${e.replyZone}`;
   if (e.counters) s += ` packets=${e.counters.reply.packets} bytes=${e.counters.reply.bytes}`;
   if (e.status.assured) s += ' [ASSURED]';
   s += ` mark=${e.mark}`;
@@ -79,6 +81,8 @@ export function jsonLine(e: Entry): string {
     timeout: e.timeout,
     mark: e.mark,
     zone: e.zone,
+    origZone: e.origZone,
+    replyZone: e.replyZone,
     labels: e.labels,
     counters: e.counters,
     start: e.start?.toISOString() ?? null,

@@ -111,10 +111,13 @@ function queriesFor(rows: Row[]): { name: string; query: Query; flush: boolean }
   const v4tcp = rows.find((x) => x.family === 'ipv4' && x.proto === 'tcp') as Row;
   const v6nat = rows.find((x) => x.family === 'ipv6' && x.nat) as Row;
   const v6udp = rows.find((x) => x.family === 'ipv6' && x.proto === 'udp') as Row;
+  const v4icmp = rows.find((x) => x.family === 'ipv4' && x.proto === 'icmp') as Row;
   return [
     { name: 'tcp, exact dst and dport', query: { protocol: 'tcp', dst: v4tcp.dst, dport: v4tcp.dport }, flush: true },
     { name: 'kube-proxy shape: udp, exact reply source', query: { protocol: 'udp', replySrc: v4nat.replySrc }, flush: true },
-    { name: 'reply source as a /32, zone', query: { protocol: 'udp', replySrc: `${v4nat.replySrc}/32`, zone: v4nat.zone }, flush: true },
+    { name: 'reply source as a /32', query: { protocol: 'udp', replySrc: `${v4nat.replySrc}/32` }, flush: true },
+    // The kernel compares a zone id in either direction: a zone is matched per entry, never flushed.
+    { name: 'reply source, zone', query: { protocol: 'udp', replySrc: v4nat.replySrc, zone: v4nat.zone }, flush: false },
     { name: 'exact src, no protocol', query: { src: v4tcp.src }, flush: true },
     { name: 'reply dst, tcp, unreplied', query: { protocol: 'tcp', replyDst: v4tcp.src, unreplied: true }, flush: true },
     { name: 'the whole original tuple (before 6.12 the same DELETE would be a one-entry delete)', query: { protocol: 'tcp', src: v4tcp.src, dst: v4tcp.dst, sport: v4tcp.sport, dport: v4tcp.dport }, flush: true },
@@ -123,7 +126,7 @@ function queriesFor(rows: Row[]): { name: string; query: Query; flush: boolean }
     { name: 'udp port 53 in both families (flushed once per family)', query: { protocol: 'udp', dport: 53 }, flush: true },
     { name: 'IPv6: protocol and port in the kernel, address in user space', query: { protocol: 'udp', dst: v6udp.dst, dport: v6udp.dport }, flush: false },
     { name: 'IPv6 reply source (the kernel compares IPv6 inverted)', query: { replySrc: v6nat.replySrc }, flush: false },
-    { name: 'icmp only', query: { protocol: 'icmp' }, flush: true },
+    { name: 'icmp to one address', query: { protocol: 'icmp', dst: v4icmp.dst }, flush: true },
     { name: 'a port range stays in user space', query: { protocol: 'tcp', dport: [80, 443] }, flush: false },
     { name: 'a port without protocol stays in user space', query: { dport: 8080 }, flush: false },
     { name: 'a wider CIDR stays in user space', query: { protocol: 'udp', replySrc: '10.2.0.0/29' }, flush: false },

@@ -71,15 +71,20 @@ describe('compileQuery', () => {
   it('a masked mark is not sent to a 5.8 kernel (it skipped entries matching under the mask)', () => {
     expect(planQuery({ mark: { value: 1, mask: 0xff } }, kernelFeatures('5.8.0', {})).kernelFilter.mark).toBeUndefined();
     expect(planQuery({ mark: 7 }, kernelFeatures('5.8.0', {})).kernelFilter).toMatchObject({ mark: 7, markMask: 0xffffffff });
-    expect(planQuery({ mark: { value: 0x101, mask: 0xff } }, kernelFeatures('5.10.0', {})).kernelFilter).toMatchObject({ mark: 1, markMask: 0xff });
+    expect(planQuery({ mark: { value: 0x1, mask: 0xff } }, kernelFeatures('5.10.0', {})).kernelFilter).toMatchObject({ mark: 1, markMask: 0xff });
   });
 
-  it('zone 0 goes to the kernel only from 6.9 (the first zone filter ignored zone 0: a zone-0 flush flushed every zone)', () => {
-    expect(planQuery({ zone: 0 }, kernelFeatures('6.8.0', {})).kernelFilter.zone).toBeUndefined();
-    expect(planQuery({ zone: 0 }, kernelFeatures('6.8.0', {}), { flush: true }).method).toBe('dump');
-    expect(planQuery({ zone: 3 }, kernelFeatures('6.8.0', {})).kernelFilter.zone).toBe(3);
-    expect(planQuery({ zone: 0 }, kernelFeatures('6.9.0', {})).kernelFilter.zone).toBe(0);
-    expect(planQuery({ zone: 0 }, kernelFeatures('6.9.0', {}), { flush: true }).method).toBe('flush');
+  it('a nonzero zone, of either direction, filters dumps from 6.8; zone 0 never; no zone ever flushes (the kernel compares the zone id in either direction)', () => {
+    for (const release of ['6.8.0', '6.9.0', '6.18.0']) {
+      const k = kernelFeatures(release, {});
+      for (const key of ['zone', 'origZone', 'replyZone'] as const) {
+        expect(planQuery({ [key]: 0 }, k).kernelFilter.zone).toBeUndefined();
+        expect(planQuery({ [key]: 3 }, k).kernelFilter.zone).toBe(3);
+        expect(planQuery({ [key]: 3, unreplied: true }, k, { flush: true }).method).toBe('dump');
+      }
+      expect(planQuery({ zone: 0, origZone: 4 }, k).kernelFilter.zone).toBe(4);
+    }
+    expect(planQuery({ zone: 3 }, kernelFeatures('6.7.0', {})).kernelFilter.zone).toBeUndefined();
   });
 
   it.each([

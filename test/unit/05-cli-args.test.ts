@@ -65,6 +65,8 @@ const entry: Entry = {
   timeout: 424799,
   mark: 0,
   zone: 3,
+  origZone: 0,
+  replyZone: 0,
   labels: [],
   counters: null,
   start: null,

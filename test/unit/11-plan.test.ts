@@ -7,10 +7,11 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { kernelFeatures, type KernelFeatures } from '../../src/kernel.js';
-import { hasCondition, isQueryPlan, planQuery, toPlan } from '../../src/plan.js';
+import { readFileSync } from 'node:fs';
+import { conditionKeys, FLUSH_RULES, flushRequests, hasCondition, isQueryPlan, planQuery, toPlan } from '../../src/plan.js';
 import { parseCidr } from '../../src/parse/address.js';
 import type { NativeCidr, NativeFilter, NativeKernelFilter } from '../../src/native.js';
-import type { Query } from '../../src/query.js';
+import { compileQuery, type Query } from '../../src/query.js';
 
 interface ModelEntry {
   family: 2 | 10;
@@ -23,7 +24,10 @@ interface ModelEntry {
   replyDst: Uint8Array;
   status: number;
   mark: number;
+  /** At most one of the three is nonzero, as in the kernel. */
   zone: number;
+  origZone: number;
+  replyZone: number;
 }
 
 const V4 = ['10.0.0.1', '10.0.0.2', '192.0.2.81'];
@@ -32,9 +36,18 @@ const PORTS = [80, 443, 1000];
 const bytes = (a: string) => parseCidr(a, 'test').addr;
 const hasPorts = (protocol: number) => protocol !== 1;
 
+/** An entry's zone: none, of both directions, or of one (conntrack -I --zone, --orig-zone, --reply-zone). */
+const ZONES = [
+  { zone: 0, origZone: 0, replyZone: 0 },
+  { zone: 3, origZone: 0, replyZone: 0 },
+  { zone: 0, origZone: 3, replyZone: 0 },
+  { zone: 0, origZone: 0, replyZone: 3 },
+  { zone: 0, origZone: 5, replyZone: 0 },
+];
+
 const entry: fc.Arbitrary<ModelEntry> = fc.constantFrom<2 | 10>(2, 10).chain((family) => {
   const addr = fc.constantFrom(...(family === 2 ? V4 : V6)).map(bytes);
-  return fc.record({
+  return fc.tuple(fc.record({
     family: fc.constant(family),
     protocol: fc.constantFrom(6, 17, 1, 132),
     sport: fc.constantFrom(...PORTS),
@@ -45,12 +58,15 @@ const entry: fc.Arbitrary<ModelEntry> = fc.constantFrom<2 | 10>(2, 10).chain((fa
     replyDst: addr,
     status: fc.constantFrom(0, 2, 4, 6),
     mark: fc.constantFrom(0, 1, 7, 0x101),
-    zone: fc.constantFrom(0, 3),
-  });
+  }), fc.constantFrom(...ZONES)).map(([e, zones]) => ({ ...e, ...zones }));
 });
 
-const address = fc.oneof(fc.constantFrom(...V4, ...V6, '10.0.0.0/24'), fc.constant<string[]>(['10.0.0.1', '192.0.2.81']));
-const port = fc.oneof(fc.constantFrom(...PORTS), fc.constant<[number, number]>([80, 443]));
+const zoneId = fc.constantFrom(0, 3, 5);
+/** Marks: exact, masked, a mask of 0 (every mark), and one with bits outside its mask (refused). */
+const markQuery = fc.constantFrom<Query['mark']>(7, { value: 0x1, mask: 0xff }, { value: 0x101, mask: 0xfff }, { value: 0, mask: 0 }, { value: 5, mask: 0 }, { value: 0x101, mask: 0xff });
+
+const address = fc.oneof(fc.constantFrom(...V4, ...V6, '10.0.0.0/24', '0.0.0.0/0', '::/0'), fc.constant<string[]>(['10.0.0.1', '192.0.2.81']), fc.constant<string[]>(['0.0.0.0/0', '::/0']));
+const port = fc.oneof(fc.constantFrom(...PORTS), fc.constant<[number, number]>([80, 443]), fc.constant<[number, number]>([0, 65535]));
 const query: fc.Arbitrary<Query> = fc.record(
   {
     family: fc.constantFrom<'ipv4' | 'ipv6'>('ipv4', 'ipv6'),
@@ -63,8 +79,10 @@ const query: fc.Arbitrary<Query> = fc.record(
     replyDst: address,
     sport: port,
     dport: port,
-    mark: fc.constantFrom<Query['mark']>(7, { value: 0x101, mask: 0xff }),
-    zone: fc.constantFrom(0, 3),
+    mark: markQuery,
+    zone: zoneId,
+    origZone: zoneId,
+    replyZone: zoneId,
   },
   { requiredKeys: [] },
 );
@@ -78,8 +96,7 @@ const flushable: fc.Arbitrary<Query> = fc.record(
     src: fc.constantFrom('10.0.0.1', '192.0.2.81', '10.0.0.0/24', 'fd00::1'),
     replyDst: fc.constantFrom('10.0.0.2', 'fd00::2'),
     dport: fc.oneof(fc.constantFrom(...PORTS), fc.constant<[number, number]>([80, 443])),
-    mark: fc.constantFrom<Query['mark']>(7, { value: 0x101, mask: 0xff }),
-    zone: fc.constantFrom(0, 3),
+    mark: fc.constantFrom<Query['mark']>(7, { value: 0x1, mask: 0xff }, { value: 0, mask: 0 }),
   },
   { requiredKeys: [] },
 );
@@ -106,8 +123,10 @@ function matches(f: NativeFilter, e: ModelEntry): boolean {
     (!f.family || f.family === e.family) &&
     (f.protocol === undefined || f.protocol === e.protocol) &&
     (e.status & f.statusMask) === f.statusValue &&
-    (f.mark === undefined || (e.mark & (f.markMask ?? 0xffffffff)) === (f.mark & (f.markMask ?? 0xffffffff))) &&
+    (f.mark === undefined || (e.mark & (f.markMask ?? 0xffffffff)) === f.mark) &&
     (f.zone === undefined || f.zone === e.zone) &&
+    (f.origZone === undefined || f.origZone === e.origZone) &&
+    (f.replyZone === undefined || f.replyZone === e.replyZone) &&
     inRange(f.sport, e.sport) &&
     inRange(f.dport, e.dport) &&
     inCidrs(f.src, e.family, e.src) &&
@@ -124,7 +143,8 @@ function kernelAccepts(k: NativeKernelFilter, e: ModelEntry): boolean {
     (!k.family || k.family === e.family) &&
     (k.statusMask === undefined || (e.status & k.statusMask) === k.status) &&
     (k.mark === undefined || (e.mark & (k.markMask ?? 0xffffffff)) === k.mark) &&
-    (k.zone === undefined || k.zone === e.zone) &&
+    // nf_ct_zone_equal_any: the entry's one zone id, whatever its direction.
+    (k.zone === undefined || k.zone === e.zone + e.origZone + e.replyZone) &&
     (k.protocol === undefined || k.protocol === e.protocol) &&
     (k.sport === undefined || (hasPorts(e.protocol) && k.sport === e.sport)) &&
     (k.dport === undefined || (hasPorts(e.protocol) && k.dport === e.dport)) &&
@@ -197,7 +217,14 @@ describe('planQuery against a model of the kernel', () => {
     expect(planQuery({ unreplied: true }, kernelFeatures('5.10.0', {}), { flush: true }).method).toBe('dump');
     expect(planQuery({ unreplied: true }, kernelFeatures('6.18.0', { CTPURGE_NO_KERNEL_FILTER: '1' }), { flush: true }).method).toBe('dump');
     // No family but an exact tuple: one request per family.
-    expect(planQuery({ protocol: 'tcp' }, k, { flush: true }).lanes.map((l) => l.kernel)).toEqual([{ family: 2, protocol: 6 }, { family: 10, protocol: 6 }]);
+    expect(planQuery({ protocol: 'tcp', dport: 80 }, k, { flush: true }).lanes.map((l) => ({ ...l.kernel }))).toEqual([{ family: 2, protocol: 6, dport: 80 }, { family: 10, protocol: 6, dport: 80 }]);
+    // A family or a protocol alone selects all of it: never flushed (and a purge refuses it).
+    expect(planQuery({ protocol: 'tcp' }, k, { flush: true }).method).toBe('dump');
+    // Zones are compared by id in either direction: never flushed, whatever the zone.
+    for (const zone of ['zone', 'origZone', 'replyZone']) for (const id of [0, 5]) expect(planQuery({ [zone]: id, unreplied: true }, k, { flush: true }).method).toBe('dump');
+    // A mark is sent as given; a mask of 0 alone never flushes.
+    expect(planQuery({ mark: { value: 1, mask: 0xff } }, k, { flush: true }).lanes[0]?.kernel).toMatchObject({ mark: 1, markMask: 0xff });
+    expect(planQuery({ mark: { value: 0, mask: 0 } }, k, { flush: true }).method).toBe('dump');
   });
 
   it('a plan is used as it is where it fits, planned again where it does not, and never forged', () => {
@@ -219,5 +246,99 @@ describe('planQuery against a model of the kernel', () => {
     expect(() => planQuery({ unreplied: true }, k, { bogus: 1 } as never)).toThrow(/unknown field 'bogus'/);
     // A copy is read as a query, and refused.
     expect(() => toPlan({ ...plan } as never, k, { flush: true })).toThrow(/unknown field 'query'/);
+  });
+});
+
+describe('the flush is an allow-list', () => {
+  const k = kernelFeatures('6.18.0', {});
+
+  it('every filter key the addon reads is placed in FLUSH_RULES (compared or dump)', () => {
+    // The keys native/jsConvert.cc's filterFromJs reads: a key added there and not placed
+    // here would be a condition the flush planner knows nothing about.
+    const source = readFileSync(new URL('../../native/jsConvert.cc', import.meta.url), 'utf8');
+    const body = /Filter filterFromJs\([^)]*\) \{([\s\S]*?)\n\}/.exec(source)?.[1] ?? '';
+    const read = new Set([...body.matchAll(/"([A-Za-z]+)"/g)].map((m) => m[1] as string));
+    expect(read.size).toBeGreaterThan(15);
+    expect([...read].filter((key) => !(key in FLUSH_RULES))).toEqual([]);
+    expect(Object.keys(FLUSH_RULES).filter((key) => !read.has(key))).toEqual([]);
+  });
+
+  it('a condition it does not know means a dump, not a flush of what the rest selects', () => {
+    const f = compileQuery({ protocol: 'tcp', dport: 80, family: 'ipv4' }).filter;
+    expect(flushRequests(f, k)).not.toBeNull();
+    // The review's case: one more field, unknown to the planner.
+    expect(flushRequests({ ...f, dstNat: [1] } as never, k)).toBeNull();
+    for (const [key, rule] of Object.entries(FLUSH_RULES)) {
+      if (rule !== 'dump') continue;
+      const value = key === 'hasStates' ? true : key.endsWith('States') ? 2 : 0;
+      expect(flushRequests({ ...f, [key]: value } as never, k), key).toBeNull();
+    }
+  });
+
+  it('a compared condition the request cannot carry means a dump', () => {
+    const base = compileQuery({ family: 'ipv4', unreplied: true }).filter;
+    expect(flushRequests({ ...base, sport: [1, 2] }, k)).toBeNull();
+    expect(flushRequests({ ...base, protocol: 132, sport: [5, 5] }, k)).toBeNull();
+    expect(flushRequests({ ...base, src: compileQuery({ src: ['10.0.0.1', '10.0.0.2'] }).filter.src ?? [] }, k)).toBeNull();
+    expect(flushRequests({ ...base, mark: 1, markMask: 0xff }, kernelFeatures('5.8.0', {}))).toBeNull();
+    expect(flushRequests(base, kernelFeatures('5.10.0', {}))).toBeNull();
+    // statusValue 0 is carried with statusMask (unreplied: SEEN_REPLY clear).
+    expect(conditionKeys(base)).toEqual(['family', 'statusMask']);
+  });
+});
+
+describe('a purge is refused for what the query selects, not for how many conditions it has', () => {
+  /** Entries that differ from a base in one field at a time: a narrowing condition fails one of them. */
+  function variants(family: 2 | 10, protocol: number): ModelEntry[] {
+    const addrs = (family === 2 ? [...V4, '172.16.0.1'] : [...V6, '2001:db8::9']).map(bytes);
+    const base: ModelEntry = { family, protocol, sport: 80, dport: 80, src: addrs[0] as Uint8Array, dst: addrs[0] as Uint8Array, replySrc: addrs[0] as Uint8Array, replyDst: addrs[0] as Uint8Array, status: 0, mark: 0, ...ZONES[0] } as ModelEntry;
+    const out: ModelEntry[] = [];
+    for (const p of [0, 80, 443, 1000, 65535]) out.push({ ...base, sport: p }, { ...base, dport: p });
+    for (const a of addrs) out.push({ ...base, src: a }, { ...base, dst: a }, { ...base, replySrc: a }, { ...base, replyDst: a });
+    for (const status of [0, 2, 4, 6]) out.push({ ...base, status });
+    for (const mark of [0, 1, 5, 7, 0x101, 0xffffffff]) out.push({ ...base, mark });
+    for (const z of ZONES) out.push({ ...base, ...z });
+    return out;
+  }
+
+  it('selective exactly when some entry of its family and protocol stays', () => {
+    fc.assert(
+      fc.property(query, fc.array(entry, { minLength: 1, maxLength: 30 }), (q, entries) => {
+        const plan = validPlan(q, kernelFeatures('6.18.0', {}), 1, false);
+        fc.pre(plan !== null);
+        if (plan === null) return;
+        const f = plan.matchFilter;
+        const families = f.family ? [f.family as 2 | 10] : ([2, 10] as const);
+        const protocols = f.protocol !== undefined ? [f.protocol] : [6, 17, 1, 132];
+        const kind = (e: ModelEntry) => families.includes(e.family) && protocols.includes(e.protocol);
+        if (!plan.selective) {
+          // Not selective: every entry of its kind matches.
+          for (const e of entries.filter(kind)) expect(matches(f, e)).toBe(true);
+          expect(plan.unselective.length > 0 || plan.empty || Object.keys(q).every((key) => key === 'family' || key === 'protocol')).toBe(true);
+        } else {
+          // Selective: some entry of its kind does not.
+          const all = families.flatMap((fam) => protocols.flatMap((p) => variants(fam, p)));
+          expect(all.some((e) => !matches(f, e))).toBe(true);
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('names the conditions that cannot narrow', () => {
+    const k = kernelFeatures('6.18.0', {});
+    expect(planQuery({ mark: { value: 0, mask: 0 } }, k)).toMatchObject({ selective: false, unselective: [{ field: 'mark' }] });
+    expect(planQuery({ src: '10.1.0.1/0' }, k)).toMatchObject({ selective: false, unselective: [{ field: 'src' }] });
+    expect(planQuery({ src: '0.0.0.0/0', family: 'ipv4' }, k).selective).toBe(false);
+    expect(planQuery({ src: ['0.0.0.0/0'] }, k).selective).toBe(false);
+    expect(planQuery({ src: ['0.0.0.0/0', '::/0'] }, k).selective).toBe(false);
+    expect(planQuery({ dport: [0, 65535], protocol: 'tcp' }, k).selective).toBe(false);
+    expect(planQuery({ family: 'ipv6', protocol: 'udp' }, k).selective).toBe(false);
+    expect(planQuery({ olderThan: 0 }, k).selective).toBe(false);
+    expect(planQuery({ state: ['NONE', 'SYN_SENT'].slice(1) }, k).selective).toBe(true);
+    expect(planQuery({ zone: 0 }, k).selective).toBe(true);
+    expect(planQuery({ mark: 5, src: '10.0.0.0/0' }, k).selective).toBe(true);
+    expect(() => planQuery({ mark: { value: 0x10000, mask: 0xffff } }, k)).toThrow(/^mark\.value: 0x10000 has bits outside the mask 0xffff/);
+    expect(() => planQuery({ mark: { value: 5, mask: 0 } }, k)).toThrow(/^mark\.value: /);
   });
 });
