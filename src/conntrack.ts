@@ -11,7 +11,7 @@ import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, 
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { resolveNetns } from './netns.js';
 import { loadNative, type NativeBinding, type NativeCpuStats, type NativeHandle, type NativeSettings } from './native.js';
-import { booleanField, integerField, ownOptions } from './validate.js';
+import { bare, booleanField, integerField, ownOptions } from './validate.js';
 import type { Query } from './query.js';
 import { planQuery, toPlan, type PlanOptions, type QueryPlan } from './plan.js';
 import { tableSummary, type TableSummary } from './summary.js';
@@ -99,7 +99,9 @@ export class Conntrack {
     const captured = captureStack();
     try {
       const handle = await binding.open(path);
-      return new Conntrack(handle, path, options.kernel ?? kernelFeatures(), lanes);
+      // The caller's kernel features are read as own fields: an optional one it left out
+      // (maskedMarkFilter) must not come from a polluted Object.prototype.
+      return new Conntrack(handle, path, Object.freeze(bare({ ...(options.kernel ?? kernelFeatures()) })), lanes);
     } catch (err) {
       throw fromNative(err, captured, path ?? options.netns ?? null);
     }

@@ -1,7 +1,7 @@
 /** Tuples and entry specs for get/create/delete, validated and turned into the native form. */
 import { AF_INET, AF_INET6, parseAddress, type Family } from './parse/address.js';
 import { parseDuration } from './parse/duration.js';
-import { fieldError, integerField, ownOptions, typeName } from './validate.js';
+import { bare, fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { parseProtocol } from './query.js';
 import { CONNTRACK_STATUS_NAMES, PROTOCOLS, statesOf, STATUS_BITS, type ProtocolName, type StatusFlagName } from './protocols.js';
 import type { Entry } from './entry.js';
@@ -59,7 +59,7 @@ export function tupleToNative(given: TupleSpec, what = 'tuple', allowed = TUPLE_
   const src = address(spec.src, 'src', spec.family);
   const dst = address(spec.dst, 'dst', src.family);
   const protocol = parseProtocol(spec.protocol);
-  const out: NativeEntrySpec = { family: src.family === 'ipv4' ? AF_INET : AF_INET6, protocol, src: src.addr, dst: dst.addr };
+  const out: NativeEntrySpec = bare({ family: src.family === 'ipv4' ? AF_INET : AF_INET6, protocol, src: src.addr, dst: dst.addr });
   if (PORT_PROTOCOLS.has(protocol) || protocol === PROTOCOLS.gre) {
     if (spec.sport === undefined || spec.dport === undefined) throw fieldError(TypeError, what, `sport and dport are required for this protocol`);
     out.sport = int(spec.sport, 'sport', 65535);
@@ -68,8 +68,7 @@ export function tupleToNative(given: TupleSpec, what = 'tuple', allowed = TUPLE_
     throw fieldError(TypeError, what, `protocol ${protocol} has no ports`);
   }
   if (protocol === PROTOCOLS.icmp || protocol === PROTOCOLS.icmpv6) {
-    const icmp = spec.icmp ?? { type: protocol === PROTOCOLS.icmp ? 8 : 128 };
-    if (typeof icmp !== 'object' || icmp === null) throw fieldError(TypeError, 'icmp', `expected { type, code?, id? }, got ${typeName(icmp)}`);
+    const icmp = ownOptions<NonNullable<TupleSpec['icmp']>>(spec.icmp ?? { type: protocol === PROTOCOLS.icmp ? 8 : 128 }, 'icmp', ['type', 'code', 'id']);
     out.icmpType = int(icmp.type, 'icmp.type', 255);
     out.icmpCode = int(icmp.code ?? 0, 'icmp.code', 255);
     out.icmpId = int(icmp.id ?? 0, 'icmp.id', 65535);

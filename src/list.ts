@@ -5,7 +5,7 @@ import { abortFlag, type HandleAccess } from './handleAccess.js';
 import type { NativeCursor, NativeHandle, NativeLane } from './native.js';
 import type { QueryPlan } from './plan.js';
 import { TimeSlice } from './timeSlice.js';
-import { fdField, fieldError, integerField, limitField, ownOptions, signalField, typeName } from './validate.js';
+import { bare, fdField, fieldError, integerField, limitField, ownOptions, signalField, typeName } from './validate.js';
 
 export interface ListOptions {
   /** Entries per native chunk (default 4096). */
@@ -83,12 +83,12 @@ export function exportOptions(fd: unknown, options: ExportOptions): { fd: number
   const own = ownOptions<{ format?: unknown; signal?: unknown; limit?: unknown }>(options, 'export options', ['format', 'signal', 'limit']);
   const format = own.format ?? 'ndjson';
   if (format !== 'ndjson' && format !== 'conntrack' && format !== 'table') throw fieldError(TypeError, 'format', `expected 'ndjson', 'conntrack' or 'table', got ${typeName(format)}`);
-  return {
+  return bare({
     fd: fdNumber,
     format,
     ...(own.limit === undefined ? {} : { limit: limitField(own.limit, 'limit') }),
     ...(own.signal === undefined ? {} : { signal: signalField(own.signal, 'signal') }),
-  };
+  });
 }
 
 /**

@@ -79,7 +79,7 @@ export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOpt
   const plan: QueryPlan = {
     // Shallow copies, frozen here so that deepFreeze stops at them: their values are the
     // caller's own (a list of addresses, a mark object) and stay the caller's to change.
-    query: Object.freeze({ ...compiled.query }),
+    query: Object.freeze(bare({ ...compiled.query })),
     description: compiled.description,
     empty: compiled.empty,
     selective: compiled.selective,
@@ -88,7 +88,7 @@ export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOpt
     kernelFilter: kernelFilter(match, kernel),
     matchFilter: match,
     lanes,
-    kernel: Object.freeze({ ...kernel }),
+    kernel: Object.freeze(bare({ ...kernel })),
     maxLanes,
     flushAllowed,
   };

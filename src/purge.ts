@@ -7,7 +7,7 @@ import { abortFlag, type HandleAccess } from './handleAccess.js';
 import type { NativePurgeCounts } from './native.js';
 import { isQueryPlan, refuseUnselective, toPlan, type QueryPlan } from './plan.js';
 import { QUERY_FIELDS, type Query } from './query.js';
-import { booleanField, fdField, fieldError, functionField, limitField, ownOptions, signalField } from './validate.js';
+import { bare, booleanField, fdField, fieldError, functionField, limitField, ownOptions, signalField } from './validate.js';
 
 export interface PurgeOptions extends Query {
   /** A plan from ct.plan() or planQuery(), instead of the query fields (see docs/api.md). */
@@ -87,7 +87,8 @@ export function flushAllowed(o: { dryRun?: boolean; limit?: number; onDeleted?: 
 export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lanes: number): PurgeRequest {
   const own = ownOptions<Record<string, unknown>>(options, 'purge', [...PURGE_KEYS, ...QUERY_FIELDS]);
   const dryRun = own.dryRun === undefined ? false : booleanField(own.dryRun, 'dryRun');
-  const r: Omit<PurgeRequest, 'plan'> = { dryRun };
+  // No prototype: runPurge reads these fields, and a polluted Object.prototype must not fill the absent ones.
+  const r: Omit<PurgeRequest, 'plan'> = bare({ dryRun });
   if (own.limit !== undefined) r.limit = limitField(own.limit, 'limit');
   if (own.onDeleted !== undefined) r.onDeleted = functionField(own.onDeleted, 'onDeleted') as PurgeRequest['onDeleted'];
   if (own.onProgress !== undefined) r.onProgress = functionField(own.onProgress, 'onProgress') as PurgeRequest['onProgress'];
@@ -101,7 +102,7 @@ export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lane
   }
   const plan = toPlan(own.plan ?? (query as Query), kernel, { lanes, flush: flushAllowed(r) });
   refuseUnselective(plan, 'purge');
-  return { plan, ...r };
+  return bare({ plan, ...r });
 }
 
 /** Runs a validated purge on the handle: the plan's method, its lanes, the options. */

@@ -5,7 +5,7 @@
  */
 import { AGE_SOURCES, RECORD_SIZE } from '../../src/entry.js';
 import { DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES } from '../../src/protocols.js';
-import type { NativeBinding, NativeCursor, NativeEventCursor, NativeHandle, NativeLane, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary, NativeSummaryOptions } from '../../src/native.js';
+import type { NativeBinding, NativeCursor, NativeEntrySpec, NativeEventCursor, NativeFilter, NativeHandle, NativeLane, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary, NativeSummaryOptions } from '../../src/native.js';
 
 export interface FakeCalls {
   purge: { method: 'flush' | 'dump'; lanes: readonly NativeLane[]; options: NativePurgeOptions }[];
@@ -15,6 +15,10 @@ export interface FakeCalls {
   closed: number;
   /** get, create and delete calls. */
   single: number;
+  /** Their specs, in order, with the call's name. */
+  specs: { call: 'get' | 'create' | 'delete'; spec: NativeEntrySpec }[];
+  /** events() calls. */
+  events: { match: NativeFilter; groups: number; receiveBuffer: number; format: string | undefined }[];
   /** Handles opened. */
   opened: number;
   /** The most purges ever in flight at once. */
@@ -48,7 +52,7 @@ export function emptySummary(): NativeSummary {
 const after = <T>(ms: number, value: () => T): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value()), ms));
 
 export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; calls: FakeCalls } {
-  const calls: FakeCalls = { purge: [], count: [], dump: [], summary: [], closed: 0, single: 0, opened: 0, maxConcurrent: 0, cancelled: 0 };
+  const calls: FakeCalls = { purge: [], count: [], dump: [], summary: [], closed: 0, single: 0, specs: [], events: [], opened: 0, maxConcurrent: 0, cancelled: 0 };
   let active = 0;
   const delay = opts.delayMs ?? 0;
   const emptyCursor = <T>(): NativeCursor<T> => ({ next: async () => null, close: () => undefined });
@@ -58,15 +62,18 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
       calls.count.push(lanes);
       return after(delay, () => opts.count ?? 1000);
     },
-    get: async () => {
+    get: async (spec) => {
       calls.single++;
+      calls.specs.push({ call: 'get', spec });
       return null;
     },
-    create: async () => {
+    create: async (spec) => {
       calls.single++;
+      calls.specs.push({ call: 'create', spec });
     },
-    delete: async () => {
+    delete: async (spec) => {
       calls.single++;
+      calls.specs.push({ call: 'delete', spec });
       return true;
     },
     settings: async () => ({ timeouts: { tcp: {}, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600 }, sysctl: {} }),
@@ -89,7 +96,10 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
         return { scanned: opts.count ?? 1000, matched, deleted: options.dryRun ? 0 : matched, vanished: 0, batches: 1, method, cancelled, limitReached: false, lostReports: 0, logged: 0 };
       });
     },
-    events: (): NativeEventCursor<never> => ({ next: async () => null, close: () => undefined }),
+    events: (match: NativeFilter, groups: number, receiveBuffer: number, format?: string): NativeEventCursor<never> => {
+      calls.events.push({ match, groups, receiveBuffer, format });
+      return { next: async () => null, close: () => undefined };
+    },
     close: () => {
       calls.closed++;
     },

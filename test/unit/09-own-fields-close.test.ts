@@ -106,3 +106,84 @@ describe('close() is graceful', () => {
     expect(() => ct.list()).toThrow(/this handle is closed/);
   });
 });
+
+describe('a polluted Object.prototype changes no call into the addon, for every option of every method', () => {
+  /** Every field name any option object, plan, filter, lane or native request has, and a value that would change it. */
+  const POLLUTION: Record<string, unknown> = {
+    // queries, filters and kernel filters
+    family: 'ipv6', protocol: 'udp', state: 'ESTABLISHED', unreplied: true, assured: true, src: '10.9.9.9', dst: '10.9.9.9', replySrc: '10.9.9.9', replyDst: '10.9.9.9',
+    sport: 9, dport: 9, mark: 5, zone: 3, origZone: 4, replyZone: 5, olderThan: 1, idleFor: 1, value: 5, mask: 5,
+    hasStates: true, tcpStates: 2, sctpStates: 2, dccpStates: 2, statusMask: 2, statusValue: 2, markMask: 5, status: 2,
+    // kernel features, plans and lanes
+    statusFilter: false, zoneFilter: false, zoneZeroFilter: false, maskedMarkFilter: false, tupleDumpFilter: false, tupleFlushFilter: false, kernelFilters: false,
+    lanes: 1, flush: true, kernel: { family: 10 }, match: { family: 10 },
+    // purge, list, export, events, schedule, summary, open
+    plan: {}, dryRun: true, limit: 1, logFd: 1, logFormat: 'conntrack', wantEntries: true, cancel: new Int32Array(1), onDeleted: () => undefined, onProgress: () => undefined,
+    signal: AbortSignal.abort(), chunkSize: 1, format: 'table', types: ['new'], query: { unreplied: true }, receiveBuffer: 4096,
+    every: 1, adaptive: true, whenAbove: 0.5, lock: () => undefined, min: 1, max: 2, top: 1, talkers: false, netns: '/proc/1/ns/net',
+    // tuples and creates
+    icmp: { type: 3 }, type: 3, code: 3, id: 3, timeout: 5, labels: [1], reply: { src: '10.9.9.9', dst: '10.9.9.9' }, replySport: 9, replyDport: 9,
+  };
+
+  /** The same scenario, clean and polluted: every method the library has that reaches the addon. */
+  async function scenario(polluted: boolean) {
+    const { binding, calls } = fakeBinding({ deleted: 3 });
+    const proto = Object.prototype as Record<string, unknown>;
+    const errors: string[] = [];
+    const attempt = async (what: string, fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(`${what}: ${(err as Error).message}`);
+      }
+    };
+    const { statusFilter, zoneFilter, tupleDumpFilter, tupleFlushFilter, kernelFilters } = FAKE_KERNEL;
+    if (polluted) Object.assign(proto, POLLUTION);
+    try {
+      const ct = await Conntrack.open({ binding, kernel: { release: '6.18.0', statusFilter, zoneFilter, tupleDumpFilter, tupleFlushFilter, kernelFilters }, lanes: 2 });
+      const query = { unreplied: true, mark: { value: 1 } };
+      await attempt('purge', () => ct.purge({ ...query }));
+      await attempt('purge dry', () => ct.purge({ ...query, dryRun: true, limit: 10 }));
+      await attempt('purge plan', () => ct.purge({ plan: ct.plan({ src: '10.0.0.1' }, { flush: true }) }));
+      await attempt('count', () => ct.count(query));
+      await attempt('list', async () => {
+        for await (const e of ct.list(query)) void e;
+      });
+      await attempt('listNdjson', async () => {
+        for await (const b of ct.listNdjson({ dport: [80, 90] })) void b;
+      });
+      await attempt('exportTo', () => ct.exportTo(2, { state: 'ESTABLISHED' }, { format: 'ndjson' }));
+      await attempt('summary', () => ct.summary(query));
+      await attempt('get', () => ct.get({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }));
+      await attempt('get icmp', () => ct.get({ protocol: 'icmp', src: '10.0.0.1', dst: '10.0.0.2', icmp: { type: 8 } }));
+      await attempt('create', () => ct.create({ protocol: 'icmp', src: '10.0.0.1', dst: '10.0.0.2', timeout: 60, reply: { src: '10.0.0.2', dst: '10.0.0.1' } }));
+      await attempt('delete', () => ct.delete({ protocol: 'udp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }));
+      await attempt('events', async () => {
+        for await (const e of ct.events({ query })) void e;
+      });
+      await attempt('eventLines', async () => {
+        for await (const e of ct.eventLines({ format: 'conntrack' })) void e;
+      });
+      await attempt('schedule', async () => {
+        const p = ct.schedule({ query, every: 60 });
+        await p.runNow();
+        await p.stop();
+      });
+      await ct.close();
+    } finally {
+      if (polluted) for (const key of Object.keys(POLLUTION)) delete proto[key];
+    }
+    return { calls, errors };
+  }
+
+  it('every native call is the same with and without the pollution', async () => {
+    const clean = await scenario(false);
+    const dirty = await scenario(true);
+    expect(clean.errors).toEqual([]);
+    expect(dirty.errors).toEqual([]);
+    const text = (c: typeof clean.calls) => JSON.stringify(c, (_, v: unknown) => (ArrayBuffer.isView(v) ? [...(v as Uint8Array)] : v));
+    expect(clean.calls.purge.length).toBeGreaterThan(3);
+    expect(clean.calls.specs.length).toBe(4);
+    expect(text(dirty.calls)).toBe(text(clean.calls));
+  });
+});
