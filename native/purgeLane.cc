@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +24,42 @@ constexpr size_t kMaxBatchBytes = 256 * 1024;
 constexpr int kDeleteRcvBuf = 16 * 1024 * 1024;
 constexpr int kDeleteSndBuf = 1024 * 1024;
 constexpr size_t kRecordsPerReport = 2048;
+
+// An exclusive flock(2) on the log for one batch's write, released when it goes out of scope.
+// It waits up to kLogLockWaitMs for another writer's batch (milliseconds, normally); a holder
+// that keeps it longer fails the write (EWOULDBLOCK), which stops the purge before its next delete.
+constexpr int kLogLockWaitMs = 10000;
+
+class LogFileLock {
+ public:
+  explicit LogFileLock(int fd) : fd_(fd) {
+    if (fd_ < 0) return;
+    for (int waited = 0;; waited += 5) {
+      if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
+        held_ = true;
+        return;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EWOULDBLOCK || waited >= kLogLockWaitMs) {
+        error_ = errno;
+        return;
+      }
+      ::usleep(5000);
+    }
+  }
+  ~LogFileLock() {
+    if (held_) ::flock(fd_, LOCK_UN);
+  }
+  LogFileLock(const LogFileLock&) = delete;
+  LogFileLock& operator=(const LogFileLock&) = delete;
+  bool held() const { return held_; }
+  int error() const { return error_; }
+
+ private:
+  int fd_;
+  bool held_ = false;
+  int error_ = 0;
+};
 
 }  // namespace
 
@@ -56,10 +93,18 @@ void PurgeLane::run(const Report& report) {
   const bool needAge = lane_.match.needsAge() || shared_.wantEntries || logging;
   const bool limited = shared_.limit >= 0;
   // stop: read no further (limit, cancel, failure). failed: the audit log could not be
-  // written, so nothing more may be deleted, not even the batch already built. A limit or a
-  // cancel still sends (and logs) what was matched before it.
+  // written, so nothing more may be deleted, not even the batch already built. A limit still
+  // sends (and logs) what was matched before it; after a cancel no batch is sent (its entries
+  // were matched, not deleted), while a dry run's lines in flight are still written.
   bool stop = false;
   bool failed = false;
+  auto cancelledNow = [&] {
+    if (!shared_.cancelled()) return false;
+    counts_.cancelled = true;
+    stop = true;
+    dropBatch();
+    return true;
+  };
   auto lastReport = Clock::now();
   bool more = true;
   while (more && !stop) {
@@ -87,9 +132,12 @@ void PurgeLane::run(const Report& report) {
         }
         return;
       }
-      if (!batch_.empty() && batch_.size() + deleteMessageSize(e) > batchLimit_ && !sendBatch()) {
-        failed = stop = true;
-        return;
+      if (!batch_.empty() && batch_.size() + deleteMessageSize(e) > batchLimit_) {
+        if (cancelledNow()) return;
+        if (!sendBatch()) {
+          failed = stop = true;
+          return;
+        }
       }
       lastMsgOffset_ = batch_.size();
       const uint32_t seq = del_->nextSeq();
@@ -103,6 +151,7 @@ void PurgeLane::run(const Report& report) {
     });
     // Deletes go out after every dump buffer: an entry is deleted milliseconds after it
     // was read, while the dump carries on.
+    if (!shared_.dryRun) cancelledNow();
     if (!failed && !batch_.empty() && !sendBatch()) failed = stop = true;
     if (!failed && logging && shared_.dryRun && !writeLog()) failed = stop = true;
     if (logging && shared_.logErrno.load() != 0) stop = true;
@@ -135,10 +184,14 @@ bool PurgeLane::writeLog(bool laneDone) {
     logLines_ = 0;
     if (logBuf_.empty()) return true;
   }
-  // A failed write is cut back to the last whole line, so the log stays valid NDJSON.
+  // A failed write is cut back to the last whole line, so the log stays valid NDJSON. Other
+  // ctpurge processes may append to the same file (cron jobs, ctpurge@ instances): the file
+  // is locked (flock) from the size read to the cut-back, so the cut removes only our bytes.
   struct stat st {};
   const bool regular = ::fstat(shared_.logFd, &st) == 0 && S_ISREG(st.st_mode);
-  const off_t before = regular ? st.st_size : 0;
+  LogFileLock fileLock(regular ? shared_.logFd : -1);
+  if (regular && !fileLock.held()) return failLog(fileLock.error());
+  const off_t before = regular && ::fstat(shared_.logFd, &st) == 0 ? st.st_size : 0;
   const char* p = logBuf_.data();
   size_t left = logBuf_.size();
   while (left > 0) {
@@ -158,9 +211,7 @@ bool PurgeLane::writeLog(bool laneDone) {
       int ignored = ::ftruncate(shared_.logFd, before);
       (void)ignored;
     }
-    shared_.logErrno.store(err);
-    counts_.logErrno = err;
-    return false;
+    return failLog(err);
   }
   counts_.logged += lines;
   logLines_ = 0;
@@ -168,11 +219,25 @@ bool PurgeLane::writeLog(bool laneDone) {
   return true;
 }
 
+bool PurgeLane::failLog(int err) {
+  shared_.logErrno.store(err);
+  counts_.logErrno = err;
+  return false;
+}
+
+void PurgeLane::dropBatch() {
+  batch_.clear();
+  batchSeqs_.clear();
+  batchRecords_.clear();
+  if (!shared_.dryRun) {  // the audit lines of the dropped deletes (a dry run's lines stay)
+    logBuf_.clear();
+    logLines_ = 0;
+  }
+}
+
 bool PurgeLane::sendBatch() {
   if (shared_.logFd >= 0 && !writeLog()) {
-    batch_.clear();
-    batchSeqs_.clear();
-    batchRecords_.clear();
+    dropBatch();
     logBuf_.clear();
     logLines_ = 0;
     return false;

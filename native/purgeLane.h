@@ -63,6 +63,8 @@ class PurgeLane {
 
  private:
   bool sendBatch();   // false: the audit log failed, the batch was dropped unsent
+  bool failLog(int err);  // records a failed audit-log write (every lane stops deleting); false
+  void dropBatch();   // forgets the batch being built (and, unless a dry run, its audit lines)
   // Writes logBuf_ (and the table rows) whole, or records the failure and returns false.
   // laneDone: this lane has no more lines (the table's held head may be due).
   bool writeLog(bool laneDone = false);

@@ -100,6 +100,12 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   }
 
   void run(const ExecutionProgress& progress) {
+    // A cancel that came before the run starts (an aborted signal, a SIGTERM while waiting
+    // for the lock) ends it with nothing read and nothing deleted.
+    if (opts_.cancel && __atomic_load_n(opts_.cancel, __ATOMIC_RELAXED) != 0) {
+      counts_.cancelled = true;
+      return;
+    }
     if (flush_) {
       // The plan chose the flush (src/plan.ts). A flush deletes what no one has seen: never in a
       // dry run, with a limit, with entries wanted or with an audit log.
@@ -148,6 +154,11 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     // One request per lane: the plan's flush requests (one per family when the query has tuple
     // conditions but names no family).
     for (const Lane& part : lanes_) {
+      // No flush request is sent after a cancel (the ones before it are done).
+      if (opts_.cancel && __atomic_load_n(opts_.cancel, __ATOMIC_RELAXED) != 0) {
+        counts_.cancelled = true;
+        break;
+      }
       std::memset(buf, 0, sizeof buf);
       nlmsghdr* nlh = buildFlushRequest(buf, s.nextSeq(), part.kernel);
       // A DELETE without tuple and without any filter attribute empties the whole table.

@@ -31,6 +31,23 @@ export class ConntrackError extends Error {
   }
 }
 
+/**
+ * Node's AbortError (name 'AbortError', code 'ABORT_ERR', the signal's reason as its cause):
+ * what an operation given an already aborted signal rejects with, having touched nothing.
+ */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR';
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
+}
+
+/** Throws an AbortError when the signal is already aborted: the operation does not start. */
+export function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw new AbortError(`${what}: the signal was aborted before it started; nothing was done`, { cause: signal.reason });
+}
+
 interface NativeErrorShape {
   message?: string;
   code?: string;

@@ -1,5 +1,5 @@
 /** Conntrack events: the kernel's new/update/destroy multicast groups as an async iterable. */
-import { captureStack, fromNative } from './errors.js';
+import { captureStack, fromNative, throwIfAborted } from './errors.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
 import type { NativeEventCursor, NativeFilter, NativeHandle } from './native.js';
 import { fieldError, integerField, ownOptions, signalField, typeName } from './validate.js';
@@ -19,7 +19,7 @@ export interface EventsOptions {
   query?: Query;
   /** Receive buffer in bytes (default 8 MiB, forced with CAP_NET_ADMIN). */
   receiveBuffer?: number;
-  /** Ends the stream (within about 200 ms), e.g. on SIGTERM. */
+  /** Ends the stream (within about 200 ms), e.g. on SIGTERM. Already aborted: events() throws an AbortError. */
   signal?: AbortSignal;
 }
 
@@ -55,9 +55,9 @@ function openEvents<T>(given: object, keys: string[], open: (options: EventsOpti
   // Events are matched here only: the kernel filters no multicast group.
   const compiled = compileQuery(options.query ?? {});
   const signal = options.signal === undefined ? undefined : signalField(options.signal, 'signal');
+  throwIfAborted(signal, 'events');
   const cursor = open(options, groups, rcvbuf, compiled.filter);
   const onAbort = () => cursor.close();
-  if (signal?.aborted) onAbort();
   signal?.addEventListener('abort', onAbort, { once: true });
   return { cursor, release: () => signal?.removeEventListener('abort', onAbort) };
 }

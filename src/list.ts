@@ -1,5 +1,5 @@
 /** Conntrack.list, listChunks, listNdjson and exportTo: the entries of a plan, streamed or written. */
-import { captureStack, ConntrackError, fromNative } from './errors.js';
+import { captureStack, ConntrackError, fromNative, throwIfAborted } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
 import { abortFlag, type HandleAccess } from './handleAccess.js';
 import type { NativeCursor, NativeHandle, NativeLane } from './native.js';
@@ -97,6 +97,7 @@ export function exportOptions(fd: unknown, options: ExportOptions): { fd: number
  * flushes, never sends a delete). Resolves with the lines written.
  */
 export async function exportPlan(access: HandleAccess, plan: QueryPlan, o: ReturnType<typeof exportOptions>): Promise<number> {
+  throwIfAborted(o.signal, 'exportTo');
   // An abort stops the export after the lines in flight (the lanes look between dump reads).
   const cancel = abortFlag(o.signal);
   const counts = await access

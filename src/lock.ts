@@ -5,7 +5,8 @@
  */
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ConntrackError } from './errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AbortError, ConntrackError, throwIfAborted } from './errors.js';
 import { loadNative, type NativeBinding } from './native.js';
 
 export const DEFAULT_LOCK_DIR = '/run/ctpurge';
@@ -15,20 +16,50 @@ export interface PurgeLock {
   release(): void;
 }
 
+/** How often a wait for the lock tries again: each try is one non-blocking flock(2). */
+const RETRY_MS = 50;
+
+/**
+ * Takes the namespace's purge lock, waiting up to waitSeconds for another holder. The wait
+ * holds no thread: each try is a non-blocking flock on a pool thread, and the waits between
+ * tries are timers, so an embedding service's thread pool stays free. An abort of `signal`
+ * ends the wait at once with an AbortError (nothing was purged).
+ */
 export async function acquirePurgeLock(
   netns: string | null,
   waitSeconds: number,
-  options: { dir?: string; binding?: NativeBinding } = {},
+  options: { dir?: string; binding?: NativeBinding; signal?: AbortSignal } = {},
 ): Promise<PurgeLock> {
   const binding = options.binding ?? loadNative();
   const dir = options.dir ?? process.env.CTPURGE_LOCK_DIR ?? DEFAULT_LOCK_DIR;
   const nsFile = netns ?? '/proc/self/ns/net';
+  throwIfAborted(options.signal, 'purge lock');
   const { ino } = await stat(nsFile);
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const file = path.join(dir, `netns-${ino}.lock`);
-  try {
-    const fd = await binding.lockFile(file, waitSeconds * 1000);
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (;;) {
+    let fd: number;
+    try {
+      fd = await binding.lockFile(file, 0);
+    } catch (err) {
+      const e = err as Error & { code?: string; holderPid?: number; errno?: number; syscall?: string };
+      if (e.code === 'ELOCKED' && Date.now() < deadline) {
+        try {
+          await sleep(Math.min(RETRY_MS, Math.max(1, deadline - Date.now())), undefined, { signal: options.signal });
+        } catch {
+          throw new AbortError(`purge lock: aborted while waiting for ${file}; nothing was purged`, { cause: options.signal?.reason });
+        }
+        continue;
+      }
+      throw lockError(e, netns, file, waitSeconds);
+    }
     let held = true;
+    // Aborted while the last try ran: give the lock back, the purge does not start.
+    if (options.signal?.aborted) {
+      binding.unlockFile(fd);
+      throwIfAborted(options.signal, 'purge lock');
+    }
     return {
       file,
       release() {
@@ -36,24 +67,25 @@ export async function acquirePurgeLock(
         held = false;
       },
     };
-  } catch (err) {
-    const e = err as Error & { code?: string; holderPid?: number; errno?: number; syscall?: string };
-    if (e.code === 'ELOCKED') {
-      const who = e.holderPid && e.holderPid > 0 ? ` (pid ${e.holderPid})` : '';
-      throw new ConntrackError(`another ctpurge is purging ${netns ?? 'this namespace'}${who}`, {
-        code: 'ELOCKED',
-        operation: 'lock',
-        netns,
-        hint: `waited ${waitSeconds} s for ${file}; raise --lock-wait to wait longer`,
-      });
-    }
-    throw new ConntrackError(`cannot take the purge lock ${file}: ${e.message}`, {
-      code: e.code ?? 'EIO',
-      errno: e.errno,
-      syscall: e.syscall,
+  }
+}
+
+function lockError(e: Error & { code?: string; holderPid?: number; errno?: number; syscall?: string }, netns: string | null, file: string, waitSeconds: number): ConntrackError {
+  if (e.code === 'ELOCKED') {
+    const who = e.holderPid && e.holderPid > 0 ? ` (pid ${e.holderPid})` : '';
+    return new ConntrackError(`another ctpurge is purging ${netns ?? 'this namespace'}${who}`, {
+      code: 'ELOCKED',
       operation: 'lock',
       netns,
-      hint: 'set CTPURGE_LOCK_DIR to a writable directory (systemd: RuntimeDirectory=ctpurge)',
+      hint: `waited ${waitSeconds} s for ${file}; raise --lock-wait to wait longer`,
     });
   }
+  return new ConntrackError(`cannot take the purge lock ${file}: ${e.message}`, {
+    code: e.code ?? 'EIO',
+    errno: e.errno,
+    syscall: e.syscall,
+    operation: 'lock',
+    netns,
+    hint: 'set CTPURGE_LOCK_DIR to a writable directory (systemd: RuntimeDirectory=ctpurge)',
+  });
 }

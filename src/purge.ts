@@ -1,6 +1,6 @@
 /** Conntrack.purge: its options, its result, and the run of a planned purge. */
 import { performance } from 'node:perf_hooks';
-import { ConntrackError } from './errors.js';
+import { ConntrackError, throwIfAborted } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
 import type { KernelFeatures } from './kernel.js';
 import { abortFlag, type HandleAccess } from './handleAccess.js';
@@ -20,7 +20,11 @@ export interface PurgeOptions extends Query {
   onDeleted?: (entry: Entry) => void;
   /** Called about every 200 ms with the counts so far. */
   onProgress?: (progress: PurgeProgress) => void;
-  /** Stops after the batch in flight; the result then has cancelled: true. */
+  /**
+   * Stops the purge: aborted before it starts, purge() rejects with an AbortError and touches
+   * nothing; during a run, no batch is sent after the abort (cancelled: true), and what was
+   * already deleted is counted.
+   */
   signal?: AbortSignal;
   /**
    * A write-ahead audit log: an open file descriptor that gets each entry's NDJSON line (the
@@ -108,6 +112,7 @@ export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lane
 /** Runs a validated purge on the handle: the plan's method, its lanes, the options. */
 export async function runPurge(access: HandleAccess, request: PurgeRequest): Promise<PurgeResult> {
   const { plan, dryRun, limit, onDeleted, onProgress, signal, logFd } = request;
+  throwIfAborted(signal, 'purge');
   const handle = access.native();
   const cancel = abortFlag(signal);
   let callbackError: unknown;

@@ -5,6 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { KernelFeatures } from './kernel.js';
 import { parseDuration } from './parse/duration.js';
+import { AbortError } from './errors.js';
 import { booleanField, fieldError, functionField, integerField, ownOptions, signalField, typeName } from './validate.js';
 import type { Query } from './query.js';
 import { refuseUnselective, toPlan, type QueryPlan } from './plan.js';
@@ -35,8 +36,11 @@ export interface PurgerOptions {
   /** Forwarded to each purge. */
   limit?: number;
   dryRun?: boolean;
-  /** Taken before each run and released after it, e.g. acquirePurgeLock (the CLI's lock). */
-  lock?: () => Promise<{ release(): void }>;
+  /**
+   * Taken before each run and released after it, e.g. acquirePurgeLock (the CLI's lock). It
+   * gets the purger's signal, aborted by stop(): a wait for the lock should end with it.
+   */
+  lock?: (signal: AbortSignal) => Promise<{ release(): void }>;
   /** A write-ahead audit log (see PurgeOptions.logFd); a function is asked before each run (log reopening). */
   logFd?: number | (() => number);
 }
@@ -212,7 +216,7 @@ export class Purger extends EventEmitter {
       let result: PurgeResult | null = null;
       const skipped = this.#whenAbove !== undefined && usage <= this.#whenAbove;
       if (!skipped) {
-        const lock = this.#lock ? await this.#lock() : null;
+        const lock = this.#lock ? await this.#lock(this.#abort.signal) : null;
         try {
           const logFd = typeof this.#logFd === 'function' ? this.#logFd() : this.#logFd;
           result = await this.#ct.purge({ plan: this.#plan, signal: this.#abort.signal, limit: this.#limit, dryRun: this.#dryRun, logFd });
@@ -226,6 +230,9 @@ export class Purger extends EventEmitter {
       }
       this.emit('run', { result, skipped, usage, count: stats.count, max: stats.max, nextInSeconds: this.#interval } satisfies PurgerRun);
     } catch (err) {
+      // stop() during the lock wait, or before the purge started: nothing was done, and that is no failure.
+      // (ours, a DOMException from signal.throwIfAborted(), or the lock function's own).
+      if (this.#stopped && (err instanceof AbortError || (err as Error | undefined)?.name === 'AbortError')) return;
       // An 'error' event with no listener would throw; a scheduled purge reports and goes on.
       if (this.listenerCount('error') > 0) this.emit('error', err as Error);
     }

@@ -135,7 +135,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     whenAbove: args.whenAbove,
     limit: args.limit,
     dryRun: args.dryRun,
-    lock: async () => {
+    lock: async (stopSignal) => {
       if (nsFile) {
         const now = namespaceId(nsFile);
         if (now !== nsId) {
@@ -143,7 +143,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
           throw Object.assign(new Error(`--netns: ${args.netns ?? nsFile} ${what}; exiting so the service manager can start ctpurge on the current one`), { fatal: true });
         }
       }
-      return acquirePurgeLock(ct.netns, args.lockWait);
+      return acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal });
     },
     logFd: log
       ? () => {

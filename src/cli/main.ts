@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Conntrack } from '../conntrack.js';
-import { ConntrackError } from '../errors.js';
+import { AbortError, ConntrackError } from '../errors.js';
 import { kernelFeatures } from '../kernel.js';
 import { planQuery, type QueryPlan } from '../plan.js';
 import { flushAllowed } from '../purge.js';
@@ -139,6 +139,10 @@ export async function main(argv: string[]): Promise<number> {
   const onSignal = () => abort.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // logrotate's postrotate signals every ctpurge writing the log: a one-shot purge finishes
+  // (its lines land in the rotated file) instead of dying, from its first moment on; a daemon
+  // adds its own handler, which reopens the log, once it runs.
+  if (args.command === 'purge') process.on('SIGHUP', ignoreHangup);
   let ct: Conntrack | undefined;
   try {
     ct = await Conntrack.open(args.netns === undefined ? { lanes: CLI_LANES } : { netns: args.netns, lanes: CLI_LANES });
@@ -148,10 +152,16 @@ export async function main(argv: string[]): Promise<number> {
           await runDaemon(ct, args, plan, abort.signal, log);
           break;
         }
-        // logrotate's postrotate signals every ctpurge writing the log: a one-shot run finishes
-        // (its lines land in the rotated file) instead of dying mid-purge.
-        process.on('SIGHUP', ignoreHangup);
-        const lock = await acquirePurgeLock(ct.netns, args.lockWait);
+        // A SIGTERM while waiting for another purge ends the wait at once: nothing is deleted.
+        const lock = await acquirePurgeLock(ct.netns, args.lockWait, { signal: abort.signal }).catch((err: unknown) => {
+          if (err instanceof AbortError) return null;
+          throw err;
+        });
+        if (lock === null) {
+          if (!args.quiet) process.stderr.write('ctpurge: stopped while waiting for the purge lock; nothing was deleted\n');
+          if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, started: false, cancelled: true, matched: 0, deleted: 0 })}\n`);
+          break;
+        }
         let result;
         try {
           result = await purgeCommand(ct, args, plan, abort.signal, log);

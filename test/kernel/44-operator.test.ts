@@ -2,7 +2,7 @@
  * What a careless operator does to a CLI: pipes it into head, points its files at odd places,
  * fills the disk, rotates its log, deletes its namespace.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import os from 'node:os';
@@ -122,6 +122,51 @@ describeKernel('--log: no entry is deleted without its line', () => {
       for (const src of before) if (!after.has(src)) expect(logSrc.has(src as string)).toBe(true);
     } finally {
       fs.remove();
+    }
+  });
+
+  it('the log is locked (flock) while a batch is written: a purge waits for another writer\'s lock, and writes nothing meanwhile', async () => {
+    const log = path.join(dir, 'audit.log');
+    writeFileSync(log, '', { mode: 0o600 });
+    const holder = spawn('flock', ['-x', log, '-c', 'echo held; sleep 1.5'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => holder.stdout?.on('data', () => resolve()));
+    const t0 = Date.now();
+    const run = startCtpurge(['--state', 'ESTABLISHED', '--log', log, '--netns', ns.name, '--json']);
+    await new Promise((r) => setTimeout(r, 800));
+    // Waiting for the lock: no line written, and no entry deleted without its line.
+    expect(statSync(log).size).toBe(0);
+    expect(ns.conntrackCount()).toBe(3000);
+    expect(await run.exited).toBe(0);
+    expect(Date.now() - t0).toBeGreaterThan(1200);
+    expect(JSON.parse(run.out())).toMatchObject({ deleted: 3000, logged: 3000 });
+    expect(readFileSync(log, 'utf8').trim().split('\n')).toHaveLength(3000);
+  });
+
+  it('two writers on one log and a full disk: a failed write never removes the other writer\'s lines', async () => {
+    for (let round = 0; round < 3; round++) {
+      const fs = smallTmpfs(2000);
+      const other = TestNetns.create();
+      try {
+        if (round > 0) ns.load(ESTABLISHED(3000));
+        other.load(ESTABLISHED(3000));
+        const log = path.join(fs.dir, 'audit.log');
+        const runs = [ns, other].map((n) => startCtpurge(['--state', 'ESTABLISHED', '--log', log, '--netns', n.name, '--json']));
+        const codes = await Promise.all(runs.map((r) => r.exited));
+        // Each says how many lines it wrote: in its summary, or in its ENOSPC message.
+        const logged = runs.map((r, i) => (codes[i] === 0 ? (JSON.parse(r.out()) as { logged: number }).logged : Number(/(\d+) logged\n$/.exec(r.err())?.[1])));
+        expect(codes.filter((c) => c === 1).length, runs.map((r) => r.err()).join('')).toBeGreaterThan(0);
+        const text = readFileSync(log, 'utf8');
+        expect(text === '' || text.endsWith('\n')).toBe(true);
+        const lines = text.split('\n').filter(Boolean);
+        for (const l of lines) JSON.parse(l);
+        expect(lines.length, `round ${round}: ${JSON.stringify(logged)}`).toBe(logged[0]! + logged[1]!);
+        // And every entry that is gone has its line.
+        expect(6000 - ns.conntrackCount() - other.conntrackCount()).toBe(lines.length);
+      } finally {
+        other.destroy();
+        fs.remove();
+        ns.exec('conntrack', ['-F']);
+      }
     }
   });
 

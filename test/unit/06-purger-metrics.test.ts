@@ -203,3 +203,41 @@ describe('metrics', () => {
     expect(seriesOf(text, 'ctpurge_table_read_timestamp_seconds').get('netns="/var/run/netns/blue"')).toBe(1_700_000_000);
   });
 });
+
+describe('an abort before deleting touches nothing', () => {
+  it('purge and exportTo with an aborted signal reject with an AbortError and reach no native purge', async () => {
+    const { binding, calls } = sharedFake();
+    const ct = await Conntrack.open({ binding, kernel });
+    const signal = AbortSignal.abort();
+    await expect(ct.purge({ unreplied: true, signal })).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' });
+    await expect(ct.purge({ unreplied: true, olderThan: 60, signal })).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(ct.exportTo(1, {}, { signal })).rejects.toMatchObject({ name: 'AbortError' });
+    expect(() => ct.events({ signal })).toThrow(/aborted before it started/);
+    expect(calls.purge).toHaveLength(0);
+    expect(calls.events).toHaveLength(0);
+  });
+
+  it('stop() during the lock wait ends the wait: no purge, no error event', async () => {
+    const { binding, calls } = sharedFake();
+    const ct = await Conntrack.open({ binding, kernel });
+    const errors: Error[] = [];
+    let waiting = false;
+    const purger = ct.schedule({
+      query: { unreplied: true },
+      every: 60,
+      lock: (signal) =>
+        new Promise((_, reject) => {
+          waiting = true;
+          signal.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' })), { once: true });
+        }),
+    });
+    purger.on('error', (e) => errors.push(e));
+    const run = purger.runNow();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(waiting).toBe(true);
+    await purger.stop();
+    await run;
+    expect(calls.purge).toHaveLength(0);
+    expect(errors).toEqual([]);
+  });
+});
