@@ -27,9 +27,11 @@ WORKDIR /opt/ctpurge
 # A non-root process only gets CAP_NET_ADMIN through a file capability: a copy of node that
 # carries it, used for ctpurge alone (the runtime must still allow the capability).
 RUN cp /usr/local/bin/node /opt/ctpurge/node && setcap cap_net_admin+ep /opt/ctpurge/node
-# The purge lock's default directory, writable by whatever user the container runs as
-# (sticky, like /tmp). With a read-only root filesystem mount an emptyDir here.
-RUN mkdir -p /run/ctpurge && chmod 1777 /run/ctpurge
+# The purge lock's default directory, the image user's own: in a directory others can write
+# and that is sticky (like /tmp), anyone could plant the lock's name and block every purge,
+# so ctpurge refuses one. Another --user: mount a tmpfs of its own here (uid=,mode=0700).
+# With a read-only root filesystem mount an emptyDir (Kubernetes) or such a tmpfs here.
+RUN mkdir -p /run/ctpurge && chown 65534:65534 /run/ctpurge && chmod 0700 /run/ctpurge
 COPY --from=build /src/package.json ./
 COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist ./dist

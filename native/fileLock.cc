@@ -44,6 +44,24 @@ long confirmedHolder(int fd) {
   return 0;
 }
 
+// Moves what sits at the lock's name out of the way (a file, a directory, a symlink: rename
+// works for each, and for another user's entry wherever the directory lets us write), then
+// removes it where it can. What cannot be removed stays under a name no lock uses.
+void moveAside(int dirFd, const std::string& dir, const std::string& name) {
+  char aside[128];
+  std::snprintf(aside, sizeof aside, ".%s.foreign-%ld-%ld", name.c_str(), static_cast<long>(::getpid()),
+                static_cast<long>(std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffff));
+  if (::renameat(dirFd, name.c_str(), dirFd, aside) != 0) {
+    if (errno == ENOENT) return;
+    throw SysError::fromErrno(errno, "rename", "lock",
+                              "lock file " + dir + "/" + name + " is not private to this user and cannot be replaced in " + dir);
+  }
+  if (::unlinkat(dirFd, aside, 0) != 0) {
+    int ignored = ::unlinkat(dirFd, aside, AT_REMOVEDIR);  // an empty directory; a full one stays aside
+    (void)ignored;
+  }
+}
+
 class LockWorker : public PromiseWorker {
  public:
   LockWorker(Napi::Env env, std::string path, double waitMs)
@@ -66,6 +84,13 @@ class LockWorker : public PromiseWorker {
       if (ds.st_uid != ::geteuid() && ds.st_uid != 0)
         throw SysError::fromErrno(EACCES, "open", "lock",
                                   "lock directory " + dir + " belongs to uid " + std::to_string(ds.st_uid));
+      // In a sticky directory others can write, a user who is not root can neither remove nor
+      // move another user's entry: anyone could plant the lock's name and block every purge.
+      if ((ds.st_mode & S_ISVTX) && (ds.st_mode & S_IWOTH) && ::geteuid() != 0)
+        throw SysError::fromErrno(EACCES, "open", "lock",
+                                  "lock directory " + dir +
+                                      " is shared and sticky (like /tmp): another user could plant the lock file there and "
+                                      "block every purge; use a directory only this user can write");
       const auto deadline =
           std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long long>(waitMs_));
       for (int replaced = 0;;) {
@@ -92,10 +117,11 @@ class LockWorker : public PromiseWorker {
     const int fd = ::openat(dirFd, name.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     struct stat st {};
     if (fd < 0) {
-      // ELOOP: a symlink; EACCES: the kernel's protected_symlinks/_regular/_fifos refusing
-      // another user's file in a sticky directory. Either way, replace what is not ours.
+      // ELOOP: a symlink; EISDIR: a directory; EACCES: the kernel's protected_symlinks/
+      // _regular/_fifos refusing another user's file in a sticky directory. Either way,
+      // replace what is not ours.
       const int err = errno;
-      const bool foreign = (err == ELOOP || err == EACCES) &&
+      const bool foreign = (err == ELOOP || err == EACCES || err == EISDIR) &&
                            ::fstatat(dirFd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                            (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid());
       if (!foreign) throw SysError::fromErrno(err, "open", "lock", "cannot open lock file " + path_);
@@ -105,9 +131,7 @@ class LockWorker : public PromiseWorker {
       // A symlink, FIFO, device, another user's file or a file others can open: replace it.
       if (fd >= 0) ::close(fd);
       if (++replaced > 8) throw SysError::fromErrno(EAGAIN, "open", "lock", "lock file " + path_ + " keeps being replaced");
-      if (::unlinkat(dirFd, name.c_str(), 0) != 0 && errno != ENOENT)
-        throw SysError::fromErrno(errno, "unlink", "lock",
-                                  "lock file " + path_ + " is not private to this user and cannot be replaced in " + dir);
+      moveAside(dirFd, dir, name);
       return false;
     }
     for (;;) {

@@ -5,7 +5,8 @@
 import { EventEmitter } from 'node:events';
 import type { KernelFeatures } from './kernel.js';
 import { parseDuration } from './parse/duration.js';
-import { AbortError } from './errors.js';
+import { statSync } from 'node:fs';
+import { AbortError, ConntrackError } from './errors.js';
 import { booleanField, fieldError, functionField, integerField, ownOptions, signalField, typeName } from './validate.js';
 import type { Query } from './query.js';
 import { refuseUnselective, toPlan, type QueryPlan } from './plan.js';
@@ -15,6 +16,12 @@ import { flushAllowed, type PurgeOptions, type PurgeResult } from './purge.js';
 export interface PurgeTarget {
   readonly kernel: KernelFeatures;
   readonly lanes: number;
+  /**
+   * The namespace file the target works in (Conntrack.netns), or null. A Purger checks
+   * before every run that it still names the namespace it named at the start: one deleted
+   * (`ip netns del`) or replaced would be purged of nothing, forever.
+   */
+  readonly netns?: string | null;
   usage(): Promise<{ count: number; max: number; usage: number }>;
   purge(options: PurgeOptions): Promise<PurgeResult>;
 }
@@ -109,6 +116,10 @@ export class Purger extends EventEmitter {
   #started = false;
   #stopped = false;
   #interval: number;
+  /** The namespace's identity at construction (see PurgeTarget.netns). */
+  readonly #netnsId: string | null;
+  /** Failures already warned about (no 'error' listener): each message once. */
+  readonly #warned = new Set<string>();
 
   constructor(ct: PurgeTarget, given: PurgerOptions) {
     super();
@@ -125,6 +136,7 @@ export class Purger extends EventEmitter {
     }
     if (options.signal !== undefined) signalField(options.signal, 'signal');
     this.#ct = ct;
+    this.#netnsId = typeof ct.netns === 'string' ? namespaceId(ct.netns) : null;
     this.#plan = plan;
     this.#every = every;
     this.#interval = every;
@@ -164,16 +176,34 @@ export class Purger extends EventEmitter {
     return this.#interval;
   }
 
+  /** True while a run is in flight (from start() until the first run ends, and during each later one). */
   get running(): boolean {
     return this.#running !== null;
   }
 
-  /** Starts: the first run now, then one per interval. Returns this. */
+  /** True from start() until stop() (or the signal, or a fatal error) ends the schedule. */
+  get active(): boolean {
+    return this.#started && !this.#stopped;
+  }
+
+  /**
+   * Starts: the first run begins now, then one runs every interval after the previous one
+   * ended. The first run holds the process open until it ends (a script that starts a purger
+   * and awaits nothing else still sees it run; `firstRun` resolves when it has); later runs
+   * wait on unref'd timers, so a purger never keeps a process alive on its own. Returns this.
+   */
   start(): this {
     if (this.#started || this.#stopped) return this;
     this.#started = true;
-    this.#schedule(0);
+    this.#first = this.runNow().then(() => this.#schedule(this.#interval));
     return this;
+  }
+
+  #first: Promise<void> | null = null;
+
+  /** The first run after start(): resolves when it has ended (failed runs included; see 'error'). */
+  get firstRun(): Promise<void> {
+    return this.#first ?? Promise.resolve();
   }
 
   /** Stops scheduling; a run in flight stops after its current batch. Resolves when it has. */
@@ -211,6 +241,7 @@ export class Purger extends EventEmitter {
 
   async #run(): Promise<void> {
     try {
+      this.#checkNamespace();
       const stats = await this.#ct.usage();
       const usage = stats.usage;
       let result: PurgeResult | null = null;
@@ -233,8 +264,56 @@ export class Purger extends EventEmitter {
       // stop() during the lock wait, or before the purge started: nothing was done, and that is no failure.
       // (ours, a DOMException from signal.throwIfAborted(), or the lock function's own).
       if (this.#stopped && (err instanceof AbortError || (err as Error | undefined)?.name === 'AbortError')) return;
-      // An 'error' event with no listener would throw; a scheduled purge reports and goes on.
-      if (this.listenerCount('error') > 0) this.emit('error', err as Error);
+      const fatal = err instanceof ConntrackError && err.operation === 'netns';
+      if (fatal) {
+        // Nothing left to purge: the schedule ends (the 'stop' event follows the error).
+        this.#stopped = true;
+        if (this.#timer) clearTimeout(this.#timer);
+        this.#timer = null;
+        queueMicrotask(() => this.emit('stop'));
+      }
+      this.#report(err as Error);
     }
+  }
+
+  /**
+   * A failed run goes to the 'error' listeners. With none, an EventEmitter would throw from a
+   * timer and bring the service down; a purger warns once per distinct message instead
+   * (process.emitWarning, code CTPURGE_PURGER_ERROR), and is never silent.
+   */
+  #report(err: Error): void {
+    if (this.listenerCount('error') > 0) {
+      this.emit('error', err);
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    if (this.#warned.has(message) || this.#warned.size >= 32) return;
+    this.#warned.add(message);
+    process.emitWarning(`a scheduled purge failed and the Purger has no 'error' listener: ${message}`, { code: 'CTPURGE_PURGER_ERROR', detail: 'Add purger.on("error", ...) to handle failures.' });
+  }
+
+  /** Throws a ConntrackError (operation 'netns') when the target's namespace is gone or replaced. */
+  #checkNamespace(): void {
+    const file = this.#ct.netns;
+    if (typeof file !== 'string' || this.#netnsId === null) return;
+    const now = namespaceId(file);
+    if (now === this.#netnsId) return;
+    const gone = now === null;
+    throw new ConntrackError(`${file} ${gone ? 'is gone (deleted with ip netns del?)' : 'was replaced by a new namespace'}; the purger stopped`, {
+      code: gone ? 'ENOENT' : 'ESTALE',
+      operation: 'netns',
+      netns: file,
+      hint: 'open a new handle on the current namespace and schedule again',
+    });
+  }
+}
+
+/** A namespace file's identity (device and inode); null once it is gone. */
+export function namespaceId(file: string): string | null {
+  try {
+    const st = statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
   }
 }

@@ -76,7 +76,8 @@ export function booleanField(value: unknown, field: string): boolean {
 /** A count such as a limit: an integer, 0 or more. */
 export function limitField(value: unknown, field: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value)) throw fieldError(TypeError, field, `expected an integer, got ${typeName(value)}`);
-  if (value < 0 || value > Number.MAX_SAFE_INTEGER) throw fieldError(RangeError, field, `must be 0 or more`);
+  if (value < 0) throw fieldError(RangeError, field, `must be 0 or more`);
+  if (value > Number.MAX_SAFE_INTEGER) throw fieldError(RangeError, field, `${value} is more than ${Number.MAX_SAFE_INTEGER} (leave it out for no limit)`);
   return value;
 }
 

@@ -52,6 +52,7 @@ const OPTIONS: OptionSpec[] = [
   { name: 'metrics-file', value: 'PATH', commands: ['purge'] },
   { name: 'metrics-listen', value: '[HOST:]PORT', commands: ['purge'] },
   { name: 'lock-wait', value: 'DUR', commands: ['purge'] },
+  { name: 'pid-file', value: 'PATH', commands: ['purge'] },
   { name: 'output', short: 'o', value: 'table|conntrack', commands: ['list'] },
   { name: 'top', value: 'N', commands: ['stats'] },
   { name: 'quiet', short: 'q', commands: 'all' },
@@ -75,6 +76,8 @@ export interface ParsedArgs {
   whenAbove?: number;
   metricsFile?: string;
   metricsListen?: { host: string; port: number };
+  /** Daemon mode: its pid is written here while it runs (for logrotate's SIGHUP). */
+  pidFile?: string;
   lockWait: number;
   output: 'table' | 'conntrack';
   top: number;
@@ -230,6 +233,12 @@ export function parseArgs(argv: string[]): ParsedArgs {
   if (values.has('metrics-listen')) {
     if (out.every === undefined) throw new UsageError('--metrics-listen needs --every (a one-shot run would exit at once)');
     out.metricsListen = parseListen(one('metrics-listen') as string);
+  }
+  if (values.has('pid-file')) {
+    if (out.every === undefined) throw new UsageError('--pid-file needs --every (only a daemon is signalled by pid)');
+    const f = one('pid-file') as string;
+    if (f === '' || f.endsWith('/')) throw new UsageError('--pid-file: expected a file path');
+    out.pidFile = f;
   }
   out.lockWait = values.has('lock-wait') ? usage(() => parseDuration(one('lock-wait'), '--lock-wait')) : 10;
   if (values.has('output')) {

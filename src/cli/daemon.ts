@@ -1,6 +1,6 @@
 /** `ctpurge [selectors] --every DUR`: the scheduled purge, metrics, and a clean stop. */
 import { createServer, type Server } from 'node:http';
-import { statSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import type { Conntrack, QueryPlan } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
 import { acquirePurgeLock } from '../lock.js';
@@ -32,14 +32,31 @@ export function metricsLabels(ct: Conntrack): Record<string, string> {
   return ct.netns ? { netns: ct.netns } : {};
 }
 
-/** A scrape needs one connection for a moment: anything beyond these is a client misbehaving. */
-export const METRICS_MAX_CONNECTIONS = 16;
-export const METRICS_TIMEOUT_MS = 10_000;
+/**
+ * Connections the metrics server keeps at most. A scrape needs one for a moment: past the cap
+ * the least recently active connection that is not being answered is closed, so idle and
+ * slow (slowloris) clients can never keep a scrape out, however many there are.
+ */
+export const METRICS_MAX_CONNECTIONS = 64;
+/** A client has this long to send its request headers, and an idle keep-alive this long to send the next. */
+export const METRICS_HEADERS_TIMEOUT_MS = 2_000;
+export const METRICS_TIMEOUT_MS = 5_000;
 
 async function listen(metrics: PurgeMetrics, host: string, port: number): Promise<Server> {
   const server = createServer(
-    { requestTimeout: METRICS_TIMEOUT_MS, headersTimeout: METRICS_TIMEOUT_MS / 2, keepAliveTimeout: METRICS_TIMEOUT_MS / 2 },
+    {
+      requestTimeout: METRICS_TIMEOUT_MS,
+      headersTimeout: METRICS_HEADERS_TIMEOUT_MS,
+      keepAliveTimeout: METRICS_HEADERS_TIMEOUT_MS,
+      // The header and request timeouts are checked this often (Node's default: every 30 s).
+      connectionsCheckingInterval: 250,
+    },
     (req, res) => {
+      busy.add(req.socket);
+      res.on('close', () => {
+        busy.delete(req.socket);
+        touch(req.socket);
+      });
       if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         res.end(metrics.render());
@@ -49,8 +66,28 @@ async function listen(metrics: PurgeMetrics, host: string, port: number): Promis
       }
     },
   );
-  // Idle or slow clients are cut off; more than a few at once are refused at accept.
-  server.maxConnections = METRICS_MAX_CONNECTIONS;
+  // Every open connection in the order of its last activity (a Map keeps insertion order).
+  const open = new Map<Socket, true>();
+  const busy = new Set<Socket>();
+  const touch = (socket: Socket) => {
+    if (!open.has(socket)) return;
+    open.delete(socket);
+    open.set(socket, true);
+  };
+  server.on('connection', (socket: Socket) => {
+    open.set(socket, true);
+    socket.once('close', () => {
+      open.delete(socket);
+      busy.delete(socket);
+    });
+    // Over the cap: close the least recently active connections that are not being answered.
+    for (const old of open.keys()) {
+      if (open.size <= METRICS_MAX_CONNECTIONS) break;
+      if (old === socket || busy.has(old)) continue;
+      open.delete(old);
+      old.destroy();
+    }
+  });
   server.timeout = METRICS_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -66,15 +103,6 @@ function closeServer(server: Server): Promise<void> {
   return closed;
 }
 
-/** The namespace file's identity; null once it is gone. */
-function namespaceId(file: string): string | null {
-  try {
-    const st = statSync(file);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return null;
-  }
-}
 
 /**
  * Runs until SIGTERM/SIGINT (signal), then finishes the batch in flight, writes metrics and
@@ -102,8 +130,6 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     tableReadAt = Date.now();
     return recordTableShape(metrics, ct);
   };
-  const nsFile = ct.netns;
-  const nsId = nsFile ? namespaceId(nsFile) : null;
   let fatal: unknown;
   const done = new AbortController();
   const fail = (err: unknown) => {
@@ -135,16 +161,8 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     whenAbove: args.whenAbove,
     limit: args.limit,
     dryRun: args.dryRun,
-    lock: async (stopSignal) => {
-      if (nsFile) {
-        const now = namespaceId(nsFile);
-        if (now !== nsId) {
-          const what = now === null ? 'is gone (deleted with ip netns del?)' : 'was replaced by a new namespace';
-          throw Object.assign(new Error(`--netns: ${args.netns ?? nsFile} ${what}; exiting so the service manager can start ctpurge on the current one`), { fatal: true });
-        }
-      }
-      return acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal });
-    },
+    // The Purger checks before each run that --netns still names the namespace it opened.
+    lock: (stopSignal) => acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal }),
     logFd: log
       ? () => {
           if (reopenPending) reopen();
@@ -161,15 +179,22 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     void refreshTable().then((read) => (read ? writeMetrics() : undefined));
     if (args.quiet) return;
     const next = `next run in ${formatDuration(run.nextInSeconds)}`;
-    if (args.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...run })}\n`);
-    else if (run.skipped) process.stdout.write(`skipped: table ${(run.usage * 100).toFixed(1)}% full, not above ${((args.whenAbove ?? 0) * 100).toFixed(0)}%; ${next}\n`);
-    else if (run.result) process.stdout.write(`${purgeSummary(run.result)}; ${next}\n`);
+    // With --log - the audit lines own stdout: the run lines go to stderr, as the one-shot's summary does.
+    const sink = log?.file === '-' ? process.stderr : process.stdout;
+    if (args.json) sink.write(`${JSON.stringify({ time: new Date().toISOString(), ...run })}\n`);
+    else if (run.skipped) sink.write(`skipped: table ${(run.usage * 100).toFixed(1)}% full, not above ${((args.whenAbove ?? 0) * 100).toFixed(0)}%; ${next}\n`);
+    else if (run.result) sink.write(`${purgeSummary(run.result)}; ${next}\n`);
   });
   purger.on('error', (err: Error) => {
     inRun = false;
     metrics.recordError();
     void writeMetrics();
-    if ((err as { fatal?: boolean }).fatal || (err instanceof ConntrackError && err.operation === 'log')) {
+    if (err instanceof ConntrackError && err.operation === 'netns') {
+      const what = err.code === 'ENOENT' ? 'is gone (deleted with ip netns del?)' : 'was replaced by a new namespace';
+      fail(new Error(`--netns: ${args.netns ?? err.netns} ${what}; exiting so the service manager can start ctpurge on the current one`));
+      return;
+    }
+    if (err instanceof ConntrackError && err.operation === 'log') {
       fail(logFailure(err, log));
       return;
     }

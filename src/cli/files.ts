@@ -4,7 +4,7 @@
  * directory, another user's file or a file others can write is refused (exit 2) before the
  * table is touched, and the open itself never follows a symlink and never blocks.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { UsageError } from './args.js';
 
 function kind(st: Stats): string {
@@ -92,4 +92,35 @@ function openLogFile(file: string): number {
     throw new UsageError(`--log: ${file} ${why}; refusing to write to it`);
   }
   return fd;
+}
+
+/**
+ * The daemon's pid file (--pid-file), for logrotate's postrotate: written atomically (a
+ * temporary file renamed over the path, never through what sits there), removed at exit
+ * when it still holds this pid.
+ */
+export class PidFile {
+  private constructor(readonly file: string) {}
+
+  /** Throws UsageError (exit 2) for a path that must not be written. */
+  static write(file: string): PidFile {
+    checkOutputFile('--pid-file', file);
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+      writeFileSync(tmp, `${process.pid}\n`, { mode: 0o644, flag: 'wx' });
+      renameSync(tmp, file);
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw new UsageError(`--pid-file: cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    return new PidFile(file);
+  }
+
+  remove(): void {
+    try {
+      if (readFileSync(this.file, 'utf8').trim() === String(process.pid)) rmSync(this.file, { force: true });
+    } catch {
+      // gone already
+    }
+  }
 }

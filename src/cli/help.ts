@@ -49,6 +49,7 @@ Options:
   --metrics-file PATH      Prometheus textfile-collector metrics, rewritten atomically after each run
   --metrics-listen [H:]P   with --every: serve /metrics over HTTP (127.0.0.1 unless a host is given)
   --lock-wait DUR          wait this long for another purge of the namespace (default 10s), then exit 1
+  --pid-file PATH          with --every: write the daemon's pid here (logrotate signals it by it)
   -o, --output FORMAT      list: table (default) or conntrack (lines like conntrack -L)
   --top N                  stats: how many top sources/destinations/ports (default 10)
   -q, --quiet              print nothing on success (for cron)

@@ -17,7 +17,7 @@ import { purgeCommand, purgeSummary } from './purgeCommand.js';
 import { collectStats, renderStats } from './statsCommand.js';
 import { metricsLabels, recordTableShape, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
-import { AuditLog, checkOutputFile } from './files.js';
+import { AuditLog, checkOutputFile, PidFile } from './files.js';
 import { PurgeMetrics } from '../metrics.js';
 import { errorField } from '../validate.js';
 
@@ -125,6 +125,7 @@ export async function main(argv: string[]): Promise<number> {
     plan = validate(args);
     // Before the table is touched: a file that must not be written is a usage error (exit 2).
     if (args.metricsFile) checkOutputFile('--metrics-file', args.metricsFile);
+    if (args.pidFile) checkOutputFile('--pid-file', args.pidFile);
     if (args.log && args.command === 'purge') log = AuditLog.open(args.log);
   } catch (err) {
     if (err instanceof UsageError) {
@@ -149,7 +150,12 @@ export async function main(argv: string[]): Promise<number> {
     switch (args.command) {
       case 'purge': {
         if (args.every !== undefined) {
-          await runDaemon(ct, args, plan, abort.signal, log);
+          const pid = args.pidFile ? PidFile.write(args.pidFile) : undefined;
+          try {
+            await runDaemon(ct, args, plan, abort.signal, log);
+          } finally {
+            pid?.remove();
+          }
           break;
         }
         // A SIGTERM while waiting for another purge ends the wait at once: nothing is deleted.

@@ -48,8 +48,11 @@ export function purgeSummary(r: PurgeResult): string {
   const tail = [r.cancelled ? 'stopped early' : '', r.limitReached ? 'limit reached' : '', r.lostReports ? `${r.lostReports} batch reports lost` : '']
     .filter(Boolean)
     .join(', ');
+  // Entries that arrived during the run can be matched too: then "N of M" would read as more
+  // deleted than there were.
+  const of = (n: number) => (n <= r.tableSize ? `${formatCount(n)} of ${formatCount(r.tableSize)} entries` : `${formatCount(n)} entries (the table held ${formatCount(r.tableSize)} when the run started)`);
   const head = r.dryRun
-    ? `would purge ${formatCount(r.matched)} of ${formatCount(r.tableSize)} entries (dry run)`
-    : `purged ${formatCount(r.deleted)} of ${formatCount(r.tableSize)} entries (${formatCount(r.matched)} matched, ${formatCount(r.vanished)} vanished)`;
+    ? `would purge ${of(r.matched)} (dry run)`
+    : `purged ${of(r.deleted)} (${formatCount(r.matched)} matched, ${formatCount(r.vanished)} vanished)`;
   return `${head} in ${secs} s${tail ? `; ${tail}` : ''}`;
 }

@@ -25,8 +25,13 @@ export function parseDuration(value: unknown, name = 'duration'): number {
       seconds = 0;
       PART.lastIndex = 0;
       let matched = 0;
+      // Each unit once, largest first ('1h30m', not '1h1h' or '30m1h'): anything else is a typo.
+      let lastUnit = Infinity;
       for (let m = PART.exec(s); m !== null; m = PART.exec(s)) {
-        seconds += Number(m[1]) * (UNIT_SECONDS[m[2] as string] as number);
+        const unit = UNIT_SECONDS[m[2] as string] as number;
+        if (unit >= lastUnit) throw fieldError(RangeError, name, `${JSON.stringify(s)} is not a duration: give each unit once, largest first (e.g. 1h30m)`);
+        lastUnit = unit;
+        seconds += Number(m[1]) * unit;
         matched = PART.lastIndex;
       }
       if (matched !== s.length) {

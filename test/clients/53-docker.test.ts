@@ -136,7 +136,11 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
     const readOnly = ctpurgeRun(['--unreplied', '--older', '3600', '--json'], ['--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--read-only']);
     expect(readOnly.status).toBe(1);
     expect(readOnly.stderr).toMatch(/cannot take the purge lock \/run\/ctpurge\/netns-\d+\.lock.*read-only/i);
-    const withTmpfs = ctpurgeRun(['--unreplied', '--older', '3600', '--json'], ['--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--read-only', '--tmpfs', '/run/ctpurge']);
+    // A plain --tmpfs is not the image user's: refused, naming the directory.
+    const plain = ctpurgeRun(['--unreplied', '--older', '3600', '--json'], ['--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--read-only', '--tmpfs', '/run/ctpurge']);
+    expect(plain.status).toBe(1);
+    expect(plain.stderr).toMatch(/cannot take the purge lock \/run\/ctpurge\/netns-\d+\.lock: .*\/run\/ctpurge/);
+    const withTmpfs = ctpurgeRun(['--unreplied', '--older', '3600', '--json'], ['--cap-drop', 'ALL', '--cap-add', 'NET_ADMIN', '--read-only', '--tmpfs', '/run/ctpurge:uid=65534,mode=0700']);
     expect(withTmpfs.status, withTmpfs.stderr).toBe(0);
     expect(JSON.parse(withTmpfs.stdout)).toMatchObject({ matched: 0, deleted: 0, tableSize: 60 });
   });

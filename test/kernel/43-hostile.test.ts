@@ -5,7 +5,8 @@
 import { chownSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { ctpurge } from '../helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { BIN, ctpurge } from '../helpers/cli.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { runAsNobody, sharedDir, startAsNobody } from '../helpers/hostile.js';
 import { staleTcpLine } from '../helpers/seed.js';
@@ -79,6 +80,48 @@ except PermissionError:
       expect(statSync(lockFile()).uid).toBe(65534);
       expectPurgeNotDelayed();
       expect(statSync(lockFile()).uid).toBe(process.getuid?.());
+    } finally {
+      await hostile.stop();
+    }
+  });
+
+  it('in a shared sticky directory, a directory planted at the lock path by nobody (with a file in it) neither blocks nor delays the purge', () => {
+    dir = sharedDir('ctpurge-lockdir-', 0o1777);
+    const r0 = runAsNobody(`import os; os.mkdir(${JSON.stringify(lockFile())}, 0o700); open(${JSON.stringify(path.join(lockFile(), 'x'))}, 'w').close(); print('ok')`);
+    expect(r0.stdout.trim()).toBe('ok');
+    expectPurgeNotDelayed();
+    expect(statSync(lockFile()).isFile()).toBe(true);
+    // Twice: what was moved aside is never in the way again.
+    ns.load(Array.from({ length: 200 }, (_, i) => STALE(i)));
+    expectPurgeNotDelayed();
+  });
+
+  /** The CLI as uid 1000 holding only CAP_NET_ADMIN, inside the namespace (no setns needed). */
+  const purgeAsUser = () =>
+    spawnSync('ip', ['netns', 'exec', ns.name, 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', '--inh-caps=-all,+net_admin', '--ambient-caps=-all,+net_admin', '--bounding-set=-all,+net_admin', process.execPath, BIN, '--unreplied', '--lock-wait', '5s', '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, CTPURGE_LOCK_DIR: dir },
+    });
+
+  it('a purger that is not root refuses a shared sticky lock directory (anyone could plant the lock there), before the table is touched', () => {
+    dir = sharedDir('ctpurge-lockdir-', 0o1777);
+    const r = purgeAsUser();
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^ctpurge: cannot take the purge lock .*: lock directory .* is shared and sticky \(like \/tmp\): another user could plant the lock file there and block every purge/);
+    expect(ns.conntrackCount()).toBe(200);
+  });
+
+  it('a purger that is not root, in a directory others can write but not sticky: what nobody plants and holds is moved aside', async () => {
+    dir = sharedDir('ctpurge-lockdir-', 0o777);
+    const hostile = await startAsNobody(HOLD_LOCK(lockFile(), true));
+    try {
+      const t0 = Date.now();
+      const r = purgeAsUser();
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 200 });
+      expect(Date.now() - t0).toBeLessThan(4000);
+      expect(statSync(lockFile()).uid).toBe(1000);
     } finally {
       await hostile.stop();
     }

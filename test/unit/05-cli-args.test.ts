@@ -46,6 +46,12 @@ describe('CLI argument parsing', () => {
     [['--netns', 'a\0b'], /NUL/],
     [['-q', '-v', '--unreplied'], /contradict/],
     [['--src', 'x'.repeat(5000)], /longer than/],
+    [['--older', '1h1h'], /^--older: "1h1h" is not a duration: give each unit once, largest first/],
+    [['--older', '30m1h'], /largest first/],
+    [['--unreplied', '--pid-file', '/run/x.pid'], /--pid-file needs --every/],
+    [['--unreplied', '--every', '1m', '--pid-file', ''], /--pid-file: expected a file path/],
+    [['--orig-zone', '70000'], /--orig-zone/],
+    [['--reply-zone', 'x'], /--reply-zone/],
   ])('%j is a usage error', (argv, message) => {
     expect(() => parseArgs(argv)).toThrow(UsageError);
     expect(() => parseArgs(argv)).toThrow(message);
@@ -75,6 +81,13 @@ const entry: Entry = {
   idle: 7201,
   idleSource: 'timeout',
 };
+
+describe('selectors of one direction', () => {
+  it('--orig-zone and --reply-zone become origZone and replyZone', () => {
+    expect(parseArgs(['list', '--orig-zone', '5', '--reply-zone', '0']).query).toEqual({ origZone: 5, replyZone: 0 });
+    expect(parseArgs(['--unreplied', '--every', '1m', '--pid-file', '/run/ctpurge/a.pid']).pidFile).toBe('/run/ctpurge/a.pid');
+  });
+});
 
 describe('output formats', () => {
   it('prints conntrack -L shaped lines', () => {
@@ -108,6 +121,8 @@ describe('output formats', () => {
     const r = { matched: 262144, deleted: 262144, vanished: 0, scanned: 262144, tableSize: 1048576, durationMs: 1900, method: 'dump' as const, dryRun: false, cancelled: false, limitReached: false, lostReports: 0, logged: 0 };
     expect(purgeSummary(r)).toBe('purged 262,144 of 1,048,576 entries (262,144 matched, 0 vanished) in 1.90 s');
     expect(purgeSummary({ ...r, dryRun: true, deleted: 0 })).toMatch(/^would purge 262,144 of 1,048,576 entries \(dry run\)/);
+    // Entries that arrived during the run: never "140,769 of 140,000".
+    expect(purgeSummary({ ...r, tableSize: 140000, matched: 140769, deleted: 140769 })).toMatch(/^purged 140,769 entries \(the table held 140,000 when the run started\) \(140,769 matched, 0 vanished\)/);
   });
 });
 

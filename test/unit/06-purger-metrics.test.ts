@@ -1,3 +1,6 @@
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Conntrack, DURATION_BUCKETS, Purger, nextInterval, type PurgeResult, type PurgerRun, type TableSummary } from '../../src/index.js';
 import { PurgeMetrics } from '../../src/metrics.js';
@@ -95,11 +98,16 @@ describe('Purger (fake timers)', () => {
     expect(calls.purges).toBe(1);
   });
 
-  it('its timers are unref\'d, so the host process can exit', async () => {
-    const { binding } = fakeBinding();
+  it('the first run starts at once (it holds the process until it ends); the timers after it are unref\'d', async () => {
+    const { binding, calls } = fakeBinding();
     const ct = await Conntrack.open({ binding, kernel });
     const spy = vi.spyOn(globalThis, 'setTimeout');
     const p = new Purger(ct, { query: { unreplied: true }, every: 60 }).start();
+    expect(p.running).toBe(true);
+    expect(p.active).toBe(true);
+    await tick(50);
+    expect(calls.purges).toBe(1);
+    expect(p.running).toBe(false);
     const timer = spy.mock.results.at(-1)?.value as NodeJS.Timeout;
     expect(timer.hasRef()).toBe(false);
     spy.mockRestore();
@@ -239,5 +247,68 @@ describe('an abort before deleting touches nothing', () => {
     await run;
     expect(calls.purge).toHaveLength(0);
     expect(errors).toEqual([]);
+  });
+});
+
+describe('a Purger never fails silently', () => {
+  it('with no error listener, a failed run is a process warning (once per message); with one, an error event', async () => {
+    const { binding } = sharedFake();
+    const ct = await Conntrack.open({ binding, kernel });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const p = ct.schedule({ query: { unreplied: true }, every: 60 });
+      await ct.close();
+      await p.runNow();
+      await p.runNow();
+      await new Promise((r) => setImmediate(r));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ code: 'CTPURGE_PURGER_ERROR' });
+      expect(warnings[0]?.message).toMatch(/no 'error' listener: .*closed/);
+      const errors: Error[] = [];
+      p.on('error', (e) => errors.push(e));
+      await p.runNow();
+      expect(errors).toHaveLength(1);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('a namespace that is gone or replaced stops the schedule with an error naming it', async () => {
+    const { binding, calls } = sharedFake();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-purger-'));
+    const file = path.join(dir, 'ns');
+    writeFileSync(file, '');
+    try {
+      const ct = await Conntrack.open({ binding, kernel });
+      const target = { kernel: ct.kernel, lanes: ct.lanes, netns: file, usage: () => ct.usage(), purge: (o: Parameters<typeof ct.purge>[0]) => ct.purge(o) };
+      for (const replace of [false, true]) {
+        writeFileSync(file, '');
+        const p = new Purger(target, { query: { unreplied: true }, every: 60 });
+        const errors: Error[] = [];
+        p.on('error', (e) => errors.push(e));
+        let stopped = false;
+        p.on('stop', () => (stopped = true));
+        await p.start().firstRun;
+        const before = calls.purge.length;
+        // A new file renamed over the old one has another inode, as a new namespace would.
+        if (replace) {
+          writeFileSync(`${file}.new`, 'x');
+          renameSync(`${file}.new`, file);
+        } else {
+          rmSync(file);
+        }
+        await p.runNow();
+        await new Promise((r) => setImmediate(r));
+        expect(calls.purge.length).toBe(before);
+        expect(errors[0]).toMatchObject({ code: replace ? 'ESTALE' : 'ENOENT', operation: 'netns' });
+        expect(errors[0]?.message).toMatch(replace ? /was replaced by a new namespace/ : /is gone/);
+        expect(p.active).toBe(false);
+        expect(stopped).toBe(true);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

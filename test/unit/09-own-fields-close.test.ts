@@ -67,6 +67,7 @@ describe('own enumerable fields only', () => {
       expect(() => compileQuery({ [field]: value } as never)).toThrow(new RegExp(`^${field}: .*bigint ${value}n`));
     }
     await expect(ct.purge({ unreplied: true, limit: 5n } as never)).rejects.toThrow(/^limit: expected an integer, got bigint 5n/);
+    await expect(ct.purge({ unreplied: true, limit: 1e300 })).rejects.toThrow(/^limit: 1e\+300 is more than 9007199254740991 \(leave it out for no limit\)/);
     expect(() => ct.list({}, { chunkSize: 5n } as never)).toThrow(/^chunkSize: /);
   });
 });

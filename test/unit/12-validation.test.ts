@@ -96,3 +96,13 @@ describe('the plan reaches the native layer as it was decided', () => {
     expect(calls.purge[0]?.lanes).toBe(calls.purge[1]?.lanes);
   });
 });
+
+describe('tuples with zones', () => {
+  it('a zone of one direction is carried; two nonzero zones are refused (an entry has one)', async () => {
+    const { tupleToNative } = await import('../../src/entrySpec.js');
+    const base = { protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 } as const;
+    expect(tupleToNative({ ...base, origZone: 5 })).toMatchObject({ origZone: 5 });
+    expect(tupleToNative({ ...base, zone: 0, replyZone: 7 })).toMatchObject({ zone: 0, replyZone: 7 });
+    expect(() => tupleToNative({ ...base, zone: 3, origZone: 5 })).toThrow(/^origZone: an entry has one zone: zone and origZone cannot both be set/);
+  });
+});
