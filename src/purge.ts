@@ -80,7 +80,7 @@ export interface PurgeRequest {
 }
 
 /** Whether a purge with these options may flush: a flush deletes what no one has seen. */
-export function flushAllowed(o: { dryRun?: boolean; limit?: number; onDeleted?: unknown; logFd?: unknown }): boolean {
+export function flushAllowed(o: { dryRun?: boolean; limit?: unknown; onDeleted?: unknown; logFd?: unknown }): boolean {
   return o.dryRun !== true && o.limit === undefined && o.onDeleted === undefined && o.logFd === undefined;
 }
 

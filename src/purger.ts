@@ -40,8 +40,8 @@ export interface PurgerOptions {
   whenAbove?: number;
   /** Stops the purger (the run in flight finishes its batch first). */
   signal?: AbortSignal;
-  /** Forwarded to each purge. */
-  limit?: number;
+  /** Forwarded to each purge; a function gets the table's size when the run starts (e.g. a share of it). */
+  limit?: number | ((count: number) => number);
   dryRun?: boolean;
   /**
    * Taken before each run and released after it, e.g. acquirePurgeLock (the CLI's lock). It
@@ -106,7 +106,7 @@ export class Purger extends EventEmitter {
   readonly #every: number;
   readonly #whenAbove: number | undefined;
   readonly #adaptive: AdaptiveState | null;
-  readonly #limit: number | undefined;
+  readonly #limit: PurgerOptions['limit'];
   readonly #dryRun: boolean;
   readonly #lock: PurgerOptions['lock'];
   readonly #logFd: PurgerOptions['logFd'];
@@ -126,7 +126,8 @@ export class Purger extends EventEmitter {
     const options = ownOptions<PurgerOptions>(given, 'Purger', ['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'lock', 'logFd']);
     // Everything a run would check is checked now, with the CLI's messages: a schedule that
     // cannot run fails when it is made, not an interval later.
-    if (options.limit !== undefined) integerField(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
+    if (typeof options.limit === 'function') functionField(options.limit, 'limit');
+    else if (options.limit !== undefined) integerField(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
     if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
     const plan = toPlan(options.query ?? {}, ct.kernel, { lanes: ct.lanes, flush: flushAllowed(options) });
     refuseUnselective(plan, 'schedule a purge');
@@ -250,7 +251,8 @@ export class Purger extends EventEmitter {
         const lock = this.#lock ? await this.#lock(this.#abort.signal) : null;
         try {
           const logFd = typeof this.#logFd === 'function' ? this.#logFd() : this.#logFd;
-          result = await this.#ct.purge({ plan: this.#plan, signal: this.#abort.signal, limit: this.#limit, dryRun: this.#dryRun, logFd });
+          const limit = typeof this.#limit === 'function' ? this.#limit(stats.count) : this.#limit;
+          result = await this.#ct.purge({ plan: this.#plan, signal: this.#abort.signal, limit, dryRun: this.#dryRun, logFd });
         } finally {
           lock?.release();
         }

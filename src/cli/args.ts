@@ -22,7 +22,8 @@ interface OptionSpec {
   commands: Command[] | 'all';
 }
 
-const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor', 'watch'];
+// doctor reads the whole table (its findings are about the table): it takes no selector.
+const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'watch'];
 const OPTIONS: OptionSpec[] = [
   { name: 'unreplied', commands: SELECTOR_COMMANDS },
   { name: 'assured', commands: SELECTOR_COMMANDS },
@@ -44,6 +45,7 @@ const OPTIONS: OptionSpec[] = [
   { name: 'netns', value: 'NAME|PATH', commands: 'all' },
   { name: 'dry-run', commands: ['purge'] },
   { name: 'limit', value: 'N', commands: ['purge', 'list'] },
+  { name: 'max-delete', value: 'N|PCT%', commands: ['purge'] },
   { name: 'log', value: 'FILE', commands: ['purge'] },
   { name: 'json', commands: 'all' },
   { name: 'every', value: 'DUR', commands: ['purge'] },
@@ -67,6 +69,8 @@ export interface ParsedArgs {
   netns?: string;
   dryRun: boolean;
   limit?: number;
+  /** A purge stops (exit 3) before it deletes more than this: a count, or a share of the table (0-1). */
+  maxDelete?: { count: number } | { share: number };
   log?: string;
   json: boolean;
   /** Daemon mode: seconds between runs. */
@@ -146,7 +150,8 @@ export function parseArgs(argv: string[]): ParsedArgs {
     }
     const label = `--${spec.name}`;
     if (spec.commands !== 'all' && !spec.commands.includes(command)) {
-      throw new UsageError(`${label} does not apply to ${command === 'purge' ? 'the purge' : `'${command}'`}`);
+      const why = command === 'doctor' && SELECTOR_COMMANDS.every((c) => spec.commands.includes(c)) ? ' (doctor reads the whole table: it takes no selector)' : '';
+      throw new UsageError(`${label} does not apply to ${command === 'purge' ? 'the purge' : `'${command}'`}${why}`);
     }
     if (!spec.value) {
       if (inline !== undefined) throw new UsageError(`${label} takes no value`);
@@ -206,6 +211,17 @@ export function parseArgs(argv: string[]): ParsedArgs {
   if (values.has('netns')) out.netns = usage(() => (resolveNetns(one('netns'), '--netns'), one('netns') as string));
   out.dryRun = values.has('dry-run');
   if (values.has('limit')) out.limit = integer(one('limit') as string, '--limit', Number.MAX_SAFE_INTEGER);
+  if (values.has('max-delete')) {
+    const v = one('max-delete') as string;
+    const pct = /^(\d{1,3}(?:\.\d+)?)%$/.exec(v);
+    if (pct) {
+      const share = Number(pct[1]) / 100;
+      if (!(share > 0 && share <= 1)) throw new UsageError(`--max-delete: expected a count or a percentage of the table above 0% and at most 100%, got ${JSON.stringify(v.slice(0, 40))}`);
+      out.maxDelete = { share };
+    } else {
+      out.maxDelete = { count: integer(v, '--max-delete', Number.MAX_SAFE_INTEGER) };
+    }
+  }
   if (values.has('log')) {
     const file = one('log') as string;
     if (file === '') throw new UsageError('--log: empty file name');

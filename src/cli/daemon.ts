@@ -9,7 +9,7 @@ import { Purger, type PurgerRun } from '../purger.js';
 import { formatDuration } from '../parse/duration.js';
 import type { ParsedArgs } from './args.js';
 import type { AuditLog } from './files.js';
-import { logFailure, purgeSummary } from './purgeCommand.js';
+import { logFailure, maxDeleteLine, purgeSummary, runLimit } from './purgeCommand.js';
 
 /** How often the daemon reads the whole table for the by_state / by_idle gauges. */
 const TABLE_METRICS_EVERY_MS = 60_000;
@@ -159,7 +159,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     every: args.every as number,
     adaptive: args.adaptive,
     whenAbove: args.whenAbove,
-    limit: args.limit,
+    limit: args.maxDelete ? (count: number) => runLimit(args, count).limit as number : args.limit,
     dryRun: args.dryRun,
     // The Purger checks before each run that --netns still names the namespace it opened.
     lock: (stopSignal) => acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal }),
@@ -177,6 +177,12 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     metrics.recordRun(run.result, run);
     void writeMetrics();
     void refreshTable().then((read) => (read ? writeMetrics() : undefined));
+    if (run.result?.limitReached && runLimit(args, run.count).byMaxDelete) {
+      // Counted as a failed run (the alerts see it); the next run tries again.
+      metrics.recordError();
+      void writeMetrics();
+      process.stderr.write(`ctpurge: ${maxDeleteLine(args, run.result, runLimit(args, run.count).limit ?? 0)}\n`);
+    }
     if (args.quiet) return;
     const next = `next run in ${formatDuration(run.nextInSeconds)}`;
     // With --log - the audit lines own stdout: the run lines go to stderr, as the one-shot's summary does.

@@ -3,7 +3,7 @@
 export const MAIN_HELP = `Usage: ctpurge [selectors] [options]          purge matching entries (the default)
        ctpurge list [selectors] [options]     show matching entries
        ctpurge stats [options]                table size, breakdowns, top talkers
-       ctpurge doctor [options]               findings and the commands that would help
+       ctpurge doctor [options]               findings and the commands that would help (no selectors)
        ctpurge watch [selectors] [options]    conntrack events as they happen (new, update, destroy)
 
 Deletes stale conntrack entries over netlink: dump (filtered in the kernel where it can),
@@ -40,6 +40,8 @@ Options:
   --netns NAME|PATH        work in a network namespace (ip netns name or /proc/PID/ns/net)
   --dry-run                purge: count what would go, delete nothing
   --limit N                purge: at most N deletions; list: at most N entries
+  --max-delete N|PCT%      purge: stop before deleting more than N entries (or PCT% of the
+                           table) and exit 3 when more matched (a guard for cron and daemons)
   --log FILE               purge: append every deleted entry as NDJSON (file created 0600)
   --json                   purge/stats/doctor: one JSON object; list: NDJSON, one entry per line
   --every DUR              run as a daemon: purge now, then every DUR, never overlapping
@@ -71,4 +73,5 @@ Exit codes:
   0  success (nothing to purge is success too)
   1  runtime failure (kernel error, missing CAP_NET_ADMIN, namespace gone, ...)
   2  bad usage (unknown option, bad value, no selector that narrows a purge); the table is untouched
+  3  a purge stopped at --max-delete: more entries matched than it allows
 `;

@@ -13,7 +13,7 @@ import { doctorCommand, renderDoctor } from './doctorCommand.js';
 import { MAIN_HELP } from './help.js';
 import { listCommand } from './listCommand.js';
 import { Output, PipeClosed } from './output.js';
-import { purgeCommand, purgeSummary } from './purgeCommand.js';
+import { maxDeleteLine, purgeCommand, purgeSummary, runLimit } from './purgeCommand.js';
 import { collectStats, renderStats } from './statsCommand.js';
 import { metricsLabels, recordTableShape, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
@@ -24,6 +24,8 @@ import { errorField } from '../validate.js';
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** A purge that --max-delete stopped: more entries matched than it allows. */
+export const EXIT_MAX_DELETE = 3;
 
 const FIELD_TO_OPTION: Record<string, string> = {
   olderThan: '--older',
@@ -60,7 +62,8 @@ const CLI_LANES = 2;
 function validate(args: ParsedArgs): QueryPlan {
   let plan: QueryPlan;
   try {
-    const flush = args.command === 'purge' && flushAllowed({ dryRun: args.dryRun, limit: args.limit, logFd: args.log });
+    // --max-delete needs each entry counted as it goes: no flush.
+    const flush = args.command === 'purge' && args.maxDelete === undefined && flushAllowed({ dryRun: args.dryRun, limit: args.limit, logFd: args.log });
     plan = planQuery(args.query, kernelFeatures(), { lanes: CLI_LANES, flush });
   } catch (err) {
     // The error names its field (fieldError): put the CLI's option in its place.
@@ -169,20 +172,27 @@ export async function main(argv: string[]): Promise<number> {
           break;
         }
         let result;
+        const run = runLimit(args, args.maxDelete ? (await ct.stats()).count : 0);
         try {
-          result = await purgeCommand(ct, args, plan, abort.signal, log);
+          result = await purgeCommand(ct, args, plan, abort.signal, log, run.limit);
         } finally {
           lock.release();
         }
+        // rsync's convention: more matched than --max-delete allows stops the run, and fails it.
+        const stoppedByMax = run.byMaxDelete && result.limitReached;
         if (args.metricsFile) {
           const metrics = new PurgeMetrics(metricsLabels(ct));
           metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
           await recordTableShape(metrics, ct);
           await metrics.writeFile(args.metricsFile);
         }
-        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, ...result })}\n`);
+        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, ...result, ...(args.maxDelete ? { maxDelete: run.limit, maxDeleteReached: stoppedByMax } : {}) })}\n`);
         else if (!args.quiet && log?.file === '-') process.stderr.write(`${purgeSummary(result)}\n`);
         else if (!args.quiet) await out.write(`${purgeSummary(result)}\n`);
+        if (stoppedByMax) {
+          process.stderr.write(`ctpurge: ${maxDeleteLine(args, result, run.limit ?? 0)}\n`);
+          return EXIT_MAX_DELETE;
+        }
         break;
       }
       case 'list':

@@ -18,13 +18,37 @@ export function logFailure(err: unknown, log: AuditLog | undefined): unknown {
   return Object.assign(new Error(`--log: cannot write ${file}: ${why}; stopped before the next delete${counts}`), { code: err.code });
 }
 
-export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog): Promise<PurgeResult> {
+/**
+ * The most a purge may delete under --max-delete, for a table of `count` entries: the count
+ * given, or the share of the table (rounded down). Undefined without the option.
+ */
+export function maxDeleteCount(args: ParsedArgs, count: number): number | undefined {
+  const m = args.maxDelete;
+  if (!m) return undefined;
+  return 'count' in m ? m.count : Math.floor(m.share * count);
+}
+
+/** The limit a run uses (--limit and --max-delete, the smaller), and whether --max-delete set it. */
+export function runLimit(args: ParsedArgs, count: number): { limit: number | undefined; byMaxDelete: boolean } {
+  const cap = maxDeleteCount(args, count);
+  if (cap === undefined || (args.limit !== undefined && args.limit <= cap)) return { limit: args.limit, byMaxDelete: false };
+  return { limit: cap, byMaxDelete: true };
+}
+
+/** The line for a run that --max-delete stopped (more entries matched than it allows). */
+export function maxDeleteLine(args: ParsedArgs, r: PurgeResult, cap: number): string {
+  const m = args.maxDelete;
+  const what = m && 'share' in m ? `${cap} (${+(m.share * 100).toFixed(2)}% of ${formatCount(r.tableSize)})` : String(cap);
+  return `stopped at --max-delete ${what}: more entries matched; ${r.dryRun ? `a purge would delete ${formatCount(r.matched)} and stop` : `${formatCount(r.deleted)} deleted`}. Check the selectors, or raise --max-delete`;
+}
+
+export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog, limit = args.limit): Promise<PurgeResult> {
   const progress = new Progress(process.stderr.isTTY === true && !args.quiet);
   try {
     const result = await ct.purge({
       plan,
       dryRun: args.dryRun,
-      limit: args.limit,
+      limit,
       signal,
       logFd: log?.fd,
       onProgress: (p) => {
