@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 export { Conntrack } from './conntrack.js';
 export type {
   OpenOptions,
