@@ -33,7 +33,10 @@
         "<!@(pkg-config --cflags libnetfilter_conntrack libmnl)",
         "<!@(node -p \"process.env.CTPURGE_SANITIZE ? '-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g' : ''\")"
       ],
-      "ldflags": ["<!@(node -p \"process.env.CTPURGE_SANITIZE ? '-fsanitize=address,undefined' : ''\")"],
+      "ldflags": [
+        "<!@(node -p \"process.env.CTPURGE_SANITIZE ? '-fsanitize=address,undefined' : ''\")",
+        "<!@(node -p \"process.env.CTPURGE_STATIC_RUNTIME ? '-static-libstdc++ -static-libgcc' : ''\")"
+      ],
       "libraries": ["<!@(pkg-config --libs libnetfilter_conntrack libmnl)"],
       "conditions": [
         ["OS!='linux'", { "type": "none" }]

@@ -183,7 +183,7 @@ void putFilter(nlmsghdr* nlh, const DumpFilter& f) {
   // The kernel rejects a zero status mask (EINVAL), so only a real condition is sent.
   if (f.hasStatus && f.statusMask != 0) {
     mnl_attr_put_u32(nlh, CTA_STATUS, htonl(f.status));
-    mnl_attr_put_u32(nlh, CTA_STATUS_MASK, htonl(f.statusMask));
+    mnl_attr_put_u32(nlh, kCtaStatusMask, htonl(f.statusMask));
   }
   if (f.hasZone) mnl_attr_put_u16(nlh, CTA_ZONE, htons(f.zone));
   // The kernel compares tuple addresses by the request's family and answers EOPNOTSUPP to
@@ -303,7 +303,7 @@ void parseCpuStats(const nlmsghdr* nlh, CpuStats& out) {
       case CTA_STATS_ERROR: out.error = v; break;
       case CTA_STATS_SEARCH_RESTART: out.searchRestart = v; break;
       case CTA_STATS_CLASH_RESOLVE: out.clashResolve = v; break;
-      case CTA_STATS_CHAIN_TOOLONG: out.chainTooLong = v; break;
+      case kCtaStatsChainTooLong: out.chainTooLong = v; break;
       default: break;
     }
   });

@@ -10,6 +10,13 @@
 
 namespace ctpurge {
 
+// Attributes newer than the oldest headers the addon is built with (Debian 11's
+// linux-libc-dev, 5.10, for the prebuilt addon): their numbers are the kernel's ABI, so they
+// are spelled out here rather than taken from <linux/netfilter/nfnetlink_conntrack.h>.
+constexpr uint16_t kCtaStatusMask = 26;         // CTA_STATUS_MASK (5.15)
+constexpr uint16_t kCtaStatsChainTooLong = 15;  // CTA_STATS_CHAIN_TOOLONG (5.12)
+
+
 constexpr uint8_t kNoState = 0xff;
 
 struct Tuple {
