@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 const prebuilt = path.join(root, 'prebuilds/linux-x64/ctpurge.glibc.node');
-const inClone = existsSync(path.join(root, '.git'));
+// A checkout (with or without .git) builds from its sources: the package has no tsconfig.json.
+const inClone = existsSync(path.join(root, 'tsconfig.json'));
 
 /** Loads the addon in a child process: a missing library must not take this one down. */
 function tryLoad(file) {

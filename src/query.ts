@@ -1,6 +1,7 @@
 /** The query API: validated, and compiled into the filter every entry is checked against (src/plan.ts plans it for a kernel). */
 import { AF_INET, AF_INET6, formatCidr, parseCidr, type Cidr, type Family } from './parse/address.js';
 import { parseDuration } from './parse/duration.js';
+import { nearest } from './parse/nearest.js';
 import { bare, booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
 import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
@@ -123,7 +124,8 @@ function stateMasks(value: unknown): { tcp: number; sctp: number; dccp: number; 
     const c = (SCTP_STATES as readonly string[]).indexOf(s);
     const d = (DCCP_STATES as readonly string[]).indexOf(s);
     if (s === 'NONE' || (t < 0 && c < 0 && d < 0)) {
-      throw fieldError(RangeError, 'state', `unknown state ${JSON.stringify(v.slice(0, 40))} (known: ${ALL_STATE_NAMES.join(', ')})`);
+      const near = nearest(s, ALL_STATE_NAMES);
+      throw fieldError(RangeError, 'state', `unknown state ${JSON.stringify(v.slice(0, 40))}${near ? ` (did you mean ${near}?)` : ''} (known: ${ALL_STATE_NAMES.join(', ')})`);
     }
     if (t > 0) tcp |= 1 << t;
     if (c > 0) sctp |= 1 << c;

@@ -5,6 +5,7 @@ import { parsePortRange } from '../parse/port.js';
 import { parseProtocol, type Query } from '../query.js';
 import { resolveNetns } from '../netns.js';
 import { parseInterval } from '../purger.js';
+import { nearest } from '../parse/nearest.js';
 
 /** Bad usage: exit code 2, one line on stderr. */
 export class UsageError extends Error {
@@ -14,54 +15,65 @@ export class UsageError extends Error {
 export type Command = 'purge' | 'list' | 'stats' | 'doctor' | 'watch';
 export const COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor', 'watch'];
 
-interface OptionSpec {
+export interface OptionSpec {
   name: string;
   short?: string;
   value?: string; // placeholder; absent = flag
   repeat?: boolean;
   commands: Command[] | 'all';
+  /** One line for the commands' --help (the main help, for the purge, is written out in help.ts). */
+  help: string;
+  /** The query field it sets (selectors only). */
+  field?: string;
 }
 
 // doctor reads the whole table (its findings are about the table): it takes no selector.
 const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'watch'];
-const OPTIONS: OptionSpec[] = [
-  { name: 'unreplied', commands: SELECTOR_COMMANDS },
-  { name: 'assured', commands: SELECTOR_COMMANDS },
-  { name: 'older', value: 'DUR', commands: SELECTOR_COMMANDS },
-  { name: 'idle', value: 'DUR', commands: SELECTOR_COMMANDS },
-  { name: 'state', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS },
-  { name: 'proto', value: 'P', commands: SELECTOR_COMMANDS },
-  { name: 'family', value: 'ipv4|ipv6', commands: SELECTOR_COMMANDS },
-  { name: 'src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS },
-  { name: 'dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS },
-  { name: 'reply-src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS },
-  { name: 'reply-dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS },
-  { name: 'sport', value: 'P|A-B', commands: SELECTOR_COMMANDS },
-  { name: 'dport', value: 'P|A-B', commands: SELECTOR_COMMANDS },
-  { name: 'mark', value: 'V[/M]', commands: SELECTOR_COMMANDS },
-  { name: 'zone', value: 'N', commands: SELECTOR_COMMANDS },
-  { name: 'orig-zone', value: 'N', commands: SELECTOR_COMMANDS },
-  { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS },
-  { name: 'netns', value: 'NAME|PATH', commands: 'all' },
-  { name: 'dry-run', commands: ['purge'] },
-  { name: 'limit', value: 'N', commands: ['purge', 'list'] },
-  { name: 'max-delete', value: 'N|PCT%', commands: ['purge'] },
-  { name: 'log', value: 'FILE', commands: ['purge'] },
-  { name: 'json', commands: 'all' },
-  { name: 'every', value: 'DUR', commands: ['purge'] },
-  { name: 'adaptive', commands: ['purge'] },
-  { name: 'when-above', value: 'PCT', commands: ['purge'] },
-  { name: 'metrics-file', value: 'PATH', commands: ['purge'] },
-  { name: 'metrics-listen', value: '[HOST:]PORT', commands: ['purge'] },
-  { name: 'lock-wait', value: 'DUR', commands: ['purge'] },
-  { name: 'pid-file', value: 'PATH', commands: ['purge'] },
-  { name: 'output', short: 'o', value: 'table|conntrack', commands: ['list'] },
-  { name: 'top', value: 'N', commands: ['stats'] },
-  { name: 'quiet', short: 'q', commands: 'all' },
-  { name: 'verbose', short: 'v', commands: 'all' },
-  { name: 'help', short: 'h', commands: 'all' },
-  { name: 'version', commands: 'all' },
+/** Every option, the one table the parser, the commands' help and the tests read. */
+export const OPTIONS: OptionSpec[] = [
+  { name: 'unreplied', commands: SELECTOR_COMMANDS, field: 'unreplied', help: 'never saw a reply ([UNREPLIED])' },
+  { name: 'assured', commands: SELECTOR_COMMANDS, field: 'assured', help: 'marked [ASSURED]' },
+  { name: 'older', value: 'DUR', commands: SELECTOR_COMMANDS, field: 'olderThan', help: 'created at least DUR ago (exact with timestamps, else the idle time)' },
+  { name: 'idle', value: 'DUR', commands: SELECTOR_COMMANDS, field: 'idleFor', help: 'no packet for at least DUR' },
+  { name: 'state', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS, field: 'state', help: 'protocol state, e.g. ESTABLISHED,SYN_SENT' },
+  { name: 'proto', value: 'P', commands: SELECTOR_COMMANDS, field: 'protocol', help: 'tcp, udp, icmp, icmpv6, sctp, dccp, gre, udplite or a number' },
+  { name: 'family', value: 'ipv4|ipv6', commands: SELECTOR_COMMANDS, field: 'family', help: 'address family' },
+  { name: 'src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'src', help: 'original source (repeatable: any of)' },
+  { name: 'dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'dst', help: 'original destination (repeatable)' },
+  { name: 'reply-src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'replySrc', help: 'reply-direction source (repeatable)' },
+  { name: 'reply-dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'replyDst', help: 'reply-direction destination (repeatable)' },
+  { name: 'sport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'sport', help: 'original source port or range' },
+  { name: 'dport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'dport', help: 'original destination port or range' },
+  { name: 'mark', value: 'V[/M]', commands: SELECTOR_COMMANDS, field: 'mark', help: 'connection mark: (mark & M) == V' },
+  { name: 'zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'zone', help: 'zone of both directions (zone=)' },
+  { name: 'orig-zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'origZone', help: 'zone of the original direction only (zone-orig=)' },
+  { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'replyZone', help: 'zone of the reply direction only (zone-reply=)' },
+  { name: 'netns', value: 'NAME|PATH', commands: 'all', help: 'work in a network namespace (ip netns name or /proc/PID/ns/net)' },
+  { name: 'dry-run', commands: ['purge'], help: 'count what would go, delete nothing' },
+  { name: 'limit', value: 'N', commands: ['purge', 'list'], help: 'at most N deletions (purge) or entries (list)' },
+  { name: 'max-delete', value: 'N|PCT%', commands: ['purge'], help: 'stop before deleting more than N (or PCT% of the table); exit 3' },
+  { name: 'log', value: 'FILE', commands: ['purge'], help: 'append every deleted entry as NDJSON (created 0600)' },
+  { name: 'json', commands: 'all', help: 'JSON output (list and watch: NDJSON, one line each)' },
+  { name: 'every', value: 'DUR', commands: ['purge'], help: 'run as a daemon: purge now, then every DUR' },
+  { name: 'adaptive', commands: ['purge'], help: 'with --every: shorter intervals under pressure, longer when little is found' },
+  { name: 'when-above', value: 'PCT', commands: ['purge'], help: 'with --every: only purge while the table is more than PCT% full' },
+  { name: 'metrics-file', value: 'PATH', commands: ['purge'], help: 'Prometheus textfile metrics, rewritten atomically after each run' },
+  { name: 'metrics-listen', value: '[HOST:]PORT', commands: ['purge'], help: 'with --every: serve /metrics over HTTP' },
+  { name: 'lock-wait', value: 'DUR', commands: ['purge'], help: 'wait this long for another purge of the namespace (default 10s)' },
+  { name: 'pid-file', value: 'PATH', commands: ['purge'], help: "with --every: write the daemon's pid here (for logrotate)" },
+  { name: 'output', short: 'o', value: 'table|conntrack', commands: ['list'], help: 'table (default), or lines like conntrack -L' },
+  { name: 'top', value: 'N', commands: ['stats'], help: 'how many top sources, destinations and ports (default 10)' },
+  { name: 'quiet', short: 'q', commands: 'all', help: 'print nothing on success' },
+  { name: 'verbose', short: 'v', commands: 'all', help: 'more detail' },
+  { name: 'help', short: 'h', commands: 'all', help: 'this help' },
+  { name: 'version', commands: 'all', help: 'print the version' },
 ];
+
+/** The options a command takes, in the table's order. */
+export function optionsOf(command: Command): OptionSpec[] {
+  return OPTIONS.filter((o) => o.commands === 'all' || o.commands.includes(command));
+}
+
 
 export interface ParsedArgs {
   command: Command;
@@ -123,7 +135,10 @@ export function parseArgs(argv: string[]): ParsedArgs {
   if (first !== undefined && !first.startsWith('-')) {
     if (first === 'help') return { ...defaults('purge'), help: true };
     if (!(COMMANDS as string[]).includes(first) || first === 'purge') {
-      if (first !== 'purge') throw new UsageError(`unknown command '${first.slice(0, 40)}' (commands: list, stats, doctor, watch; the default is the purge)`);
+      if (first !== 'purge') {
+        const near = nearest(first, COMMANDS);
+        throw new UsageError(`unknown command '${first.slice(0, 40)}'${near ? ` (did you mean '${near}'?)` : ''} (commands: list, stats, doctor, watch; the default is the purge)`);
+      }
     }
     command = first as Command;
     rest = argv.slice(1);
@@ -141,7 +156,10 @@ export function parseArgs(argv: string[]): ParsedArgs {
       const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
       inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
       spec = OPTIONS.find((o) => o.name === name);
-      if (!spec) throw new UsageError(`unknown option --${name.slice(0, 40)}`);
+      if (!spec) {
+        const near = nearest(name, optionsOf(command).map((o) => o.name));
+        throw new UsageError(`unknown option --${name.slice(0, 40)}${near ? ` (did you mean --${near}?)` : ''}`);
+      }
     } else if (arg.startsWith('-') && arg.length === 2) {
       spec = OPTIONS.find((o) => o.short === arg[1]);
       if (!spec) throw new UsageError(`unknown option ${arg}`);

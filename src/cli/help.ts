@@ -1,4 +1,5 @@
-/** --help texts. */
+/** --help texts: the purge's (the default command) written out; the other commands' made from the option table. */
+import { optionsOf, type Command, type OptionSpec } from './args.js';
 
 export const MAIN_HELP = `Usage: ctpurge [selectors] [options]          purge matching entries (the default)
        ctpurge list [selectors] [options]     show matching entries
@@ -75,3 +76,28 @@ Exit codes:
   2  bad usage (unknown option, bad value, no selector that narrows a purge); the table is untouched
   3  a purge stopped at --max-delete: more entries matched than it allows
 `;
+
+const SUMMARY: Record<Exclude<Command, 'purge'>, { usage: string; what: string }> = {
+  list: { usage: 'ctpurge list [selectors] [options]', what: 'Shows the matching entries: a table, lines like conntrack -L (-o conntrack), or NDJSON (--json).' },
+  stats: { usage: 'ctpurge stats [selectors] [options]', what: 'The table size against nf_conntrack_max, breakdowns by state, reply and idle time, top\nsources, destinations and ports, and what a purge would free; selectors narrow what is counted.' },
+  doctor: { usage: 'ctpurge doctor [options]', what: 'Findings about the whole table and the sysctls, each with the command that would help.\nIt reads the whole table: it takes no selector.' },
+  watch: { usage: 'ctpurge watch [selectors] [options]', what: 'Conntrack events as they happen (new, update, destroy), until Ctrl-C or SIGTERM.' },
+};
+
+function line(o: OptionSpec): string {
+  const flag = `${o.short ? `-${o.short}, ` : ''}--${o.name}${o.value ? ` ${o.value}` : ''}`;
+  return `  ${flag.padEnd(25)}${o.help}`;
+}
+
+/** `ctpurge COMMAND --help`: only the options COMMAND takes, from the table the parser reads. */
+export function commandHelp(command: Command): string {
+  if (command === 'purge') return MAIN_HELP;
+  const { usage, what } = SUMMARY[command];
+  const options = optionsOf(command);
+  const selectors = options.filter((o) => o.field !== undefined);
+  const rest = options.filter((o) => o.field === undefined);
+  const parts = [`Usage: ${usage}`, '', what, ''];
+  if (selectors.length) parts.push('Selectors (all combined with AND; a repeated address option means any of):', ...selectors.map(line), '');
+  parts.push('Options:', ...rest.map(line), '', 'ctpurge --help describes the purge and the exit codes.', '');
+  return parts.join('\n');
+}

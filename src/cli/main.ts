@@ -10,7 +10,7 @@ import { flushAllowed } from '../purge.js';
 import { resolveNetns } from '../netns.js';
 import { parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { doctorCommand, renderDoctor } from './doctorCommand.js';
-import { MAIN_HELP } from './help.js';
+import { commandHelp } from './help.js';
 import { listCommand } from './listCommand.js';
 import { Output, PipeClosed } from './output.js';
 import { maxDeleteLine, purgeCommand, purgeSummary, runLimit } from './purgeCommand.js';
@@ -118,7 +118,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     args = parseArgs(argv);
     if (args.help) {
-      process.stdout.write(MAIN_HELP);
+      process.stdout.write(commandHelp(args.command));
       return EXIT_OK;
     }
     if (args.version) {
