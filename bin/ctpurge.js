@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-import { main } from '../dist/cli/main.js';
+// logrotate's postrotate may send SIGHUP at any moment: a purge must not die of one while its
+// modules load. The hangup is noted here, before anything is imported; main() decides (a
+// purge ignores it, another command then takes the default action).
+let hangup = false;
+const early = () => {
+  hangup = true;
+};
+process.on('SIGHUP', early);
+const { main } = await import('../dist/cli/main.js');
 
-main(process.argv.slice(2)).then(
+main(process.argv.slice(2), { hangupSeen: () => hangup, releaseHangup: () => process.off('SIGHUP', early) }).then(
   (code) => {
     process.exitCode = code;
   },

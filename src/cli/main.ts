@@ -110,8 +110,22 @@ function ignoreClosedPipes(): void {
   if (process.stderr.listenerCount('error') === 0) process.stderr.on('error', () => undefined);
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** What bin/ctpurge.js hands over: a SIGHUP it caught while the modules loaded. */
+export interface EarlySignals {
+  hangupSeen(): boolean;
+  releaseHangup(): void;
+}
+
+export async function main(argv: string[], early?: EarlySignals): Promise<number> {
   ignoreClosedPipes();
+  // Until the command is known, a hangup is held (bin/ctpurge.js): a purge ignores it, any other
+  // command gets the default action it would have had.
+  const settleHangup = (purge: boolean) => {
+    if (!early) return;
+    early.releaseHangup();
+    if (!purge && early.hangupSeen()) process.kill(process.pid, 'SIGHUP');
+    early = undefined;
+  };
   let args: ParsedArgs;
   let plan: QueryPlan;
   let log: AuditLog | undefined;
@@ -131,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
     if (args.pidFile) checkOutputFile('--pid-file', args.pidFile);
     if (args.log && args.command === 'purge') log = AuditLog.open(args.log);
   } catch (err) {
+    settleHangup(false);
     if (err instanceof UsageError) {
       process.stderr.write(`ctpurge: ${err.message}\n`);
       return EXIT_USAGE;
@@ -147,6 +162,7 @@ export async function main(argv: string[]): Promise<number> {
   // (its lines land in the rotated file) instead of dying, from its first moment on; a daemon
   // adds its own handler, which reopens the log, once it runs.
   if (args.command === 'purge') process.on('SIGHUP', ignoreHangup);
+  settleHangup(args.command === 'purge');
   let ct: Conntrack | undefined;
   try {
     ct = await Conntrack.open(args.netns === undefined ? { lanes: CLI_LANES } : { netns: args.netns, lanes: CLI_LANES });
@@ -237,7 +253,7 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    process.off('SIGHUP', ignoreHangup);
+    // The SIGHUP handler stays: a hangup while the process winds down must not kill it (exit 129).
     await ct?.close();
     log?.close();
   }
