@@ -90,12 +90,12 @@ describeClients(`alert rules and dashboard (${versionOf('promtool')})`, ['promto
       if (name.startsWith('ctpurge_')) expect(ctpurgeNames, name).toContain(name);
       else expect(nodeNames, name).toContain(name);
     }
-    // The dashboard: small, every panel described (the README describes them too).
+    // The dashboard: small, every panel described (docs/operations.md describes them too).
     expect(dashboard.panels.length).toBeLessThanOrEqual(8);
-    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const readme = readFileSync(path.join(ROOT, 'docs/operations.md'), 'utf8');
     for (const p of dashboard.panels) {
       expect(p.description.length, p.title).toBeGreaterThan(20);
-      expect(readme, `README describes the panel "${p.title}"`).toContain(p.title);
+      expect(readme, `docs/operations.md describes the panel "${p.title}"`).toContain(p.title);
     }
   });
 });

@@ -33,6 +33,16 @@ describe('the npm package', () => {
     expect(missing).toEqual([]);
   });
 
+  it('the README is for the operator: at most 12,000 characters, in the order problem, install, table full?, CLI, API, links', () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    expect(readme.length).toBeLessThanOrEqual(12_000);
+    const headings = [...readme.matchAll(/^## (.+)$/gm)].map((m) => m[1]);
+    expect(headings).toEqual(['Install', 'Table full? In this order', 'CLI', 'API', 'Trying it, and contributing', 'More']);
+    // The two commands a newcomer runs on a fresh clone.
+    expect(readme).toMatch(/npm run demo/);
+    expect(readme).toMatch(/npm test/);
+  });
+
   it('require() works from a CommonJS consumer (Node 20.19+ loads the ES module)', () => {
     const r = spawnSync(process.execPath, ['-e', "const c = require('ctpurge'); console.log(typeof c.Conntrack, typeof c.planQuery)"], { cwd: dir, encoding: 'utf8' });
     expect(r.stderr).toBe('');
