@@ -3,6 +3,7 @@
  * takes for it (one table feeds both), the purge's written-out help names every purge option,
  * and the README and docs/api.md name every selector. Typos get a suggestion.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -70,5 +71,28 @@ describe('help from the option table', () => {
     expect(message(['list', '--outptu', 'table'])).toMatch(/did you mean --output\?/);
     expect(message(['stast'])).toMatch(/did you mean 'stats'\?/);
     expect(message(['--xyzzy-plugh'])).toBe('unknown option --xyzzy-plugh');
+  });
+});
+
+describe('the man page and the bash completion', () => {
+  it('the shipped files are what the option table makes (node scripts/gen-manual.mjs)', async () => {
+    const { bashCompletion, manPage } = await import('../../src/cli/manual.js');
+    const { version } = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(readFileSync(path.join(ROOT, 'man/ctpurge.8'), 'utf8')).toBe(manPage(version));
+    expect(readFileSync(path.join(ROOT, 'completion/ctpurge.bash'), 'utf8')).toBe(bashCompletion());
+    for (const o of OPTIONS) expect(manPage(version)).toContain(`\\fB${`--${o.name}`.replace(/-/g, '\\-')}\\fR`);
+  });
+
+  it('bash completes each command\'s own options, and nothing another command takes', () => {
+    const complete = (...words: string[]) => {
+      const script = `source ${path.join(ROOT, 'completion/ctpurge.bash')}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _ctpurge; printf '%s\\n' "\${COMPREPLY[@]}"`;
+      return execFileSync('bash', ['-c', script], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    };
+    expect(complete('ctpurge', 'list', '--ou')).toEqual(['--output']);
+    expect(complete('ctpurge', '--max')).toEqual(['--max-delete']);
+    expect(complete('ctpurge', 'doctor', '--unre')).toEqual([]);
+    expect(complete('ctpurge', 'st')).toEqual(['stats']);
+    expect(complete('ctpurge', '--family', 'ip')).toEqual(['ipv4', 'ipv6']);
+    for (const c of COMMANDS) expect(new Set(complete('ctpurge', ...(c === 'purge' ? [] : [c]), '--'))).toEqual(new Set(optionsOf(c).map((o) => `--${o.name}`)));
   });
 });
