@@ -4,6 +4,7 @@
  * on loopback with its own config and storage, never as the system service.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -25,6 +26,13 @@ async function query(port: number, promql: string): Promise<Sample[]> {
   const body = (await res.json()) as { status: string; data: { resultType: string; result: Sample[] } };
   if (body.status !== 'success') throw new Error(`query ${promql}: ${JSON.stringify(body)}`);
   return body.data.result;
+}
+
+/** The values of a range query's first series, one per second. */
+async function rangeQuery(port: number, expr: string, start: number, end: number): Promise<[number, string][]> {
+  const url = `http://127.0.0.1:${port}/api/v1/query_range?query=${encodeURIComponent(expr)}&start=${start}&end=${end}&step=1`;
+  const body = (await (await fetch(url)).json()) as { data: { result: { values: [number, string][] }[] } };
+  return body.data.result[0]?.values ?? [];
 }
 
 describeClients(`Prometheus scrapes the daemon (${versionOf('prometheus')})`, ['prometheus', 'promtool'], () => {
@@ -130,6 +138,37 @@ describeClients(`Prometheus scrapes the daemon (${versionOf('prometheus')})`, ['
     const since = await query(promPort, 'time() - ctpurge_last_run_timestamp_seconds');
     expect(Number(since[0]?.value[1])).toBeLessThan(3 * 1 + 2);
   });
+
+  it('keeps scraping (up = 1, under 1 s) while 1,000 idle and slowloris clients hold and reopen connections', async () => {
+    const sockets = new Set<Socket>();
+    let attacking = true;
+    const attacker = (slow: boolean) => {
+      if (!attacking) return;
+      const sock = connect(ctpPort, '127.0.0.1');
+      sockets.add(sock);
+      sock.on('error', () => undefined);
+      const timer = slow ? setInterval(() => sock.write('G'), 200) : undefined;
+      sock.on('close', () => {
+        clearInterval(timer);
+        sockets.delete(sock);
+        if (attacking) setTimeout(() => attacker(slow), 250);
+      });
+    };
+    try {
+      for (let i = 0; i < 1000; i++) attacker(i % 2 === 1);
+      const since = Date.now() / 1000;
+      // Ten scrapes under attack, each answered: up stays 1 and scrape_duration_seconds < 1.
+      await new Promise((r) => setTimeout(r, 11_000));
+      const ups = (await rangeQuery(promPort, 'up{job="ctpurge"}', since + 1, Date.now() / 1000)).map((v) => v[1]);
+      expect(ups.length).toBeGreaterThanOrEqual(8);
+      expect(ups.every((v) => v === '1'), JSON.stringify(ups)).toBe(true);
+      const durations = (await rangeQuery(promPort, 'scrape_duration_seconds{job="ctpurge"}', since + 1, Date.now() / 1000)).map((v) => Number(v[1]));
+      expect(Math.max(...durations)).toBeLessThan(1);
+    } finally {
+      attacking = false;
+      for (const sock of sockets) sock.destroy();
+    }
+  }, 60_000);
 
   it('promtool check metrics passes on the /metrics body and on --metrics-file, and fails on a broken one', async () => {
     const body = await (await fetch(`http://127.0.0.1:${ctpPort}/metrics`)).text();
