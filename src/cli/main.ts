@@ -8,7 +8,7 @@ import { kernelFeatures } from '../kernel.js';
 import { planQuery, type QueryPlan } from '../plan.js';
 import { flushAllowed } from '../purge.js';
 import { resolveNetns } from '../netns.js';
-import { parseArgs, UsageError, type ParsedArgs } from './args.js';
+import { OPTIONS, parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { doctorCommand, renderDoctor } from './doctorCommand.js';
 import { commandHelp } from './help.js';
 import { listCommand } from './listCommand.js';
@@ -27,25 +27,12 @@ export const EXIT_USAGE = 2;
 /** A purge that --max-delete stopped: more entries matched than it allows. */
 export const EXIT_MAX_DELETE = 3;
 
-const FIELD_TO_OPTION: Record<string, string> = {
-  olderThan: '--older',
-  idleFor: '--idle',
-  state: '--state',
-  protocol: '--proto',
-  family: '--family',
-  src: '--src',
-  dst: '--dst',
-  replySrc: '--reply-src',
-  replyDst: '--reply-dst',
-  sport: '--sport',
-  dport: '--dport',
-  mark: '--mark',
-  'mark.value': '--mark',
-  'mark.mask': '--mark',
-  zone: '--zone',
-  origZone: '--orig-zone',
-  replyZone: '--reply-zone',
-};
+/** A query field's CLI option (for the errors compileQuery raises), from the option table. */
+const FIELD_TO_OPTION: Record<string, string> = Object.fromEntries([
+  ...OPTIONS.filter((o) => o.field !== undefined).map((o) => [o.field as string, `--${o.name}`]),
+  ['mark.value', '--mark'],
+  ['mark.mask', '--mark'],
+]);
 
 function version(): string {
   const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
