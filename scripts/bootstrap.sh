@@ -12,8 +12,12 @@ cd "$(dirname "$0")/.."
 # Tests: conntrack nftables iproute2 hping3 strace util-linux (setpriv, nsenter), and the
 # programs that consume ctpurge's output: prometheus (promtool), prometheus-node-exporter,
 # docker.io and debootstrap (the image test), systemd (systemd-analyze).
-PACKAGES=(libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 conntrack nftables iproute2 hping3 strace util-linux
+# `bootstrap.sh --demo` (npm run demo) installs only what the demo needs: the build, conntrack,
+# nft, ip and hping3.
+DEMO_PACKAGES=(libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 conntrack nftables iproute2 hping3)
+PACKAGES=("${DEMO_PACKAGES[@]}" strace util-linux
   prometheus prometheus-node-exporter docker.io debootstrap systemd logrotate)
+if [[ ${1:-} == --demo ]]; then PACKAGES=("${DEMO_PACKAGES[@]}"); fi
 
 LOG_DIR=${CTPURGE_LOG_DIR:-${TMPDIR:-/tmp}/ctpurge-bootstrap}
 mkdir -p "$LOG_DIR"

@@ -50,6 +50,26 @@ describe('bootstrap output', () => {
     expect(log).toContain('gyp info ok');
   });
 
+  it('npm run demo asks only for what the demo needs; npm test for the test tools too', () => {
+    // Nothing installed, and not root (setpriv): bootstrap lists what it would install.
+    writeFileSync(path.join(bin, 'dpkg-query'), '#!/bin/sh\nexit 1\n');
+    // Its log directory where nobody can write (the run stops before it writes a log anyway).
+    const nobodyLogs = path.join(os.tmpdir(), `ctpurge-bootstrap-nobody-${process.pid}`);
+    const as = (args: string[]) =>
+      run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'env', `PATH=${bin}:/usr/bin:/bin`, `CTPURGE_LOG_DIR=${nobodyLogs}`, 'bash', path.join(repo, 'scripts/bootstrap.sh'), ...args]);
+    const missing = (r: { stderr: string }) => (/missing Debian packages: (.*)/.exec(r.stderr)?.[1] ?? '').split(' ');
+    chmodSync(dir, 0o755);
+    const demo = missing(as(['--demo']));
+    expect(demo).toEqual(['libnetfilter-conntrack-dev', 'libmnl-dev', 'pkg-config', 'g++', 'make', 'python3', 'conntrack', 'nftables', 'iproute2', 'hping3']);
+    const all = missing(as([]));
+    expect(all).toEqual(expect.arrayContaining([...demo, 'prometheus', 'docker.io', 'debootstrap']));
+    expect(all.length).toBeGreaterThan(demo.length);
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.demo).toMatch(/bootstrap\.sh --demo/);
+    expect(pkg.scripts.test).toMatch(/bootstrap\.sh(?! --demo)/);
+    rmSync(nobodyLogs, { recursive: true, force: true });
+  });
+
   it('a step that fails says so, shows the last 25 lines of its log, and exits with its code', () => {
     fakeNpm('for i in $(seq 1 60); do echo "line $i"; done; exit 7');
     const r = bootstrap();
