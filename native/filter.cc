@@ -37,7 +37,21 @@ bool hasPortsProtocol(uint8_t p) {
 
 }  // namespace
 
+bool Filter::needsAge() const {
+  if (hasOlderThan || hasIdleFor) return true;
+  for (const Filter& x : except)
+    if (x.needsAge()) return true;
+  return false;
+}
+
 bool Filter::matches(const Entry& e, const Ages& ages) const {
+  if (!matchesOwn(e, ages, false)) return false;
+  for (const Filter& x : except)
+    if (x.matchesOwn(e, ages, true)) return false;
+  return true;
+}
+
+bool Filter::matchesOwn(const Entry& e, const Ages& ages, bool unknownTimeMatches) const {
   if (family && e.family != family) return false;
   if (protocol >= 0 && e.protocol != protocol) return false;
   if ((e.status & statusMask) != statusValue) return false;
@@ -61,9 +75,10 @@ bool Filter::matches(const Entry& e, const Ages& ages) const {
   if (!anyContains(dst, e.family, e.orig.dst)) return false;
   if (!anyContains(replySrc, e.family, e.reply.src)) return false;
   if (!anyContains(replyDst, e.family, e.reply.dst)) return false;
-  // An unknown time never matches: no entry goes on a guess.
-  if (hasOlderThan && !(ages.age.known() && ages.age.seconds >= olderThan)) return false;
-  if (hasIdleFor && !(ages.idle.known() && ages.idle.seconds >= idleFor)) return false;
+  // An unknown time never matches a selector (no entry goes on a guess), and always matches an
+  // exclusion (for the same reason).
+  if (hasOlderThan && !(ages.age.known() ? ages.age.seconds >= olderThan : unknownTimeMatches)) return false;
+  if (hasIdleFor && !(ages.idle.known() ? ages.idle.seconds >= idleFor : unknownTimeMatches)) return false;
   return true;
 }
 

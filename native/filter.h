@@ -39,9 +39,15 @@ struct Filter {
   double olderThan = 0;  // seconds since creation (Ages::age)
   bool hasIdleFor = false;
   double idleFor = 0;    // seconds since the last packet (Ages::idle)
-  bool needsAge() const { return hasOlderThan || hasIdleFor; }
+  // Exclusions (the query's except): an entry that matches any of them never matches. An
+  // exclusion's unknown time counts as a match, so an entry is never taken on a guess.
+  std::vector<Filter> except;
+  bool needsAge() const;
   // ages: from estimateAges(); only read when needsAge().
   bool matches(const Entry& e, const Ages& ages) const;
+
+ private:
+  bool matchesOwn(const Entry& e, const Ages& ages, bool unknownTimeMatches) const;
 };
 
 // One lane of a plan: the kernel-side filter its dump (or flush) request carries, and the

@@ -161,6 +161,17 @@ Filter filterFromJs(const Napi::Object& o) {
     f.hasOlderThan = true;
     f.olderThan = ownGet(o, "olderThan").As<Napi::Number>().DoubleValue();
   }
+  Napi::Value ex = ownGet(o, "except");
+  if (ex.IsArray()) {
+    auto arr = ex.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value x = arr.Get(i);
+      if (!x.IsObject()) throw Napi::TypeError::New(o.Env(), "ctpurge: an exclusion must be a filter object");
+      Filter xf = filterFromJs(x.As<Napi::Object>());
+      if (!xf.except.empty()) throw Napi::TypeError::New(o.Env(), "ctpurge: an exclusion has no exclusions of its own");
+      f.except.push_back(std::move(xf));
+    }
+  }
   return f;
 }
 

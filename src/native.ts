@@ -34,6 +34,8 @@ export interface NativeFilter {
   dport?: [number, number];
   olderThan?: number;
   idleFor?: number;
+  /** Exclusions: an entry that matches any of them never matches (an unknown time counts as a match). */
+  except?: NativeFilter[];
 }
 
 /** What a dump or flush request asks the kernel to filter by (native DumpFilter); every field optional. */

@@ -235,6 +235,8 @@ export const FLUSH_RULES: { readonly [K in keyof Required<NativeFilter>]: 'compa
   replyZone: 'dump',
   olderThan: 'dump',
   idleFor: 'dump',
+  // Matched per entry: the kernel has no "except".
+  except: 'dump',
 });
 
 /** The values of a filter's keys that select nothing (compileQuery's starting filter). */

@@ -54,11 +54,18 @@ export interface Query {
    * with timestamps on or off. A busy flow never matches, however old. Unknown never matches.
    */
   idleFor?: number | string;
+  /**
+   * Exclusions: an entry that matches any of these queries is kept, whatever the rest says
+   * ("ESTABLISHED idle 6 h, except to 10.1.2.3 port 5432"). Matched per entry, never in a
+   * kernel flush. An exclusion's unknown time counts as a match, so an entry is never taken on
+   * a guess. They narrow what a query selects but never make it selective on their own.
+   */
+  except?: Query | Query[];
 }
 
 export const QUERY_FIELDS = [
   'family', 'protocol', 'state', 'unreplied', 'assured', 'src', 'dst', 'replySrc', 'replyDst',
-  'sport', 'dport', 'mark', 'zone', 'origZone', 'replyZone', 'olderThan', 'idleFor',
+  'sport', 'dport', 'mark', 'zone', 'origZone', 'replyZone', 'olderThan', 'idleFor', 'except',
 ] as const;
 
 /** A condition that cannot narrow a query: its field, and why ("a mask of 0 matches every mark"). */
@@ -247,6 +254,29 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     const text = `${key === 'olderThan' ? 'older than' : 'idle for'} ${typeof q[key] === 'string' ? q[key] : `${seconds}s`}`;
     desc.push(text);
     narrows(seconds > 0, key, '0 matches every entry whose time is known');
+  }
+  if (set('except')) {
+    const list = Array.isArray(q.except) ? q.except : [q.except];
+    if (list.length === 0) throw fieldError(RangeError, 'except', 'empty list');
+    if (list.length > 64) throw fieldError(RangeError, 'except', 'at most 64 exclusions');
+    const texts: string[] = [];
+    filter.except = list.map((x, i) => {
+      const where = list.length > 1 ? `except[${i}]` : 'except';
+      if (x !== null && typeof x === 'object' && Object.hasOwn(x, 'except')) throw fieldError(TypeError, where, 'an exclusion has no exclusions of its own');
+      let c: CompiledQuery;
+      try {
+        c = compileQuery(x as Query);
+      } catch (err) {
+        const info = err as Error & { field?: string; reason?: string };
+        if (info.field) throw fieldError(err instanceof RangeError ? RangeError : TypeError, info.field === 'query' ? where : `${where}.${info.field}`, info.reason ?? info.message);
+        throw err;
+      }
+      // An empty exclusion would keep every entry: a mistake, never what was meant.
+      if (c.empty) throw fieldError(TypeError, where, 'an empty exclusion would keep every entry; give it a condition');
+      texts.push(c.description);
+      return c.filter;
+    });
+    desc.push(`except ${texts.map((t) => `(${t})`).join(' or ')}`);
   }
   // Addresses of one family imply it: the kernel then skips the other family while dumping
   // instead of sending entries that could never match.

@@ -48,6 +48,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'zone', help: 'zone of both directions (zone=)' },
   { name: 'orig-zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'origZone', help: 'zone of the original direction only (zone-orig=)' },
   { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'replyZone', help: 'zone of the reply direction only (zone-reply=)' },
+  { name: 'except', value: "'SELECTORS'", repeat: true, commands: SELECTOR_COMMANDS, field: 'except', help: "keep what these match: --except '--dst 10.1.2.3 --dport 5432' (repeatable)" },
   { name: 'netns', value: 'NAME|PATH', commands: 'all', help: 'work in a network namespace (ip netns name or /proc/PID/ns/net)' },
   { name: 'dry-run', commands: ['purge'], help: 'count what would go, delete nothing' },
   { name: 'limit', value: 'N', commands: ['purge', 'list'], help: 'at most N deletions (purge) or entries (list)' },
@@ -179,7 +180,8 @@ export function parseArgs(argv: string[]): ParsedArgs {
     let v = inline;
     if (v === undefined) {
       v = rest[++i];
-      if (v === undefined || (v.startsWith('--') && v.length > 2)) throw new UsageError(`${label} needs a value (${spec.value})`);
+      // --except's value is itself selectors: '--dst 10.1.2.3'.
+      if (v === undefined || (v.startsWith('--') && v.length > 2 && spec.name !== 'except')) throw new UsageError(`${label} needs a value (${spec.value})`);
       if (v.length > MAX_ARG_LENGTH) throw new UsageError(`${label}: value is longer than ${MAX_ARG_LENGTH} characters`);
       if (v.includes('\0')) throw new UsageError(`${label}: value contains a NUL byte`);
     }
@@ -288,8 +290,27 @@ export function parseArgs(argv: string[]): ParsedArgs {
   out.version = values.has('version');
   if (out.quiet && out.verbose) throw new UsageError('--quiet and --verbose contradict each other');
   if (out.log && out.json && out.log === '-') throw new UsageError('--log - would mix entries into the --json summary on stdout');
+  if (values.has('except')) q.except = (values.get('except') ?? []).map(exclusion);
   out.query = q;
   return out;
+}
+
+/** One --except value: selectors, as they are written on the command line, parsed into a query. */
+function exclusion(value: string): Query {
+  const words = value.trim().split(/\s+/).filter(Boolean);
+  if (words.length === 0) throw new UsageError("--except: expected selectors, e.g. --except '--dst 10.1.2.3 --dport 5432'");
+  for (const w of words) {
+    if (!w.startsWith('-')) continue;
+    const name = w.replace(/^--?/, '').split('=')[0] as string;
+    const spec = OPTIONS.find((o) => o.name === name || o.short === name);
+    if (!spec || spec.field === undefined || spec.name === 'except') throw new UsageError(`--except: ${w.slice(0, 40)} is not a selector (an exclusion takes selectors only)`);
+  }
+  try {
+    return parseArgs(['list', ...words]).query;
+  } catch (err) {
+    if (err instanceof UsageError) throw new UsageError(`--except: ${err.message}`);
+    throw err;
+  }
 }
 
 function defaults(command: Command): ParsedArgs {

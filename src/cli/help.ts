@@ -31,6 +31,8 @@ Selectors (all combined with AND; a repeated address option means any of):
   --zone N                 conntrack zone of both directions (zone=; 0: none)
   --orig-zone N            zone of the original direction only (zone-orig=)
   --reply-zone N           zone of the reply direction only (zone-reply=)
+  --except 'SELECTORS'     keep what these selectors match, whatever the rest says, e.g.
+                           --except '--dst 10.1.2.3 --dport 5432' (repeatable: any of them)
 
 --idle or --older? Idle is the time since a flow's last packet, age the time since it was
 created. To free the entries of peers that vanished, use --idle: a busy flow (a database pool,

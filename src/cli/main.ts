@@ -34,6 +34,13 @@ const FIELD_TO_OPTION: Record<string, string> = Object.fromEntries([
   ['mark.mask', '--mark'],
 ]);
 
+/** The option of a field in an error, also one of an exclusion's ('except[1].dport' -> --except ... --dport). */
+function optionOf(field: string): string {
+  const m = /^except(?:\[\d+\])?\.(.+)$/.exec(field);
+  if (m) return `--except (${FIELD_TO_OPTION[m[1] as string] ?? m[1]})`;
+  return FIELD_TO_OPTION[field] ?? field;
+}
+
 function version(): string {
   const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
   return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
@@ -56,7 +63,7 @@ function validate(args: ParsedArgs): QueryPlan {
     // The error names its field (fieldError): put the CLI's option in its place.
     const info = errorField(err);
     if ((err instanceof TypeError || err instanceof RangeError) && info !== undefined) {
-      throw new UsageError(`${FIELD_TO_OPTION[info.field] ?? info.field}: ${info.reason}`);
+      throw new UsageError(`${optionOf(info.field)}: ${info.reason}`);
     }
     if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
     throw err;

@@ -62,6 +62,8 @@ interface Case {
   /** The same selectors for conntrack -L; unreplied is read from its [UNREPLIED]. */
   args: string[];
   unreplied?: boolean;
+  /** An exclusion's conntrack -L selectors: what they list is kept. */
+  exceptArgs?: string[];
 }
 
 /** One to three selectors, each with its conntrack -L form. */
@@ -106,6 +108,17 @@ function randomCase(r: () => number): Case {
       c.args.push('-f', c.query.family);
     },
   ];
+  // Sometimes an exclusion, of a selector conntrack -L can list on its own.
+  if (r() < 0.35) {
+    const [query, args] = pick([
+      [{ src: V4[0] as string }, ['-s', V4[0] as string]],
+      [{ mark: 7 }, ['-m', '7']],
+      [{ zone: 3 }, ['--zone', '3']],
+      [{ origZone: 5 }, ['--orig-zone', '5']],
+    ] as [Query, string[]][]);
+    c.query.except = query;
+    c.exceptArgs = args;
+  }
   const n = 1 + Math.floor(r() * 3);
   const chosen = new Set<number>();
   while (chosen.size < n) chosen.add(Math.floor(r() * selectors.length));
@@ -184,7 +197,7 @@ describeKernel(`exactness: list, dry run, purge and conntrack -L agree (seed ${S
 
   it(`${QUERIES} random queries: every path selects and deletes what conntrack -L shows`, async () => {
     const r = rng(SEED ^ 0x5eed);
-    const seen = { flush: 0, dump: 0, refused: 0, directional: 0 };
+    const seen = { flush: 0, dump: 0, refused: 0, directional: 0, excepted: 0 };
     const variants: { name: string; open: () => Promise<Conntrack>; log: boolean }[] = [
       { name: 'kernel filters', open: () => Conntrack.open({ netns: scratch.name }), log: false },
       { name: 'audit log (dump)', open: () => Conntrack.open({ netns: scratch.name }), log: true },
@@ -194,6 +207,7 @@ describeKernel(`exactness: list, dry run, purge and conntrack -L agree (seed ${S
       const c = randomCase(r);
       const what = `${JSON.stringify(c.query)} (conntrack -L ${c.args.join(' ')})`;
       const want = conntrackKeys(table, c.args, c.unreplied);
+      if (c.exceptArgs) for (const k of conntrackKeys(table, c.exceptArgs)) want.delete(k);
       const listed = await listKeys(ct, c.query);
       expect([...listed].sort(), `list ${what}`).toEqual([...want].sort());
       expect(await ct.count(c.query), `count ${what}`).toBe(want.size);
@@ -210,6 +224,7 @@ describeKernel(`exactness: list, dry run, purge and conntrack -L agree (seed ${S
       }
       expect(dry, what).toMatchObject({ dryRun: true, matched: want.size, deleted: 0 });
       if (c.query.origZone || c.query.replyZone) seen.directional += want.size > 0 ? 1 : 0;
+      if (c.exceptArgs) seen.excepted++;
       for (const v of variants) {
         reload();
         const other = await v.open();
@@ -238,6 +253,7 @@ describeKernel(`exactness: list, dry run, purge and conntrack -L agree (seed ${S
     expect(seen.dump).toBeGreaterThan(0);
     expect(seen.refused).toBeGreaterThan(0);
     expect(seen.directional).toBeGreaterThan(0);
+    expect(seen.excepted).toBeGreaterThan(0);
   }, 240_000);
 });
 
@@ -273,6 +289,11 @@ describeKernel('the review\'s cases, through the CLI', () => {
       if (sport !== null) expect(left.sort()).toEqual([1, 2, 3, 4].filter((s) => s !== sport));
       else expect(left).toEqual([2]);
     }
+    // An exclusion keeps what it matches.
+    ns.exec('conntrack', ['-F']);
+    ns.load(four);
+    expect(summary(['--proto', 'tcp', '--dport', '80', '--except', '--orig-zone 5', '--except', '--mark 0x10000']).deleted).toBe(2);
+    expect(ns.conntrackList().map((l) => Number(/sport=(\d+)/.exec(l)?.[1])).sort()).toEqual([1, 4]);
     ns.exec('conntrack', ['-F']);
     ns.load(four);
     expect(summary(['--zone', '7', '--dry-run']).matched).toBe(0);

@@ -65,6 +65,17 @@ const zoneId = fc.constantFrom(0, 3, 5);
 /** Marks: exact, masked, a mask of 0 (every mark), and one with bits outside its mask (refused). */
 const markQuery = fc.constantFrom<Query['mark']>(7, { value: 0x1, mask: 0xff }, { value: 0x101, mask: 0xfff }, { value: 0, mask: 0 }, { value: 5, mask: 0 }, { value: 0x101, mask: 0xff });
 
+/** An exclusion: one or two conditions. */
+const exclusion: fc.Arbitrary<Query> = fc.record(
+  {
+    dport: fc.constantFrom(...PORTS),
+    src: fc.constantFrom(...V4),
+    mark: fc.constantFrom<Query['mark']>(7, 0),
+    zone: zoneId,
+    unreplied: fc.boolean(),
+  },
+  { requiredKeys: [] },
+).filter((q) => Object.keys(q).length > 0 && Object.keys(q).length <= 2);
 const address = fc.oneof(fc.constantFrom(...V4, ...V6, '10.0.0.0/24', '0.0.0.0/0', '::/0'), fc.constant<string[]>(['10.0.0.1', '192.0.2.81']), fc.constant<string[]>(['0.0.0.0/0', '::/0']));
 const port = fc.oneof(fc.constantFrom(...PORTS), fc.constant<[number, number]>([80, 443]), fc.constant<[number, number]>([0, 65535]));
 const query: fc.Arbitrary<Query> = fc.record(
@@ -83,6 +94,7 @@ const query: fc.Arbitrary<Query> = fc.record(
     zone: zoneId,
     origZone: zoneId,
     replyZone: zoneId,
+    except: fc.oneof(exclusion, fc.array(exclusion, { minLength: 1, maxLength: 2 })),
   },
   { requiredKeys: [] },
 );
@@ -118,6 +130,11 @@ function inCidrs(list: NativeCidr[] | undefined, family: number, a: Uint8Array):
 
 /** What native/filter.cc Filter::matches decides (states and times left out: they never flush). */
 function matches(f: NativeFilter, e: ModelEntry): boolean {
+  return matchesOwn(f, e) && !(f.except ?? []).some((x) => matchesOwn(x, e));
+}
+
+/** The filter's own conditions, without its exclusions. */
+function matchesOwn(f: NativeFilter, e: ModelEntry): boolean {
   const inRange = (r: [number, number] | undefined, p: number) => r === undefined || (hasPorts(e.protocol) && p >= r[0] && p <= r[1]);
   return (
     (!f.family || f.family === e.family) &&
@@ -312,9 +329,9 @@ describe('a purge is refused for what the query selects, not for how many condit
         const protocols = f.protocol !== undefined ? [f.protocol] : [6, 17, 1, 132];
         const kind = (e: ModelEntry) => families.includes(e.family) && protocols.includes(e.protocol);
         if (!plan.selective) {
-          // Not selective: every entry of its kind matches.
-          for (const e of entries.filter(kind)) expect(matches(f, e)).toBe(true);
-          expect(plan.unselective.length > 0 || plan.empty || Object.keys(q).every((key) => key === 'family' || key === 'protocol')).toBe(true);
+          // Not selective: every entry of its kind matches, or is kept only by an exclusion.
+          for (const e of entries.filter(kind)) expect(matchesOwn(f, e)).toBe(true);
+          expect(plan.unselective.length > 0 || plan.empty || Object.keys(q).every((key) => key === 'family' || key === 'protocol' || key === 'except')).toBe(true);
         } else {
           // Selective: some entry of its kind does not.
           const all = families.flatMap((fam) => protocols.flatMap((p) => variants(fam, p)));
@@ -340,5 +357,28 @@ describe('a purge is refused for what the query selects, not for how many condit
     expect(planQuery({ mark: 5, src: '10.0.0.0/0' }, k).selective).toBe(true);
     expect(() => planQuery({ mark: { value: 0x10000, mask: 0xffff } }, k)).toThrow(/^mark\.value: 0x10000 has bits outside the mask 0xffff/);
     expect(() => planQuery({ mark: { value: 5, mask: 0 } }, k)).toThrow(/^mark\.value: /);
+  });
+});
+
+describe('exclusions', () => {
+  const k = kernelFeatures('6.18.0', {});
+  it('compile into the filter, are described, never flush, and never make a query selective', () => {
+    const plan = planQuery({ state: 'ESTABLISHED', idleFor: '6h', except: { dst: '10.1.2.3', dport: 5432 } }, k, { flush: true });
+    expect(plan.description).toBe('state ESTABLISHED, idle for 6h, except (dst 10.1.2.3, dport 5432)');
+    expect(plan.matchFilter.except).toHaveLength(1);
+    expect(plan.matchFilter.except?.[0]).toMatchObject({ family: 2, dport: [5432, 5432] });
+    expect(planQuery({ unreplied: true, except: [{ dport: 22 }, { src: '10.0.0.0/8' }] }, k, { flush: true }).method).toBe('dump');
+    expect(planQuery({ unreplied: true }, k, { flush: true }).method).toBe('flush');
+    expect(planQuery({ except: { dport: 22 } }, k).selective).toBe(false);
+    // The kernel filter is the query's own: exclusions only narrow, per entry.
+    expect(planQuery({ unreplied: true, except: { unreplied: true } }, k).kernelFilter).toMatchObject({ statusMask: 2, status: 0 });
+  });
+
+  it('bad exclusions name the field', () => {
+    expect(() => compileQuery({ unreplied: true, except: {} })).toThrow(/^except: an empty exclusion would keep every entry/);
+    expect(() => compileQuery({ unreplied: true, except: [{ dport: 1 }, { dport: 70000 }] })).toThrow(/^except\[1\]\.dport: /);
+    expect(() => compileQuery({ unreplied: true, except: { dport: 1, except: { dport: 2 } } as never })).toThrow(/^except: an exclusion has no exclusions of its own/);
+    expect(() => compileQuery({ unreplied: true, except: [] })).toThrow(/^except: empty list/);
+    expect(() => compileQuery({ unreplied: true, except: 5 as never })).toThrow(/^except: /);
   });
 });
