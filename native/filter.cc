@@ -71,6 +71,8 @@ bool Filter::matchesOwn(const Entry& e, const Ages& ages, bool unknownTimeMatche
   }
   if (hasSport && !(hasPortsProtocol(e.protocol) && e.orig.hasPorts && inRange(sport, e.orig.sport))) return false;
   if (hasDport && !(hasPortsProtocol(e.protocol) && e.orig.hasPorts && inRange(dport, e.orig.dport))) return false;
+  if (hasReplySport && !(hasPortsProtocol(e.protocol) && e.reply.hasPorts && inRange(replySport, e.reply.sport))) return false;
+  if (hasReplyDport && !(hasPortsProtocol(e.protocol) && e.reply.hasPorts && inRange(replyDport, e.reply.dport))) return false;
   if (!anyContains(src, e.family, e.orig.src)) return false;
   if (!anyContains(dst, e.family, e.orig.dst)) return false;
   if (!anyContains(replySrc, e.family, e.reply.src)) return false;

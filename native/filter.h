@@ -35,6 +35,8 @@ struct Filter {
   std::vector<Cidr> src, dst, replySrc, replyDst;  // each: any-of
   bool hasSport = false, hasDport = false;
   PortRange sport, dport;
+  bool hasReplySport = false, hasReplyDport = false;  // the reply direction's ports
+  PortRange replySport, replyDport;
   bool hasOlderThan = false;
   double olderThan = 0;  // seconds since creation (Ages::age)
   bool hasIdleFor = false;

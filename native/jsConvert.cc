@@ -153,6 +153,8 @@ Filter filterFromJs(const Napi::Object& o) {
   f.replyDst = cidrs(o, "replyDst");
   f.hasSport = range(o, "sport", f.sport);
   f.hasDport = range(o, "dport", f.dport);
+  f.hasReplySport = range(o, "replySport", f.replySport);
+  f.hasReplyDport = range(o, "replyDport", f.replyDport);
   if (has(o, "idleFor")) {
     f.hasIdleFor = true;
     f.idleFor = ownGet(o, "idleFor").As<Napi::Number>().DoubleValue();

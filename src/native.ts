@@ -32,6 +32,8 @@ export interface NativeFilter {
   replyDst?: NativeCidr[];
   sport?: [number, number];
   dport?: [number, number];
+  replySport?: [number, number];
+  replyDport?: [number, number];
   olderThan?: number;
   idleFor?: number;
   /** Exclusions: an entry that matches any of them never matches (an unknown time counts as a match). */

@@ -235,6 +235,10 @@ export const FLUSH_RULES: { readonly [K in keyof Required<NativeFilter>]: 'compa
   replyZone: 'dump',
   olderThan: 'dump',
   idleFor: 'dump',
+  // Reply ports are matched per entry (the kernel could compare one exact reply port in a
+  // CTA_FILTER; not used yet).
+  replySport: 'dump',
+  replyDport: 'dump',
   // Matched per entry: the kernel has no "except".
   except: 'dump',
 });

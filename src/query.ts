@@ -28,6 +28,10 @@ export interface Query {
   /** Port or [from, to]. */
   sport?: number | PortRange;
   dport?: number | PortRange;
+  /** The reply direction's ports (conntrack's --reply-port-src/--reply-port-dst). */
+  replySport?: number | PortRange;
+  replyDport?: number | PortRange;
+
   /**
    * The connection mark, compared as the kernel, conntrack, iptables and nft compare it:
    * (mark & mask) === value. A value with bits outside its mask is refused (it could never
@@ -65,7 +69,7 @@ export interface Query {
 
 export const QUERY_FIELDS = [
   'family', 'protocol', 'state', 'unreplied', 'assured', 'src', 'dst', 'replySrc', 'replyDst',
-  'sport', 'dport', 'mark', 'zone', 'origZone', 'replyZone', 'olderThan', 'idleFor', 'except',
+  'sport', 'dport', 'replySport', 'replyDport', 'mark', 'zone', 'origZone', 'replyZone', 'olderThan', 'idleFor', 'except',
 ] as const;
 
 /** A condition that cannot narrow a query: its field, and why ("a mask of 0 matches every mark"). */
@@ -211,7 +215,7 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     filter[key] = list.map((c) => bare({ family: c.family === 'ipv4' ? AF_INET : AF_INET6, addr: c.addr, prefix: c.prefix }));
     desc.push(`${key} ${list.map(formatCidr).join(',')}`);
   }
-  for (const key of ['sport', 'dport'] as const) {
+  for (const key of ['sport', 'dport', 'replySport', 'replyDport'] as const) {
     if (!set(key)) continue;
     const r = parsePortRange(q[key], key);
     filter[key] = r;

@@ -44,6 +44,8 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'reply-dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'replyDst', help: 'reply-direction destination (repeatable)' },
   { name: 'sport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'sport', help: 'original source port or range' },
   { name: 'dport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'dport', help: 'original destination port or range' },
+  { name: 'reply-sport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'replySport', help: 'reply-direction source port or range' },
+  { name: 'reply-dport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'replyDport', help: 'reply-direction destination port or range' },
   { name: 'mark', value: 'V[/M]', commands: SELECTOR_COMMANDS, field: 'mark', help: 'connection mark: (mark & M) == V' },
   { name: 'zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'zone', help: 'zone of both directions (zone=)' },
   { name: 'orig-zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'origZone', help: 'zone of the original direction only (zone-orig=)' },
@@ -217,9 +219,10 @@ export function parseArgs(argv: string[]): ParsedArgs {
     for (const c of cidrs) usage(() => parseCidr(c, `--${opt}`));
     q[key] = cidrs;
   }
-  for (const key of ['sport', 'dport'] as const) {
-    if (values.has(key)) q[key] = usage(() => parsePortRange(one(key), `--${key}`));
+  for (const [opt, key] of [['sport', 'sport'], ['dport', 'dport'], ['reply-sport', 'replySport'], ['reply-dport', 'replyDport']] as const) {
+    if (values.has(opt)) q[key] = usage(() => parsePortRange(one(opt), `--${opt}`));
   }
+
   if (values.has('mark')) {
     const [v, m, extra] = (one('mark') as string).split('/');
     if (extra !== undefined) throw new UsageError('--mark: expected VALUE or VALUE/MASK');

@@ -26,6 +26,8 @@ Selectors (all combined with AND; a repeated address option means any of):
   --reply-dst CIDR         reply-direction destination (repeatable)
   --sport P|A-B            original source port or range
   --dport P|A-B            original destination port or range
+  --reply-sport P|A-B      reply-direction source port or range
+  --reply-dport P|A-B      reply-direction destination port or range
   --mark V[/M]             connection mark, optionally masked (decimal or 0x hex): matches
                            when (mark & M) == V, as in conntrack, iptables and nft
   --zone N                 conntrack zone of both directions (zone=; 0: none)

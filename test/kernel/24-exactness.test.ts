@@ -44,7 +44,15 @@ function randomTable(seed: number): string[] {
     const family = r() < 0.7 ? 'ipv4' : 'ipv6';
     const pool = family === 'ipv4' ? V4 : V6;
     const proto = r() < 0.6 ? 'tcp' : 'udp';
-    const parts = ['-I', '-p', proto, '-s', pick(pool), '-d', pick(pool), '--sport', String(1024 + i), '--dport', String(pick([53, 80, 443]))];
+    const src = pick(pool);
+    const dst = pick(pool);
+    const sport = 1024 + i;
+    const dport = pick([53, 80, 443]);
+    const parts = ['-I', '-p', proto, '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport)];
+    // Some IPv4 flows are NATed: to a backend (destination NAT) or from a masquerade address (source NAT).
+    const nat = family === 'ipv4' ? r() : 1;
+    if (nat < 0.2) parts.push('--reply-src', '10.2.0.9', '--reply-dst', src, '--reply-port-src', String(dport === 80 ? 8080 : dport), '--reply-port-dst', String(sport));
+    else if (nat < 0.35) parts.push('--reply-src', dst, '--reply-dst', '10.3.0.1', '--reply-port-src', String(dport), '--reply-port-dst', String(30000 + i));
     if (proto === 'tcp') parts.push('--state', pick(['ESTABLISHED', 'SYN_SENT']));
     parts.push('-t', String(100 + Math.floor(r() * 1000)));
     const status = pick(['', 'SEEN_REPLY', 'SEEN_REPLY,ASSURED']);
@@ -107,6 +115,11 @@ function randomCase(r: () => number): Case {
       c.query.family = pick(['ipv4', 'ipv6'] as const);
       c.args.push('-f', c.query.family);
     },
+    () => {
+      c.query.protocol = pick(['tcp', 'udp'] as const);
+      c.query.replySport = 8080;
+      c.args.push('-p', c.query.protocol, '--reply-port-src', '8080');
+    },
   ];
   // Sometimes an exclusion, of a selector conntrack -L can list on its own.
   if (r() < 0.35) {
@@ -122,6 +135,8 @@ function randomCase(r: () => number): Case {
   const n = 1 + Math.floor(r() * 3);
   const chosen = new Set<number>();
   while (chosen.size < n) chosen.add(Math.floor(r() * selectors.length));
+  // One protocol selector at most (two would be two -p for conntrack).
+  if (chosen.has(4) && chosen.has(selectors.length - 1)) chosen.delete(selectors.length - 1);
   for (const i of chosen) selectors[i]!();
   // An IPv4 source with family ipv6 is a usage error; keep the case meaningful.
   if (c.query.family === 'ipv6' && c.query.src !== undefined) {
