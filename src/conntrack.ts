@@ -263,10 +263,11 @@ export class Conntrack {
   /**
    * Deletes every entry that matches the query: dumped with kernel-side filters, matched
    * in C++, deleted in batches (tuple + zone + id) while the dump runs. When the running
-   * kernel compares every condition itself (status, mark, zone, and from 6.12 an exact
-   * protocol, TCP/UDP port and IPv4 address), one filtered flush is used (the plan says
-   * which: src/plan.ts). The query comes as fields of the options, or as `plan`.
-   * An empty query is refused.
+   * kernel compares every condition exactly as the match does (status, mark, and from 6.12 an
+   * exact protocol, TCP/UDP port and IPv4 address; never a zone or an exclusion), one filtered
+   * flush is used (the plan says which: src/plan.ts). The query comes as fields of the
+   * options, or as `plan`. A query that selects every entry of its kind is refused, and an
+   * already aborted signal rejects with an AbortError before anything is touched.
    */
   async purge(options: PurgeOptions): Promise<PurgeResult> {
     const request = purgeRequest(options, this.kernel, this.lanes);

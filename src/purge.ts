@@ -86,7 +86,8 @@ export function flushAllowed(o: { dryRun?: boolean; limit?: unknown; onDeleted?:
 
 /**
  * Validates purge options (own fields only, one snapshot) and plans the query for this kernel
- * and lane count; a given plan is used as it is when it was made for them. Refuses an empty query.
+ * and lane count; a given plan is used as it is when it was made for them. Refuses a query that
+ * selects every entry of its kind (see refuseUnselective).
  */
 export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lanes: number): PurgeRequest {
   const own = ownOptions<Record<string, unknown>>(options, 'purge', [...PURGE_KEYS, ...QUERY_FIELDS]);

@@ -27,7 +27,7 @@ export interface PurgeTarget {
 }
 
 export interface PurgerOptions {
-  /** What to purge (a query, or a plan from ct.plan()); an empty query is refused. */
+  /** What to purge (a query, or a plan from ct.plan()); a query that selects every entry of its kind is refused. */
   query: Query | QueryPlan;
   /** Interval between the end of one run and the start of the next: seconds or '5m'. */
   every: number | string;

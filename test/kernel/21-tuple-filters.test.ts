@@ -7,21 +7,11 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack, kernelFeatures, type Entry, type KernelFeatures, type Query } from '../../src/index.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
+import { rng } from '../helpers/rng.js';
 
 const N = 3000;
 const SEED = Number(process.env.CTPURGE_TEST_SEED ?? Date.now() % 1_000_000);
 const USERSPACE: KernelFeatures = { ...kernelFeatures('0.0', {}), release: 'userspace', kernelFilters: false };
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Row {
   family: 'ipv4' | 'ipv6';

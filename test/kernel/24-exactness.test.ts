@@ -14,21 +14,11 @@ import { Conntrack, kernelFeatures, type Entry, type Query } from '../../src/ind
 import { planQuery } from '../../src/plan.js';
 import { describeKernel, TestNetns } from '../helpers/kernel.js';
 import { ctpurge } from '../helpers/cli.js';
+import { rng } from '../helpers/rng.js';
 
 const N = 400;
 const QUERIES = 45;
 const SEED = Number(process.env.CTPURGE_TEST_SEED ?? Date.now() % 1_000_000);
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ZONES = [[], [], ['--zone', '3'], ['--orig-zone', '3'], ['--reply-zone', '3'], ['--orig-zone', '5'], ['--zone', '5'], ['--reply-zone', '7']];
 const MARKS = [0, 0, 7, 0x101, 0x10001, 0x10000];
