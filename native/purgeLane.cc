@@ -237,9 +237,7 @@ void PurgeLane::dropBatch() {
 
 bool PurgeLane::sendBatch() {
   if (shared_.logFd >= 0 && !writeLog()) {
-    dropBatch();
-    logBuf_.clear();
-    logLines_ = 0;
+    dropBatch();  // a delete batch: its audit lines go with it
     return false;
   }
   auto* last = reinterpret_cast<nlmsghdr*>(batch_.data() + lastMsgOffset_);

@@ -9,9 +9,11 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
-const prebuilt = path.join(root, 'prebuilds/linux-x64/ctpurge.glibc.node');
 // A checkout (with or without .git) builds from its sources: the package has no tsconfig.json.
 const inClone = existsSync(path.join(root, 'tsconfig.json'));
+// The package ships dist/: the loader's own notion of where the prebuilt addon is, and for
+// which platforms (null elsewhere).
+const prebuilt = inClone ? null : (await import('../dist/native.js')).prebuiltAddon(root);
 
 /** Loads the addon in a child process: a missing library must not take this one down. */
 function tryLoad(file) {
@@ -20,7 +22,7 @@ function tryLoad(file) {
 }
 
 let prebuiltProblem = null;
-if (!inClone && process.platform === 'linux' && process.arch === 'x64' && existsSync(prebuilt) && !process.env.CTPURGE_BUILD_FROM_SOURCE) {
+if (prebuilt && existsSync(prebuilt) && !process.env.CTPURGE_BUILD_FROM_SOURCE) {
   prebuiltProblem = tryLoad(prebuilt);
   if (prebuiltProblem === null) {
     console.log('ctpurge: using the prebuilt addon (linux-x64, glibc); nothing to compile');

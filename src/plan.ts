@@ -9,7 +9,7 @@ import { AF_INET, AF_INET6 } from './parse/address.js';
 import { IPS_SEEN_REPLY } from './protocols.js';
 import { bare, booleanField, fieldError, integerField, ownOptions } from './validate.js';
 import type { KernelFeatures } from './kernel.js';
-import { compileQuery, type Query, type Unselective } from './query.js';
+import { compileQuery, UNSET_FILTER, type Query, type Unselective } from './query.js';
 import type { NativeCidr, NativeFilter, NativeKernelFilter, NativeLane } from './native.js';
 
 export interface PlanOptions {
@@ -244,7 +244,7 @@ export const FLUSH_RULES: { readonly [K in keyof Required<NativeFilter>]: 'compa
 });
 
 /** The values of a filter's keys that select nothing (compileQuery's starting filter). */
-const UNSET: Partial<Record<keyof NativeFilter, unknown>> = { family: 0, hasStates: false, tcpStates: 0, sctpStates: 0, dccpStates: 0, statusMask: 0, statusValue: 0 };
+const UNSET: Partial<Record<keyof NativeFilter, unknown>> = UNSET_FILTER;
 
 /** The keys of a filter that hold a condition: own, and not at their "nothing" value. */
 export function conditionKeys(f: NativeFilter): (keyof NativeFilter)[] {

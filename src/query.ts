@@ -97,6 +97,19 @@ export interface CompiledQuery {
   readonly description: string;
 }
 
+/** A filter with no condition: compileQuery's start, and what the flush planner reads as "not set". */
+export const UNSET_FILTER: Readonly<NativeFilter> = Object.freeze(
+  bare({
+    family: 0,
+    hasStates: false,
+    tcpStates: 0,
+    sctpStates: 0,
+    dccpStates: 0,
+    statusMask: 0,
+    statusValue: 0,
+  }),
+);
+
 const u32 = (value: unknown, name: string) => integerField(value, name, 0, 0xffffffff);
 
 export function parseProtocol(value: unknown, name = 'protocol'): number {
@@ -154,15 +167,7 @@ function stateMasks(value: unknown): { tcp: number; sctp: number; dccp: number; 
 export function compileQuery(query: Query = {}): CompiledQuery {
   // Own enumerable fields only: an inherited or polluted field never becomes a condition.
   const q = ownOptions(query, 'query', QUERY_FIELDS);
-  const filter: NativeFilter = bare({
-    family: 0,
-    hasStates: false,
-    tcpStates: 0,
-    sctpStates: 0,
-    dccpStates: 0,
-    statusMask: 0,
-    statusValue: 0,
-  });
+  const filter: NativeFilter = bare({ ...UNSET_FILTER });
   const desc: string[] = [];
   // What narrows the selection beyond family and protocol, and what was given but cannot.
   let selective = false;

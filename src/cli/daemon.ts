@@ -177,11 +177,12 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     metrics.recordRun(run.result, run);
     void writeMetrics();
     void refreshTable().then((read) => (read ? writeMetrics() : undefined));
-    if (run.result?.limitReached && runLimit(args, run.count).byMaxDelete) {
+    const limit = args.maxDelete ? runLimit(args, run.count) : null;
+    if (run.result?.limitReached && limit?.byMaxDelete) {
       // Counted as a failed run (the alerts see it); the next run tries again.
       metrics.recordError();
       void writeMetrics();
-      process.stderr.write(`ctpurge: ${maxDeleteLine(args, run.result, runLimit(args, run.count).limit ?? 0)}\n`);
+      process.stderr.write(`ctpurge: ${maxDeleteLine(args, run.result, limit.limit ?? 0)}\n`);
     }
     if (args.quiet) return;
     const next = `next run in ${formatDuration(run.nextInSeconds)}`;
