@@ -1,6 +1,7 @@
 #include "eventCursor.h"
 
 #include <poll.h>
+#include <cstdio>
 #include <sys/socket.h>
 
 #include <vector>
@@ -87,12 +88,24 @@ class NextEventsWorker : public PromiseWorker {
         case EventState::Format::Ndjson:
           text_ += "{\"type\":\"";
           text_ += kTypeNames[type];
-          text_ += "\",\"entry\":";
+          if (c.timestamps) {
+            text_ += "\",\"time\":";
+            appendIsoTime(text_, now);
+            text_ += ",\"entry\":";
+          } else {
+            text_ += "\",\"entry\":";
+          }
           appendNdjson(text_, e, ages);
           text_.back() = '}';  // the entry's line ends the event's object
           text_ += '\n';
           break;
         case EventState::Format::Conntrack:
+          if (c.timestamps) {
+            char stamp[40];
+            std::snprintf(stamp, sizeof stamp, "[%llu.%06llu]\t", static_cast<unsigned long long>(now / 1000000000ull),
+                          static_cast<unsigned long long>(now % 1000000000ull / 1000ull));
+            text_ += stamp;
+          }
           text_ += kTypeTags[type];
           appendConntrackLine(text_, e, now);
           break;
@@ -127,7 +140,7 @@ class NextEventsWorker : public PromiseWorker {
 Napi::Function EventCursor::Define(Napi::Env env) { return Cursor::Define(env, "EventCursor"); }
 
 Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer,
-                                      Format format) {
+                                      Format format, bool timestamps) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->eventCtor.New({});
   EventState& s = stateOf(o);
@@ -137,6 +150,7 @@ Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter fil
   s.groups = groups;
   s.receiveBuffer = receiveBuffer;
   s.format = format;
+  s.timestamps = timestamps;
   return o;
 }
 

@@ -24,6 +24,8 @@ struct EventState {
   enum class Format { Records, Ndjson, Conntrack };
   NamespacePtr ns;
   Format format = Format::Records;
+  // Lines start with when the event was read: "time" in NDJSON, [sec.usec] as conntrack -E -o timestamp.
+  bool timestamps = false;
   Filter filter;
   uint32_t groups = 7;  // bit 0 new, bit 1 update, bit 2 destroy
   int receiveBuffer = 0;
@@ -50,7 +52,7 @@ class EventCursor : public Cursor<EventCursor, EventState, NextEventsWorker> {
   static Napi::Function Define(Napi::Env env);
   using Format = EventState::Format;
   static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer,
-                                  Format format);
+                                  Format format, bool timestamps);
   // A worker still polling stops at its next slice instead of waiting for events forever.
   ~EventCursor() override { state_->closed.store(true); }
 };

@@ -267,7 +267,8 @@ Napi::Value Handle::Events(const Napi::CallbackInfo& info) {
   const EventCursor::Format f = format == "ndjson"      ? EventCursor::Format::Ndjson
                                 : format == "conntrack" ? EventCursor::Format::Conntrack
                                                         : EventCursor::Format::Records;
-  return EventCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), groups, rcvbuf, f);
+  const bool timestamps = info.Length() > 4 && info[4].ToBoolean();
+  return EventCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), groups, rcvbuf, f, timestamps);
 }
 
 Napi::Value Handle::Close(const Napi::CallbackInfo& info) {

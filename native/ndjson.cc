@@ -138,6 +138,17 @@ void appendIso(std::string& out, uint64_t startNs) {
 
 }  // namespace
 
+void appendIsoTime(std::string& out, uint64_t ns) { appendIso(out, ns); }
+
+void stampNdjson(std::string& out, const std::string& tag) {
+  if (out.size() < 2 || out.compare(out.size() - 2, 2, "}\n") != 0) return;
+  out.resize(out.size() - 2);
+  out += ",\"time\":";
+  appendIso(out, realtimeNowNs());
+  out += tag;
+  out += "}\n";
+}
+
 void appendNdjson(std::string& out, const Entry& e, const Ages& ages) {
   const Age& age = ages.age;
   out += "{\"id\":";

@@ -14,6 +14,14 @@ namespace ctpurge {
 
 void appendNdjson(std::string& out, const Entry& e, const Ages& ages);
 
+// An audit-log line is a list --json line with when and by which run: the line just appended
+// (ending "}\n") gets ,"time":"<wall clock, ms>" and tag (a JSON fragment of more members,
+// starting with a comma) before its closing brace.
+void stampNdjson(std::string& out, const std::string& tag);
+
+// A wall-clock time as a JSON string: "2026-12-03T23:40:01.123Z".
+void appendIsoTime(std::string& out, uint64_t ns);
+
 // One line shaped like `conntrack -L` prints it (delta-time against nowNs, wall clock).
 void appendConntrackLine(std::string& out, const Entry& e, uint64_t nowNs);
 

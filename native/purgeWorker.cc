@@ -18,6 +18,8 @@ struct PurgeOptions {
   bool wantEntries = false;
   int logFd = -1;  // write-ahead audit log
   LineFormat logFormat = LineFormat::Ndjson;
+  bool stamp = false;
+  std::string logTag;  // with stamp: more members for each audit line (",\"run\":...")
   const int32_t* cancel = nullptr;
 };
 
@@ -35,7 +37,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
         ns_(std::move(ns)),
         flush_(flush),
         lanes_(std::move(lanes)),
-        opts_(opts) {
+        opts_(std::move(opts)) {
     if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
     if (cancelArray.IsTypedArray()) cancelRef_ = Napi::Persistent(cancelArray.As<Napi::Object>());
   }
@@ -121,6 +123,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.wantEntries = opts_.wantEntries;
     shared_.logFd = opts_.logFd;
     shared_.logFormat = opts_.logFormat;
+    shared_.stamp = opts_.stamp;
+    shared_.logTag = opts_.logTag;
     shared_.table.setLanes(lanes_.size());
     shared_.cancel = opts_.cancel;
     inNetns(shared_.nsFd, [&] { shared_.timeouts = PolicyTimeouts::readFromProc(); });
@@ -208,6 +212,11 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   Napi::Value logFormat = ownGet(o, "logFormat");
   const std::string format = logFormat.IsString() ? logFormat.As<Napi::String>().Utf8Value() : "ndjson";
   opts.logFormat = format == "conntrack" ? LineFormat::Conntrack : format == "table" ? LineFormat::Table : LineFormat::Ndjson;
+  Napi::Value logTag = ownGet(o, "logTag");
+  if (logTag.IsString()) {
+    opts.stamp = true;
+    opts.logTag = logTag.As<Napi::String>().Utf8Value();
+  }
   Napi::Value cancel = ownGet(o, "cancel");
   if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
     opts.cancel = cancel.As<Napi::Int32Array>().Data();

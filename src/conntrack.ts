@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { captureStack, fromNative } from './errors.js';
+import { captureStack, ConntrackError, fromNative } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
@@ -113,7 +113,9 @@ export class Conntrack {
   }
 
   #native(): NativeHandle {
-    if (!this.#handle || this.#closing) throw new Error('Conntrack: this handle is closed (close() was called); open a new one');
+    if (!this.#handle || this.#closing) {
+      throw new ConntrackError('Conntrack: this handle is closed (close() was called); open a new one', { code: 'ERR_USE_AFTER_CLOSE', operation: 'closed', netns: this.netns });
+    }
     return this.#handle;
   }
 
@@ -182,7 +184,7 @@ export class Conntrack {
    * pipe that is not drained makes the dump wait. `limit` stops it after that many lines, and
    * `signal` after the lines in flight. Resolves with the number of lines written;
    * a failed write (EPIPE when the reader went away, ENOSPC, ...) rejects with a
-   * ConntrackError (operation 'write') whose `partial` is that number.
+   * ConntrackError (operation 'write') whose `partial` is `{ kind: 'export', written }`.
    */
   async exportTo(fd: number, query: Query | QueryPlan = {}, options: ExportOptions = {}): Promise<number> {
     const o = exportOptions(fd, options);

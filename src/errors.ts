@@ -1,4 +1,12 @@
 /** ConntrackError: Node's SystemError shape (code, errno, syscall) plus a hint. */
+import type { PurgeResult } from './purge.js';
+
+/** What an operation had done when it failed part-way (see ConntrackError.partial). */
+export type PartialResult =
+  /** A purge whose audit log failed (operation 'log'): the result so far. */
+  | { kind: 'purge'; result: PurgeResult }
+  /** An export whose write failed (operation 'write'): the lines written before it. */
+  | { kind: 'export'; written: number };
 
 export interface ConntrackErrorInit {
   code: string;
@@ -7,6 +15,7 @@ export interface ConntrackErrorInit {
   operation?: string;
   netns?: string | null;
   hint?: string;
+  partial?: PartialResult;
 }
 
 export class ConntrackError extends Error {
@@ -18,6 +27,11 @@ export class ConntrackError extends Error {
   readonly operation: string | undefined;
   readonly netns: string | null;
   readonly hint: string | undefined;
+  /**
+   * Set when the operation failed part-way and what it had done is known: `kind` says which
+   * (a purge stopped by its audit log, an export stopped by its write).
+   */
+  readonly partial: PartialResult | undefined;
 
   constructor(message: string, init: ConntrackErrorInit) {
     super(message);
@@ -28,6 +42,7 @@ export class ConntrackError extends Error {
     this.operation = init.operation;
     this.netns = init.netns ?? null;
     this.hint = init.hint;
+    this.partial = init.partial;
   }
 }
 
@@ -104,8 +119,6 @@ export function fromNative(err: unknown, captured: Error, netns: string | null):
     netns,
     hint,
   });
-  const partial = (err as { partial?: unknown }).partial;
-  if (partial !== undefined) Object.defineProperty(out, 'partial', { value: partial, enumerable: true });
   if (captured.stack) out.stack = `${out.name}: ${out.message}\n${captured.stack.split('\n').slice(1).join('\n')}`;
   return out;
 }

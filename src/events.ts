@@ -2,7 +2,7 @@
 import { captureStack, fromNative, throwIfAborted } from './errors.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
 import type { NativeEventCursor, NativeFilter, NativeHandle } from './native.js';
-import { fieldError, integerField, ownOptions, signalField, typeName } from './validate.js';
+import { booleanField, fieldError, integerField, ownOptions, signalField, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
 export type EventType = 'new' | 'update' | 'destroy';
@@ -31,6 +31,11 @@ export interface EventLinesOptions extends EventsOptions {
    * 'conntrack': `[NEW] ` and a line like `conntrack -L` prints.
    */
   format: 'ndjson' | 'conntrack';
+  /**
+   * Each line starts with when the event was read: `"time":"2026-12-03T23:40:01.123Z"` after
+   * "type" in NDJSON, `[1764805201.123456]\t` as `conntrack -E -o timestamp` prints it.
+   */
+  timestamps?: boolean;
 }
 
 /** A batch of event lines, and the overflows seen while reading it (lost events, never silent). */
@@ -97,10 +102,10 @@ export function streamEvents(handle: NativeHandle, netns: string | null, given: 
 
 /** Events as text formatted in C++ (see EventLinesOptions): no JS object per event. */
 export function streamEventLines(handle: NativeHandle, netns: string | null, given: EventLinesOptions): AsyncIterableIterator<EventLines> {
-  const opened = openEvents(given, [...EVENT_KEYS, 'format'], (options, groups, rcvbuf, match) => {
-    const f = (options as EventLinesOptions).format;
+  const opened = openEvents(given, [...EVENT_KEYS, 'format', 'timestamps'], (options, groups, rcvbuf, match) => {
+    const { format: f, timestamps } = options as EventLinesOptions;
     if (f !== 'ndjson' && f !== 'conntrack') throw fieldError(TypeError, 'format', `expected 'ndjson' or 'conntrack', got ${typeName(f)}`);
-    return handle.events(match, groups, rcvbuf, f);
+    return handle.events(match, groups, rcvbuf, f, timestamps === undefined ? false : booleanField(timestamps, 'timestamps'));
   });
   async function* iterate(): AsyncGenerator<EventLines> {
     for await (const batch of batches(opened, netns)) if (batch.lost > 0 || batch.text.length > 0) yield batch;

@@ -105,16 +105,14 @@ export async function exportPlan(access: HandleAccess, plan: QueryPlan, o: Retur
     .finally(cancel.release);
   // A writer waiting on a full pipe gives up with EAGAIN when the export is aborted: that is the abort, not a failure.
   if (counts.logCode !== undefined && !(cancel.aborted() && counts.logCode === 'EAGAIN')) {
-    throw Object.assign(
-      new ConntrackError(`cannot write the entries: ${counts.logCode} (${counts.logged} written)`, {
-        code: counts.logCode,
-        errno: counts.logErrno,
-        syscall: 'write',
-        operation: 'write',
-        netns: access.netns,
-      }),
-      { partial: counts.logged },
-    );
+    throw new ConntrackError(`cannot write the entries: ${counts.logCode} (${counts.logged} written)`, {
+      code: counts.logCode,
+      errno: counts.logErrno,
+      syscall: 'write',
+      operation: 'write',
+      netns: access.netns,
+      partial: { kind: 'export', written: counts.logged },
+    });
   }
   return counts.logged;
 }

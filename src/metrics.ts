@@ -120,7 +120,9 @@ export class PurgeMetrics {
       await rename(tmp, file);
     } catch (err) {
       await rm(tmp, { force: true });
-      throw err;
+      // The error names the file asked for, not the temporary one, and keeps its code.
+      const e = err as NodeJS.ErrnoException;
+      throw Object.assign(new Error(`cannot write ${file}: ${e.code ?? e.message}`, { cause: err }), { code: e.code, errno: e.errno, syscall: e.syscall, path: file });
     }
   }
 }

@@ -133,6 +133,8 @@ export interface NativePurgeOptions {
   logFd?: number;
   /** What logFd gets: NDJSON (default) or lines like conntrack -L (list exports, dry run only). */
   logFormat?: 'ndjson' | 'conntrack' | 'table';
+  /** An audit log (not an export): each NDJSON line gets "time" and then these members (",\"run\":..."). */
+  logTag?: string;
   cancel?: Int32Array;
 }
 
@@ -260,7 +262,7 @@ export interface NativeHandle {
   /** groups: bit 0 new, bit 1 update, bit 2 destroy. */
   events(match: NativeFilter, groups: number, receiveBuffer: number, format?: 'records'): NativeEventCursor;
   /** The same as text: NDJSON ({"type":"new","entry":{...}}) or `[NEW] ` and a `conntrack -L` line. */
-  events(match: NativeFilter, groups: number, receiveBuffer: number, format: 'ndjson' | 'conntrack'): NativeEventCursor<NativeEventText>;
+  events(match: NativeFilter, groups: number, receiveBuffer: number, format: 'ndjson' | 'conntrack', timestamps?: boolean): NativeEventCursor<NativeEventText>;
   close(): void;
 }
 

@@ -1,4 +1,5 @@
 /** Conntrack.purge: its options, its result, and the run of a planned purge. */
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { ConntrackError, throwIfAborted } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
@@ -28,10 +29,12 @@ export interface PurgeOptions extends Query {
   signal?: AbortSignal;
   /**
    * A write-ahead audit log: an open file descriptor that gets each entry's NDJSON line (the
-   * `list --json` format) before the batch holding it is deleted; in a dry run, each match.
+   * `list --json` format, plus `time`: when the line was written, just before its delete;
+   * `run`: the result's `run`; `netns`: the handle's namespace or null) before the batch
+   * holding it is deleted; in a dry run, each match.
    * No entry is deleted without its line. A failed or short write stops the purge before the
    * next delete: purge() then rejects with a ConntrackError (operation 'log', the write's
-   * code) whose `partial` is the result so far. Never used with a flush.
+   * code) whose `partial` is `{ kind: 'purge', result }`, the result so far. Never used with a flush.
    */
   logFd?: number;
 }
@@ -44,6 +47,8 @@ export interface PurgeProgress {
 }
 
 export interface PurgeResult {
+  /** This purge's id (12 hex digits), also in each of its audit-log lines: which run deleted what. */
+  run: string;
   /** Entries that matched the query when they were read. */
   matched: number;
   /** Entries the kernel deleted for us (0 in a dry run). */
@@ -118,11 +123,14 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
   const cancel = abortFlag(signal);
   let callbackError: unknown;
   const started = performance.now();
+  const run = randomBytes(6).toString('hex');
+  // Each audit line ends with these members (after "time", which the addon writes).
+  const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}`;
   try {
     const tableSize = (await access.call((h) => h.stats(), handle)).count;
     const counts: NativePurgeCounts = await access.call(
       () =>
-        handle.purge(plan.method, plan.lanes, { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, cancel: cancel.flag }, (progress, records) => {
+        handle.purge(plan.method, plan.lanes, { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, logTag, cancel: cancel.flag }, (progress, records) => {
           try {
             if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);
             onProgress?.({ scanned: progress.scanned, matched: progress.matched, deleted: progress.deleted, vanished: progress.vanished });
@@ -134,6 +142,7 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
     );
     if (callbackError !== undefined) throw callbackError;
     const result: PurgeResult = {
+      run,
       matched: counts.matched,
       deleted: counts.deleted,
       vanished: counts.vanished,
@@ -148,17 +157,15 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
       logged: counts.logged,
     };
     if (counts.logCode !== undefined) {
-      throw Object.assign(
-        new ConntrackError(`cannot write the audit log: ${counts.logCode}; stopped before the next delete (${counts.deleted} deleted, ${counts.logged} logged)`, {
-          code: counts.logCode,
-          errno: counts.logErrno,
-          syscall: 'write',
-          operation: 'log',
-          netns: access.netns,
-          hint: counts.logCode === 'ENOSPC' || counts.logCode === 'EDQUOT' ? "free space on the log's filesystem, or point --log elsewhere" : undefined,
-        }),
-        { partial: result },
-      );
+      throw new ConntrackError(`cannot write the audit log: ${counts.logCode}; stopped before the next delete (${counts.deleted} deleted, ${counts.logged} logged)`, {
+        code: counts.logCode,
+        errno: counts.logErrno,
+        syscall: 'write',
+        operation: 'log',
+        netns: access.netns,
+        hint: counts.logCode === 'ENOSPC' || counts.logCode === 'EDQUOT' ? "free space on the log's filesystem, or point --log elsewhere" : undefined,
+        partial: { kind: 'purge', result },
+      });
     }
     return result;
   } finally {

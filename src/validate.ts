@@ -1,3 +1,5 @@
+import { nearest } from './parse/nearest.js';
+
 /**
  * The one reading of every option object the library takes (queries, purge, list, events,
  * schedule, open, create): own enumerable properties only, so neither an inherited field nor
@@ -37,17 +39,24 @@ export function typeName(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)?.slice(0, 40) ?? ''}`.trim();
 }
 
+function nearestHint(key: string, allowed: readonly string[]): string {
+  const near = nearest(key, allowed);
+  return near ? ` (did you mean '${near}'?)` : '';
+}
+
 /**
  * The own enumerable properties of an options object, in a null-prototype record: nothing
- * else is ever read. Throws TypeError for a non-object and for a key not in `allowed`.
+ * else is ever read. Throws TypeError for a non-object (field: what) and for a key not in
+ * `allowed` (field: the key, or parent.key for an object nested in the options, such as 'mark').
  */
-export function ownOptions<T extends object = Record<string, unknown>>(value: unknown, what: string, allowed: readonly string[]): T {
+export function ownOptions<T extends object = Record<string, unknown>>(value: unknown, what: string, allowed: readonly string[], parent?: string): T {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw fieldError(TypeError, what, `expected an object, got ${typeName(value)}`);
   }
   const out = Object.create(null) as Record<string, unknown>;
   for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) throw fieldError(TypeError, what, `unknown field '${key}'`);
+    // The error is about the unknown key itself: its field is the key, as a caller would look it up.
+    if (!allowed.includes(key)) throw fieldError(TypeError, parent === undefined ? key : `${parent}.${key}`, `unknown field of ${what}${nearestHint(key, allowed)}`);
     out[key] = (value as Record<string, unknown>)[key];
   }
   return out as T;

@@ -188,9 +188,11 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     const next = `next run in ${formatDuration(run.nextInSeconds)}`;
     // With --log - the audit lines own stdout: the run lines go to stderr, as the one-shot's summary does.
     const sink = log?.file === '-' ? process.stderr : process.stdout;
-    if (args.json) sink.write(`${JSON.stringify({ time: new Date().toISOString(), ...run })}\n`);
-    else if (run.skipped) sink.write(`skipped: table ${(run.usage * 100).toFixed(1)}% full, not above ${((args.whenAbove ?? 0) * 100).toFixed(0)}%; ${next}\n`);
-    else if (run.result) sink.write(`${purgeSummary(run.result)}; ${next}\n`);
+    // Each line says when (a daemon's output often goes to a file, not to the journal).
+    const time = new Date().toISOString();
+    if (args.json) sink.write(`${JSON.stringify({ time, ...run })}\n`);
+    else if (run.skipped) sink.write(`${time} skipped: table ${(run.usage * 100).toFixed(1)}% full, not above ${((args.whenAbove ?? 0) * 100).toFixed(0)}%; ${next}\n`);
+    else if (run.result) sink.write(`${time} ${purgeSummary(run.result)} (run ${run.result.run}); ${next}\n`);
   });
   purger.on('error', (err: Error) => {
     inRun = false;

@@ -4,7 +4,8 @@
  * directory, another user's file or a file others can write is refused (exit 2) before the
  * table is touched, and the open itself never follows a symlink and never blocks.
  */
-import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import path from 'node:path';
 import { UsageError } from './args.js';
 
 function kind(st: Stats): string {
@@ -25,14 +26,36 @@ function refusal(st: Stats): string | undefined {
   return undefined;
 }
 
-/** Throws UsageError naming the option when an existing file at path must not be written. */
+/** A file that does not exist yet: its directory must, and be one the process can create files in. */
+function checkDirectory(option: string, file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let st: Stats;
+  try {
+    st = statSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(code === 'ENOENT' ? `${option}: directory ${dir} does not exist` : `${option}: cannot use directory ${dir}: ${code ?? (err as Error).message}`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`${option}: ${dir} is not a directory`);
+  try {
+    accessSync(dir, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(`${option}: cannot create files in ${dir}: ${code === 'EROFS' ? 'read-only filesystem' : code === 'EACCES' ? 'permission denied' : (code ?? (err as Error).message)}`);
+  }
+}
+
+/** Throws UsageError naming the option when a file at path must not be written (or cannot be made). */
 export function checkOutputFile(option: string, file: string): void {
   let st: Stats;
   try {
     st = lstatSync(file);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT') return;
+    if (e.code === 'ENOENT') {
+      checkDirectory(option, file);
+      return;
+    }
     throw new UsageError(`${option}: cannot use ${file}: ${e.code ?? e.message}`);
   }
   const why = refusal(st);

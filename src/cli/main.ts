@@ -190,15 +190,18 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
         }
         // rsync's convention: more matched than --max-delete allows stops the run, and fails it.
         const stoppedByMax = run.byMaxDelete && result.limitReached;
+        // The summary first: what was deleted is said even when the metrics cannot be written.
+        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, ...result, ...(args.maxDelete ? { maxDelete: run.limit, maxDeleteReached: stoppedByMax } : {}) })}\n`);
+        else if (!args.quiet && log?.file === '-') process.stderr.write(`${purgeSummary(result)}\n`);
+        else if (!args.quiet) await out.write(`${purgeSummary(result)}\n`);
         if (args.metricsFile) {
           const metrics = new PurgeMetrics(metricsLabels(ct));
           metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
           await recordTableShape(metrics, ct);
-          await metrics.writeFile(args.metricsFile);
+          await metrics.writeFile(args.metricsFile).catch((err: unknown) => {
+            throw Object.assign(new Error(`--metrics-file: ${(err as Error).message}`), { code: (err as NodeJS.ErrnoException).code });
+          });
         }
-        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, ...result, ...(args.maxDelete ? { maxDelete: run.limit, maxDeleteReached: stoppedByMax } : {}) })}\n`);
-        else if (!args.quiet && log?.file === '-') process.stderr.write(`${purgeSummary(result)}\n`);
-        else if (!args.quiet) await out.write(`${purgeSummary(result)}\n`);
         if (stoppedByMax) {
           process.stderr.write(`ctpurge: ${maxDeleteLine(args, result, run.limit ?? 0)}\n`);
           return EXIT_MAX_DELETE;
@@ -209,8 +212,8 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
         await listCommand(ct, args, plan, out, abort.signal);
         break;
       case 'watch': {
-        // The lines are formatted in C++, as `list` formats its own.
-        for await (const batch of ct.eventLines({ query: plan.query, signal: abort.signal, format: args.json ? 'ndjson' : 'conntrack' })) {
+        // The lines are formatted in C++, as `list` formats its own; each says when it was read.
+        for await (const batch of ct.eventLines({ query: plan.query, signal: abort.signal, format: args.json ? 'ndjson' : 'conntrack', timestamps: true })) {
           if (batch.lost > 0) {
             process.stderr.write(`ctpurge: ${batch.lost} event overflow(s): the kernel dropped events\n`);
             if (args.json) await out.write(`${JSON.stringify({ type: 'lost', count: batch.lost })}\n`);

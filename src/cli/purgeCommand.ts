@@ -10,7 +10,7 @@ import { Progress } from './output.js';
 /** The CLI's one-line message for a failed audit log write, naming --log, the path and the counts. */
 export function logFailure(err: unknown, log: AuditLog | undefined): unknown {
   if (!(err instanceof ConntrackError) || err.operation !== 'log' || !log) return err;
-  const partial = (err as ConntrackError & { partial?: PurgeResult }).partial;
+  const partial = err.partial?.kind === 'purge' ? err.partial.result : undefined;
   const counts = partial ? `: ${partial.deleted} deleted, ${partial.logged} logged` : '';
   const file = log.file === '-' ? 'standard output' : log.file;
   const text = err.errno !== undefined ? getSystemErrorMap().get(err.errno)?.[1] : undefined;

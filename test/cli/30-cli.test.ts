@@ -43,14 +43,36 @@ describeKernel('the ctpurge binary', () => {
   it('--log appends NDJSON of every deleted entry to a file created 0600', () => {
     const log = path.join(os.tmpdir(), `ctpurge-log-${process.pid}-${Date.now()}.ndjson`);
     try {
-      const r = ctpurge(['--unreplied', '--older', '1h', '--proto', 'tcp', '--dport', '80', '--netns', ns.name, '--log', log]);
+      // The lines the purge will take, as list --json prints them (before, so they still exist).
+      const listed = ctpurge(['list', '--json', '--unreplied', '--older', '1h', '--proto', 'tcp', '--dport', '80', '--netns', ns.name]);
+      const listKeys = Object.keys(JSON.parse(listed.stdout.split('\n')[0] as string) as object);
+      const before = Date.now();
+      const r = ctpurge(['--unreplied', '--older', '1h', '--proto', 'tcp', '--dport', '80', '--netns', ns.name, '--log', log, '--json']);
+      const after = Date.now();
       expect(r.status).toBe(0);
+      const summary = JSON.parse(r.stdout) as { run: string };
+      expect(summary.run).toMatch(/^[0-9a-f]{12}$/);
       expect(statSync(log).mode & 0o777).toBe(0o600);
-      const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines).toHaveLength(stale.filter((e) => e.dport === 80).length);
-      for (const e of lines) expect(e).toMatchObject({ unreplied: true, protocol: 'tcp', orig: { dport: 80 } });
-      ctpurge(['--unreplied', '--older', '1h', '--netns', ns.name, '--log', log]);
-      expect(readFileSync(log, 'utf8').trim().split('\n')).toHaveLength(stale.length);
+      for (const e of lines) {
+        expect(e).toMatchObject({ unreplied: true, protocol: 'tcp', orig: { dport: 80 } });
+        // A superset of the list --json line: when (the line is written just before its delete),
+        // by which run (the summary's id) and in which namespace.
+        expect(Object.keys(e)).toEqual([...listKeys, 'time', 'run', 'netns']);
+        expect(e).toMatchObject({ run: summary.run, netns: ns.path });
+        const t = Date.parse(e.time as string);
+        expect(e.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        expect(t).toBeGreaterThanOrEqual(before - 1);
+        expect(t).toBeLessThanOrEqual(after + 1);
+      }
+      // Another run (a dry run logs what it would take) appends lines with an id of its own.
+      const dry = JSON.parse(ctpurge(['--state', 'ESTABLISHED', '--dry-run', '--netns', ns.name, '--log', log, '--json']).stdout) as { run: string; matched: number };
+      expect(dry.matched).toBeGreaterThan(0);
+      const all = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { run: string; state: string });
+      expect(all).toHaveLength(lines.length + dry.matched);
+      expect(dry.run).not.toBe(summary.run);
+      for (const l of all.slice(lines.length)) expect(l).toMatchObject({ run: dry.run, state: 'ESTABLISHED' });
     } finally {
       rmSync(log, { force: true });
     }

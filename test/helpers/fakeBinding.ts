@@ -36,6 +36,8 @@ export interface FakeOptions {
   deleted?: number | (() => number);
   /** What summary() returns. */
   summary?: NativeSummary;
+  /** A purge's audit-log (or export's) write fails with this code, after `deleted` went. */
+  logCode?: string;
 }
 
 /** A summary of an empty table, in the native layout. */
@@ -93,7 +95,8 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
         const cancelled = options.cancel !== undefined && Atomics.load(options.cancel, 0) === 1;
         if (cancelled) calls.cancelled++;
         const matched = typeof opts.deleted === 'function' ? opts.deleted() : (opts.deleted ?? 0);
-        return { scanned: opts.count ?? 1000, matched, deleted: options.dryRun ? 0 : matched, vanished: 0, batches: 1, method, cancelled, limitReached: false, lostReports: 0, logged: 0 };
+        const failed = opts.logCode === undefined ? {} : { logCode: opts.logCode, logErrno: -28 };
+        return { scanned: opts.count ?? 1000, matched, deleted: options.dryRun ? 0 : matched, vanished: 0, batches: 1, method, cancelled, limitReached: false, lostReports: 0, logged: matched, ...failed };
       });
     },
     events: (match: NativeFilter, groups: number, receiveBuffer: number, format?: string): NativeEventCursor<never> => {

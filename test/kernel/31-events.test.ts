@@ -93,6 +93,7 @@ describeKernel('events', () => {
   it('eventLines refuses a missing or unknown format, naming it', () => {
     expect(() => ct.eventLines({} as never)).toThrow(/^format: expected 'ndjson' or 'conntrack'/);
     expect(() => ct.eventLines({ format: 'xml' as never })).toThrow(TypeError);
+    expect(() => ct.eventLines({ format: 'ndjson', timestamps: 'yes' as never })).toThrow(/^timestamps: expected true or false/);
   });
 
   it('ctpurge watch prints events and stops on SIGTERM', async () => {
@@ -102,8 +103,11 @@ describeKernel('events', () => {
     await waitFor('the watch line', () => d.out().includes('10.70.0.1'), 10_000);
     d.child.kill('SIGTERM');
     expect(await d.exited).toBe(0);
-    const line = JSON.parse(d.out().trim().split('\n').find((l) => l.includes('10.70.0.1')) as string);
+    const line = JSON.parse(d.out().trim().split('\n').find((l) => l.includes('10.70.0.1')) as string) as { time: string };
     expect(line).toMatchObject({ type: 'new', entry: { protocol: 'udp', orig: { src: '10.70.0.1', dport: 6 } } });
+    // Each line says when the event was read.
+    expect(Object.keys(line).slice(0, 3)).toEqual(['type', 'time', 'entry']);
+    expect(Math.abs(Date.parse(line.time) - Date.now())).toBeLessThan(30_000);
   });
 
   it('ctpurge watch without --json prints [NEW] and a conntrack -L line', async () => {
@@ -113,6 +117,10 @@ describeKernel('events', () => {
     await waitFor('the watch line', () => d.out().includes('10.70.0.9'), 10_000);
     d.child.kill('SIGTERM');
     expect(await d.exited).toBe(0);
-    expect(d.out().trim()).toMatch(/^\[NEW\] udp {6}17 (59|60) src=10\.70\.0\.9 dst=10\.70\.0\.2 sport=5 dport=7 \[UNREPLIED\] src=10\.70\.0\.2 dst=10\.70\.0\.9 sport=7 dport=5 mark=0$/);
+    // As conntrack -E -o timestamp prints it: [seconds.microseconds], a tab, the event.
+    const stamp = /^\[(\d+)\.\d{6}\]\t/.exec(d.out());
+    expect(stamp, d.out()).not.toBeNull();
+    expect(Math.abs(Number(stamp?.[1]) * 1000 - Date.now())).toBeLessThan(30_000);
+    expect(d.out().trim().replace(/^\[\d+\.\d{6}\]\t/, '')).toMatch(/^\[NEW\] udp {6}17 (59|60) src=10\.70\.0\.9 dst=10\.70\.0\.2 sport=5 dport=7 \[UNREPLIED\] src=10\.70\.0\.2 dst=10\.70\.0\.9 sport=7 dport=5 mark=0$/);
   });
 });

@@ -340,8 +340,11 @@ describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, id
     expect(await d.exited).toBe(0);
     const lines = d.out().trim().split('\n');
     expect(lines).toHaveLength(30);
-    for (const l of lines) expect(JSON.parse(l)).toHaveProperty('orig');
-    expect(d.err()).toMatch(/^purged 30 of 30 entries/m);
+    // The run line says when and which run; the audit lines name the same run.
+    const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) purged 30 of 30 entries .* \(run ([0-9a-f]{12})\); next run in /m.exec(d.err());
+    expect(m, d.err()).not.toBeNull();
+    for (const l of lines) expect(JSON.parse(l)).toMatchObject({ orig: expect.anything(), run: m?.[2], netns: ns.path });
+    expect(Math.abs(Date.parse(m?.[1] as string) - Date.now())).toBeLessThan(60_000);
   });
 
   it('exits 1 naming the namespace when it is deleted, and when it is replaced by a new one of the same name', async () => {

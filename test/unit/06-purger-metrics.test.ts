@@ -164,7 +164,7 @@ describe('Purger (fake timers)', () => {
 });
 
 describe('metrics', () => {
-  const result = (deleted: number): PurgeResult => ({ matched: deleted, deleted, vanished: 0, scanned: 100, tableSize: 1000, durationMs: 1500, method: 'dump', dryRun: false, cancelled: false, limitReached: false, lostReports: 0, logged: 0 });
+  const result = (deleted: number): PurgeResult => ({ run: '0123456789ab', matched: deleted, deleted, vanished: 0, scanned: 100, tableSize: 1000, durationMs: 1500, method: 'dump', dryRun: false, cancelled: false, limitReached: false, lostReports: 0, logged: 0 });
 
   it('renders every metric with HELP and TYPE, and counters only grow', () => {
     const m = new PurgeMetrics({ netns: '/var/run/netns/a"b' });

@@ -52,13 +52,26 @@ describe('own enumerable fields only', () => {
 
   it('unknown keys are named everywhere: list options, summary options, events, schedule, create and its reply, open', async () => {
     const { ct } = await open();
-    expect(() => ct.list({}, { chunkSize: 10, bogus: 1 } as object)).toThrow(/'bogus'/);
-    await expect(ct.summary({}, { top: 3, bogus: 1 } as object)).rejects.toThrow(/'bogus'/);
-    expect(() => ct.events({ bogus: 1 } as object)).toThrow(/'bogus'/);
-    expect(() => ct.schedule({ query: { unreplied: true }, every: 60, bogus: 1 } as never)).toThrow(/'bogus'/);
-    await expect(ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2, timeout: 60, reply: { src: '10.0.0.2', dst: '10.0.0.1', bogus: 1 } } as never)).rejects.toThrow(/reply: unknown field 'bogus'/);
-    await expect(ct.purge({ unreplied: true, bogus: 1 } as never)).rejects.toThrow(/'bogus'/);
-    await expect(Conntrack.open({ bogus: 1 } as never)).rejects.toThrow(/'bogus'/);
+    // The error's field is the unknown key (a caller looks it up by name), nested ones with their path.
+    const fieldOf = async (fn: () => unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        expect((err as Error).message).toMatch(/^[a-z.[\]0-9]*bogus: unknown field of /);
+        return (err as { field?: string }).field;
+      }
+      return 'no error';
+    };
+    expect(await fieldOf(() => ct.list({}, { chunkSize: 10, bogus: 1 } as object))).toBe('bogus');
+    expect(await fieldOf(() => ct.summary({}, { top: 3, bogus: 1 } as object))).toBe('bogus');
+    expect(await fieldOf(() => ct.events({ bogus: 1 } as object))).toBe('bogus');
+    expect(await fieldOf(() => ct.schedule({ query: { unreplied: true }, every: 60, bogus: 1 } as never))).toBe('bogus');
+    expect(await fieldOf(() => ct.schedule({ query: { unreplied: true }, every: 60, adaptive: { bogus: 1 } } as never))).toBe('adaptive.bogus');
+    expect(await fieldOf(() => ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2, timeout: 60, reply: { src: '10.0.0.2', dst: '10.0.0.1', bogus: 1 } } as never))).toBe('reply.bogus');
+    expect(await fieldOf(() => ct.purge({ unreplied: true, bogus: 1 } as never))).toBe('bogus');
+    expect(await fieldOf(() => ct.purge({ unreplied: true, mark: { value: 1, bogus: 1 } } as never))).toBe('mark.bogus');
+    expect(await fieldOf(() => ct.purge({ unreplied: true, except: [{ dport: 1 }, { bogus: 1 }] } as never))).toBe('except[1].bogus');
+    expect(await fieldOf(() => Conntrack.open({ bogus: 1 } as never))).toBe('bogus');
   });
 
   it('BigInt values: the error names the field', async () => {
@@ -96,6 +109,8 @@ describe('close() is graceful', () => {
     const closed = ct.close();
     expect(ct.closed).toBe(true);
     await expect(ct.count()).rejects.toThrow(/this handle is closed/);
+    // A closed handle's error is typed: callers branch on its code, not its text.
+    await expect(ct.stats()).rejects.toMatchObject({ name: 'ConntrackError', code: 'ERR_USE_AFTER_CLOSE', operation: 'closed' });
     expect(calls.closed).toBe(0);
     await expect(purge).resolves.toMatchObject({ deleted: 7 });
     await expect(count).resolves.toBe(1000);
@@ -186,5 +201,25 @@ describe('a polluted Object.prototype changes no call into the addon, for every 
     expect(clean.calls.purge.length).toBeGreaterThan(3);
     expect(clean.calls.specs.length).toBe(4);
     expect(text(dirty.calls)).toBe(text(clean.calls));
+  });
+});
+
+describe('typed error edges', () => {
+  it("a purge stopped by its audit log carries { kind: 'purge', result }; an export stopped by its write { kind: 'export', written }", async () => {
+    const { ct, calls } = await open({ deleted: 5, logCode: 'ENOSPC' });
+    const err = await ct.purge({ unreplied: true, logFd: 99 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'ConntrackError', code: 'ENOSPC', operation: 'log', partial: { kind: 'purge', result: { deleted: 5, logged: 5 } } });
+    const run = (err as { partial: { result: { run: string } } }).partial.result.run;
+    expect(run).toMatch(/^[0-9a-f]{12}$/);
+    // Each audit line ends with the run's id and the namespace (the addon adds "time" first).
+    expect(calls.purge[0]?.options.logTag).toBe(`,"run":"${run}","netns":null`);
+    await expect(ct.exportTo(99, { unreplied: true })).rejects.toMatchObject({ operation: 'write', partial: { kind: 'export', written: 5 } });
+    // An export's lines are the list format as it is: no stamp.
+    expect(calls.purge[1]?.options.logTag).toBeUndefined();
+    // No audit log, no stamp; every run has its own id.
+    const { ct: ok, calls: okCalls } = await open({ deleted: 1 });
+    const [a, b] = [await ok.purge({ unreplied: true }), await ok.purge({ unreplied: true })];
+    expect(a.run).not.toBe(b.run);
+    expect(okCalls.purge[0]?.options.logTag).toBeUndefined();
   });
 });

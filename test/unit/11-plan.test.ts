@@ -260,9 +260,9 @@ describe('planQuery against a model of the kernel', () => {
     expect(Object.isFrozen(src)).toBe(false);
     expect(() => planQuery({ unreplied: true }, k, { lanes: 3 })).toThrow(/^lanes: 3 is outside 1-2/);
     expect(() => planQuery({ unreplied: true }, k, { flush: 'yes' as never })).toThrow(/^flush: expected true or false/);
-    expect(() => planQuery({ unreplied: true }, k, { bogus: 1 } as never)).toThrow(/unknown field 'bogus'/);
+    expect(() => planQuery({ unreplied: true }, k, { bogus: 1 } as never)).toThrow(/^bogus: unknown field of plan options/);
     // A copy is read as a query, and refused.
-    expect(() => toPlan({ ...plan } as never, k, { flush: true })).toThrow(/unknown field 'query'/);
+    expect(() => toPlan({ ...plan } as never, k, { flush: true })).toThrow(/^query: unknown field of query/);
   });
 });
 
