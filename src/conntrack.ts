@@ -18,6 +18,7 @@ import { tableSummary, type TableSummary } from './summary.js';
 import { streamEventLines, streamEvents, type ConntrackEvent, type EventLines, type EventLinesOptions, type EventsOptions } from './events.js';
 import type { HandleAccess } from './handleAccess.js';
 import { entriesOf, exportOptions, exportPlan, streamLanes, type ExportOptions, type ListOptions } from './list.js';
+import { onPool } from './pool.js';
 import { purgeRequest, runPurge, type PurgeOptions, type PurgeResult } from './purge.js';
 import { Purger, type PurgerOptions } from './purger.js';
 export type { ConntrackEvent, EventLines, EventLinesOptions, EventsOptions, EventType } from './events.js';
@@ -123,7 +124,8 @@ export class Conntrack {
   async #call<T>(fn: (h: NativeHandle) => Promise<T>, h: NativeHandle = this.#native()): Promise<T> {
     const captured = captureStack();
     try {
-      return await this.#track(fn(h));
+      // Each native call holds a pool thread: the library's share of the pool is bounded (pool.ts).
+      return await this.#track(onPool(() => fn(h)));
     } catch (err) {
       throw fromNative(err, captured, this.netns);
     }

@@ -2,6 +2,7 @@
 import { captureStack, fromNative, throwIfAborted } from './errors.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from './entry.js';
 import type { NativeEventCursor, NativeFilter, NativeHandle } from './native.js';
+import { onPool } from './pool.js';
 import { booleanField, fieldError, integerField, ownOptions, signalField, typeName } from './validate.js';
 import { compileQuery, type Query } from './query.js';
 
@@ -72,7 +73,8 @@ async function* batches<T>(opened: { cursor: NativeEventCursor<T>; release(): vo
   const captured = captureStack();
   try {
     for (;;) {
-      const batch = await opened.cursor.next();
+      // One poll slice (200 ms at most) on a pool thread, within the library's share (pool.ts).
+      const batch = await onPool(() => opened.cursor.next());
       if (!batch) return;
       yield batch;
     }

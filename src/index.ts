@@ -19,7 +19,7 @@ export type {
 export type { Entry, Tuple, StatusFlags, Counters, AgeSource, IdleSource } from './entry.js';
 export { RECORD_SIZE, decodeRecord } from './entry.js';
 export type { TupleSpec, CreateSpec } from './entrySpec.js';
-export { AbortError, ConntrackError } from './errors.js';
+export { AbortError, ConntrackError, type ConntrackErrorInit, type PartialResult } from './errors.js';
 export { compileQuery, type Query, type MarkQuery, type CompiledQuery } from './query.js';
 export { planQuery, isQueryPlan, type QueryPlan, type PlanOptions } from './plan.js';
 export { parseDuration, formatDuration } from './parse/duration.js';

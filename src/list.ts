@@ -5,6 +5,7 @@ import { abortFlag, type HandleAccess } from './handleAccess.js';
 import type { NativeCursor, NativeHandle, NativeLane } from './native.js';
 import type { QueryPlan } from './plan.js';
 import { TimeSlice } from './timeSlice.js';
+import { onPool } from './pool.js';
 import { bare, fdField, fieldError, integerField, limitField, ownOptions, signalField, typeName } from './validate.js';
 
 export interface ListOptions {
@@ -54,7 +55,8 @@ export function streamLanes<T>(
     const captured = captureStack();
     const pending = new Map<number, Promise<{ lane: number; chunk: T | null }>>();
     // Each cursor reads its next chunk on a worker thread while the consumer handles this one.
-    const arm = (lane: number) => pending.set(lane, (cursors[lane] as NativeCursor<T>).next().then((chunk) => ({ lane, chunk })));
+    // Each read holds a pool thread: it waits for the library's share of the pool (pool.ts).
+    const arm = (lane: number) => pending.set(lane, onPool(() => (cursors[lane] as NativeCursor<T>).next()).then((chunk) => ({ lane, chunk })));
     const slice = new TimeSlice();
     try {
       cursors.forEach((_, lane) => arm(lane));

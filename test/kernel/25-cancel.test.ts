@@ -101,4 +101,27 @@ describeKernel('cancel before deleting deletes nothing', () => {
     expect(Date.now() - t1).toBeLessThan(500);
     await waitFor('the lock to be free', () => true, 10);
   });
+  it("native calls take at most half of libuv's pool: four event streams and 70 counts at once leave file reads undelayed", async () => {
+    const ct = await Conntrack.open({ netns: ns.name });
+    const ac = new AbortController();
+    try {
+      // An event stream holds a pool thread for each 200 ms poll slice: four of them once held the whole pool.
+      const streams = Array.from({ length: 4 }, async () => {
+        for await (const e of ct.events({ signal: ac.signal })) void e;
+      });
+      const counts = Array.from({ length: 70 }, () => ct.count({ unreplied: true }));
+      await new Promise((r) => setTimeout(r, 100));
+      const t0 = performance.now();
+      for (let i = 0; i < 10; i++) await readFile('/proc/self/status');
+      const took = performance.now() - t0;
+      expect(took, `10 file reads took ${took.toFixed(0)} ms`).toBeLessThan(500);
+      // The calls that waited for their turn all ran.
+      for (const n of await Promise.all(counts)) expect(n).toBe(N);
+      ac.abort();
+      await Promise.all(streams);
+    } finally {
+      ac.abort();
+      await ct.close();
+    }
+  });
 });

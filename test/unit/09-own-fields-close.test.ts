@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Conntrack } from '../../src/index.js';
 import { compileQuery } from '../../src/query.js';
+import { POOL_SLOTS, Slots, threadPoolSize } from '../../src/pool.js';
 import { FAKE_KERNEL, fakeBinding } from '../helpers/fakeBinding.js';
 
 async function open(opts: Parameters<typeof fakeBinding>[0] = {}) {
@@ -221,5 +222,47 @@ describe('typed error edges', () => {
     const [a, b] = [await ok.purge({ unreplied: true }), await ok.purge({ unreplied: true })];
     expect(a.run).not.toBe(b.run);
     expect(okCalls.purge[0]?.options.logTag).toBeUndefined();
+  });
+});
+
+describe("the library's share of libuv's thread pool", () => {
+  it('holds at most half the pool (UV_THREADPOOL_SIZE, default 4) across every handle; the rest wait in order', async () => {
+    expect(threadPoolSize({})).toBe(4);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '16' })).toBe(16);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: 'x' })).toBe(4);
+    expect(POOL_SLOTS.size).toBe(Math.max(1, Math.floor(threadPoolSize() / 2)));
+    // Two handles, 30 calls at once: never more than the share in the addon at a time.
+    const a = await open({ delayMs: 20, deleted: 1 });
+    const b = await open({ delayMs: 20, deleted: 1 });
+    const results = await Promise.all([
+      ...Array.from({ length: 15 }, () => a.ct.purge({ unreplied: true })),
+      ...Array.from({ length: 15 }, () => b.ct.count({ unreplied: true })),
+    ]);
+    expect(results).toHaveLength(30);
+    expect(a.calls.maxConcurrent).toBeLessThanOrEqual(POOL_SLOTS.size);
+    expect(POOL_SLOTS.active).toBe(0);
+    expect(POOL_SLOTS.waiting).toBe(0);
+  });
+
+  it('Slots: first come, first served; a failure gives its slot back', async () => {
+    const slots = new Slots(2);
+    const order: number[] = [];
+    let inFlight = 0;
+    let most = 0;
+    const job = (i: number) =>
+      slots.run(async () => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((r) => setTimeout(r, 5));
+        inFlight--;
+        order.push(i);
+        if (i === 3) throw new Error('boom');
+        return i;
+      });
+    const settled = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => job(i)));
+    expect(most).toBe(2);
+    expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(settled[3]?.status).toBe('rejected');
+    expect(slots.active).toBe(0);
   });
 });
