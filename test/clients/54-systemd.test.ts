@@ -14,7 +14,7 @@ import { DEFAULT_LOCK_DIR } from '../../src/lock.js';
 import { BIN, ROOT } from '../helpers/cli.js';
 import { TestNetns } from '../helpers/kernel.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
-import { describeClients, liveLine, run, staleLine, versionOf } from './clients.js';
+import { describeClients, liveLine, run, staleLine, vanishedLine, versionOf } from './clients.js';
 
 const UNITS = path.join(ROOT, 'deploy/systemd');
 /** ExecStart names the command without a path: systemd searches /usr/local/bin and /usr/bin (npm i -g puts it in either). */
@@ -48,8 +48,8 @@ const one = (unit: Map<string, string[]>, key: string): string => {
   return v[0] as string;
 };
 
-/** ExecStart's words (the units use no quoting). */
-const words = (line: string) => line.trim().split(/\s+/);
+/** ExecStart's words (the units use no quoting; "%%" is systemd's "%"). */
+const words = (line: string) => line.trim().split(/\s+/).map((w) => w.replaceAll('%%', '%'));
 
 describe('systemd units', () => {
   it('declare what the CLI needs: only CAP_NET_ADMIN, no new privileges, the lock directory, arguments the CLI accepts', () => {
@@ -66,7 +66,9 @@ describe('systemd units', () => {
       for (const post of unit.get('ExecStartPost') ?? []) expect(post.startsWith('-'), post).toBe(true);
       const parsed = parseArgs(args);
       expect(parsed.command).toBe('purge');
-      expect(parsed.query).toMatchObject({ unreplied: true, olderThan: 3600 });
+      // The scheduled default is what doctor recommends for a table that fills, with a stop.
+      expect(parsed.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: 6 * 3600 });
+      expect(parsed.maxDelete, name).toEqual({ share: 0.5 });
       // Without CAP_SYS_ADMIN ctpurge cannot setns(2): a unit never passes --netns.
       expect(parsed.netns, name).toBeUndefined();
       // The lock directory is the unit's RuntimeDirectory.
@@ -127,7 +129,9 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
   let textfiles: string;
   beforeEach(() => {
     ns = TestNetns.create('ctp-systemd');
-    ns.load([...Array.from({ length: 150 }, (_, i) => staleLine(i)), ...Array.from({ length: 20 }, (_, i) => liveLine(i))]);
+    // 150 peers that vanished (silent 8.9 h), 150 never-replied flows 2 h idle and 20 live flows:
+    // the default takes the first 150 only, 43% of the table (under its 50% stop).
+    ns.load([...Array.from({ length: 150 }, (_, i) => vanishedLine(i)), ...Array.from({ length: 150 }, (_, i) => staleLine(i)), ...Array.from({ length: 20 }, (_, i) => liveLine(i))]);
     dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-setpriv-'));
     chmodSync(dir, 0o755);
     // /run as systemd lays it out: RuntimeDirectory= is made for the service's user, 0755.
@@ -190,7 +194,7 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     // CAP_NET_ADMIN is bit 12: the process held it and nothing else.
     expect(r.stderr).toMatch(/CapEff:\s+0000000000001000/);
     expect(r.stderr).toMatch(/CapAmb:\s+0000000000001000/);
-    expect(ns.conntrackCount()).toBe(20);
+    expect(ns.conntrackCount()).toBe(170);
     // ExecStartPost=+ runs with full privileges: as root here.
     for (const post of unit.get('ExecStartPost') ?? []) {
       expect(post.startsWith('-+')).toBe(true);
@@ -206,6 +210,36 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     expect(readdirSync(textfiles)).toEqual(['ctpurge.prom']);
   });
 
+  it("the logrotate snippet rotates the unit's own log, and the unit's next run writes to the new file", () => {
+    const unit = serviceSection(path.join(UNITS, 'ctpurge.service'));
+    runtimeDirectory(one(unit, 'RuntimeDirectory'));
+    logsDirectories(unit);
+    const line = one(unit, 'ExecStart');
+    const log = relocate(parseArgs(words(line).slice(1)).log as string);
+    expect(log.startsWith(`${dir}/log/ctpurge/`)).toBe(true);
+    let r = execAsUnit(unit, line);
+    expect(r.status, r.stderr).toBe(0);
+    const first = readFileSync(log, 'utf8').trim().split('\n');
+    expect(first).toHaveLength(150);
+    expect(statSync(log)).toMatchObject({ uid: NOBODY });
+    // The snippet as shipped, its paths moved with the unit's, forced as logrotate's daily run would rotate it.
+    const conf = path.join(dir, 'logrotate.conf');
+    writeFileSync(conf, relocate(readFileSync(path.join(ROOT, 'deploy/logrotate/ctpurge'), 'utf8')));
+    const rot = run('logrotate', ['-f', '-s', path.join(dir, 'logrotate.state'), conf]);
+    expect(rot.status, rot.stderr).toBe(0);
+    // create 0600 with no owner given: the new file keeps the unit user's, which the unit may open.
+    expect(readFileSync(`${log}.1`, 'utf8').trim().split('\n')).toEqual(first);
+    expect(statSync(log)).toMatchObject({ uid: NOBODY, size: 0 });
+    expect(statSync(log).mode & 0o777).toBe(0o600);
+    // The next run: new vanished peers, logged in the new file.
+    ns.load(Array.from({ length: 40 }, (_, i) => vanishedLine(1000 + i)));
+    r = execAsUnit(unit, line);
+    expect(r.status, r.stderr).toBe(0);
+    const second = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { orig: { src: string } });
+    expect(second).toHaveLength(40);
+    for (const e of second) expect(e.orig.src).toMatch(/^10\.7\.[34]\./);
+  });
+
   it('every piece is needed: without CAP_NET_ADMIN, without RuntimeDirectory, or writing straight into the textfile directory, it fails and the table is untouched', () => {
     const unit = serviceSection(path.join(UNITS, 'ctpurge.service'));
     // No capability.
@@ -215,7 +249,7 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/EPERM|not permitted/);
     expect(r.stderr).toMatch(/CAP_NET_ADMIN/);
-    expect(ns.conntrackCount()).toBe(170);
+    expect(ns.conntrackCount()).toBe(320);
     // The lock directory is root's (no RuntimeDirectory=).
     rmSync(path.join(runtimeRoot, 'ctpurge'), { recursive: true });
     mkdirSync(path.join(runtimeRoot, 'ctpurge'), { mode: 0o755 });
@@ -223,13 +257,15 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/EACCES|permission denied/i);
     expect(r.stderr).toMatch(/cannot take the purge lock/);
-    expect(ns.conntrackCount()).toBe(170);
+    expect(ns.conntrackCount()).toBe(320);
     // The old unit wrote the metrics as the transient user into root's textfile directory.
     rmSync(path.join(runtimeRoot, 'ctpurge'), { recursive: true });
     runtimeDirectory('ctpurge');
     r = execAsUnit(unit, one(unit, 'ExecStart').replace('/run/ctpurge/ctpurge.prom', `${TEXTFILE_DIR}/ctpurge.prom`));
-    expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/EACCES|permission denied/i);
+    // Refused before the table is touched: the directory is not the unit user's to write.
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--metrics-file: cannot create files in .*: permission denied/);
+    expect(ns.conntrackCount()).toBe(320);
     expect(readdirSync(textfiles)).toEqual([]);
   });
 
@@ -240,7 +276,7 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     const lockDir = runtimeDirectory(relocate(one(unit, 'RuntimeDirectory'), instance));
     const r = execAsUnit(unit, one(unit, 'ExecStart'), { instance });
     expect(r.status, r.stderr).toBe(0);
-    expect(ns.conntrackCount()).toBe(20);
+    expect(ns.conntrackCount()).toBe(170);
     expect(readdirSync(lockDir).some((f) => /^netns-\d+\.lock$/.test(f))).toBe(true);
   });
 });

@@ -82,7 +82,10 @@ describe('the DaemonSet manifest, checked without a cluster', () => {
     const args = parseArgs(expandArgs(container, '10.20.30.40'));
     expect(args.command).toBe('purge');
     expect(Object.keys(args.query).length).toBeGreaterThan(0);
-    expect(compileQuery(args.query).description).toMatch(/unreplied/i);
+    // What doctor recommends for a table that fills, with a stop at half the table.
+    expect(args.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: 6 * 3600 });
+    expect(args.maxDelete).toEqual({ share: 0.5 });
+    expect(compileQuery(args.query).description).toMatch(/ESTABLISHED/);
     expect(args.every).toBe(300);
     expect(args.adaptive).toBe(true);
     expect(args.dryRun).toBe(false);

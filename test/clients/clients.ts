@@ -149,6 +149,9 @@ export function versionOf(cmd: string, args = ['--version']): string {
 /** Unreplied ESTABLISHED entries 2 h idle by their timeout: what `--unreplied --older 1h` purges. */
 export const staleLine = (i: number, dport = 80): string =>
   `-I -p tcp -s 10.9.${i >> 8}.${i & 255} -d 192.0.2.80 --sport ${20000 + (i % 40000)} --dport ${dport} --state ESTABLISHED -t 424800`;
+/** Replied and assured, silent for 8.9 h (400,000 s left of 432,000): a peer that vanished. */
+export const vanishedLine = (i: number): string =>
+  `-I -p tcp -s 10.7.${i >> 8}.${i & 255} -d 192.0.2.82 --sport ${20000 + (i % 40000)} --dport 443 --state ESTABLISHED -t 400000 -u SEEN_REPLY,ASSURED`;
 /** Replied and assured: never matched by --unreplied. */
 export const liveLine = (i: number): string =>
   `-I -p tcp -s 10.8.${i >> 8}.${i & 255} -d 192.0.2.81 --sport ${20000 + (i % 40000)} --dport 443 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED`;
