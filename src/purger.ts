@@ -258,7 +258,10 @@ export class Purger extends EventEmitter {
         }
       }
       if (this.#adaptive) {
-        this.#adaptive.interval = nextInterval(this.#adaptive, result?.deleted ?? 0, result?.tableSize ?? stats.count, usage);
+        // A skipped run is a cheap check (one stats read): it stays at the base interval, so the
+        // first purge after the table crosses whenAbove is at most one interval late (quiet
+        // skips grew it to every x 8: 40 minutes with every 5m).
+        this.#adaptive.interval = skipped ? this.#every : nextInterval(this.#adaptive, result?.deleted ?? 0, result?.tableSize ?? stats.count, usage);
         this.#interval = this.#adaptive.interval;
       }
       this.emit('run', { result, skipped, usage, count: stats.count, max: stats.max, nextInSeconds: this.#interval } satisfies PurgerRun);

@@ -127,6 +127,28 @@ describe('Purger (fake timers)', () => {
     await p.stop();
   });
 
+  it('with adaptive, skipped runs stay at the base interval: the first purge after the table crosses whenAbove is at most one interval late', async () => {
+    let count = 5000;
+    const { binding, calls } = fakeBinding({ count: 10000, max: 10000, deleted: 10 });
+    const ct = await Conntrack.open({ binding, kernel });
+    // The fake's stats answer count; make the table quiet (50%), then full (90%).
+    const usage = vi.spyOn(ct, 'usage').mockImplementation(async () => ({ count, max: 10000, usage: count / 10000 }));
+    const runs: PurgerRun[] = [];
+    const p = new Purger(ct, { query: { unreplied: true }, every: 0.2, adaptive: true, whenAbove: 0.8 });
+    p.on('run', (r) => runs.push(r));
+    p.start();
+    await tick(1_500);
+    // Quiet skips grew the interval to every x 8 before.
+    expect(runs.length).toBeGreaterThanOrEqual(5);
+    expect(runs.every((r) => r.skipped && r.nextInSeconds === 0.2)).toBe(true);
+    count = 9000;
+    const crossed = Date.now();
+    await vi.waitFor(() => expect(calls.purges).toBe(1), { timeout: 2_000, interval: 20 });
+    expect(Date.now() - crossed).toBeLessThan(600);
+    await p.stop();
+    usage.mockRestore();
+  });
+
   it('adaptive mode stays within its bounds', async () => {
     let deleted = 500; // 50% of the table: a large share
     const { binding } = fakeBinding({ count: 1000, deleted: () => deleted });
