@@ -129,7 +129,7 @@ describe('Purger (fake timers)', () => {
 
   it('with adaptive, skipped runs stay at the base interval: the first purge after the table crosses whenAbove is at most one interval late', async () => {
     let count = 5000;
-    const { binding, calls } = fakeBinding({ count: 10000, max: 10000, deleted: 10 });
+    const { binding, calls } = fakeBinding({ count: 10000, max: 10000, deleted: () => 10 });
     const ct = await Conntrack.open({ binding, kernel });
     // The fake's stats answer count; make the table quiet (50%), then full (90%).
     const usage = vi.spyOn(ct, 'usage').mockImplementation(async () => ({ count, max: 10000, usage: count / 10000 }));
