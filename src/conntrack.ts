@@ -88,7 +88,7 @@ export class Conntrack {
     this.netns = netns;
     this.kernel = kernel;
     this.lanes = lanes;
-    this.#access = { netns, native: () => this.#native(), call: (fn, h) => this.#call(fn, h) };
+    this.#access = { netns, native: () => this.#native(), call: (fn, h, paced) => this.#call(fn, h, paced) };
   }
 
   /** Opens a handle; checks the namespace and CAP_NET_ADMIN with one request. */
@@ -121,11 +121,11 @@ export class Conntrack {
   }
 
   /** Runs one native call, tracked so close() lets it finish. */
-  async #call<T>(fn: (h: NativeHandle) => Promise<T>, h: NativeHandle = this.#native()): Promise<T> {
+  async #call<T>(fn: (h: NativeHandle) => Promise<T>, h: NativeHandle = this.#native(), paced = false): Promise<T> {
     const captured = captureStack();
     try {
       // Each native call holds a pool thread: the library's share of the pool is bounded (pool.ts).
-      return await this.#track(onPool(() => fn(h)));
+      return await this.#track(paced ? fn(h) : onPool(() => fn(h)));
     } catch (err) {
       throw fromNative(err, captured, this.netns);
     }

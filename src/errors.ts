@@ -118,9 +118,17 @@ export function fromNative(err: unknown, captured: Error, netns: string | null):
     operation: e.operation,
     netns,
     hint,
+    partial: partialOf((err as { partial?: unknown }).partial),
   });
   if (captured.stack) out.stack = `${out.name}: ${out.message}\n${captured.stack.split('\n').slice(1).join('\n')}`;
   return out;
+}
+
+/** A partial result the operation attached to the native error (see runPurge), when it is one. */
+function partialOf(p: unknown): PartialResult | undefined {
+  if (p === null || typeof p !== 'object') return undefined;
+  const kind = (p as { kind?: unknown }).kind;
+  return kind === 'purge' || kind === 'export' ? (p as PartialResult) : undefined;
 }
 
 /** An Error holding the caller's stack, made before an async native call (see fromNative). */

@@ -10,8 +10,12 @@ export interface HandleAccess {
   readonly netns: string | null;
   /** The native handle; throws once close() was called. */
   native(): NativeHandle;
-  /** Runs one native call (on h, default: native()), tracked so close() lets it finish. */
-  call<T>(fn: (h: NativeHandle) => Promise<T>, h?: NativeHandle): Promise<T>;
+  /**
+   * Runs one native call (on h, default: native()), tracked so close() lets it finish, within
+   * the library's share of the thread pool (pool.ts) unless `paced`: a call its consumer paces
+   * (an export waits for its reader), which must not hold up every other call while it waits.
+   */
+  call<T>(fn: (h: NativeHandle) => Promise<T>, h?: NativeHandle, paced?: boolean): Promise<T>;
 }
 
 /**

@@ -103,7 +103,10 @@ export async function exportPlan(access: HandleAccess, plan: QueryPlan, o: Retur
   // An abort stops the export after the lines in flight (the lanes look between dump reads).
   const cancel = abortFlag(o.signal);
   const counts = await access
-    .call((h) => h.purge('dump', plan.lanes, { dryRun: true, wantEntries: false, logFd: o.fd, logFormat: o.format, cancel: cancel.flag, ...(o.limit === undefined ? {} : { limit: o.limit }) }, () => undefined))
+    // Paced by its reader (a pipe that is not drained makes it wait): outside the pool share,
+    // so a stalled reader cannot hold up the process's other calls (a reader that awaits ct.get
+    // per line would otherwise wait for the slot its own export holds).
+    .call((h) => h.purge('dump', plan.lanes, { dryRun: true, wantEntries: false, logFd: o.fd, logFormat: o.format, cancel: cancel.flag, ...(o.limit === undefined ? {} : { limit: o.limit }) }, () => undefined), undefined, true)
     .finally(cancel.release);
   // A writer waiting on a full pipe gives up with EAGAIN when the export is aborted: that is the abort, not a failure.
   if (counts.logCode !== undefined && !(cancel.aborted() && counts.logCode === 'EAGAIN')) {

@@ -3,22 +3,32 @@
  * it beside ctpurge's native calls, each of which holds one pool thread while it runs (a purge,
  * a count, a summary, one chunk of a dump, one 200 ms poll slice of an event stream). Left
  * alone, 70 concurrent operations of an embedding service made an fs.readFile wait 3 s. So
- * the library holds at most half the pool (at least one thread) at once, process-wide, across
- * every handle; further native calls wait here, in order, on the event loop.
+ * the library holds at most half the pool (at least one thread) at once, across every handle of
+ * the thread; further native calls wait here, in order, on the event loop. An export is left
+ * out: its reader paces it, and a stalled reader must not hold up every other call.
  */
 
-/** The pool's size as libuv reads it at its first use: UV_THREADPOOL_SIZE (1-1024), default 4. */
+/** The pool's size as libuv reads it at its first use: UV_THREADPOOL_SIZE (0 is 1, at most 1024), default 4. */
 export function threadPoolSize(env: NodeJS.ProcessEnv = process.env): number {
   const n = Number.parseInt(env.UV_THREADPOOL_SIZE ?? '', 10);
-  return Number.isInteger(n) && n > 0 ? Math.min(n, 1024) : 4;
+  if (!Number.isInteger(n)) return 4;
+  // libuv reads it as unsigned: a negative value is a huge one, capped at 1024.
+  return n < 0 ? 1024 : Math.min(Math.max(n, 1), 1024);
 }
 
 /** A FIFO counting semaphore: run(fn) starts fn when fewer than `size` runs are in flight. */
 export class Slots {
   #active = 0;
   readonly #waiting: (() => void)[] = [];
+  #size: number | undefined;
 
-  constructor(readonly size: number) {}
+  /** size, or a function asked at the first run (the environment as it is then). */
+  constructor(readonly sizeOf: number | (() => number)) {}
+
+  get size(): number {
+    this.#size ??= typeof this.sizeOf === 'function' ? this.sizeOf() : this.sizeOf;
+    return this.#size;
+  }
 
   /** Runs in flight now. */
   get active(): number {
@@ -44,8 +54,12 @@ export class Slots {
   }
 }
 
-/** The slots every native call that runs on the pool takes, for the whole process. */
-export const POOL_SLOTS = new Slots(Math.max(1, Math.floor(threadPoolSize() / 2)));
+/**
+ * The slots every native call that runs on the pool takes, for the whole thread (each worker
+ * thread has its own event loop, and its own share). Sized at the first call, as libuv sizes
+ * the pool at its first use, so a UV_THREADPOOL_SIZE set after the imports counts.
+ */
+export const POOL_SLOTS = new Slots(() => Math.max(1, Math.floor(threadPoolSize() / 2)));
 
 /** Runs one native call that holds a pool thread, when the library's share of the pool has room. */
 export function onPool<T>(fn: () => Promise<T>): Promise<T> {

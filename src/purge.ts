@@ -1,7 +1,7 @@
 /** Conntrack.purge: its options, its result, and the run of a planned purge. */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { ConntrackError, throwIfAborted } from './errors.js';
+import { ConntrackError, throwIfAborted, type PartialResult } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
 import type { KernelFeatures } from './kernel.js';
 import { abortFlag, type HandleAccess } from './handleAccess.js';
@@ -128,20 +128,7 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
   const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}`;
   try {
     const tableSize = (await access.call((h) => h.stats(), handle)).count;
-    const counts: NativePurgeCounts = await access.call(
-      () =>
-        handle.purge(plan.method, plan.lanes, { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, logTag, cancel: cancel.flag }, (progress, records) => {
-          try {
-            if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);
-            onProgress?.({ scanned: progress.scanned, matched: progress.matched, deleted: progress.deleted, vanished: progress.vanished });
-          } catch (err) {
-            callbackError ??= err;
-          }
-        }),
-      handle,
-    );
-    if (callbackError !== undefined) throw callbackError;
-    const result: PurgeResult = {
+    const resultOf = (counts: NativePurgeCounts): PurgeResult => ({
       run,
       matched: counts.matched,
       deleted: counts.deleted,
@@ -155,7 +142,32 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
       limitReached: counts.limitReached,
       lostReports: counts.lostReports,
       logged: counts.logged,
-    };
+    });
+    const counts: NativePurgeCounts = await access.call(
+      () =>
+        handle
+          .purge(plan.method, plan.lanes, { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, logTag, cancel: cancel.flag }, (progress, records) => {
+            try {
+              if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);
+              onProgress?.({ scanned: progress.scanned, matched: progress.matched, deleted: progress.deleted, vanished: progress.vanished });
+            } catch (err) {
+              callbackError ??= err;
+            }
+          })
+          .catch((err: unknown) => {
+            // A purge that fails half-way (ENOBUFS, EPERM, ...): the addon says how far it got;
+            // what was deleted stays deleted, and the error says so (ConntrackError.partial).
+            const counts = (err as { partial?: NativePurgeCounts } | null)?.partial;
+            if (err instanceof Error && counts && typeof counts === 'object') {
+              const partial: PartialResult = { kind: 'purge', result: resultOf(counts) };
+              Object.assign(err, { partial });
+            }
+            throw err;
+          }),
+      handle,
+    );
+    if (callbackError !== undefined) throw callbackError;
+    const result = resultOf(counts);
     if (counts.logCode !== undefined) {
       throw new ConntrackError(`cannot write the audit log: ${counts.logCode}; stopped before the next delete (${counts.deleted} deleted, ${counts.logged} logged)`, {
         code: counts.logCode,

@@ -45,8 +45,12 @@ function checkDirectory(option: string, file: string): void {
   }
 }
 
-/** Throws UsageError naming the option when a file at path must not be written (or cannot be made). */
-export function checkOutputFile(option: string, file: string): void {
+/**
+ * Throws UsageError naming the option when a file at path must not be written (or cannot be
+ * made). `replaced`: the file is written as a new file beside it, then renamed (the metrics),
+ * so its directory must take new files even when the file exists.
+ */
+export function checkOutputFile(option: string, file: string, replaced = false): void {
   let st: Stats;
   try {
     st = lstatSync(file);
@@ -60,6 +64,7 @@ export function checkOutputFile(option: string, file: string): void {
   }
   const why = refusal(st);
   if (why) throw new UsageError(`${option}: ${file} ${why}; refusing to write to it`);
+  if (replaced) checkDirectory(option, file);
 }
 
 /** An append-only audit log: NDJSON lines, written ahead of each delete (see PurgeOptions.logFd). */

@@ -135,7 +135,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
     }
     plan = validate(args);
     // Before the table is touched: a file that must not be written is a usage error (exit 2).
-    if (args.metricsFile) checkOutputFile('--metrics-file', args.metricsFile);
+    if (args.metricsFile) checkOutputFile('--metrics-file', args.metricsFile, true);
     if (args.pidFile) checkOutputFile('--pid-file', args.pidFile);
     if (args.log && args.command === 'purge') log = AuditLog.open(args.log);
   } catch (err) {
@@ -216,7 +216,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
         for await (const batch of ct.eventLines({ query: plan.query, signal: abort.signal, format: args.json ? 'ndjson' : 'conntrack', timestamps: true })) {
           if (batch.lost > 0) {
             process.stderr.write(`ctpurge: ${batch.lost} event overflow(s): the kernel dropped events\n`);
-            if (args.json) await out.write(`${JSON.stringify({ type: 'lost', count: batch.lost })}\n`);
+            if (args.json) await out.write(`${JSON.stringify({ type: 'lost', time: new Date().toISOString(), count: batch.lost })}\n`);
           }
           if (batch.text.length > 0) await out.write(batch.text);
         }

@@ -62,8 +62,11 @@ describe('systemd units', () => {
       expect(one(unit, 'RestrictAddressFamilies').split(' '), name).toContain('AF_NETLINK');
       const [bin, ...args] = words(one(unit, 'ExecStart'));
       expect(bin).toBe(SHIPPED_BIN);
-      // No ExecStartPost can fail the unit for want of node_exporter: each is "-" (failure ignored).
-      for (const post of unit.get('ExecStartPost') ?? []) expect(post.startsWith('-'), post).toBe(true);
+      // The metrics are published after every run, a failed one too (exit 3 from --max-delete):
+      // ExecStopPost, never ExecStartPost, which systemd skips when ExecStart fails. None can
+      // fail the unit for want of node_exporter: each is "-" (failure ignored).
+      expect(unit.get('ExecStartPost'), name).toBeUndefined();
+      for (const post of unit.get('ExecStopPost') ?? []) expect(post.startsWith('-'), post).toBe(true);
       const parsed = parseArgs(args);
       expect(parsed.command).toBe('purge');
       // The scheduled default is what doctor recommends for a table that fills, with a stop.
@@ -195,8 +198,9 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     expect(r.stderr).toMatch(/CapEff:\s+0000000000001000/);
     expect(r.stderr).toMatch(/CapAmb:\s+0000000000001000/);
     expect(ns.conntrackCount()).toBe(170);
-    // ExecStartPost=+ runs with full privileges: as root here.
-    for (const post of unit.get('ExecStartPost') ?? []) {
+    // ExecStopPost=+ runs with full privileges: as root here.
+    expect(unit.get('ExecStopPost')).toHaveLength(2);
+    for (const post of unit.get('ExecStopPost') ?? []) {
       expect(post.startsWith('-+')).toBe(true);
       const [cmd, ...args] = words(relocate(post.slice(2)));
       const p = run(cmd as string, args);

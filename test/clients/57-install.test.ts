@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ROOT } from '../helpers/cli.js';
 import { TestNetns } from '../helpers/kernel.js';
 import { staleTcpLine, repliedTcpLine } from '../helpers/seed.js';
-import { describeClients, run } from './clients.js';
+import { describeClients, run, runAsync } from './clients.js';
 
 const CACHE = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'ctpurge-install-test');
 const PREBUILT = path.join(ROOT, 'prebuilds/linux-x64/ctpurge.glibc.node');
@@ -21,9 +21,11 @@ const CLEAN_ENV = ['env', '-i', 'HOME=/root', 'PATH=/usr/local/bin:/usr/bin:/bin
 describeClients('install without a compiler: the prebuilt addon on Debian 11 and 12', ['debootstrap', 'chroot', 'objdump'], () => {
   let dir: string;
   let tarball: string;
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-install-'));
-    const pre = run('bash', [path.join(ROOT, 'scripts/prebuild.sh')], { timeout: 900_000 });
+    // Minutes (a Debian 11 root the first time): not in spawnSync, which would block the test
+    // worker past vitest's RPC deadline ("Timeout calling onTaskUpdate").
+    const pre = await runAsync('bash', [path.join(ROOT, 'scripts/prebuild.sh')], { timeout: 900_000 });
     expect(pre.status, pre.stderr + pre.stdout).toBe(0);
     const pack = run('npm', ['pack', '--pack-destination', dir, '--ignore-scripts'], { env: { npm_config_loglevel: 'error' } });
     expect(pack.status, pack.stderr).toBe(0);
@@ -43,9 +45,9 @@ describeClients('install without a compiler: the prebuilt addon on Debian 11 and
   });
 
   for (const [suite, name] of [['bullseye', 'Debian 11'], ['bookworm', 'Debian 12']] as const) {
-    it(`${name}: npm install -g compiles nothing and loads the prebuilt addon; a dry run and a purge work from inside the root`, () => {
+    it(`${name}: npm install -g compiles nothing and loads the prebuilt addon; a dry run and a purge work from inside the root`, async () => {
       const root = path.join(dir, suite);
-      const made = run('bash', [path.join(ROOT, 'test/clients/make-install-root.sh'), suite, CACHE, root], { timeout: 600_000 });
+      const made = await runAsync('bash', [path.join(ROOT, 'test/clients/make-install-root.sh'), suite, CACHE, root], { timeout: 600_000 });
       expect(made.status, made.stderr).toBe(0);
       // A production host: no compiler, no make, no headers.
       expect(run('chroot', [root, 'sh', '-c', 'command -v g++ || command -v cc || command -v make || ls /usr/include/libnetfilter_conntrack']).status).not.toBe(0);
@@ -55,7 +57,7 @@ describeClients('install without a compiler: the prebuilt addon on Debian 11 and
       try {
         const t0 = Date.now();
         // A clean environment: nothing of this test's npm (npm_config_*) leaks into the root.
-        const inst = run('chroot', [root, ...CLEAN_ENV, 'npm', 'install', '-g', '--foreground-scripts', '/tmp/ctpurge.tgz'], { timeout: 300_000 });
+        const inst = await runAsync('chroot', [root, ...CLEAN_ENV, 'npm', 'install', '-g', '--foreground-scripts', '/tmp/ctpurge.tgz'], { timeout: 300_000 });
         const seconds = (Date.now() - t0) / 1000;
         expect(inst.status, inst.stderr).toBe(0);
         expect(inst.stdout + inst.stderr).toMatch(/ctpurge: using the prebuilt addon \(linux-x64, glibc\); nothing to compile/);

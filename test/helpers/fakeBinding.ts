@@ -38,6 +38,8 @@ export interface FakeOptions {
   summary?: NativeSummary;
   /** A purge's audit-log (or export's) write fails with this code, after `deleted` went. */
   logCode?: string;
+  /** A purge rejects half-way with this code (a kernel failure), with its counts so far, as the addon does. */
+  purgeCode?: string;
 }
 
 /** A summary of an empty table, in the native layout. */
@@ -90,6 +92,17 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
     purge: (method, lanes, options) => {
       calls.purge.push({ method, lanes, options });
       calls.maxConcurrent = Math.max(calls.maxConcurrent, ++active);
+      if (opts.purgeCode !== undefined) {
+        const code = opts.purgeCode;
+        const matched = typeof opts.deleted === 'function' ? opts.deleted() : (opts.deleted ?? 0);
+        const partial: NativePurgeCounts = { scanned: 10, matched, deleted: matched, vanished: 0, batches: 1, method, cancelled: false, limitReached: false, lostReports: 0, logged: 0 };
+        return new Promise<NativePurgeCounts>((_, reject) =>
+          setTimeout(() => {
+            active--;
+            reject(Object.assign(new Error('delete: No buffer space available'), { code, errno: -105, syscall: 'recvmsg', operation: 'delete', partial }));
+          }, delay),
+        );
+      }
       return after(delay, (): NativePurgeCounts => {
         active--;
         const cancelled = options.cancel !== undefined && Atomics.load(options.cancel, 0) === 1;

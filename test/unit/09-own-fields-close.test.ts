@@ -217,6 +217,11 @@ describe('typed error edges', () => {
     await expect(ct.exportTo(99, { unreplied: true })).rejects.toMatchObject({ operation: 'write', partial: { kind: 'export', written: 5 } });
     // An export's lines are the list format as it is: no stamp.
     expect(calls.purge[1]?.options.logTag).toBeUndefined();
+    // A kernel failure half-way: the counts so far, as a PurgeResult of that run.
+    const { ct: failing } = await open({ deleted: 3, purgeCode: 'ENOBUFS' });
+    const broken = await failing.purge({ unreplied: true }).catch((e: unknown) => e);
+    expect(broken).toMatchObject({ name: 'ConntrackError', code: 'ENOBUFS', operation: 'delete', partial: { kind: 'purge', result: { deleted: 3, matched: 3, tableSize: 1000, dryRun: false } } });
+    expect((broken as { partial: { result: { run: string } } }).partial.result.run).toMatch(/^[0-9a-f]{12}$/);
     // No audit log, no stamp; every run has its own id.
     const { ct: ok, calls: okCalls } = await open({ deleted: 1 });
     const [a, b] = [await ok.purge({ unreplied: true }), await ok.purge({ unreplied: true })];
@@ -230,6 +235,10 @@ describe("the library's share of libuv's thread pool", () => {
     expect(threadPoolSize({})).toBe(4);
     expect(threadPoolSize({ UV_THREADPOOL_SIZE: '16' })).toBe(16);
     expect(threadPoolSize({ UV_THREADPOOL_SIZE: 'x' })).toBe(4);
+    // As libuv reads it: 0 is one thread, a negative number (unsigned to libuv) the maximum.
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '0' })).toBe(1);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '-1' })).toBe(1024);
+    expect(threadPoolSize({ UV_THREADPOOL_SIZE: '5000' })).toBe(1024);
     expect(POOL_SLOTS.size).toBe(Math.max(1, Math.floor(threadPoolSize() / 2)));
     // Two handles, 30 calls at once: never more than the share in the addon at a time.
     const a = await open({ delayMs: 20, deleted: 1 });
