@@ -130,7 +130,8 @@ describe('compileQuery', () => {
           expect(typeof c.description).toBe('string');
         } catch (err) {
           expect(err instanceof TypeError || err instanceof RangeError).toBe(true);
-          expect((err as Error).message).toMatch(/^(query|family|protocol|state|unreplied|assured|src|dst|sport|dport|mark|mark\.value|mark\.mask|zone|olderThan):/);
+          // A field, or an unknown key inside mark, named with its path ('mark.bogus').
+          expect((err as Error).message).toMatch(/^(query|family|protocol|state|unreplied|assured|src|dst|sport|dport|mark|mark\.value|mark\.mask|zone|olderThan):|^mark\..*: unknown field of mark/s);
           // The field is also given as data, and it is the one the message starts with.
           const f = (err as { field?: string }).field;
           expect((err as Error).message.startsWith(`${f}: `)).toBe(true);
