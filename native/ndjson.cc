@@ -125,8 +125,10 @@ void appendAge(std::string& out, double age) {
   out += f;
 }
 
-void appendIso(std::string& out, uint64_t startNs) {
-  const long long ms = static_cast<long long>(startNs / 1000000ull);
+}  // namespace
+
+void appendIsoTime(std::string& out, uint64_t ns) {
+  const long long ms = static_cast<long long>(ns / 1000000ull);
   const time_t secs = static_cast<time_t>(ms / 1000);
   struct tm tm {};
   gmtime_r(&secs, &tm);
@@ -136,15 +138,11 @@ void appendIso(std::string& out, uint64_t startNs) {
   out += buf;
 }
 
-}  // namespace
-
-void appendIsoTime(std::string& out, uint64_t ns) { appendIso(out, ns); }
-
 void stampNdjson(std::string& out, const std::string& tag) {
   if (out.size() < 2 || out.compare(out.size() - 2, 2, "}\n") != 0) return;
   out.resize(out.size() - 2);
   out += ",\"time\":";
-  appendIso(out, realtimeNowNs());
+  appendIsoTime(out, realtimeNowNs());
   out += tag;
   out += "}\n";
 }
@@ -209,7 +207,7 @@ void appendNdjson(std::string& out, const Entry& e, const Ages& ages) {
     out += "null";
   }
   out += ",\"start\":";
-  if (e.hasStart) appendIso(out, e.startNs);
+  if (e.hasStart) appendIsoTime(out, e.startNs);
   else out += "null";
   out += ",\"age\":";
   if (age.source == AgeSource::Unknown || std::isnan(age.seconds)) out += "null";

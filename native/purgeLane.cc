@@ -125,7 +125,7 @@ void PurgeLane::run(const Report& report) {
           switch (shared_.logFormat) {
             case LineFormat::Ndjson:
               appendNdjson(logBuf_, e, ages);
-              if (shared_.stamp) stampNdjson(logBuf_, shared_.logTag);
+              if (shared_.logTag) stampNdjson(logBuf_, *shared_.logTag);
               break;
             case LineFormat::Conntrack: appendConntrackLine(logBuf_, e, shared_.nowNs); break;
             case LineFormat::Table: tableRows_.add(e, ages); break;
@@ -149,7 +149,7 @@ void PurgeLane::run(const Report& report) {
       if (shared_.wantEntries) appendRecord(batchRecords_, e, ages);
       if (logging) {
         appendNdjson(logBuf_, e, ages);
-        if (shared_.stamp) stampNdjson(logBuf_, shared_.logTag);
+        if (shared_.logTag) stampNdjson(logBuf_, *shared_.logTag);
         logLines_++;
       }
     });

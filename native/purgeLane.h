@@ -45,9 +45,8 @@ struct PurgeShared {
   int logFd = -1;
   // A dry run's lines (the list export): NDJSON, as conntrack -L prints them, or the table.
   LineFormat logFormat = LineFormat::Ndjson;
-  // An audit log's lines (not an export's) are stamped: see stampNdjson.
-  bool stamp = false;
-  std::string logTag;
+  // Set for an audit log (not an export): its lines are stamped with it (see stampNdjson).
+  std::optional<std::string> logTag;
   std::mutex logMutex;
   TableLayout table;  // the table's column widths, shared by the lanes (under logMutex)
   std::atomic<int> logErrno{0};

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "filter.h"
@@ -18,8 +19,7 @@ struct PurgeOptions {
   bool wantEntries = false;
   int logFd = -1;  // write-ahead audit log
   LineFormat logFormat = LineFormat::Ndjson;
-  bool stamp = false;
-  std::string logTag;  // with stamp: more members for each audit line (",\"run\":...")
+  std::optional<std::string> logTag;  // an audit log: more members for each line (",\"run\":...")
   const int32_t* cancel = nullptr;
 };
 
@@ -123,7 +123,6 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.wantEntries = opts_.wantEntries;
     shared_.logFd = opts_.logFd;
     shared_.logFormat = opts_.logFormat;
-    shared_.stamp = opts_.stamp;
     shared_.logTag = opts_.logTag;
     shared_.table.setLanes(lanes_.size());
     shared_.cancel = opts_.cancel;
@@ -213,10 +212,7 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   const std::string format = logFormat.IsString() ? logFormat.As<Napi::String>().Utf8Value() : "ndjson";
   opts.logFormat = format == "conntrack" ? LineFormat::Conntrack : format == "table" ? LineFormat::Table : LineFormat::Ndjson;
   Napi::Value logTag = ownGet(o, "logTag");
-  if (logTag.IsString()) {
-    opts.stamp = true;
-    opts.logTag = logTag.As<Napi::String>().Utf8Value();
-  }
+  if (logTag.IsString()) opts.logTag = logTag.As<Napi::String>().Utf8Value();
   Napi::Value cancel = ownGet(o, "cancel");
   if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
     opts.cancel = cancel.As<Napi::Int32Array>().Data();

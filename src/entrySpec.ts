@@ -68,7 +68,7 @@ export function tupleToNative(given: TupleSpec, what = 'tuple', allowed = TUPLE_
     throw fieldError(TypeError, what, `protocol ${protocol} has no ports`);
   }
   if (protocol === PROTOCOLS.icmp || protocol === PROTOCOLS.icmpv6) {
-    const icmp = ownOptions<NonNullable<TupleSpec['icmp']>>(spec.icmp ?? { type: protocol === PROTOCOLS.icmp ? 8 : 128 }, 'icmp', ['type', 'code', 'id'], 'icmp');
+    const icmp = ownOptions<NonNullable<TupleSpec['icmp']>>(spec.icmp ?? { type: protocol === PROTOCOLS.icmp ? 8 : 128 }, 'icmp', ['type', 'code', 'id'], true);
     out.icmpType = int(icmp.type, 'icmp.type', 255);
     out.icmpCode = int(icmp.code ?? 0, 'icmp.code', 255);
     out.icmpId = int(icmp.id ?? 0, 'icmp.id', 65535);
@@ -122,7 +122,7 @@ export function createToNative(given: CreateSpec): NativeEntrySpec {
   }
   if (spec.reply !== undefined) {
     const fam = out.family === AF_INET ? 'ipv4' : 'ipv6';
-    const reply = ownOptions<NonNullable<CreateSpec['reply']>>(spec.reply, 'reply', ['src', 'dst', 'sport', 'dport'], 'reply');
+    const reply = ownOptions<NonNullable<CreateSpec['reply']>>(spec.reply, 'reply', ['src', 'dst', 'sport', 'dport'], true);
     out.replySrc = address(reply.src, 'reply.src', fam).addr;
     out.replyDst = address(reply.dst, 'reply.dst', fam).addr;
     out.replySport = int(reply.sport ?? out.dport ?? 0, 'reply.sport', 65535);

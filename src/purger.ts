@@ -150,7 +150,7 @@ export class Purger extends EventEmitter {
       throw fieldError(TypeError, 'logFd', `expected a file descriptor or a function returning one, got ${typeName(options.logFd)}`);
     }
     this.#logFd = options.logFd;
-    const a = typeof options.adaptive === 'object' && options.adaptive !== null ? ownOptions<{ min?: number | string; max?: number | string }>(options.adaptive, 'adaptive', ['min', 'max'], 'adaptive') : options.adaptive;
+    const a = typeof options.adaptive === 'object' && options.adaptive !== null ? ownOptions<{ min?: number | string; max?: number | string }>(options.adaptive, 'adaptive', ['min', 'max'], true) : options.adaptive;
     if (a !== undefined && typeof a !== 'object' && typeof a !== 'boolean') throw fieldError(TypeError, 'adaptive', `expected true, false or { min, max }, got ${typeName(a)}`);
     if (a) {
       const min = typeof a === 'object' && a.min !== undefined ? parseDuration(a.min, 'adaptive.min') : every / 8;

@@ -233,7 +233,7 @@ export function compileQuery(query: Query = {}): CompiledQuery {
       filter.mark = u32(m, 'mark');
       filter.markMask = 0xffffffff;
     } else if (m !== null && typeof m === 'object' && !Array.isArray(m)) {
-      const mo = ownOptions<Record<string, unknown>>(m, 'mark', ['value', 'mask'], 'mark');
+      const mo = ownOptions<Record<string, unknown>>(m, 'mark', ['value', 'mask'], true);
       filter.mark = u32(mo.value, 'mark.value');
       filter.markMask = mo.mask === undefined ? 0xffffffff : u32(mo.mask, 'mark.mask');
     } else {

@@ -47,16 +47,17 @@ function nearestHint(key: string, allowed: readonly string[]): string {
 /**
  * The own enumerable properties of an options object, in a null-prototype record: nothing
  * else is ever read. Throws TypeError for a non-object (field: what) and for a key not in
- * `allowed` (field: the key, or parent.key for an object nested in the options, such as 'mark').
+ * `allowed` (field: the key; `nested`: the object is the field `what` of the options, such as
+ 'mark', and the key is named with that path, 'mark.bogus').
  */
-export function ownOptions<T extends object = Record<string, unknown>>(value: unknown, what: string, allowed: readonly string[], parent?: string): T {
+export function ownOptions<T extends object = Record<string, unknown>>(value: unknown, what: string, allowed: readonly string[], nested = false): T {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw fieldError(TypeError, what, `expected an object, got ${typeName(value)}`);
   }
   const out = Object.create(null) as Record<string, unknown>;
   for (const key of Object.keys(value)) {
     // The error is about the unknown key itself: its field is the key, as a caller would look it up.
-    if (!allowed.includes(key)) throw fieldError(TypeError, parent === undefined ? key : `${parent}.${key}`, `unknown field of ${what}${nearestHint(key, allowed)}`);
+    if (!allowed.includes(key)) throw fieldError(TypeError, nested ? `${what}.${key}` : key, `unknown field of ${what}${nearestHint(key, allowed)}`);
     out[key] = (value as Record<string, unknown>)[key];
   }
   return out as T;
