@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cmath>
+#include <cstring>
 
 namespace ctpurge {
 
@@ -33,6 +34,23 @@ bool inRange(const PortRange& r, uint16_t p) { return p >= r.lo && p <= r.hi; }
 
 bool hasPortsProtocol(uint8_t p) {
   return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_UDPLITE || p == IPPROTO_SCTP || p == IPPROTO_DCCP;
+}
+
+size_t addressLength(uint8_t family) { return family == AF_INET6 ? 16 : 4; }
+
+// As conntrack -n/-g reads it (libnetfilter_conntrack's NFCT_GOPT_IS_SNAT/SPAT): the kernel set
+// the NAT up (SRC_NAT_DONE) and the reply's destination is not the original source, by address
+// or by port. Addresses are compared whole (conntrack compares an IPv6 address's first 32 bits).
+bool sourceNated(const Entry& e) {
+  if (!(e.status & (1u << 7))) return false;  // IPS_SRC_NAT_DONE
+  if (std::memcmp(e.reply.dst, e.orig.src, addressLength(e.family)) != 0) return true;
+  return hasPortsProtocol(e.protocol) && e.orig.hasPorts && e.reply.hasPorts && e.reply.dport != e.orig.sport;
+}
+
+bool destinationNated(const Entry& e) {
+  if (!(e.status & (1u << 8))) return false;  // IPS_DST_NAT_DONE
+  if (std::memcmp(e.reply.src, e.orig.dst, addressLength(e.family)) != 0) return true;
+  return hasPortsProtocol(e.protocol) && e.orig.hasPorts && e.reply.hasPorts && e.reply.sport != e.orig.dport;
 }
 
 }  // namespace
@@ -73,6 +91,14 @@ bool Filter::matchesOwn(const Entry& e, const Ages& ages, bool unknownTimeMatche
   if (hasDport && !(hasPortsProtocol(e.protocol) && e.orig.hasPorts && inRange(dport, e.orig.dport))) return false;
   if (hasReplySport && !(hasPortsProtocol(e.protocol) && e.reply.hasPorts && inRange(replySport, e.reply.sport))) return false;
   if (hasReplyDport && !(hasPortsProtocol(e.protocol) && e.reply.hasPorts && inRange(replyDport, e.reply.dport))) return false;
+  if (srcNat >= 0 && sourceNated(e) != (srcNat == 1)) return false;
+  if (dstNat >= 0 && destinationNated(e) != (dstNat == 1)) return false;
+  if (anyNat >= 0 && (sourceNated(e) || destinationNated(e)) != (anyNat == 1)) return false;
+  if (hasLabels) {
+    for (int i = 0; i < 16; i++)
+      if ((e.labels[i] & labels[i]) != labels[i]) return false;
+  }
+  if (hasSecmark && e.secmark != secmark) return false;
   if (!anyContains(src, e.family, e.orig.src)) return false;
   if (!anyContains(dst, e.family, e.orig.dst)) return false;
   if (!anyContains(replySrc, e.family, e.reply.src)) return false;

@@ -41,6 +41,12 @@ struct Filter {
   double olderThan = 0;  // seconds since creation (Ages::age)
   bool hasIdleFor = false;
   double idleFor = 0;    // seconds since the last packet (Ages::idle)
+  // NAT as the reply tuple shows it: -1 any, 0 must not, 1 must.
+  int8_t srcNat = -1, dstNat = -1, anyNat = -1;
+  bool hasLabels = false;
+  uint8_t labels[16] = {};  // every bit set here must be set in the entry's
+  bool hasSecmark = false;
+  uint32_t secmark = 0;
   // Exclusions (the query's except): an entry that matches any of them never matches. An
   // exclusion's unknown time counts as a match, so an entry is never taken on a guess.
   std::vector<Filter> except;

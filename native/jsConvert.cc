@@ -163,6 +163,20 @@ Filter filterFromJs(const Napi::Object& o) {
     f.hasOlderThan = true;
     f.olderThan = ownGet(o, "olderThan").As<Napi::Number>().DoubleValue();
   }
+  for (auto [key, out] : {std::pair<const char*, int8_t*>{"srcNat", &f.srcNat}, {"dstNat", &f.dstNat}, {"anyNat", &f.anyNat}}) {
+    if (has(o, key)) *out = ownGet(o, key).ToBoolean().Value() ? 1 : 0;
+  }
+  if (has(o, "labels")) {
+    Napi::Value l = ownGet(o, "labels");
+    if (!l.IsTypedArray() || l.As<Napi::Uint8Array>().ByteLength() != sizeof f.labels)
+      throw Napi::TypeError::New(o.Env(), "ctpurge: labels must be a Uint8Array of 16 bytes");
+    std::memcpy(f.labels, l.As<Napi::Uint8Array>().Data(), sizeof f.labels);
+    f.hasLabels = true;
+  }
+  if (has(o, "secmark")) {
+    f.hasSecmark = true;
+    f.secmark = u32(o, "secmark");
+  }
   Napi::Value ex = ownGet(o, "except");
   if (ex.IsArray()) {
     auto arr = ex.As<Napi::Array>();

@@ -36,6 +36,13 @@ export interface NativeFilter {
   replyDport?: [number, number];
   olderThan?: number;
   idleFor?: number;
+  /** NAT as the reply tuple shows it (see Query.srcNat): true, or false for "not". */
+  srcNat?: boolean;
+  dstNat?: boolean;
+  anyNat?: boolean;
+  /** 16 bytes, bit i of label i: every bit set here must be set in the entry's labels. */
+  labels?: Uint8Array;
+  secmark?: number;
   /** Exclusions: an entry that matches any of them never matches (an unknown time counts as a match). */
   except?: NativeFilter[];
 }

@@ -241,6 +241,12 @@ export const FLUSH_RULES: { readonly [K in keyof Required<NativeFilter>]: 'compa
   replyDport: 'dump',
   // Matched per entry: the kernel has no "except".
   except: 'dump',
+  // NAT is read from the two tuples, labels and secmark from the entry: a flush compares none.
+  srcNat: 'dump',
+  dstNat: 'dump',
+  anyNat: 'dump',
+  labels: 'dump',
+  secmark: 'dump',
 });
 
 /** The values of a filter's keys that select nothing (compileQuery's starting filter). */

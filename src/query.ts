@@ -4,7 +4,7 @@ import { parseDuration } from './parse/duration.js';
 import { nearest } from './parse/nearest.js';
 import { bare, booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
-import { ALL_STATE_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, TCP_STATES, type ProtocolName } from './protocols.js';
+import { ALL_STATE_NAMES, CONNTRACK_STATUS_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES, type ProtocolName, type StatusFlagName } from './protocols.js';
 import type { NativeFilter } from './native.js';
 
 export interface MarkQuery {
@@ -20,6 +20,26 @@ export interface Query {
   /** true: never saw a reply ([UNREPLIED]); false: did see one. */
   unreplied?: boolean;
   assured?: boolean;
+  /**
+   * Status bits that must all be set (conntrack's -u): 'ASSURED', ['SEEN_REPLY', 'OFFLOAD'],
+   * conntrack's names or the entry's flag names (seenReply). 'UNREPLIED' means SEEN_REPLY is
+   * not set, as in conntrack.
+   */
+  status?: string | string[];
+  /**
+   * Source NAT shows in the reply tuple (conntrack -n, --src-nat): the kernel has set up source
+   * NAT (SRC_NAT_DONE) and the reply's destination address or port is not the original source.
+   * false: not source-NATed.
+   */
+  srcNat?: boolean;
+  /** Destination NAT shows in the reply tuple (conntrack -g, --dst-nat): the reply's source is not the original destination. */
+  dstNat?: boolean;
+  /** Either NAT (conntrack -j, --any-nat). */
+  anyNat?: boolean;
+  /** Connection label bits 0-127 that must all be set (conntrack -l; the CLI also takes connlabel.conf names). */
+  labels?: number | number[];
+  /** The security mark, exactly (conntrack -c, --secmark); 0 for an entry without one. */
+  secmark?: number;
   /** Address or CIDR, or a list (any of). */
   src?: string | string[];
   dst?: string | string[];
@@ -68,7 +88,7 @@ export interface Query {
 }
 
 export const QUERY_FIELDS = [
-  'family', 'protocol', 'state', 'unreplied', 'assured', 'src', 'dst', 'replySrc', 'replyDst',
+  'family', 'protocol', 'state', 'unreplied', 'assured', 'status', 'srcNat', 'dstNat', 'anyNat', 'labels', 'secmark', 'src', 'dst', 'replySrc', 'replyDst',
   'sport', 'dport', 'replySport', 'replyDport', 'mark', 'zone', 'origZone', 'replyZone', 'olderThan', 'idleFor', 'except',
 ] as const;
 
@@ -194,19 +214,59 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     desc.push(`state ${m.names.join('|')}`);
     narrows(!everyState(filter), 'state', 'it names every state');
   }
+  // Status conditions share one mask: a bit asked for both set and clear could match nothing.
+  const statusFrom: Record<number, string> = {};
+  const requireStatus = (bit: number, on: boolean, field: string, text: string) => {
+    if (filter.statusMask & bit && ((filter.statusValue & bit) !== 0) !== on) {
+      throw fieldError(RangeError, field, `${text} contradicts ${statusFrom[bit]}, so no entry could match`);
+    }
+    statusFrom[bit] = text;
+    filter.statusMask = (filter.statusMask | bit) >>> 0;
+    if (on) filter.statusValue = (filter.statusValue | bit) >>> 0;
+  };
   if (set('unreplied')) {
     selective = true;
     const u = booleanField(q.unreplied, 'unreplied');
-    filter.statusMask |= IPS_SEEN_REPLY;
-    if (!u) filter.statusValue |= IPS_SEEN_REPLY;
+    requireStatus(IPS_SEEN_REPLY, !u, 'unreplied', u ? 'unreplied' : 'replied');
     desc.push(u ? 'unreplied' : 'replied');
   }
   if (set('assured')) {
     selective = true;
     const a = booleanField(q.assured, 'assured');
-    filter.statusMask |= IPS_ASSURED;
-    if (a) filter.statusValue |= IPS_ASSURED;
+    requireStatus(IPS_ASSURED, a, 'assured', a ? 'assured' : 'not assured');
     desc.push(a ? 'assured' : 'not assured');
+  }
+  if (set('status')) {
+    const names = statusNames(q.status);
+    for (const n of names) requireStatus(n.bit, n.on, 'status', `status ${n.name}`);
+    desc.push(`status ${names.map((n) => n.name).join(',')}`);
+    // Every entry of the table is CONFIRMED (only confirmed entries are in it).
+    narrows(names.some((n) => n.bit !== 1 << STATUS_BITS.confirmed), 'status', 'every entry in the table is CONFIRMED');
+  }
+  for (const key of ['srcNat', 'dstNat', 'anyNat'] as const) {
+    if (!set(key)) continue;
+    filter[key] = booleanField(q[key], key);
+    desc.push(`${filter[key] ? '' : 'not '}${key === 'srcNat' ? 'source-NATed' : key === 'dstNat' ? 'destination-NATed' : 'NATed'}`);
+    selective = true;
+  }
+  if (set('labels')) {
+    const list = Array.isArray(q.labels) ? q.labels : [q.labels];
+    if (list.length === 0) throw fieldError(RangeError, 'labels', 'empty list');
+    const bits = new Uint8Array(16);
+    const shown: number[] = [];
+    for (const l of list) {
+      const bit = integerField(l, 'labels', 0, 127);
+      bits[bit >> 3] = (bits[bit >> 3] as number) | (1 << (bit & 7));
+      if (!shown.includes(bit)) shown.push(bit);
+    }
+    filter.labels = bits;
+    desc.push(`labels ${shown.join(',')}`);
+    selective = true;
+  }
+  if (set('secmark')) {
+    filter.secmark = u32(q.secmark, 'secmark');
+    desc.push(`secmark ${filter.secmark}`);
+    selective = true;
   }
   for (const key of ['src', 'dst', 'replySrc', 'replyDst'] as const) {
     if (!set(key)) continue;
@@ -306,6 +366,25 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     selective,
     unselective: Object.freeze(unselective),
     description: desc.length ? desc.join(', ') : 'every entry',
+  });
+}
+
+/** A status condition's bits: all must be set, except UNREPLIED (SEEN_REPLY clear). */
+function statusNames(value: unknown): { name: string; bit: number; on: boolean }[] {
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0) throw fieldError(RangeError, 'status', 'empty list');
+  return list.map((v) => {
+    if (typeof v !== 'string') throw fieldError(TypeError, 'status', `expected a status name, got ${typeName(v)}`);
+    const upper = v.toUpperCase();
+    if (upper === 'UNREPLIED') return { name: 'UNREPLIED', bit: IPS_SEEN_REPLY, on: false };
+    const flag = (CONNTRACK_STATUS_NAMES[upper] ?? (Object.hasOwn(STATUS_BITS, v) ? v : undefined)) as StatusFlagName | undefined;
+    if (flag === undefined) {
+      const known = [...Object.keys(CONNTRACK_STATUS_NAMES), 'UNREPLIED'];
+      const near = nearest(upper, known);
+      throw fieldError(RangeError, 'status', `unknown status ${JSON.stringify(v.slice(0, 40))}${near ? ` (did you mean ${near}?)` : ''} (known: ${known.join(', ')})`);
+    }
+    const name = Object.keys(CONNTRACK_STATUS_NAMES).find((k) => CONNTRACK_STATUS_NAMES[k] === flag) as string;
+    return { name, bit: 1 << STATUS_BITS[flag], on: true };
   });
 }
 

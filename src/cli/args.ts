@@ -6,6 +6,7 @@ import { parseProtocol, type Query } from '../query.js';
 import { resolveNetns } from '../netns.js';
 import { parseInterval } from '../purger.js';
 import { nearest } from '../parse/nearest.js';
+import { labelBit } from './connlabel.js';
 
 /** Bad usage: exit code 2, one line on stderr. */
 export class UsageError extends Error {
@@ -33,6 +34,12 @@ const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'watch'];
 export const OPTIONS: OptionSpec[] = [
   { name: 'unreplied', commands: SELECTOR_COMMANDS, field: 'unreplied', help: 'never saw a reply ([UNREPLIED])' },
   { name: 'assured', commands: SELECTOR_COMMANDS, field: 'assured', help: 'marked [ASSURED]' },
+  { name: 'status', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS, field: 'status', help: 'status bits, all set (conntrack -u): ASSURED, SEEN_REPLY, OFFLOAD, UNREPLIED, ...' },
+  { name: 'src-nat', commands: SELECTOR_COMMANDS, field: 'srcNat', help: 'source NAT shows in the reply tuple (conntrack -n)' },
+  { name: 'dst-nat', commands: SELECTOR_COMMANDS, field: 'dstNat', help: 'destination NAT shows in the reply tuple (conntrack -g)' },
+  { name: 'any-nat', commands: SELECTOR_COMMANDS, field: 'anyNat', help: 'either NAT (conntrack -j)' },
+  { name: 'label', value: 'L[,L]', repeat: true, commands: SELECTOR_COMMANDS, field: 'labels', help: 'connection labels, all set: bit numbers or connlabel.conf names' },
+  { name: 'secmark', value: 'N', commands: SELECTOR_COMMANDS, field: 'secmark', help: 'security mark, exactly (conntrack -c)' },
   { name: 'older', value: 'DUR', commands: SELECTOR_COMMANDS, field: 'olderThan', help: 'created at least DUR ago (exact with timestamps, else the idle time)' },
   { name: 'idle', value: 'DUR', commands: SELECTOR_COMMANDS, field: 'idleFor', help: 'no packet for at least DUR' },
   { name: 'state', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS, field: 'state', help: 'protocol state, e.g. ESTABLISHED,SYN_SENT' },
@@ -197,6 +204,16 @@ export function parseArgs(argv: string[]): ParsedArgs {
   const q: Query = {};
   if (values.has('unreplied')) q.unreplied = true;
   if (values.has('assured')) q.assured = true;
+  if (values.has('status')) {
+    const names = list('status');
+    if (names.some((s) => s === '')) throw new UsageError('--status: empty status name');
+    q.status = names;
+  }
+  if (values.has('src-nat')) q.srcNat = true;
+  if (values.has('dst-nat')) q.dstNat = true;
+  if (values.has('any-nat')) q.anyNat = true;
+  if (values.has('label')) q.labels = list('label').map((l) => (/^\d+$/.test(l) ? integer(l, '--label', 127) : usage(() => labelBit(l, '--label'))));
+  if (values.has('secmark')) q.secmark = u32(one('secmark') as string, '--secmark');
   if (values.has('older')) q.olderThan = usage(() => parseDuration(one('older'), '--older'));
   if (values.has('idle')) q.idleFor = usage(() => parseDuration(one('idle'), '--idle'));
   if (values.has('state')) {

@@ -13,6 +13,14 @@ match, delete in batches by tuple + zone + id. Nothing else is touched.
 Selectors (all combined with AND; a repeated address option means any of):
   --unreplied              never saw a reply ([UNREPLIED])
   --assured                marked [ASSURED]
+  --status S[,S]           status bits, all set (conntrack -u): ASSURED, SEEN_REPLY, OFFLOAD,
+                           FIXED_TIMEOUT, SRC_NAT_DONE, ...; UNREPLIED: SEEN_REPLY not set
+  --src-nat                source NAT shows in the reply tuple (conntrack -n)
+  --dst-nat                destination NAT shows in the reply tuple (conntrack -g)
+  --any-nat                either NAT (conntrack -j)
+  --label L[,L]            connection labels, all set: bit numbers 0-127 or the names in
+                           /etc/xtables/connlabel.conf (conntrack -l)
+  --secmark N              security mark, exactly (conntrack -c)
   --idle DUR               no packet for at least DUR: 3600, 90m, 1h, 2d (estimated from the
                            timeout left; a busy flow never matches, however old)
   --older DUR              created at least DUR ago: exact with nf_conntrack_timestamp=1, else

@@ -17,7 +17,7 @@ import { ctpurge } from '../helpers/cli.js';
 import { rng } from '../helpers/rng.js';
 
 const N = 400;
-const QUERIES = 45;
+const QUERIES = 55;
 const SEED = Number(process.env.CTPURGE_TEST_SEED ?? Date.now() % 1_000_000);
 
 const ZONES = [[], [], ['--zone', '3'], ['--orig-zone', '3'], ['--reply-zone', '3'], ['--orig-zone', '5'], ['--zone', '5'], ['--reply-zone', '7']];
@@ -41,8 +41,13 @@ function randomTable(seed: number): string[] {
     const parts = ['-I', '-p', proto, '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport)];
     // Some IPv4 flows are NATed: to a backend (destination NAT) or from a masquerade address (source NAT).
     const nat = family === 'ipv4' ? r() : 1;
-    if (nat < 0.2) parts.push('--reply-src', '10.2.0.9', '--reply-dst', src, '--reply-port-src', String(dport === 80 ? 8080 : dport), '--reply-port-dst', String(sport));
-    else if (nat < 0.35) parts.push('--reply-src', dst, '--reply-dst', '10.3.0.1', '--reply-port-src', String(dport), '--reply-port-dst', String(30000 + i));
+    // A reply tuple given by hand looks NATed, but the kernel set no NAT up (no *_NAT_DONE):
+    // conntrack -n/-g and ctpurge's --src-nat/--dst-nat leave it out. --src-nat/--dst-nat on
+    // conntrack -I have the kernel set it up, as a NAT rule would.
+    if (nat < 0.15) parts.push('--reply-src', '10.2.0.9', '--reply-dst', src, '--reply-port-src', String(dport === 80 ? 8080 : dport), '--reply-port-dst', String(sport));
+    else if (nat < 0.25) parts.push('--reply-src', dst, '--reply-dst', '10.3.0.1', '--reply-port-src', String(dport), '--reply-port-dst', String(30000 + i));
+    else if (nat < 0.35) parts.push('--dst-nat', dport === 80 ? '10.2.0.8:8080' : '10.2.0.8');
+    else if (nat < 0.45) parts.push('--src-nat', '10.3.0.2');
     if (proto === 'tcp') parts.push('--state', pick(['ESTABLISHED', 'SYN_SENT']));
     parts.push('-t', String(100 + Math.floor(r() * 1000)));
     const status = pick(['', 'SEEN_REPLY', 'SEEN_REPLY,ASSURED']);
@@ -102,6 +107,16 @@ function randomCase(r: () => number): Case {
       }
     },
     () => {
+      const [status, u] = pick([['ASSURED', '-u'], ['SEEN_REPLY', '-u'], ['SEEN_REPLY,ASSURED', '-u']] as const);
+      c.query.status = status.split(',');
+      c.args.push(u, status);
+    },
+    () => {
+      const [key, opt] = pick([['srcNat', '-n'], ['dstNat', '-g'], ['anyNat', '-j']] as const);
+      c.query[key] = true;
+      c.args.push(opt);
+    },
+    () => {
       c.query.family = pick(['ipv4', 'ipv6'] as const);
       c.args.push('-f', c.query.family);
     },
@@ -128,6 +143,11 @@ function randomCase(r: () => number): Case {
   // One protocol selector at most (two would be two -p for conntrack).
   if (chosen.has(4) && chosen.has(selectors.length - 1)) chosen.delete(selectors.length - 1);
   for (const i of chosen) selectors[i]!();
+  // A bit asked set and clear is a usage error (tested elsewhere); keep the case meaningful.
+  if (c.query.status && c.query.unreplied === true) {
+    delete c.query.status;
+    c.args.splice(c.args.indexOf('-u'), 2);
+  }
   // An IPv4 source with family ipv6 is a usage error; keep the case meaningful.
   if (c.query.family === 'ipv6' && c.query.src !== undefined) {
     delete c.query.src;
@@ -175,6 +195,8 @@ describeKernel(`exactness: list, dry run, purge and conntrack -L agree (seed ${S
   beforeAll(async () => {
     table = TestNetns.create('ctp-exact');
     scratch = TestNetns.create('ctp-exact');
+    // NAT set up over ctnetlink (conntrack -I --src-nat) needs the kernel's NAT loaded.
+    for (const ns of [table, scratch]) ns.exec('nft', ['-f', '-'], 'table ip n {\n chain p {\n type nat hook postrouting priority 100;\n }\n}\n');
     table.load(lines);
     dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-exact-'));
     ct = await Conntrack.open({ netns: table.name });
@@ -202,7 +224,7 @@ describeKernel(`exactness: list, dry run, purge and conntrack -L agree (seed ${S
 
   it(`${QUERIES} random queries: every path selects and deletes what conntrack -L shows`, async () => {
     const r = rng(SEED ^ 0x5eed);
-    const seen = { flush: 0, dump: 0, refused: 0, directional: 0, excepted: 0 };
+    const seen = { flush: 0, dump: 0, refused: 0, directional: 0, excepted: 0, nat: 0 };
     const variants: { name: string; open: () => Promise<Conntrack>; log: boolean }[] = [
       { name: 'kernel filters', open: () => Conntrack.open({ netns: scratch.name }), log: false },
       { name: 'audit log (dump)', open: () => Conntrack.open({ netns: scratch.name }), log: true },
@@ -230,6 +252,7 @@ describeKernel(`exactness: list, dry run, purge and conntrack -L agree (seed ${S
       expect(dry, what).toMatchObject({ dryRun: true, matched: want.size, deleted: 0 });
       if (c.query.origZone || c.query.replyZone) seen.directional += want.size > 0 ? 1 : 0;
       if (c.exceptArgs) seen.excepted++;
+      if ((c.query.srcNat || c.query.dstNat || c.query.anyNat) && want.size > 0) seen.nat++;
       for (const v of variants) {
         reload();
         const other = await v.open();
@@ -259,6 +282,7 @@ describeKernel(`exactness: list, dry run, purge and conntrack -L agree (seed ${S
     expect(seen.refused).toBeGreaterThan(0);
     expect(seen.directional).toBeGreaterThan(0);
     expect(seen.excepted).toBeGreaterThan(0);
+    expect(seen.nat).toBeGreaterThan(0);
   }, 240_000);
 });
 

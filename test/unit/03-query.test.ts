@@ -42,6 +42,37 @@ describe('compileQuery', () => {
     expect(q.description).toContain('older than 1h');
   });
 
+  it("conntrack's selectors: status bits (all set), NAT, labels and secmark", () => {
+    const s = compileQuery({ status: ['ASSURED', 'seenReply'] });
+    expect(s.filter).toMatchObject({ statusMask: 6, statusValue: 6 });
+    expect(s.description).toBe('status ASSURED,SEEN_REPLY');
+    expect(compileQuery({ status: 'UNREPLIED' }).filter).toMatchObject({ statusMask: 2, statusValue: 0 });
+    expect(compileQuery({ status: ['OFFLOAD', 'UNREPLIED'] }).filter).toMatchObject({ statusMask: 0x4002, statusValue: 0x4000 });
+    // The same bit asked set and clear could match nothing.
+    expect(() => compileQuery({ status: ['SEEN_REPLY', 'UNREPLIED'] })).toThrow(/^status: status UNREPLIED contradicts status SEEN_REPLY/);
+    expect(() => compileQuery({ unreplied: true, status: 'SEEN_REPLY' })).toThrow(/^status: status SEEN_REPLY contradicts unreplied/);
+    expect(() => compileQuery({ status: 'ASSURED', assured: false })).toThrow(/^status: status ASSURED contradicts not assured/);
+    expect(compileQuery({ unreplied: true, status: 'UNREPLIED' }).filter).toMatchObject({ statusMask: 2, statusValue: 0 });
+    expect(() => compileQuery({ status: 'ASURED' })).toThrow(/^status: unknown status "ASURED" \(did you mean ASSURED\?\)/);
+    expect(() => compileQuery({ status: [] })).toThrow(/^status: empty list/);
+    expect(() => compileQuery({ status: 4 as never })).toThrow(TypeError);
+    // Every entry of the table is confirmed: alone, CONFIRMED selects all.
+    expect(compileQuery({ status: 'CONFIRMED' })).toMatchObject({ selective: false, unselective: [{ field: 'status' }] });
+    expect(compileQuery({ status: ['CONFIRMED', 'ASSURED'] }).selective).toBe(true);
+    const nat = compileQuery({ srcNat: true, dstNat: false, anyNat: true });
+    expect(nat.filter).toMatchObject({ srcNat: true, dstNat: false, anyNat: true });
+    expect(nat.description).toBe('source-NATed, not destination-NATed, NATed');
+    expect(nat.selective).toBe(true);
+    expect(() => compileQuery({ srcNat: 'yes' as never })).toThrow(/^srcNat: /);
+    const labels = compileQuery({ labels: [0, 9, 127, 9] });
+    expect([...(labels.filter.labels ?? [])]).toEqual([1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+    expect(labels.description).toBe('labels 0,9,127');
+    expect(() => compileQuery({ labels: 128 })).toThrow(/^labels: /);
+    expect(() => compileQuery({ labels: [] })).toThrow(/^labels: empty list/);
+    expect(compileQuery({ secmark: 0 }).filter.secmark).toBe(0);
+    expect(() => compileQuery({ secmark: -1 })).toThrow(/^secmark: /);
+  });
+
   it('kernel features follow the version', () => {
     expect(kernelFeatures('5.10.0', {})).toMatchObject({ statusFilter: false, zoneFilter: false });
     expect(kernelFeatures('5.15.0', {})).toMatchObject({ statusFilter: true, zoneFilter: false });
