@@ -249,21 +249,23 @@ nlmsghdr* buildStatsRequest(char* buf, uint32_t seq, bool perCpu) {
                    perCpu ? NLM_F_REQUEST | NLM_F_DUMP : NLM_F_REQUEST | NLM_F_ACK, seq, AF_UNSPEC, NFNETLINK_V0);
 }
 
-size_t deleteMessageSize(const Entry& e) {
+size_t entryRequestSize(const Entry& e) {
   if (!e.origTupleAttr) return 0;
+  // CTA_ID and CTA_TIMEOUT are both a u32.
   return MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg)) + MNL_ALIGN(e.origTupleAttr->nla_len) +
          MNL_ALIGN(MNL_ATTR_HDRLEN + 2) + MNL_ALIGN(MNL_ATTR_HDRLEN + 4);
 }
 
-bool appendDelete(std::vector<char>& out, const Entry& e, uint32_t seq, bool ack) {
-  const size_t size = deleteMessageSize(e);
+bool appendEntryRequest(std::vector<char>& out, const Entry& e, uint32_t seq, EntryRequest kind, uint32_t timeout) {
+  const size_t size = entryRequestSize(e);
   if (size == 0) return false;
   const size_t at = out.size();
   out.resize(at + size);
   char* buf = out.data() + at;
   std::memset(buf, 0, size);
-  nlmsghdr* nlh = putHeader(buf, IPCTNL_MSG_CT_DELETE, static_cast<uint16_t>(NLM_F_REQUEST | (ack ? NLM_F_ACK : 0)),
-                            seq, e.family, NFNETLINK_V0);
+  // Without NLM_F_CREATE, a CT_NEW changes an existing entry and answers ENOENT for a gone one.
+  const uint16_t type = kind == EntryRequest::Delete ? IPCTNL_MSG_CT_DELETE : IPCTNL_MSG_CT_NEW;
+  nlmsghdr* nlh = putHeader(buf, type, NLM_F_REQUEST, seq, e.family, NFNETLINK_V0);
   // The tuple goes back exactly as the kernel wrote it; it parses its own encoding, with the
   // CTA_TUPLE_ZONE of an original-direction zone inside it. CTA_ZONE below carries only a
   // zone of both directions (0 otherwise): the kernel refuses a tuple zone on top of a
@@ -272,10 +274,10 @@ bool appendDelete(std::vector<char>& out, const Entry& e, uint32_t seq, bool ack
   const size_t tupleLen = e.origTupleAttr->nla_len;
   std::memcpy(static_cast<char*>(mnl_nlmsg_get_payload_tail(nlh)), e.origTupleAttr, tupleLen);
   nlh->nlmsg_len += MNL_ALIGN(tupleLen);
-  // Without CTA_ZONE the kernel looks in zone 0; CTA_ID makes a flow that reused the tuple
-  // since the dump answer ENOENT instead of being deleted.
+  // Without CTA_ZONE the kernel looks in zone 0.
   mnl_attr_put_u16(nlh, CTA_ZONE, htons(e.zone));
-  mnl_attr_put_u32(nlh, CTA_ID, htonl(e.id));
+  if (kind == EntryRequest::Delete) mnl_attr_put_u32(nlh, CTA_ID, htonl(e.id));
+  else mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(timeout));
   out.resize(at + nlh->nlmsg_len);
   return true;
 }

@@ -94,11 +94,17 @@ nlmsghdr* buildDumpRequest(char* buf, uint32_t seq, const DumpFilter& f);
 nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const DumpFilter& f);
 nlmsghdr* buildStatsRequest(char* buf, uint32_t seq, bool perCpu);
 
-// Appends a DELETE for e (its original tuple echoed verbatim, plus zone and id) to out.
-// Returns false when the entry has no tuple to echo.
-bool appendDelete(std::vector<char>& out, const Entry& e, uint32_t seq, bool ack);
-// The size appendDelete would add, for batch planning.
-size_t deleteMessageSize(const Entry& e);
+// The requests a purge sends about one entry it has read: a DELETE (tuple, zone and id: a
+// flow that reused the tuple since the dump answers ENOENT), or a timeout update (--grace: a
+// CT_NEW without NLM_F_CREATE, with tuple, zone and CTA_TIMEOUT; the kernel does not check an
+// id on update, so none is sent).
+enum class EntryRequest { Delete, Timeout };
+
+// Appends the request for e (its original tuple echoed verbatim) to out. timeout: seconds, for
+// EntryRequest::Timeout. Returns false when the entry has no tuple to echo.
+bool appendEntryRequest(std::vector<char>& out, const Entry& e, uint32_t seq, EntryRequest kind, uint32_t timeout = 0);
+// The size appendEntryRequest would add (the same for both kinds), for batch planning.
+size_t entryRequestSize(const Entry& e);
 
 struct GlobalStats {
   uint32_t entries = 0, maxEntries = 0;

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -99,6 +100,7 @@ bool Filter::matchesOwn(const Entry& e, const Ages& ages, bool unknownTimeMatche
       if ((e.labels[i] & labels[i]) != labels[i]) return false;
   }
   if (hasSecmark && e.secmark != secmark) return false;
+  if (hasIds && !(e.hasId && std::binary_search(ids.begin(), ids.end(), e.id))) return false;
   if (!anyContains(src, e.family, e.orig.src)) return false;
   if (!anyContains(dst, e.family, e.orig.dst)) return false;
   if (!anyContains(replySrc, e.family, e.reply.src)) return false;

@@ -47,6 +47,9 @@ struct Filter {
   uint8_t labels[16] = {};  // every bit set here must be set in the entry's
   bool hasSecmark = false;
   uint32_t secmark = 0;
+  // Entry ids, sorted (not a query field: a grace's settle counts which of its entries are left).
+  bool hasIds = false;
+  std::vector<uint32_t> ids;
   // Exclusions (the query's except): an entry that matches any of them never matches. An
   // exclusion's unknown time counts as a match, so an entry is never taken on a guess.
   std::vector<Filter> except;

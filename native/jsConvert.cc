@@ -2,6 +2,7 @@
 
 #include "lanes.h"
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
 
@@ -176,6 +177,15 @@ Filter filterFromJs(const Napi::Object& o) {
   if (has(o, "secmark")) {
     f.hasSecmark = true;
     f.secmark = u32(o, "secmark");
+  }
+  if (has(o, "ids")) {
+    Napi::Value ids = ownGet(o, "ids");
+    if (!ids.IsTypedArray() || ids.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+      throw Napi::TypeError::New(o.Env(), "ctpurge: ids must be a Uint32Array");
+    auto arr = ids.As<Napi::Uint32Array>();
+    f.ids.assign(arr.Data(), arr.Data() + arr.ElementLength());
+    std::sort(f.ids.begin(), f.ids.end());
+    f.hasIds = true;
   }
   Napi::Value ex = ownGet(o, "except");
   if (ex.IsArray()) {

@@ -24,6 +24,8 @@ constexpr size_t kMaxBatchBytes = 256 * 1024;
 constexpr int kDeleteRcvBuf = 16 * 1024 * 1024;
 constexpr int kDeleteSndBuf = 1024 * 1024;
 constexpr size_t kRecordsPerReport = 2048;
+constexpr uint32_t kIpsFixedTimeout = 1u << 10;  // IPS_FIXED_TIMEOUT
+constexpr uint32_t kIpsOffload = 1u << 14;       // IPS_OFFLOAD
 
 // An exclusive flock(2) on the log for one batch's write, released when it goes out of scope.
 // It waits up to kLogLockWaitMs for another writer's batch (milliseconds, normally); a holder
@@ -69,6 +71,10 @@ void PurgeCounts::add(const PurgeCounts& o) {
   deleted += o.deleted;
   vanished += o.vanished;
   batches += o.batches;
+  graced += o.graced;
+  fixedTimeout += o.fixedTimeout;
+  offloaded += o.offloaded;
+  expiring += o.expiring;
   lostReports += o.lostReports;
   logged += o.logged;
   if (logErrno == 0) logErrno = o.logErrno;
@@ -113,6 +119,25 @@ void PurgeLane::run(const Report& report) {
       counts_.scanned++;
       const Ages ages = needAge ? estimateAges(e, shared_.timeouts, shared_.nowNs) : Ages{};
       if (!lane_.match.matches(e, ages)) return;
+      // A timeout update the kernel would refuse (a fixed timeout), that its gc would undo
+      // (offloaded), or that would lengthen the entry's life: counted, left as it is.
+      if (shared_.grace > 0) {
+        if (e.status & kIpsFixedTimeout) {
+          counts_.matched++;
+          counts_.fixedTimeout++;
+          return;
+        }
+        if (e.status & kIpsOffload) {
+          counts_.matched++;
+          counts_.offloaded++;
+          return;
+        }
+        if (e.hasTimeout && e.timeout <= shared_.grace) {
+          counts_.matched++;
+          counts_.expiring++;
+          return;
+        }
+      }
       if (limited && shared_.requested.fetch_add(1) >= static_cast<int64_t>(shared_.limit)) {
         counts_.limitReached = true;
         stop = true;
@@ -135,7 +160,7 @@ void PurgeLane::run(const Report& report) {
         }
         return;
       }
-      if (!batch_.empty() && batch_.size() + deleteMessageSize(e) > batchLimit_) {
+      if (!batch_.empty() && batch_.size() + entryRequestSize(e) > batchLimit_) {
         if (cancelledNow()) return;
         if (!sendBatch()) {
           failed = stop = true;
@@ -144,8 +169,11 @@ void PurgeLane::run(const Report& report) {
       }
       lastMsgOffset_ = batch_.size();
       const uint32_t seq = del_->nextSeq();
-      if (!appendDelete(batch_, e, seq, false)) return;
+      const bool appended = shared_.grace > 0 ? appendEntryRequest(batch_, e, seq, EntryRequest::Timeout, shared_.grace)
+                                              : appendEntryRequest(batch_, e, seq, EntryRequest::Delete);
+      if (!appended) return;
       batchSeqs_.push_back(seq);
+      if (shared_.collectGraced) batchIds_.push_back(e.id);
       if (shared_.wantEntries) appendRecord(batchRecords_, e, ages);
       if (logging) {
         appendNdjson(logBuf_, e, ages);
@@ -232,6 +260,7 @@ bool PurgeLane::failLog(int err) {
 void PurgeLane::dropBatch() {
   batch_.clear();
   batchSeqs_.clear();
+  batchIds_.clear();
   batchRecords_.clear();
   if (!shared_.dryRun) {  // the audit lines of the dropped deletes (a dry run's lines stay)
     logBuf_.clear();
@@ -253,6 +282,7 @@ bool PurgeLane::sendBatch() {
   del_->send(batch_.data(), batch_.size(), "delete");
   counts_.batches++;
   vanishedSeqs_.clear();
+  refusedSeqs_.clear();
   bool acked = false;
   while (!acked) {
     size_t n = 0;
@@ -270,28 +300,43 @@ bool PurgeLane::sendBatch() {
          m = mnl_nlmsg_next(m, &len)) {
       if (m->nlmsg_type != NLMSG_ERROR) continue;
       const int err = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
-      if (err == ENOENT) vanishedSeqs_.push_back(m->nlmsg_seq);
-      else if (err != 0) throwErrno("sendmsg", "delete", err);
+      // Gone since the dump; for an update also dying (ETIME). An update refused with EPERM:
+      // the entry's timeout became fixed since it was read.
+      if (err == ENOENT || (shared_.grace > 0 && err == ETIME)) vanishedSeqs_.push_back(m->nlmsg_seq);
+      else if (shared_.grace > 0 && err == EPERM) refusedSeqs_.push_back(m->nlmsg_seq);
+      else if (err != 0) throwErrno("sendmsg", shared_.grace > 0 ? "grace" : "delete", err);
       if (m->nlmsg_seq == ackSeq) acked = true;
     }
   }
   const double vanished = static_cast<double>(vanishedSeqs_.size());
+  const double refused = static_cast<double>(refusedSeqs_.size());
   counts_.vanished += vanished;
-  counts_.deleted += static_cast<double>(batchSeqs_.size()) - vanished;
-  if (shared_.wantEntries) {
-    size_t v = 0;
+  counts_.fixedTimeout += refused;
+  const double done = static_cast<double>(batchSeqs_.size()) - vanished - refused;
+  if (shared_.grace > 0) counts_.graced += done;
+  else counts_.deleted += done;
+  if (shared_.wantEntries || shared_.collectGraced) {
+    size_t v = 0, r = 0;
     for (size_t i = 0; i < batchSeqs_.size(); i++) {
-      // Both lists are in sequence order: the kernel answers in the order it processes.
+      // The lists are in sequence order: the kernel answers in the order it processes.
       if (v < vanishedSeqs_.size() && vanishedSeqs_[v] == batchSeqs_[i]) {
         v++;
         continue;
       }
-      pending_.insert(pending_.end(), batchRecords_.begin() + static_cast<long>(i * kRecordSize),
-                      batchRecords_.begin() + static_cast<long>((i + 1) * kRecordSize));
+      if (r < refusedSeqs_.size() && refusedSeqs_[r] == batchSeqs_[i]) {
+        r++;
+        continue;
+      }
+      if (shared_.collectGraced) gracedIds_.push_back(batchIds_[i]);
+      if (shared_.wantEntries) {
+        pending_.insert(pending_.end(), batchRecords_.begin() + static_cast<long>(i * kRecordSize),
+                        batchRecords_.begin() + static_cast<long>((i + 1) * kRecordSize));
+      }
     }
   }
   batch_.clear();
   batchSeqs_.clear();
+  batchIds_.clear();
   batchRecords_.clear();
   return true;
 }

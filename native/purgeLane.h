@@ -1,6 +1,6 @@
-// One dump-match-delete pass over part of the table (one address family), run on its own
-// thread. The purge worker runs one lane per family so the kernel's dump work, which is
-// most of the cost, uses both CPUs.
+// One dump-match-delete pass over part of the table (a family, or a reply status), run on
+// its own thread: the purge worker runs its lanes at once so the kernel's dump work, which is
+// most of the cost, uses both CPUs. With grace, the matches get a timeout update instead.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -19,6 +19,9 @@ namespace ctpurge {
 
 struct PurgeCounts {
   double scanned = 0, matched = 0, deleted = 0, vanished = 0, batches = 0;
+  // --grace: entries given the short timeout, and matches left as they are: a fixed timeout
+  // (the kernel refuses it), offloaded (the kernel's gc rewrites it), or due to expire sooner.
+  double graced = 0, fixedTimeout = 0, offloaded = 0, expiring = 0;
   bool flushed = false, cancelled = false, limitReached = false;
   double lostReports = 0;
   double logged = 0;  // audit lines written (write-ahead: before their batch is deleted)
@@ -34,6 +37,8 @@ struct PurgeShared {
   int nsFd = -1;
   bool dryRun = false;
   double limit = -1;  // < 0: no limit
+  uint32_t grace = 0;  // > 0: give each match this many seconds (a timeout update) instead of deleting it
+  bool collectGraced = false;  // keep the ids of the graced entries (to count later which expired)
   bool wantEntries = false;
   const int32_t* cancel = nullptr;  // JS sets it through a SharedArrayBuffer
   PolicyTimeouts timeouts;
@@ -62,6 +67,7 @@ class PurgeLane {
   PurgeLane(Lane lane, PurgeShared& shared) : lane_(std::move(lane)), shared_(shared) {}
   void run(const Report& report);
   const PurgeCounts& counts() const { return counts_; }
+  std::vector<uint32_t>& gracedIds() { return gracedIds_; }
 
  private:
   bool sendBatch();   // false: the audit log failed, the batch was dropped unsent
@@ -79,6 +85,9 @@ class PurgeLane {
   size_t lastMsgOffset_ = 0;
   std::vector<char> batch_;
   std::vector<uint32_t> batchSeqs_;
+  std::vector<uint32_t> batchIds_;    // with collectGraced: the entry id of each request
+  std::vector<uint32_t> gracedIds_;
+  std::vector<uint32_t> refusedSeqs_;  // grace: EPERM (the timeout became fixed since the dump)
   std::vector<uint8_t> batchRecords_;
   std::vector<uint8_t> pending_;
   std::vector<uint32_t> vanishedSeqs_;

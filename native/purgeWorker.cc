@@ -16,6 +16,8 @@ namespace {
 struct PurgeOptions {
   bool dryRun = false;
   double limit = -1;  // < 0: no limit
+  uint32_t grace = 0;
+  bool collectGraced = false;
   bool wantEntries = false;
   int logFd = -1;  // write-ahead audit log
   LineFormat logFormat = LineFormat::Ndjson;
@@ -70,7 +72,13 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   void OnOK() override {
     try {
       Napi::HandleScope scope(Env());
-      deferred_.Resolve(countsToJs(Env(), counts_));
+      Napi::Object result = countsToJs(Env(), counts_);
+      if (opts_.collectGraced) {
+        Napi::ArrayBuffer ids = Napi::ArrayBuffer::New(Env(), gracedIds_.size() * sizeof(uint32_t));
+        if (!gracedIds_.empty()) std::memcpy(ids.Data(), gracedIds_.data(), gracedIds_.size() * sizeof(uint32_t));
+        result.Set("gracedIds", Napi::Uint32Array::New(Env(), gracedIds_.size(), ids, 0));
+      }
+      deferred_.Resolve(result);
     } catch (...) {
     }
   }
@@ -90,7 +98,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   static Napi::Object countsToJs(Napi::Env env, const PurgeCounts& c) {
     Napi::Object o = Napi::Object::New(env);
     setNumbers(o, {{"scanned", c.scanned}, {"matched", c.matched}, {"deleted", c.deleted}, {"vanished", c.vanished},
-                   {"batches", c.batches}, {"lostReports", c.lostReports}, {"logged", c.logged}});
+                   {"batches", c.batches}, {"lostReports", c.lostReports}, {"logged", c.logged}, {"graced", c.graced},
+                   {"fixedTimeout", c.fixedTimeout}, {"offloaded", c.offloaded}, {"expiring", c.expiring}});
     o.Set("method", c.flushed ? "flush" : "dump");
     o.Set("cancelled", c.cancelled);
     o.Set("limitReached", c.limitReached);
@@ -110,8 +119,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     }
     if (flush_) {
       // The plan chose the flush (src/plan.ts). A flush deletes what no one has seen: never in a
-      // dry run, with a limit, with entries wanted or with an audit log.
-      if (opts_.dryRun || opts_.limit >= 0 || opts_.wantEntries || opts_.logFd >= 0) {
+      // dry run, with a limit, with entries wanted, with an audit log, or for a grace.
+      if (opts_.dryRun || opts_.limit >= 0 || opts_.wantEntries || opts_.logFd >= 0 || opts_.grace > 0) {
         throw SysError::fromErrno(EINVAL, "", "flush", "refusing a flush for a purge that must see each entry");
       }
       runFlush();
@@ -120,6 +129,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.nsFd = ns_->fd.get();
     shared_.dryRun = opts_.dryRun;
     shared_.limit = opts_.limit;
+    shared_.grace = opts_.grace;
+    shared_.collectGraced = opts_.collectGraced;
     shared_.wantEntries = opts_.wantEntries;
     shared_.logFd = opts_.logFd;
     shared_.logFormat = opts_.logFormat;
@@ -146,7 +157,10 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     };
     // One lane failing stops the others at their next buffer.
     runLanes(lanes.size(), [&](size_t i) { lanes[i].run(reporter(i)); }, [&](size_t) { shared_.abort.store(true); });
-    for (const PurgeLane& l : lanes) counts_.add(l.counts());
+    for (PurgeLane& l : lanes) {
+      counts_.add(l.counts());
+      gracedIds_.insert(gracedIds_.end(), l.gracedIds().begin(), l.gracedIds().end());
+    }
   }
 
   void runFlush() {
@@ -186,6 +200,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   Napi::ObjectReference cancelRef_;
   SysError error_;
   PurgeCounts counts_;
+  std::vector<uint32_t> gracedIds_;
   PurgeShared shared_;
 
 };
@@ -206,6 +221,14 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   Napi::Value limit = ownGet(o, "limit");
   opts.limit = limit.IsNumber() ? limit.As<Napi::Number>().DoubleValue() : -1;
   opts.wantEntries = ownGet(o, "wantEntries").ToBoolean();
+  Napi::Value grace = ownGet(o, "grace");
+  if (grace.IsNumber()) {
+    const double g = grace.As<Napi::Number>().DoubleValue();
+    // The kernel's timeout is seconds in a u32; 0 would expire the entry at once (a delete).
+    if (!(g >= 1 && g <= 0x7fffffff)) throw Napi::RangeError::New(env, "ctpurge: grace must be 1 to 2147483647 seconds");
+    opts.grace = static_cast<uint32_t>(g);
+  }
+  opts.collectGraced = opts.grace > 0 && ownGet(o, "collectGraced").ToBoolean();
   Napi::Value logFd = ownGet(o, "logFd");
   opts.logFd = logFd.IsNumber() ? logFd.As<Napi::Number>().Int32Value() : -1;
   Napi::Value logFormat = ownGet(o, "logFormat");

@@ -18,6 +18,10 @@ export class PurgeMetrics {
   deleted = 0;
   matched = 0;
   errors = 0;
+  /** --grace: entries given the short timeout, and what became of them once it was over. */
+  graced = 0;
+  graceExpired = 0;
+  graceAlive = 0;
   lastRunTimestamp = 0;
   lastRunDuration = 0;
   entries = 0;
@@ -36,6 +40,7 @@ export class PurgeMetrics {
     if (result) {
       this.deleted += result.deleted;
       this.matched += result.matched;
+      this.graced += result.graced;
       this.lastRunDuration = result.durationMs / 1000;
       this.entries = Math.max(0, result.tableSize - result.deleted);
     } else {
@@ -44,6 +49,12 @@ export class PurgeMetrics {
     }
     this.max = table.max;
     this.lastRunTimestamp = finishedAt / 1000;
+  }
+
+  /** A grace's outcome (PurgeResult.settle), counted once it is over. */
+  recordGrace(outcome: { expired: number; alive: number }): void {
+    this.graceExpired += outcome.expired;
+    this.graceAlive += outcome.alive;
   }
 
   recordError(): void {
@@ -86,6 +97,9 @@ export class PurgeMetrics {
       metric('ctpurge_entries_deleted_total', 'counter', 'Conntrack entries deleted.', this.deleted),
       metric('ctpurge_entries_matched_total', 'counter', 'Conntrack entries that matched the selectors when read.', this.matched),
       metric('ctpurge_errors_total', 'counter', 'Purge runs that failed.', this.errors),
+      metric('ctpurge_entries_graced_total', 'counter', 'Conntrack entries given --grace (a short timeout) instead of a delete.', this.graced),
+      metric('ctpurge_grace_expired_total', 'counter', 'Graced entries that expired: no packet came within the grace.', this.graceExpired),
+      metric('ctpurge_grace_alive_total', 'counter', 'Graced entries still there after the grace: a packet restored their timeout.', this.graceAlive),
       metric('ctpurge_last_run_timestamp_seconds', 'gauge', 'Unix time the last run finished.', this.lastRunTimestamp),
       metric('ctpurge_last_run_duration_seconds', 'gauge', 'Wall time of the last run.', this.lastRunDuration),
       metric('ctpurge_conntrack_entries', 'gauge', 'Entries in the conntrack table after the last run.', this.entries),

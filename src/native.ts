@@ -43,6 +43,8 @@ export interface NativeFilter {
   /** 16 bytes, bit i of label i: every bit set here must be set in the entry's labels. */
   labels?: Uint8Array;
   secmark?: number;
+  /** Entry ids (not a query field): a grace's settle counts which of its entries are left. */
+  ids?: Uint32Array;
   /** Exclusions: an entry that matches any of them never matches (an unknown time counts as a match). */
   except?: NativeFilter[];
 }
@@ -136,6 +138,10 @@ export interface NativePurgeOptions {
   dryRun: boolean;
   limit?: number;
   wantEntries: boolean;
+  /** Seconds: give each match this timeout (an update) instead of deleting it. */
+  grace?: number;
+  /** With grace: resolve with the ids of the entries given it (gracedIds). */
+  collectGraced?: boolean;
   /** Write-ahead audit log: each batch's NDJSON lines are written here before it is deleted. */
   logFd?: number;
   /** What logFd gets: NDJSON (default) or lines like conntrack -L (list exports, dry run only). */
@@ -157,6 +163,13 @@ export interface NativePurgeCounts {
   lostReports: number;
   /** Audit lines written (with logFd). */
   logged: number;
+  /** With grace: entries given it, and matches left as they are (fixed timeout, offloaded, due sooner). */
+  graced: number;
+  fixedTimeout: number;
+  offloaded: number;
+  expiring: number;
+  /** With collectGraced. */
+  gracedIds?: Uint32Array;
   /** Set when an audit log write failed (negative errno, its name): no delete was sent after it. */
   logErrno?: number;
   logCode?: string;

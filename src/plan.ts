@@ -247,6 +247,7 @@ export const FLUSH_RULES: { readonly [K in keyof Required<NativeFilter>]: 'compa
   anyNat: 'dump',
   labels: 'dump',
   secmark: 'dump',
+  ids: 'dump',
 });
 
 /** The values of a filter's keys that select nothing (compileQuery's starting filter). */

@@ -8,7 +8,10 @@ import { abortFlag, type HandleAccess } from './handleAccess.js';
 import type { NativePurgeCounts } from './native.js';
 import { isQueryPlan, refuseUnselective, toPlan, type QueryPlan } from './plan.js';
 import { QUERY_FIELDS, type Query } from './query.js';
-import { bare, booleanField, fdField, fieldError, functionField, limitField, ownOptions, signalField } from './validate.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseDuration } from './parse/duration.js';
+import { bare, booleanField, fdField, fieldError, functionField, limitField, ownOptions, signalField, typeName } from './validate.js';
+import { UNSET_FILTER } from './query.js';
 
 export interface PurgeOptions extends Query {
   /** A plan from ct.plan() or planQuery(), instead of the query fields (see docs/api.md). */
@@ -37,6 +40,23 @@ export interface PurgeOptions extends Query {
    * code) whose `partial` is `{ kind: 'purge', result }`, the result so far. Never used with a flush.
    */
   logFd?: number;
+  /**
+   * The careful path: instead of deleting, give each match this long to show a packet
+   * (seconds, or '60s', '5m'; at least 1 s). The kernel sets the entry's timeout to it; a live
+   * flow's next packet restores its policy timeout, a silent one expires. Entries with a fixed
+   * timeout (the kernel refuses), offloaded ones (the kernel's gc rewrites their timeout) and
+   * ones due to expire within the grace anyway are counted and left as they are. A flow whose
+   * dead peer still gets one-way traffic (stale NAT) refreshes itself forever: delete those.
+   */
+  grace?: number | string;
+}
+
+/** What became of the entries a grace was given (PurgeResult.settle). */
+export interface GraceOutcome {
+  /** Gone: no packet came within the grace. */
+  expired: number;
+  /** Still there, with their id: a packet restored the policy timeout. */
+  alive: number;
 }
 
 export interface PurgeProgress {
@@ -69,9 +89,24 @@ export interface PurgeResult {
   lostReports: number;
   /** Lines written to logFd (0 without it). */
   logged: number;
+  /** The grace given, in seconds; null for a delete. */
+  grace: number | null;
+  /** Entries given the grace (a timeout update the kernel accepted); 0 for a delete. */
+  graced: number;
+  /** With grace: matches left as they are: a fixed timeout, offloaded, or due to expire within the grace anyway. */
+  fixedTimeout: number;
+  offloaded: number;
+  expiring: number;
+  /**
+   * With grace (not a dry run): waits until the grace has passed since the run ended (plus a
+   * second), then counts which of the entries given it expired and which proved alive. Each is
+   * found by its id, so a new flow on the same tuple is not counted. An aborted signal ends the
+   * wait early: the count is then of what has expired so far. Null for a delete. (Not in JSON.)
+   */
+  settle: ((options?: { signal?: AbortSignal }) => Promise<GraceOutcome>) | null;
 }
 
-const PURGE_KEYS = ['plan', 'dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd'] as const;
+const PURGE_KEYS = ['plan', 'dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd', 'grace'] as const;
 
 /** The options of one purge, validated, with its plan. */
 export interface PurgeRequest {
@@ -82,11 +117,23 @@ export interface PurgeRequest {
   onProgress?: (progress: PurgeProgress) => void;
   signal?: AbortSignal;
   logFd?: number;
+  /** Seconds. */
+  grace?: number;
 }
 
-/** Whether a purge with these options may flush: a flush deletes what no one has seen. */
-export function flushAllowed(o: { dryRun?: boolean; limit?: unknown; onDeleted?: unknown; logFd?: unknown }): boolean {
-  return o.dryRun !== true && o.limit === undefined && o.onDeleted === undefined && o.logFd === undefined;
+/** Whether a purge with these options may flush: a flush deletes what no one has seen (and a grace deletes nothing). */
+export function flushAllowed(o: { dryRun?: boolean; limit?: unknown; onDeleted?: unknown; logFd?: unknown; grace?: unknown }): boolean {
+  return o.dryRun !== true && o.limit === undefined && o.onDeleted === undefined && o.logFd === undefined && o.grace === undefined;
+}
+
+/** The longest grace: a day (a longer one is no longer a short timeout, and a u32 of seconds bounds it anyway). */
+export const MAX_GRACE = 86400;
+
+/** A grace: a duration of 1 s to a day, whole seconds. */
+export function graceField(value: unknown, field: string): number {
+  const seconds = parseDuration(value, field);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_GRACE) throw fieldError(RangeError, field, `expected 1s to 1d in whole seconds, got ${typeName(value)}`);
+  return seconds;
 }
 
 /**
@@ -99,6 +146,7 @@ export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lane
   const dryRun = own.dryRun === undefined ? false : booleanField(own.dryRun, 'dryRun');
   // No prototype: runPurge reads these fields, and a polluted Object.prototype must not fill the absent ones.
   const r: Omit<PurgeRequest, 'plan'> = bare({ dryRun });
+  if (own.grace !== undefined) r.grace = graceField(own.grace, 'grace');
   if (own.limit !== undefined) r.limit = limitField(own.limit, 'limit');
   if (own.onDeleted !== undefined) r.onDeleted = functionField(own.onDeleted, 'onDeleted') as PurgeRequest['onDeleted'];
   if (own.onProgress !== undefined) r.onProgress = functionField(own.onProgress, 'onProgress') as PurgeRequest['onProgress'];
@@ -117,7 +165,7 @@ export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lane
 
 /** Runs a validated purge on the handle: the plan's method, its lanes, the options. */
 export async function runPurge(access: HandleAccess, request: PurgeRequest): Promise<PurgeResult> {
-  const { plan, dryRun, limit, onDeleted, onProgress, signal, logFd } = request;
+  const { plan, dryRun, limit, onDeleted, onProgress, signal, logFd, grace } = request;
   throwIfAborted(signal, 'purge');
   const handle = access.native();
   const cancel = abortFlag(signal);
@@ -125,7 +173,7 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
   const started = performance.now();
   const run = randomBytes(6).toString('hex');
   // Each audit line ends with these members (after "time", which the addon writes).
-  const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}`;
+  const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}${grace === undefined ? '' : `,"grace":${grace}`}`;
   try {
     const tableSize = (await access.call((h) => h.stats(), handle)).count;
     const resultOf = (counts: NativePurgeCounts): PurgeResult => ({
@@ -142,11 +190,17 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
       limitReached: counts.limitReached,
       lostReports: counts.lostReports,
       logged: counts.logged,
+      grace: grace ?? null,
+      graced: counts.graced,
+      fixedTimeout: counts.fixedTimeout,
+      offloaded: counts.offloaded,
+      expiring: counts.expiring,
+      settle: null,
     });
     const counts: NativePurgeCounts = await access.call(
       () =>
         handle
-          .purge(plan.method, plan.lanes, { dryRun, limit, wantEntries: onDeleted !== undefined, logFd, logTag, cancel: cancel.flag }, (progress, records) => {
+          .purge(plan.method, plan.lanes, { dryRun, limit, wantEntries: onDeleted !== undefined, grace, collectGraced: grace !== undefined && !dryRun, logFd, logTag, cancel: cancel.flag }, (progress, records) => {
             try {
               if (records && onDeleted) for (const e of decodeRecords(records)) onDeleted(e);
               onProgress?.({ scanned: progress.scanned, matched: progress.matched, deleted: progress.deleted, vanished: progress.vanished });
@@ -179,8 +233,29 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
         partial: { kind: 'purge', result },
       });
     }
+    const ids = counts.gracedIds;
+    if (grace !== undefined && ids) {
+      const due = Date.now() + (grace + 1) * 1000;
+      result.settle = (options = {}) => settleGrace(access, ids, due, ownOptions<{ signal?: AbortSignal }>(options, 'settle', ['signal']).signal);
+    }
     return result;
   } finally {
     cancel.release();
   }
+}
+
+/**
+ * Waits until a grace is over (due: ms since the epoch), then counts the entries given it that
+ * are still in the table: each kept its id, so a flow that reused a tuple since is not counted.
+ * A dump never shows an expired entry, reaped or not.
+ */
+async function settleGrace(access: HandleAccess, ids: Uint32Array, due: number, signal: AbortSignal | undefined): Promise<GraceOutcome> {
+  if (signal !== undefined) signalField(signal, 'signal');
+  if (ids.length === 0) return { expired: 0, alive: 0 };
+  await sleep(Math.max(0, due - Date.now()), undefined, { signal }).catch((err: unknown) => {
+    if ((err as Error).name !== 'AbortError') throw err;
+  });
+  const lane = bare({ kernel: bare({ family: 0 }), match: bare({ ...UNSET_FILTER, ids }) });
+  const alive = await access.call((h) => h.count([lane]));
+  return { expired: ids.length - alive, alive };
 }

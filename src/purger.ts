@@ -10,7 +10,7 @@ import { AbortError, ConntrackError } from './errors.js';
 import { booleanField, fieldError, functionField, integerField, ownOptions, signalField, typeName } from './validate.js';
 import type { Query } from './query.js';
 import { refuseUnselective, toPlan, type QueryPlan } from './plan.js';
-import { flushAllowed, type PurgeOptions, type PurgeResult } from './purge.js';
+import { flushAllowed, graceField, type PurgeOptions, type PurgeResult } from './purge.js';
 
 /** What a Purger needs from a handle: a Conntrack, or a stand-in with these members. */
 export interface PurgeTarget {
@@ -43,6 +43,8 @@ export interface PurgerOptions {
   /** Forwarded to each purge; a function gets the table's size when the run starts (e.g. a share of it). */
   limit?: number | ((count: number) => number);
   dryRun?: boolean;
+  /** Forwarded to each purge (see PurgeOptions.grace): a short timeout instead of a delete. Each run's result.settle tells what became of them. */
+  grace?: number | string;
   /**
    * Taken before each run and released after it, e.g. acquirePurgeLock (the CLI's lock). It
    * gets the purger's signal, aborted by stop(): a wait for the lock should end with it.
@@ -108,6 +110,7 @@ export class Purger extends EventEmitter {
   readonly #adaptive: AdaptiveState | null;
   readonly #limit: PurgerOptions['limit'];
   readonly #dryRun: boolean;
+  readonly #grace: number | undefined;
   readonly #lock: PurgerOptions['lock'];
   readonly #logFd: PurgerOptions['logFd'];
   readonly #abort = new AbortController();
@@ -123,12 +126,13 @@ export class Purger extends EventEmitter {
 
   constructor(ct: PurgeTarget, given: PurgerOptions) {
     super();
-    const options = ownOptions<PurgerOptions>(given, 'Purger', ['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'lock', 'logFd']);
+    const options = ownOptions<PurgerOptions>(given, 'Purger', ['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'grace', 'lock', 'logFd']);
     // Everything a run would check is checked now, with the CLI's messages: a schedule that
     // cannot run fails when it is made, not an interval later.
     if (typeof options.limit === 'function') functionField(options.limit, 'limit');
     else if (options.limit !== undefined) integerField(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
     if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
+    this.#grace = options.grace === undefined ? undefined : graceField(options.grace, 'grace');
     const plan = toPlan(options.query ?? {}, ct.kernel, { lanes: ct.lanes, flush: flushAllowed(options) });
     refuseUnselective(plan, 'schedule a purge');
     const every = parseInterval(options.every, 'every');
@@ -252,7 +256,7 @@ export class Purger extends EventEmitter {
         try {
           const logFd = typeof this.#logFd === 'function' ? this.#logFd() : this.#logFd;
           const limit = typeof this.#limit === 'function' ? this.#limit(stats.count) : this.#limit;
-          result = await this.#ct.purge({ plan: this.#plan, signal: this.#abort.signal, limit, dryRun: this.#dryRun, logFd });
+          result = await this.#ct.purge({ plan: this.#plan, signal: this.#abort.signal, limit, dryRun: this.#dryRun, logFd, ...(this.#grace === undefined ? {} : { grace: this.#grace }) });
         } finally {
           lock?.release();
         }

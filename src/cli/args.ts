@@ -5,6 +5,7 @@ import { parsePortRange } from '../parse/port.js';
 import { parseProtocol, type Query } from '../query.js';
 import { resolveNetns } from '../netns.js';
 import { parseInterval } from '../purger.js';
+import { graceField } from '../purge.js';
 import { nearest } from '../parse/nearest.js';
 import { labelBit } from './connlabel.js';
 
@@ -60,6 +61,8 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'except', value: "'SELECTORS'", repeat: true, commands: SELECTOR_COMMANDS, field: 'except', help: "keep what these match: --except '--dst 10.1.2.3 --dport 5432' (repeatable)" },
   { name: 'netns', value: 'NAME|PATH', commands: 'all', help: 'work in a network namespace (ip netns name or /proc/PID/ns/net)' },
   { name: 'dry-run', commands: ['purge'], help: 'count what would go, delete nothing' },
+  { name: 'grace', value: 'DUR', commands: ['purge'], help: 'instead of deleting, give each match DUR to show a packet (a short timeout)' },
+  { name: 'no-wait', commands: ['purge'], help: 'with --grace: do not wait the grace out to count what expired' },
   { name: 'limit', value: 'N', commands: ['purge', 'list'], help: 'at most N deletions (purge) or entries (list)' },
   { name: 'max-delete', value: 'N|PCT%', commands: ['purge'], help: 'stop before deleting more than N (or PCT% of the table); exit 3' },
   { name: 'log', value: 'FILE', commands: ['purge'], help: 'append every deleted entry as NDJSON (created 0600)' },
@@ -90,6 +93,10 @@ export interface ParsedArgs {
   query: Query;
   netns?: string;
   dryRun: boolean;
+  /** Seconds: a timeout update instead of a delete. */
+  grace?: number;
+  /** With --grace, a one-shot run does not wait the grace out. */
+  noWait: boolean;
   limit?: number;
   /** A purge stops (exit 3) before it deletes more than this: a count, or a share of the table (0-1). */
   maxDelete?: { count: number } | { share: number };
@@ -250,6 +257,9 @@ export function parseArgs(argv: string[]): ParsedArgs {
   }
   if (values.has('netns')) out.netns = usage(() => (resolveNetns(one('netns'), '--netns'), one('netns') as string));
   out.dryRun = values.has('dry-run');
+  if (values.has('grace')) out.grace = usage(() => graceField(one('grace'), '--grace'));
+  out.noWait = values.has('no-wait');
+  if (out.noWait && out.grace === undefined) throw new UsageError('--no-wait needs --grace');
   if (values.has('limit')) out.limit = integer(one('limit') as string, '--limit', Number.MAX_SAFE_INTEGER);
   if (values.has('max-delete')) {
     const v = one('max-delete') as string;
@@ -334,7 +344,7 @@ function exclusion(value: string): Query {
 }
 
 function defaults(command: Command): ParsedArgs {
-  return { command, query: {}, dryRun: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
+  return { command, query: {}, dryRun: false, noWait: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
 }
 
 /** '9469' -> 127.0.0.1:9469 (loopback unless a host is given); '0.0.0.0:9469'; '[::1]:9469'. */

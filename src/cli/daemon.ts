@@ -9,7 +9,7 @@ import { Purger, type PurgerRun } from '../purger.js';
 import { formatDuration } from '../parse/duration.js';
 import type { ParsedArgs } from './args.js';
 import type { AuditLog } from './files.js';
-import { logFailure, maxDeleteLine, purgeSummary, runLimit } from './purgeCommand.js';
+import { graceOutcomeLine, logFailure, maxDeleteLine, purgeSummary, runLimit } from './purgeCommand.js';
 
 /** How often the daemon reads the whole table for the by_state / by_idle gauges. */
 const TABLE_METRICS_EVERY_MS = 60_000;
@@ -161,6 +161,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     whenAbove: args.whenAbove,
     limit: args.maxDelete ? (count: number) => runLimit(args, count).limit as number : args.limit,
     dryRun: args.dryRun,
+    ...(args.grace === undefined ? {} : { grace: args.grace }),
     // The Purger checks before each run that --netns still names the namespace it opened.
     lock: (stopSignal) => acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal }),
     logFd: log
@@ -194,6 +195,28 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     else if (run.skipped) sink.write(`${time} skipped: table ${(run.usage * 100).toFixed(1)}% full, not above ${((args.whenAbove ?? 0) * 100).toFixed(0)}%; ${next}\n`);
     else if (run.result) sink.write(`${time} ${purgeSummary(run.result)} (run ${run.result.run}); ${next}\n`);
   });
+  // A grace's outcome is counted once it is over, without holding the lock or the next run. On
+  // the way out the waits end: what has expired by then is counted, and in the last metrics.
+  const settles = new Set<Promise<void>>();
+  const endSettles = new AbortController();
+  purger.on('run', (run: PurgerRun) => {
+    const r = run.result;
+    if (!r?.settle || r.graced === 0) return;
+    const settling = r.settle({ signal: endSettles.signal }).then(
+      (outcome) => {
+        metrics.recordGrace(outcome);
+        void writeMetrics();
+        if (args.quiet) return;
+        const sink = log?.file === '-' ? process.stderr : process.stdout;
+        const time = new Date().toISOString();
+        if (args.json) sink.write(`${JSON.stringify({ time, run: r.run, graceOutcome: outcome })}\n`);
+        else sink.write(`${time} ${graceOutcomeLine(outcome)} (run ${r.run})\n`);
+      },
+      (err: unknown) => void process.stderr.write(`ctpurge: counting what the grace of run ${r.run} let expire: ${(err as Error).message}\n`),
+    );
+    settles.add(settling);
+    void settling.finally(() => settles.delete(settling));
+  });
   purger.on('error', (err: Error) => {
     inRun = false;
     metrics.recordError();
@@ -221,6 +244,8 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
   purger.start();
   await stopped;
   await purger.stop();
+  endSettles.abort();
+  await Promise.all([...settles]);
   clearInterval(keepAlive);
   process.off('SIGHUP', onHangup);
   await writeMetrics();

@@ -52,6 +52,11 @@ recommends them), --older 1d takes busy day-old flows too.
 Options:
   --netns NAME|PATH        work in a network namespace (ip netns name or /proc/PID/ns/net)
   --dry-run                purge: count what would go, delete nothing
+  --grace DUR              purge: delete nothing; give each match DUR (1s-1d) to show a packet:
+                           the kernel sets its timeout to DUR, a live flow's next packet restores
+                           it, a silent one expires. A one-shot run then waits DUR and says how
+                           many expired and how many proved alive
+  --no-wait                with --grace: do not wait the grace out
   --limit N                purge: at most N deletions; list: at most N entries
   --max-delete N|PCT%      purge: stop before deleting more than N entries (or PCT% of the
                            table) and exit 3 when more matched (a guard for cron and daemons)

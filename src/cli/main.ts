@@ -13,7 +13,7 @@ import { doctorCommand, renderDoctor } from './doctorCommand.js';
 import { commandHelp } from './help.js';
 import { listCommand } from './listCommand.js';
 import { Output, PipeClosed } from './output.js';
-import { maxDeleteLine, purgeCommand, purgeSummary, runLimit } from './purgeCommand.js';
+import { graceOutcomeLine, maxDeleteLine, purgeCommand, purgeSummary, runLimit } from './purgeCommand.js';
 import { collectStats, renderStats } from './statsCommand.js';
 import { metricsLabels, recordTableShape, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
@@ -57,7 +57,7 @@ function validate(args: ParsedArgs): QueryPlan {
   let plan: QueryPlan;
   try {
     // --max-delete needs each entry counted as it goes: no flush.
-    const flush = args.command === 'purge' && args.maxDelete === undefined && flushAllowed({ dryRun: args.dryRun, limit: args.limit, logFd: args.log });
+    const flush = args.command === 'purge' && args.maxDelete === undefined && flushAllowed({ dryRun: args.dryRun, limit: args.limit, logFd: args.log, grace: args.grace });
     plan = planQuery(args.query, kernelFeatures(), { lanes: CLI_LANES, flush });
   } catch (err) {
     // The error names its field (fieldError): put the CLI's option in its place.
@@ -191,12 +191,17 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
         // rsync's convention: more matched than --max-delete allows stops the run, and fails it.
         const stoppedByMax = run.byMaxDelete && result.limitReached;
         // The summary first: what was deleted is said even when the metrics cannot be written.
-        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, ...result, ...(args.maxDelete ? { maxDelete: run.limit, maxDeleteReached: stoppedByMax } : {}) })}\n`);
-        else if (!args.quiet && log?.file === '-') process.stderr.write(`${purgeSummary(result)}\n`);
-        else if (!args.quiet) await out.write(`${purgeSummary(result)}\n`);
+        // With --grace, the run then waits the grace out (unless --no-wait or a signal) and
+        // says what expired: JSON in one line, after the wait.
+        const summaryTo = (text: string) => (log?.file === '-' ? Promise.resolve(void process.stderr.write(text)) : out.write(text));
+        if (!args.json && !args.quiet) await summaryTo(`${purgeSummary(result)}\n`);
+        const outcome = result.settle && !args.noWait ? await result.settle({ signal: abort.signal }) : null;
+        if (outcome && !args.json && !args.quiet) await summaryTo(`${graceOutcomeLine(outcome)}\n`);
+        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, ...result, ...(outcome ? { graceOutcome: outcome } : {}), ...(args.maxDelete ? { maxDelete: run.limit, maxDeleteReached: stoppedByMax } : {}) })}\n`);
         if (args.metricsFile) {
           const metrics = new PurgeMetrics(metricsLabels(ct));
           metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
+          if (outcome) metrics.recordGrace(outcome);
           await recordTableShape(metrics, ct);
           await metrics.writeFile(args.metricsFile).catch((err: unknown) => {
             throw Object.assign(new Error(`--metrics-file: ${(err as Error).message}`), { code: (err as NodeJS.ErrnoException).code });

@@ -1,6 +1,7 @@
 /** The default command: purge matching entries. */
 import { getSystemErrorMap } from 'node:util';
 import type { Conntrack, PurgeResult, QueryPlan } from '../conntrack.js';
+import type { GraceOutcome } from '../purge.js';
 import { ConntrackError } from '../errors.js';
 import type { ParsedArgs } from './args.js';
 import type { AuditLog } from './files.js';
@@ -51,8 +52,9 @@ export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryP
       limit,
       signal,
       logFd: log?.fd,
+      ...(args.grace === undefined ? {} : { grace: args.grace }),
       onProgress: (p) => {
-        progress.update(`${args.dryRun ? 'matched' : 'purged'} ${formatCount(args.dryRun ? p.matched : p.deleted)}, scanned ${formatCount(p.scanned)}`);
+        progress.update(`${args.dryRun || args.grace !== undefined ? 'matched' : 'purged'} ${formatCount(args.dryRun || args.grace !== undefined ? p.matched : p.deleted)}, scanned ${formatCount(p.scanned)}`);
       },
     });
     progress.clear();
@@ -75,8 +77,26 @@ export function purgeSummary(r: PurgeResult): string {
   // Entries that arrived during the run can be matched too: then "N of M" would read as more
   // deleted than there were.
   const of = (n: number) => (n <= r.tableSize ? `${formatCount(n)} of ${formatCount(r.tableSize)} entries` : `${formatCount(n)} entries (the table held ${formatCount(r.tableSize)} when the run started)`);
+  if (r.grace !== null) return `${graceHead(r, of)} in ${secs} s${tail ? `; ${tail}` : ''}`;
   const head = r.dryRun
     ? `would purge ${of(r.matched)} (dry run)`
     : `purged ${of(r.deleted)} (${formatCount(r.matched)} matched, ${formatCount(r.vanished)} vanished)`;
   return `${head} in ${secs} s${tail ? `; ${tail}` : ''}`;
+}
+
+/** "gave 1,000 of 5,000 entries 60 s to show a packet (1,020 matched, ...)". */
+function graceHead(r: PurgeResult, of: (n: number) => string): string {
+  const left = [
+    r.fixedTimeout ? `${formatCount(r.fixedTimeout)} with a fixed timeout` : '',
+    r.offloaded ? `${formatCount(r.offloaded)} offloaded` : '',
+    r.expiring ? `${formatCount(r.expiring)} due to expire sooner` : '',
+  ].filter(Boolean);
+  const kept = left.length ? `; left as they are: ${left.join(', ')}` : '';
+  if (r.dryRun) return `would give ${of(r.matched - r.fixedTimeout - r.offloaded - r.expiring)} ${r.grace} s to show a packet (dry run, ${formatCount(r.matched)} matched${kept})`;
+  return `gave ${of(r.graced)} ${r.grace} s to show a packet (${formatCount(r.matched)} matched, ${formatCount(r.vanished)} vanished${kept})`;
+}
+
+/** The line a one-shot run prints once it has waited the grace out. */
+export function graceOutcomeLine(o: GraceOutcome): string {
+  return `after the grace: ${formatCount(o.expired)} expired, ${formatCount(o.alive)} proved alive`;
 }

@@ -95,7 +95,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
       if (opts.purgeCode !== undefined) {
         const code = opts.purgeCode;
         const matched = typeof opts.deleted === 'function' ? opts.deleted() : (opts.deleted ?? 0);
-        const partial: NativePurgeCounts = { scanned: 10, matched, deleted: matched, vanished: 0, batches: 1, method, cancelled: false, limitReached: false, lostReports: 0, logged: 0 };
+        const partial: NativePurgeCounts = { scanned: 10, matched, deleted: matched, vanished: 0, batches: 1, method, cancelled: false, limitReached: false, lostReports: 0, logged: 0, graced: 0, fixedTimeout: 0, offloaded: 0, expiring: 0 };
         return new Promise<NativePurgeCounts>((_, reject) =>
           setTimeout(() => {
             active--;
@@ -109,7 +109,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
         if (cancelled) calls.cancelled++;
         const matched = typeof opts.deleted === 'function' ? opts.deleted() : (opts.deleted ?? 0);
         const failed = opts.logCode === undefined ? {} : { logCode: opts.logCode, logErrno: -28 };
-        return { scanned: opts.count ?? 1000, matched, deleted: options.dryRun ? 0 : matched, vanished: 0, batches: 1, method, cancelled, limitReached: false, lostReports: 0, logged: matched, ...failed };
+        return { scanned: opts.count ?? 1000, matched, deleted: options.dryRun ? 0 : matched, vanished: 0, batches: 1, method, cancelled, limitReached: false, lostReports: 0, logged: matched, graced: 0, fixedTimeout: 0, offloaded: 0, expiring: 0, ...failed };
       });
     },
     events: (match: NativeFilter, groups: number, receiveBuffer: number, format?: string): NativeEventCursor<never> => {

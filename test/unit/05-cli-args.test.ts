@@ -118,7 +118,7 @@ describe('output formats', () => {
   });
 
   it('summarises a purge in one line', () => {
-    const r = { run: '0123456789ab', matched: 262144, deleted: 262144, vanished: 0, scanned: 262144, tableSize: 1048576, durationMs: 1900, method: 'dump' as const, dryRun: false, cancelled: false, limitReached: false, lostReports: 0, logged: 0 };
+    const r = { run: '0123456789ab', matched: 262144, deleted: 262144, vanished: 0, scanned: 262144, tableSize: 1048576, durationMs: 1900, method: 'dump' as const, dryRun: false, cancelled: false, limitReached: false, lostReports: 0, logged: 0, grace: null, graced: 0, fixedTimeout: 0, offloaded: 0, expiring: 0, settle: null };
     expect(purgeSummary(r)).toBe('purged 262,144 of 1,048,576 entries (262,144 matched, 0 vanished) in 1.90 s');
     expect(purgeSummary({ ...r, dryRun: true, deleted: 0 })).toMatch(/^would purge 262,144 of 1,048,576 entries \(dry run\)/);
     // Entries that arrived during the run: never "140,769 of 140,000".

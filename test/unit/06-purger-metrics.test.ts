@@ -186,17 +186,24 @@ describe('Purger (fake timers)', () => {
 });
 
 describe('metrics', () => {
-  const result = (deleted: number): PurgeResult => ({ run: '0123456789ab', matched: deleted, deleted, vanished: 0, scanned: 100, tableSize: 1000, durationMs: 1500, method: 'dump', dryRun: false, cancelled: false, limitReached: false, lostReports: 0, logged: 0 });
+  const result = (deleted: number): PurgeResult => ({ run: '0123456789ab', matched: deleted, deleted, vanished: 0, scanned: 100, tableSize: 1000, durationMs: 1500, method: 'dump', dryRun: false, cancelled: false, limitReached: false, lostReports: 0, logged: 0, grace: null, graced: 0, fixedTimeout: 0, offloaded: 0, expiring: 0, settle: null });
 
   it('renders every metric with HELP and TYPE, and counters only grow', () => {
     const m = new PurgeMetrics({ netns: '/var/run/netns/a"b' });
     m.recordRun(result(10), { count: 990, max: 262144 }, 1_700_000_000_000);
     const a = parsePrometheus(m.render());
     expect([...a.keys()].sort()).toEqual([
-      'ctpurge_conntrack_entries', 'ctpurge_conntrack_max', 'ctpurge_entries_deleted_total', 'ctpurge_entries_matched_total',
-      'ctpurge_errors_total', 'ctpurge_last_run_duration_seconds', 'ctpurge_last_run_timestamp_seconds', 'ctpurge_runs_total',
+      'ctpurge_conntrack_entries', 'ctpurge_conntrack_max', 'ctpurge_entries_deleted_total', 'ctpurge_entries_graced_total',
+      'ctpurge_entries_matched_total', 'ctpurge_errors_total', 'ctpurge_grace_alive_total', 'ctpurge_grace_expired_total',
+      'ctpurge_last_run_duration_seconds', 'ctpurge_last_run_timestamp_seconds', 'ctpurge_runs_total',
     ]);
     expect(a.get('ctpurge_runs_total')).toMatchObject({ type: 'counter', value: 1 });
+    // A grace run counts its entries at once, and what became of them once the grace is over.
+    m.recordRun({ ...result(0), grace: 60, graced: 7 }, { count: 990, max: 262144 });
+    m.recordGrace({ expired: 5, alive: 2 });
+    const g = parsePrometheus(m.render());
+    expect([g.get('ctpurge_entries_graced_total')?.value, g.get('ctpurge_grace_expired_total')?.value, g.get('ctpurge_grace_alive_total')?.value]).toEqual([7, 5, 2]);
+    expect(g.get('ctpurge_entries_deleted_total')?.value).toBe(10);
     expect(a.get('ctpurge_entries_deleted_total')?.value).toBe(10);
     expect(a.get('ctpurge_conntrack_entries')).toMatchObject({ type: 'gauge', value: 990 });
     expect(a.get('ctpurge_last_run_timestamp_seconds')?.value).toBe(1_700_000_000);
