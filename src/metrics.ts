@@ -13,6 +13,29 @@ export interface TableShape {
   unreplied: number;
 }
 
+/** One metric family of the exposition. */
+export interface MetricFamily {
+  name: string;
+  type: 'counter' | 'gauge';
+  help: string;
+  lines: string[];
+}
+
+/** Label names in order, as node_exporter and Prometheus print them. */
+function labelText(labels: Record<string, string>): string {
+  const l = Object.keys(labels)
+    .sort()
+    .map((k) => `${k}="${(labels[k] as string).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+    .join(',');
+  return l ? `{${l}}` : '';
+}
+
+const num = (value: number) => (Number.isInteger(value) ? String(value) : value.toFixed(6));
+
+function renderFamilies(families: readonly MetricFamily[]): string {
+  return families.map((f) => `# HELP ${f.name} ${f.help}\n# TYPE ${f.name} ${f.type}\n${f.lines.join('\n')}\n`).join('');
+}
+
 export class PurgeMetrics {
   runs = 0;
   deleted = 0;
@@ -32,7 +55,14 @@ export class PurgeMetrics {
   table: TableShape | null = null;
   tableTimestamp = 0;
 
-  constructor(readonly labels: Record<string, string> = {}) {}
+  /**
+   * labels: on every series (netns, and rule for a rule of a rules file). tableLabels: on the
+   * table's shape (by_state, by_idle, unreplied), which is the table's and not a rule's.
+   */
+  constructor(
+    readonly labels: Record<string, string> = {},
+    readonly tableLabels: Record<string, string> = labels,
+  ) {}
 
   recordRun(result: PurgeResult | null, table: { count: number; max: number; nextInSeconds?: number }, finishedAt = Date.now()): void {
     this.runs++;
@@ -76,23 +106,23 @@ export class PurgeMetrics {
 
   /** The text exposition format (version 0.0.4). */
   render(): string {
-    // Label names in order, as node_exporter and Prometheus print them.
-    const labelText = (labels: Record<string, string>) => {
-      const l = Object.keys(labels)
-        .sort()
-        .map((k) => `${k}="${(labels[k] as string).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
-        .join(',');
-      return l ? `{${l}}` : '';
-    };
+    return renderFamilies(this.families());
+  }
+
+  /** The metric families, each with its HELP, TYPE and sample lines. */
+  families(): MetricFamily[] {
     const lab = labelText(this.labels);
-    const num = (value: number) => (Number.isInteger(value) ? String(value) : value.toFixed(6));
-    const metric = (name: string, type: 'counter' | 'gauge', help: string, value: number) =>
-      `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${lab} ${num(value)}\n`;
+    const metric = (name: string, type: 'counter' | 'gauge', help: string, value: number): MetricFamily => ({ name, type, help, lines: [`${name}${lab} ${num(value)}`] });
     // One family, one series per key of a bounded set (state names, idle buckets).
-    const family = (name: string, help: string, label: string, rows: { key: string; count: number }[]) =>
-      `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${rows.map((r) => `${name}${labelText({ ...this.labels, [label]: r.key })} ${num(r.count)}`).join('\n')}\n`;
+    const family = (name: string, help: string, label: string, rows: { key: string; count: number }[]): MetricFamily => ({
+      name,
+      type: 'gauge',
+      help,
+      lines: rows.map((r) => `${name}${labelText({ ...this.tableLabels, [label]: r.key })} ${num(r.count)}`),
+    });
+    const tableLab = labelText(this.tableLabels);
     const t = this.table;
-    return [
+    const out: MetricFamily[] = [
       metric('ctpurge_runs_total', 'counter', 'Purge runs, including runs skipped below --when-above.', this.runs),
       metric('ctpurge_entries_deleted_total', 'counter', 'Conntrack entries deleted.', this.deleted),
       metric('ctpurge_entries_matched_total', 'counter', 'Conntrack entries that matched the selectors when read.', this.matched),
@@ -104,13 +134,31 @@ export class PurgeMetrics {
       metric('ctpurge_last_run_duration_seconds', 'gauge', 'Wall time of the last run.', this.lastRunDuration),
       metric('ctpurge_conntrack_entries', 'gauge', 'Entries in the conntrack table after the last run.', this.entries),
       metric('ctpurge_conntrack_max', 'gauge', 'nf_conntrack_max.', this.max),
-      // Alert rules compare the last run's age with it ("no run for 3 intervals").
-      this.interval > 0 ? metric('ctpurge_interval_seconds', 'gauge', 'Seconds from the last run to the next scheduled one (--every, as --adaptive last set it).', this.interval) : '',
-      t ? family('ctpurge_table_entries_by_state', 'Entries by protocol state when the table was last read (none: protocols without states).', 'state', t.byState) : '',
-      t ? family('ctpurge_table_entries_by_idle', 'Entries by time since their last packet when the table was last read (unknown: no policy timeout explains the timeout left).', 'idle', t.byIdle) : '',
-      t ? metric('ctpurge_table_entries_unreplied', 'gauge', 'Entries that never saw a reply when the table was last read.', t.unreplied) : '',
-      t ? metric('ctpurge_table_read_timestamp_seconds', 'gauge', 'Unix time the table was last read for the by_state and by_idle series.', this.tableTimestamp) : '',
-    ].join('');
+    ];
+    // Alert rules compare the last run's age with it ("no run for 3 intervals").
+    if (this.interval > 0) out.push(metric('ctpurge_interval_seconds', 'gauge', 'Seconds from the last run to the next scheduled one (--every, as --adaptive last set it).', this.interval));
+    if (t) {
+      out.push(
+        family('ctpurge_table_entries_by_state', 'Entries by protocol state when the table was last read (none: protocols without states).', 'state', t.byState),
+        family('ctpurge_table_entries_by_idle', 'Entries by time since their last packet when the table was last read (unknown: no policy timeout explains the timeout left).', 'idle', t.byIdle),
+        { name: 'ctpurge_table_entries_unreplied', type: 'gauge', help: 'Entries that never saw a reply when the table was last read.', lines: [`ctpurge_table_entries_unreplied${tableLab} ${num(t.unreplied)}`] },
+        { name: 'ctpurge_table_read_timestamp_seconds', type: 'gauge', help: 'Unix time the table was last read for the by_state and by_idle series.', lines: [`ctpurge_table_read_timestamp_seconds${tableLab} ${num(this.tableTimestamp)}`] },
+      );
+    }
+    return out;
+  }
+
+  /** Several sets (one per rule) as one exposition: each family once, with every set's series. */
+  static renderAll(sets: readonly PurgeMetrics[]): string {
+    const merged = new Map<string, MetricFamily>();
+    for (const set of sets) {
+      for (const f of set.families()) {
+        const seen = merged.get(f.name);
+        if (seen) seen.lines.push(...f.lines);
+        else merged.set(f.name, { ...f, lines: [...f.lines] });
+      }
+    }
+    return renderFamilies([...merged.values()]);
   }
 
   /**
@@ -118,7 +166,7 @@ export class PurgeMetrics {
    * made to be read by another user (node_exporter runs as its own), so it gets 0644 whatever
    * the umask: systemd's UMask=0077 would otherwise turn the create mode into 0600.
    */
-  async writeFile(file: string): Promise<void> {
+  async writeFile(file: string, text = this.render()): Promise<void> {
     // Only a regular file is ever replaced: the rename would turn a device node, FIFO or
     // symlink someone put at the path into our file.
     const existing = await lstat(file).catch((err: NodeJS.ErrnoException) => {
@@ -129,7 +177,7 @@ export class PurgeMetrics {
     const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
       // 'wx' (O_EXCL): never through a symlink planted at the temporary name.
-      await writeFile(tmp, this.render(), { mode: 0o644, flag: 'wx' });
+      await writeFile(tmp, text, { mode: 0o644, flag: 'wx' });
       await chmod(tmp, 0o644);
       await rename(tmp, file);
     } catch (err) {

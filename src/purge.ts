@@ -49,6 +49,8 @@ export interface PurgeOptions extends Query {
    * dead peer still gets one-way traffic (stale NAT) refreshes itself forever: delete those.
    */
   grace?: number | string;
+  /** A name for this purge in its audit-log lines (`"rule": NAME`): which rule of a rules file took each entry. */
+  rule?: string;
 }
 
 /** What became of the entries a grace was given (PurgeResult.settle). */
@@ -106,7 +108,7 @@ export interface PurgeResult {
   settle: ((options?: { signal?: AbortSignal }) => Promise<GraceOutcome>) | null;
 }
 
-const PURGE_KEYS = ['plan', 'dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd', 'grace'] as const;
+const PURGE_KEYS = ['plan', 'dryRun', 'limit', 'onDeleted', 'onProgress', 'signal', 'logFd', 'grace', 'rule'] as const;
 
 /** The options of one purge, validated, with its plan. */
 export interface PurgeRequest {
@@ -119,6 +121,7 @@ export interface PurgeRequest {
   logFd?: number;
   /** Seconds. */
   grace?: number;
+  rule?: string;
 }
 
 /** Whether a purge with these options may flush: a flush deletes what no one has seen (and a grace deletes nothing). */
@@ -128,6 +131,12 @@ export function flushAllowed(o: { dryRun?: boolean; limit?: unknown; onDeleted?:
 
 /** The longest grace: a day (a longer one is no longer a short timeout, and a u32 of seconds bounds it anyway). */
 export const MAX_GRACE = 86400;
+
+/** A rule's name: what a rules file allows (it becomes a metrics label and a log member). */
+export function ruleField(value: unknown, field: string): string {
+  if (typeof value !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,62}$/.test(value)) throw fieldError(TypeError, field, `expected lowercase letters, digits, - and _ (at most 63), got ${typeName(value)}`);
+  return value;
+}
 
 /** A grace: a duration of 1 s to a day, whole seconds. */
 export function graceField(value: unknown, field: string): number {
@@ -147,6 +156,7 @@ export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lane
   // No prototype: runPurge reads these fields, and a polluted Object.prototype must not fill the absent ones.
   const r: Omit<PurgeRequest, 'plan'> = bare({ dryRun });
   if (own.grace !== undefined) r.grace = graceField(own.grace, 'grace');
+  if (own.rule !== undefined) r.rule = ruleField(own.rule, 'rule');
   if (own.limit !== undefined) r.limit = limitField(own.limit, 'limit');
   if (own.onDeleted !== undefined) r.onDeleted = functionField(own.onDeleted, 'onDeleted') as PurgeRequest['onDeleted'];
   if (own.onProgress !== undefined) r.onProgress = functionField(own.onProgress, 'onProgress') as PurgeRequest['onProgress'];
@@ -165,7 +175,7 @@ export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lane
 
 /** Runs a validated purge on the handle: the plan's method, its lanes, the options. */
 export async function runPurge(access: HandleAccess, request: PurgeRequest): Promise<PurgeResult> {
-  const { plan, dryRun, limit, onDeleted, onProgress, signal, logFd, grace } = request;
+  const { plan, dryRun, limit, onDeleted, onProgress, signal, logFd, grace, rule } = request;
   throwIfAborted(signal, 'purge');
   const handle = access.native();
   const cancel = abortFlag(signal);
@@ -173,7 +183,7 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
   const started = performance.now();
   const run = randomBytes(6).toString('hex');
   // Each audit line ends with these members (after "time", which the addon writes).
-  const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}${grace === undefined ? '' : `,"grace":${grace}`}`;
+  const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}${rule === undefined ? '' : `,"rule":"${rule}"`}${grace === undefined ? '' : `,"grace":${grace}`}`;
   try {
     const tableSize = (await access.call((h) => h.stats(), handle)).count;
     const resultOf = (counts: NativePurgeCounts): PurgeResult => ({

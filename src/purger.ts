@@ -10,7 +10,7 @@ import { AbortError, ConntrackError } from './errors.js';
 import { booleanField, fieldError, functionField, integerField, ownOptions, signalField, typeName } from './validate.js';
 import type { Query } from './query.js';
 import { refuseUnselective, toPlan, type QueryPlan } from './plan.js';
-import { flushAllowed, graceField, type PurgeOptions, type PurgeResult } from './purge.js';
+import { flushAllowed, graceField, ruleField, type PurgeOptions, type PurgeResult } from './purge.js';
 
 /** What a Purger needs from a handle: a Conntrack, or a stand-in with these members. */
 export interface PurgeTarget {
@@ -45,6 +45,8 @@ export interface PurgerOptions {
   dryRun?: boolean;
   /** Forwarded to each purge (see PurgeOptions.grace): a short timeout instead of a delete. Each run's result.settle tells what became of them. */
   grace?: number | string;
+  /** Forwarded to each purge: the rule's name in its audit-log lines (PurgeOptions.rule). */
+  rule?: string;
   /**
    * Taken before each run and released after it, e.g. acquirePurgeLock (the CLI's lock). It
    * gets the purger's signal, aborted by stop(): a wait for the lock should end with it.
@@ -111,6 +113,7 @@ export class Purger extends EventEmitter {
   readonly #limit: PurgerOptions['limit'];
   readonly #dryRun: boolean;
   readonly #grace: number | undefined;
+  readonly #rule: string | undefined;
   readonly #lock: PurgerOptions['lock'];
   readonly #logFd: PurgerOptions['logFd'];
   readonly #abort = new AbortController();
@@ -126,13 +129,14 @@ export class Purger extends EventEmitter {
 
   constructor(ct: PurgeTarget, given: PurgerOptions) {
     super();
-    const options = ownOptions<PurgerOptions>(given, 'Purger', ['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'grace', 'lock', 'logFd']);
+    const options = ownOptions<PurgerOptions>(given, 'Purger', ['query', 'every', 'adaptive', 'whenAbove', 'signal', 'limit', 'dryRun', 'grace', 'rule', 'lock', 'logFd']);
     // Everything a run would check is checked now, with the CLI's messages: a schedule that
     // cannot run fails when it is made, not an interval later.
     if (typeof options.limit === 'function') functionField(options.limit, 'limit');
     else if (options.limit !== undefined) integerField(options.limit, 'limit', 0, Number.MAX_SAFE_INTEGER);
     if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
     this.#grace = options.grace === undefined ? undefined : graceField(options.grace, 'grace');
+    this.#rule = options.rule === undefined ? undefined : ruleField(options.rule, 'rule');
     const plan = toPlan(options.query ?? {}, ct.kernel, { lanes: ct.lanes, flush: flushAllowed(options) });
     refuseUnselective(plan, 'schedule a purge');
     const every = parseInterval(options.every, 'every');
@@ -256,7 +260,7 @@ export class Purger extends EventEmitter {
         try {
           const logFd = typeof this.#logFd === 'function' ? this.#logFd() : this.#logFd;
           const limit = typeof this.#limit === 'function' ? this.#limit(stats.count) : this.#limit;
-          result = await this.#ct.purge({ plan: this.#plan, signal: this.#abort.signal, limit, dryRun: this.#dryRun, logFd, ...(this.#grace === undefined ? {} : { grace: this.#grace }) });
+          result = await this.#ct.purge({ plan: this.#plan, signal: this.#abort.signal, limit, dryRun: this.#dryRun, logFd, ...(this.#grace === undefined ? {} : { grace: this.#grace }), ...(this.#rule === undefined ? {} : { rule: this.#rule }) });
         } finally {
           lock?.release();
         }

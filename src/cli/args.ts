@@ -14,8 +14,8 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export type Command = 'purge' | 'list' | 'stats' | 'doctor' | 'watch';
-export const COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor', 'watch'];
+export type Command = 'purge' | 'list' | 'stats' | 'doctor' | 'watch' | 'check-rules';
+export const COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor', 'watch', 'check-rules'];
 
 export interface OptionSpec {
   name: string;
@@ -60,6 +60,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'replyZone', help: 'zone of the reply direction only (zone-reply=)' },
   { name: 'except', value: "'SELECTORS'", repeat: true, commands: SELECTOR_COMMANDS, field: 'except', help: "keep what these match: --except '--dst 10.1.2.3 --dport 5432' (repeatable)" },
   { name: 'netns', value: 'NAME|PATH', commands: 'all', help: 'work in a network namespace (ip netns name or /proc/PID/ns/net)' },
+  { name: 'rules', value: 'FILE', commands: ['purge'], help: 'run the named rules of a YAML file, each with its own selectors (SIGHUP reloads it)' },
   { name: 'dry-run', commands: ['purge'], help: 'count what would go, delete nothing' },
   { name: 'grace', value: 'DUR', commands: ['purge'], help: 'instead of deleting, give each match DUR to show a packet (a short timeout)' },
   { name: 'no-wait', commands: ['purge'], help: 'with --grace: do not wait the grace out to count what expired' },
@@ -92,6 +93,8 @@ export interface ParsedArgs {
   command: Command;
   query: Query;
   netns?: string;
+  /** --rules FILE, or check-rules' FILE. */
+  rules?: string;
   dryRun: boolean;
   /** Seconds: a timeout update instead of a delete. */
   grace?: number;
@@ -154,7 +157,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
     if (!(COMMANDS as string[]).includes(first) || first === 'purge') {
       if (first !== 'purge') {
         const near = nearest(first, COMMANDS);
-        throw new UsageError(`unknown command '${first.slice(0, 40)}'${near ? ` (did you mean '${near}'?)` : ''} (commands: list, stats, doctor, watch; the default is the purge)`);
+        throw new UsageError(`unknown command '${first.slice(0, 40)}'${near ? ` (did you mean '${near}'?)` : ''} (commands: list, stats, doctor, watch, check-rules; the default is the purge)`);
       }
     }
     command = first as Command;
@@ -164,6 +167,11 @@ export function parseArgs(argv: string[]): ParsedArgs {
   const values = new Map<string, string[]>();
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i] as string;
+    // check-rules FILE: its one argument.
+    if (command === 'check-rules' && !arg.startsWith('-') && out.rules === undefined) {
+      out.rules = arg;
+      continue;
+    }
     if (arg.length > MAX_ARG_LENGTH) throw new UsageError(`argument ${i + 1} is longer than ${MAX_ARG_LENGTH} characters`);
     if (arg.includes('\0')) throw new UsageError(`argument ${i + 1} contains a NUL byte`);
     let spec: OptionSpec | undefined;
@@ -314,6 +322,15 @@ export function parseArgs(argv: string[]): ParsedArgs {
     else throw new UsageError(`--output: expected table, conntrack or json, got ${JSON.stringify(o?.slice(0, 40))}`);
   }
   if (values.has('top')) out.top = Math.max(1, integer(one('top') as string, '--top', 1000));
+  if (values.has('rules')) {
+    const f = one('rules') as string;
+    if (f === '') throw new UsageError('--rules: empty file name');
+    // The rules say what to purge and how: the command line says where and when.
+    const clash = [...values.keys()].find((k) => k !== 'except' && (OPTIONS.find((o) => o.name === k)?.field !== undefined || ['grace', 'limit', 'max-delete'].includes(k)));
+    if (clash || values.has('except')) throw new UsageError(`--rules: --${clash ?? 'except'} goes in the rules file, in each rule`);
+    out.rules = f;
+  }
+  if (command === 'check-rules' && out.rules === undefined) throw new UsageError('check-rules: give the rules file: ctpurge check-rules FILE');
   out.quiet = values.has('quiet');
   out.verbose = values.has('verbose');
   out.help = values.has('help');

@@ -1,7 +1,7 @@
 /** `ctpurge [selectors] --every DUR`: the scheduled purge, metrics, and a clean stop. */
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Conntrack, QueryPlan } from '../conntrack.js';
+import type { Conntrack } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
 import { acquirePurgeLock } from '../lock.js';
 import { PurgeMetrics } from '../metrics.js';
@@ -9,7 +9,7 @@ import { Purger, type PurgerRun } from '../purger.js';
 import { formatDuration } from '../parse/duration.js';
 import type { ParsedArgs } from './args.js';
 import type { AuditLog } from './files.js';
-import { graceOutcomeLine, logFailure, maxDeleteLine, purgeSummary, runLimit } from './purgeCommand.js';
+import { graceOutcomeLine, logFailure, maxDeleteLine, purgeSummary, runLimit, type PurgeJob } from './purgeCommand.js';
 
 /** How often the daemon reads the whole table for the by_state / by_idle gauges. */
 const TABLE_METRICS_EVERY_MS = 60_000;
@@ -42,7 +42,7 @@ export const METRICS_MAX_CONNECTIONS = 64;
 export const METRICS_HEADERS_TIMEOUT_MS = 2_000;
 export const METRICS_TIMEOUT_MS = 5_000;
 
-async function listen(metrics: PurgeMetrics, host: string, port: number): Promise<Server> {
+async function listen(render: () => string, host: string, port: number): Promise<Server> {
   const server = createServer(
     {
       requestTimeout: METRICS_TIMEOUT_MS,
@@ -59,7 +59,7 @@ async function listen(metrics: PurgeMetrics, host: string, port: number): Promis
       });
       if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-        res.end(metrics.render());
+        res.end(render());
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' });
         res.end('not found: try /metrics\n');
@@ -104,31 +104,45 @@ function closeServer(server: Server): Promise<void> {
 }
 
 
+/** A rule's metrics: the handle's labels, and its name as rule="..." (not on the table's shape). */
+export function jobMetrics(ct: Conntrack, job: PurgeJob): PurgeMetrics {
+  const base = metricsLabels(ct);
+  return new PurgeMetrics(job.rule === null ? base : { ...base, rule: job.rule }, base);
+}
+
 /**
  * Runs until SIGTERM/SIGINT (signal), then finishes the batch in flight, writes metrics and
  * resolves. Rejects (exit 1) when it must not go on: the audit log cannot be written, or the
  * --netns namespace was deleted or replaced (a handle on a dead namespace would purge nothing,
  * forever; the service manager's Restart= brings ctpurge back on the new one).
- * SIGHUP reopens --log (logrotate) and rewrites --metrics-file at its path.
+ * SIGHUP reopens --log (logrotate), rewrites --metrics-file at its path and, with --rules,
+ * reads the rules again (reload): a file that does not validate keeps the rules running.
+ * Each job (the command line's purge, or one rule) has its own Purger and metrics; their runs
+ * take the namespace's purge lock in turn.
  */
-export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog): Promise<void> {
-  const metrics = new PurgeMetrics(metricsLabels(ct));
-  const server = args.metricsListen ? await listen(metrics, args.metricsListen.host, args.metricsListen.port) : null;
+export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: readonly PurgeJob[], signal: AbortSignal, log?: AuditLog, reload?: () => PurgeJob[]): Promise<void> {
+  let running: { job: PurgeJob; purger: Purger; metrics: PurgeMetrics }[] = [];
+  /** Metrics by rule name: a rule that stays across a reload keeps its counters. */
+  const metricsByRule = new Map<string | null, PurgeMetrics>();
+  const render = () => PurgeMetrics.renderAll(running.map((r) => r.metrics));
+  const server = args.metricsListen ? await listen(render, args.metricsListen.host, args.metricsListen.port) : null;
   const writeMetrics = async () => {
     if (!args.metricsFile) return;
     try {
-      await metrics.writeFile(args.metricsFile);
+      await running[0]?.metrics.writeFile(args.metricsFile, render());
     } catch (err) {
       process.stderr.write(`ctpurge: --metrics-file: ${(err as Error).message}\n`);
     }
   };
   // The table's shape (entries by state and idle time) costs a dump of the whole table: read
-  // at most once a minute, after a run, and only when metrics go somewhere.
+  // at most once a minute, after a run, and only when metrics go somewhere. It goes with the
+  // first job's metrics (without its rule label: it is the table's).
   let tableReadAt = -Infinity;
   const refreshTable = async (): Promise<boolean> => {
-    if ((!args.metricsFile && !server) || Date.now() - tableReadAt < TABLE_METRICS_EVERY_MS) return false;
+    const first = running[0]?.metrics;
+    if (!first || (!args.metricsFile && !server) || Date.now() - tableReadAt < TABLE_METRICS_EVERY_MS) return false;
     tableReadAt = Date.now();
-    return recordTableShape(metrics, ct);
+    return recordTableShape(first, ct);
   };
   let fatal: unknown;
   const done = new AbortController();
@@ -137,8 +151,8 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     done.abort();
   };
   // Reopening while a run writes would close the descriptor under it: a SIGHUP during a run
-  // is served when the run ends (its lines go to the rotated file, none is lost).
-  let inRun = false;
+  // is served when no run is in flight (its lines go to the rotated file, none is lost).
+  let inRun = 0;
   let reopenPending = false;
   const reopen = () => {
     reopenPending = false;
@@ -148,92 +162,129 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
       process.stderr.write(`ctpurge: ${(err as Error).message}; still writing to the file opened before\n`);
     }
   };
-  const onHangup = () => {
-    reopenPending = true;
-    if (!inRun) reopen();
-    void writeMetrics();
-  };
-  process.on('SIGHUP', onHangup);
-  const purger = new Purger(ct, {
-    query: plan,
-    every: args.every as number,
-    adaptive: args.adaptive,
-    whenAbove: args.whenAbove,
-    limit: args.maxDelete ? (count: number) => runLimit(args, count).limit as number : args.limit,
-    dryRun: args.dryRun,
-    ...(args.grace === undefined ? {} : { grace: args.grace }),
-    // The Purger checks before each run that --netns still names the namespace it opened.
-    lock: (stopSignal) => acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal }),
-    logFd: log
-      ? () => {
-          if (reopenPending) reopen();
-          inRun = true;
-          return log.fd;
-        }
-      : undefined,
-  });
-  purger.on('run', (run: PurgerRun) => {
-    inRun = false;
-    if (reopenPending) reopen();
-    metrics.recordRun(run.result, run);
-    void writeMetrics();
-    void refreshTable().then((read) => (read ? writeMetrics() : undefined));
-    const limit = args.maxDelete ? runLimit(args, run.count) : null;
-    if (run.result?.limitReached && limit?.byMaxDelete) {
-      // Counted as a failed run (the alerts see it); the next run tries again.
-      metrics.recordError();
-      void writeMetrics();
-      process.stderr.write(`ctpurge: ${maxDeleteLine(args, run.result, limit.limit ?? 0)}\n`);
-    }
-    if (args.quiet) return;
-    const next = `next run in ${formatDuration(run.nextInSeconds)}`;
-    // With --log - the audit lines own stdout: the run lines go to stderr, as the one-shot's summary does.
-    const sink = log?.file === '-' ? process.stderr : process.stdout;
-    // Each line says when (a daemon's output often goes to a file, not to the journal).
-    const time = new Date().toISOString();
-    if (args.json) sink.write(`${JSON.stringify({ time, ...run })}\n`);
-    else if (run.skipped) sink.write(`${time} skipped: table ${(run.usage * 100).toFixed(1)}% full, not above ${((args.whenAbove ?? 0) * 100).toFixed(0)}%; ${next}\n`);
-    else if (run.result) sink.write(`${time} ${purgeSummary(run.result)} (run ${run.result.run}); ${next}\n`);
-  });
+  const sinkOf = () => (log?.file === '-' ? process.stderr : process.stdout);
   // A grace's outcome is counted once it is over, without holding the lock or the next run. On
   // the way out the waits end: what has expired by then is counted, and in the last metrics.
   const settles = new Set<Promise<void>>();
   const endSettles = new AbortController();
-  purger.on('run', (run: PurgerRun) => {
-    const r = run.result;
-    if (!r?.settle || r.graced === 0) return;
-    const settling = r.settle({ signal: endSettles.signal }).then(
-      (outcome) => {
-        metrics.recordGrace(outcome);
+
+  const start = (job: PurgeJob) => {
+    const metrics = metricsByRule.get(job.rule) ?? jobMetrics(ct, job);
+    metricsByRule.set(job.rule, metrics);
+    const named = job.rule === null ? '' : `${job.rule}: `;
+    // Whether this job's run in flight holds the log (its fd was asked for): a SIGHUP reopens
+    // the log once no run holds it.
+    let holdsLog = false;
+    const runEnded = () => {
+      if (holdsLog) inRun--;
+      holdsLog = false;
+      if (reopenPending && inRun === 0) reopen();
+    };
+    const purger = new Purger(ct, {
+      query: job.plan,
+      every: args.every as number,
+      adaptive: args.adaptive,
+      whenAbove: args.whenAbove,
+      limit: job.args.maxDelete ? (count: number) => runLimit(job.args, count).limit as number : job.args.limit,
+      dryRun: args.dryRun,
+      ...(job.args.grace === undefined ? {} : { grace: job.args.grace }),
+      ...(job.rule === null ? {} : { rule: job.rule }),
+      // The Purger checks before each run that --netns still names the namespace it opened.
+      lock: (stopSignal) => acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal }),
+      logFd: log
+        ? () => {
+            if (reopenPending && inRun === 0) reopen();
+            inRun++;
+            holdsLog = true;
+            return log.fd;
+          }
+        : undefined,
+    });
+    purger.on('run', (run: PurgerRun) => {
+      runEnded();
+      metrics.recordRun(run.result, run);
+      void writeMetrics();
+      void refreshTable().then((read) => (read ? writeMetrics() : undefined));
+      const limit = job.args.maxDelete ? runLimit(job.args, run.count) : null;
+      if (run.result?.limitReached && limit?.byMaxDelete) {
+        // Counted as a failed run (the alerts see it); the next run tries again.
+        metrics.recordError();
         void writeMetrics();
-        if (args.quiet) return;
-        const sink = log?.file === '-' ? process.stderr : process.stdout;
-        const time = new Date().toISOString();
-        if (args.json) sink.write(`${JSON.stringify({ time, run: r.run, graceOutcome: outcome })}\n`);
-        else sink.write(`${time} ${graceOutcomeLine(outcome)} (run ${r.run})\n`);
-      },
-      (err: unknown) => void process.stderr.write(`ctpurge: counting what the grace of run ${r.run} let expire: ${(err as Error).message}\n`),
-    );
-    settles.add(settling);
-    void settling.finally(() => settles.delete(settling));
-  });
-  purger.on('error', (err: Error) => {
-    inRun = false;
-    metrics.recordError();
+        process.stderr.write(`ctpurge: ${named}${maxDeleteLine(job.args, run.result, limit.limit ?? 0)}\n`);
+      }
+      const r = run.result;
+      if (r?.settle && r.graced > 0) {
+        const settling = r.settle({ signal: endSettles.signal }).then(
+          (outcome) => {
+            metrics.recordGrace(outcome);
+            void writeMetrics();
+            if (args.quiet) return;
+            const time = new Date().toISOString();
+            if (args.json) sinkOf().write(`${JSON.stringify({ time, ...(job.rule === null ? {} : { rule: job.rule }), run: r.run, graceOutcome: outcome })}\n`);
+            else sinkOf().write(`${time} ${named}${graceOutcomeLine(outcome)} (run ${r.run})\n`);
+          },
+          (err: unknown) => void process.stderr.write(`ctpurge: ${named}counting what the grace of run ${r.run} let expire: ${(err as Error).message}\n`),
+        );
+        settles.add(settling);
+        void settling.finally(() => settles.delete(settling));
+      }
+      if (args.quiet) return;
+      const next = `next run in ${formatDuration(run.nextInSeconds)}`;
+      // With --log - the audit lines own stdout: the run lines go to stderr, as the one-shot's summary does.
+      // Each line says when (a daemon's output often goes to a file, not to the journal).
+      const time = new Date().toISOString();
+      if (args.json) sinkOf().write(`${JSON.stringify({ time, ...(job.rule === null ? {} : { rule: job.rule }), ...run })}\n`);
+      else if (run.skipped) sinkOf().write(`${time} ${named}skipped: table ${(run.usage * 100).toFixed(1)}% full, not above ${((args.whenAbove ?? 0) * 100).toFixed(0)}%; ${next}\n`);
+      else if (r) sinkOf().write(`${time} ${named}${purgeSummary(r)} (run ${r.run}); ${next}\n`);
+    });
+    purger.on('error', (err: Error) => {
+      runEnded();
+      metrics.recordError();
+      void writeMetrics();
+      if (err instanceof ConntrackError && err.operation === 'netns') {
+        const what = err.code === 'ENOENT' ? 'is gone (deleted with ip netns del?)' : 'was replaced by a new namespace';
+        fail(new Error(`--netns: ${args.netns ?? err.netns} ${what}; exiting so the service manager can start ctpurge on the current one`));
+        return;
+      }
+      if (err instanceof ConntrackError && err.operation === 'log') {
+        fail(logFailure(err, log));
+        return;
+      }
+      process.stderr.write(`ctpurge: ${named}${err.message}\n`);
+    });
+    return { job, purger, metrics };
+  };
+
+  // A reload: the new rules replace the old once the runs in flight have ended.
+  let reloading: Promise<void> = Promise.resolve();
+  const reloadRules = () => {
+    if (!reload) return;
+    reloading = reloading.then(async () => {
+      let jobs: PurgeJob[];
+      try {
+        jobs = reload();
+      } catch (err) {
+        process.stderr.write(`ctpurge: --rules: ${(err as Error).message}; keeping the ${running.length} rule${running.length === 1 ? '' : 's'} loaded before\n`);
+        return;
+      }
+      const old = running;
+      await Promise.all(old.map((r) => r.purger.stop()));
+      if (done.signal.aborted || signal.aborted) return;
+      for (const name of [...metricsByRule.keys()]) if (!jobs.some((j) => j.rule === name)) metricsByRule.delete(name);
+      running = jobs.map(start);
+      for (const r of running) r.purger.start();
+      if (!args.quiet) sinkOf().write(`${new Date().toISOString()} --rules: loaded ${jobs.length} rule${jobs.length === 1 ? '' : 's'} from ${args.rules}: ${jobs.map((j) => j.rule).join(', ')}\n`);
+      void writeMetrics();
+    });
+  };
+  const onHangup = () => {
+    reopenPending = true;
+    if (inRun === 0) reopen();
+    reloadRules();
     void writeMetrics();
-    if (err instanceof ConntrackError && err.operation === 'netns') {
-      const what = err.code === 'ENOENT' ? 'is gone (deleted with ip netns del?)' : 'was replaced by a new namespace';
-      fail(new Error(`--netns: ${args.netns ?? err.netns} ${what}; exiting so the service manager can start ctpurge on the current one`));
-      return;
-    }
-    if (err instanceof ConntrackError && err.operation === 'log') {
-      fail(logFailure(err, log));
-      return;
-    }
-    if (reopenPending) reopen();
-    process.stderr.write(`ctpurge: ${err.message}\n`);
-  });
-  // The purger's timers are unref'd (it must never hold a host process open); the daemon
+  };
+  process.on('SIGHUP', onHangup);
+  // The purgers' timers are unref'd (a Purger must never hold a host process open); the daemon
   // itself is what keeps this process alive.
   const keepAlive = setInterval(() => undefined, 1 << 30);
   const stopped = new Promise<void>((resolve) => {
@@ -241,9 +292,11 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, plan: QueryPlan
     signal.addEventListener('abort', () => resolve(), { once: true });
     done.signal.addEventListener('abort', () => resolve(), { once: true });
   });
-  purger.start();
+  running = firstJobs.map(start);
+  for (const r of running) r.purger.start();
   await stopped;
-  await purger.stop();
+  await reloading;
+  await Promise.all(running.map((r) => r.purger.stop()));
   endSettles.abort();
   await Promise.all([...settles]);
   clearInterval(keepAlive);

@@ -6,6 +6,8 @@ export const MAIN_HELP = `Usage: ctpurge [selectors] [options]          purge ma
        ctpurge stats [options]                table size, breakdowns, top talkers
        ctpurge doctor [options]               findings and the commands that would help (no selectors)
        ctpurge watch [selectors] [options]    conntrack events as they happen (new, update, destroy)
+       ctpurge --rules FILE [options]         purge by the named rules of a YAML file
+       ctpurge check-rules FILE               validate a rules file, touch nothing
 
 Deletes stale conntrack entries over netlink: dump (filtered in the kernel where it can),
 match, delete in batches by tuple + zone + id. Nothing else is touched.
@@ -99,6 +101,10 @@ const SUMMARY: Record<Exclude<Command, 'purge'>, { usage: string; what: string }
   stats: { usage: 'ctpurge stats [selectors] [options]', what: 'The table size against nf_conntrack_max, breakdowns by state, reply and idle time, top\nsources, destinations and ports, and what a purge would free; selectors narrow what is counted.' },
   doctor: { usage: 'ctpurge doctor [options]', what: 'Findings about the whole table and the sysctls, each with the command that would help.\nIt reads the whole table: it takes no selector.' },
   watch: { usage: 'ctpurge watch [selectors] [options]', what: 'Conntrack events as they happen (new, update, destroy), until Ctrl-C or SIGTERM.' },
+  'check-rules': {
+    usage: 'ctpurge check-rules FILE',
+    what: "Validates a rules file (--rules) as a purge would, touching no table: each rule's name and\nwhat it selects, or the file, line and key of the first error (exit 2).",
+  },
 };
 
 function line(o: OptionSpec): string {

@@ -13,9 +13,10 @@ import { doctorCommand, renderDoctor } from './doctorCommand.js';
 import { commandHelp } from './help.js';
 import { listCommand } from './listCommand.js';
 import { Output, PipeClosed } from './output.js';
-import { graceOutcomeLine, maxDeleteLine, purgeCommand, purgeSummary, runLimit } from './purgeCommand.js';
+import { graceOutcomeLine, maxDeleteLine, purgeCommand, purgeSummary, runLimit, type PurgeJob } from './purgeCommand.js';
+import { loadRules } from './rules.js';
 import { collectStats, renderStats } from './statsCommand.js';
-import { metricsLabels, recordTableShape, runDaemon } from './daemon.js';
+import { jobMetrics, recordTableShape, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
 import { AuditLog, checkOutputFile, PidFile } from './files.js';
 import { PurgeMetrics } from '../metrics.js';
@@ -87,6 +88,25 @@ function validate(args: ParsedArgs): QueryPlan {
   return plan;
 }
 
+/**
+ * The purges of a run: the command line's, or each rule of --rules FILE with the command
+ * line's other options; validated and planned. A rule's error names the file, its line and
+ * the rule.
+ */
+function jobsOf(args: ParsedArgs): PurgeJob[] {
+  if (args.rules === undefined) return [{ rule: null, args, plan: validate(args) }];
+  const set = loadRules(args.rules);
+  return set.rules.map((r) => {
+    const ruleArgs: ParsedArgs = { ...args, command: 'purge', ...r.args };
+    try {
+      return { rule: r.name, args: ruleArgs, plan: validate(ruleArgs) };
+    } catch (err) {
+      if (err instanceof UsageError) throw new UsageError(`${set.file}:${r.line}: ${r.name}: ${err.message}`);
+      throw err;
+    }
+  });
+}
+
 function errorLine(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -110,6 +130,41 @@ export interface EarlySignals {
   releaseHangup(): void;
 }
 
+/**
+ * One purge of a one-shot run, its summary (prefixed with the rule's name) and, with --grace,
+ * the wait and what expired. The metrics of the run, and the exit code: 3 when --max-delete
+ * stopped it.
+ */
+async function oneShot(ct: Conntrack, job: PurgeJob, out: Output, signal: AbortSignal, log: AuditLog | undefined): Promise<{ exit: number; metrics: PurgeMetrics }> {
+  const { args, plan } = job;
+  const named = job.rule === null ? '' : `${job.rule}: `;
+  const run = runLimit(args, args.maxDelete ? (await ct.stats()).count : 0);
+  const result = await purgeCommand(ct, args, plan, signal, log, run.limit, job.rule);
+  // rsync's convention: more matched than --max-delete allows stops the run, and fails it.
+  const stoppedByMax = run.byMaxDelete && result.limitReached;
+  // The summary first: what was deleted is said even when the metrics cannot be written.
+  // With --grace, the run then waits the grace out (unless --no-wait or a signal) and says
+  // what expired: JSON in one line, after the wait.
+  const summaryTo = (text: string) => (log?.file === '-' ? Promise.resolve(void process.stderr.write(text)) : out.write(text));
+  if (!args.json && !args.quiet) await summaryTo(`${named}${purgeSummary(result)}\n`);
+  const outcome = result.settle && !args.noWait ? await result.settle({ signal }) : null;
+  if (outcome && !args.json && !args.quiet) await summaryTo(`${named}${graceOutcomeLine(outcome)}\n`);
+  if (args.json) {
+    const extra = { ...(outcome ? { graceOutcome: outcome } : {}), ...(args.maxDelete ? { maxDelete: run.limit, maxDeleteReached: stoppedByMax } : {}) };
+    await out.write(`${JSON.stringify({ netns: ct.netns, ...(job.rule === null ? {} : { rule: job.rule }), query: plan.description, ...result, ...extra })}\n`);
+  }
+  const metrics = jobMetrics(ct, job);
+  if (args.metricsFile) {
+    metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
+    if (outcome) metrics.recordGrace(outcome);
+  }
+  if (stoppedByMax) {
+    process.stderr.write(`ctpurge: ${named}${maxDeleteLine(args, result, run.limit ?? 0)}\n`);
+    return { exit: EXIT_MAX_DELETE, metrics };
+  }
+  return { exit: EXIT_OK, metrics };
+}
+
 export async function main(argv: string[], early?: EarlySignals): Promise<number> {
   ignoreClosedPipes();
   // Until the command is known, a hangup is held (bin/ctpurge.js): a purge ignores it, any other
@@ -122,6 +177,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
   };
   let args: ParsedArgs;
   let plan: QueryPlan;
+  let jobs: PurgeJob[] = [];
   let log: AuditLog | undefined;
   try {
     args = parseArgs(argv);
@@ -133,7 +189,22 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
       process.stdout.write(`ctpurge ${version()}\n`);
       return EXIT_OK;
     }
-    plan = validate(args);
+    if (args.command === 'check-rules') {
+      jobs = jobsOf(args);
+      if (args.json) {
+        const rules = jobs.map((j) => ({ name: j.rule, query: j.plan.description, selective: j.plan.selective, grace: j.args.grace ?? null, limit: j.args.limit ?? null, maxDelete: j.args.maxDelete ?? null }));
+        process.stdout.write(`${JSON.stringify({ file: args.rules, rules })}\n`);
+        return EXIT_OK;
+      }
+      process.stdout.write(`${args.rules}: ${jobs.length} rule${jobs.length === 1 ? '' : 's'}\n${jobs.map((j) => `  ${j.rule}: ${j.plan.description}${j.args.grace === undefined ? '' : `; grace ${j.args.grace} s`}${j.args.maxDelete ? `; max-delete ${'count' in j.args.maxDelete ? j.args.maxDelete.count : `${+(j.args.maxDelete.share * 100).toFixed(2)}%`}` : ''}${j.args.limit === undefined ? '' : `; limit ${j.args.limit}`}\n`).join('')}`);
+      return EXIT_OK;
+    }
+    if (args.command === 'purge') {
+      jobs = jobsOf(args);
+      plan = (jobs[0] as PurgeJob).plan;
+    } else {
+      plan = validate(args);
+    }
     // Before the table is touched: a file that must not be written is a usage error (exit 2).
     if (args.metricsFile) checkOutputFile('--metrics-file', args.metricsFile, true);
     if (args.pidFile) checkOutputFile('--pid-file', args.pidFile);
@@ -165,7 +236,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
         if (args.every !== undefined) {
           const pid = args.pidFile ? PidFile.write(args.pidFile) : undefined;
           try {
-            await runDaemon(ct, args, plan, abort.signal, log);
+            await runDaemon(ct, args, jobs, abort.signal, log, args.rules === undefined ? undefined : () => jobsOf(args));
           } finally {
             pid?.remove();
           }
@@ -181,36 +252,26 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
           if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, started: false, cancelled: true, matched: 0, deleted: 0 })}\n`);
           break;
         }
-        let result;
-        const run = runLimit(args, args.maxDelete ? (await ct.stats()).count : 0);
+        // Each job in turn under the one lock: the command line's purge, or each rule.
+        let exit = EXIT_OK;
+        const sets: PurgeMetrics[] = [];
         try {
-          result = await purgeCommand(ct, args, plan, abort.signal, log, run.limit);
+          for (const job of jobs) {
+            if (abort.signal.aborted) break;
+            const done = await oneShot(ct, job, out, abort.signal, log);
+            sets.push(done.metrics);
+            if (done.exit !== EXIT_OK) exit = done.exit;
+          }
         } finally {
           lock.release();
         }
-        // rsync's convention: more matched than --max-delete allows stops the run, and fails it.
-        const stoppedByMax = run.byMaxDelete && result.limitReached;
-        // The summary first: what was deleted is said even when the metrics cannot be written.
-        // With --grace, the run then waits the grace out (unless --no-wait or a signal) and
-        // says what expired: JSON in one line, after the wait.
-        const summaryTo = (text: string) => (log?.file === '-' ? Promise.resolve(void process.stderr.write(text)) : out.write(text));
-        if (!args.json && !args.quiet) await summaryTo(`${purgeSummary(result)}\n`);
-        const outcome = result.settle && !args.noWait ? await result.settle({ signal: abort.signal }) : null;
-        if (outcome && !args.json && !args.quiet) await summaryTo(`${graceOutcomeLine(outcome)}\n`);
-        if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, ...result, ...(outcome ? { graceOutcome: outcome } : {}), ...(args.maxDelete ? { maxDelete: run.limit, maxDeleteReached: stoppedByMax } : {}) })}\n`);
-        if (args.metricsFile) {
-          const metrics = new PurgeMetrics(metricsLabels(ct));
-          metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
-          if (outcome) metrics.recordGrace(outcome);
-          await recordTableShape(metrics, ct);
-          await metrics.writeFile(args.metricsFile).catch((err: unknown) => {
+        if (args.metricsFile && sets.length > 0) {
+          await recordTableShape(sets[0] as PurgeMetrics, ct);
+          await (sets[0] as PurgeMetrics).writeFile(args.metricsFile, PurgeMetrics.renderAll(sets)).catch((err: unknown) => {
             throw Object.assign(new Error(`--metrics-file: ${(err as Error).message}`), { code: (err as NodeJS.ErrnoException).code });
           });
         }
-        if (stoppedByMax) {
-          process.stderr.write(`ctpurge: ${maxDeleteLine(args, result, run.limit ?? 0)}\n`);
-          return EXIT_MAX_DELETE;
-        }
+        if (exit !== EXIT_OK) return exit;
         break;
       }
       case 'list':

@@ -11,6 +11,7 @@ const WHAT: Record<Command, string> = {
   stats: 'the table size, breakdowns, idle and age histograms, top talkers, what a purge would free',
   doctor: 'findings about the whole table and the sysctls, with the commands that would help; no selectors',
   watch: 'conntrack events as they happen (new, update, destroy)',
+  'check-rules': 'validate a rules file (--rules FILE) as a purge would read it; touch no table',
 };
 
 /** roff text: backslashes and leading dots or quotes escaped. */
@@ -30,7 +31,7 @@ export function manPage(version: string): string {
     '.SH NAME',
     'ctpurge \\- list, filter and purge stale conntrack entries over netlink',
     '.SH SYNOPSIS',
-    ...COMMANDS.map((c) => `.B ctpurge${c === 'purge' ? '' : ` ${c}`}\n${c === 'doctor' ? '' : '[\\fIselectors\\fR] '}[\\fIoptions\\fR]\n.br`),
+    ...COMMANDS.map((c) => `.B ctpurge${c === 'purge' ? '' : ` ${c}`}\n${c === 'check-rules' ? '\\fIFILE\\fR' : `${c === 'doctor' ? '' : '[\\fIselectors\\fR] '}[\\fIoptions\\fR]`}\n.br`),
     '.SH DESCRIPTION',
     'ctpurge dumps the conntrack table (filtered in the kernel where the kernel compares exactly what was asked), matches each entry, and deletes the matches in batches by tuple, zone and id. A dry run says what a purge deletes; the purge deletes that and nothing more. It needs CAP_NET_ADMIN.',
     '.SH COMMANDS',
@@ -62,20 +63,21 @@ _ctpurge() {
   cur=\${COMP_WORDS[COMP_CWORD]}
   prev=\${COMP_WORDS[COMP_CWORD-1]}
   cmd=purge
-  case \${COMP_WORDS[1]} in list|stats|doctor|watch) cmd=\${COMP_WORDS[1]} ;; esac
+  case \${COMP_WORDS[1]} in ${COMMANDS.filter((c) => c !== 'purge').join('|')}) cmd=\${COMP_WORDS[1]} ;; esac
   case $prev in
     --family) COMPREPLY=($(compgen -W "ipv4 ipv6" -- "$cur")); return ;;
     --proto) COMPREPLY=($(compgen -W "tcp udp icmp icmpv6 sctp dccp gre udplite" -- "$cur")); return ;;
     -o|--output) COMPREPLY=($(compgen -W "table conntrack json" -- "$cur")); return ;;
     --state) COMPREPLY=($(compgen -W "ESTABLISHED SYN_SENT SYN_RECV FIN_WAIT CLOSE_WAIT LAST_ACK TIME_WAIT CLOSE" -- "$cur")); return ;;
     --netns) COMPREPLY=($(compgen -W "$(ip netns list 2>/dev/null | cut -d' ' -f1)" -- "$cur")); return ;;
-    --log|--metrics-file|--pid-file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --log|--metrics-file|--pid-file|--rules) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    check-rules) if [[ $cur != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); return; fi ;;
   esac
   case $cmd in
 ${perCommand}
   esac
   if [[ $COMP_CWORD -eq 1 && $cur != -* ]]; then
-    COMPREPLY=($(compgen -W "list stats doctor watch" -- "$cur"))
+    COMPREPLY=($(compgen -W "${COMMANDS.filter((c) => c !== 'purge').join(' ')}" -- "$cur"))
   else
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
   fi

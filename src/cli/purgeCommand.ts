@@ -43,7 +43,15 @@ export function maxDeleteLine(args: ParsedArgs, r: PurgeResult, cap: number): st
   return `stopped at --max-delete ${what}: more entries matched; ${r.dryRun ? `a purge would delete ${formatCount(r.matched)} and stop` : `${formatCount(r.deleted)} deleted`}. Check the selectors, or raise --max-delete`;
 }
 
-export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog, limit = args.limit): Promise<PurgeResult> {
+/** One purge of a run: the command line's (rule null), or one rule of a rules file, planned. */
+export interface PurgeJob {
+  readonly rule: string | null;
+  /** The command line's options with the rule's selectors, grace, limit and max-delete. */
+  readonly args: ParsedArgs;
+  readonly plan: QueryPlan;
+}
+
+export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog, limit = args.limit, rule: string | null = null): Promise<PurgeResult> {
   const progress = new Progress(process.stderr.isTTY === true && !args.quiet);
   try {
     const result = await ct.purge({
@@ -53,6 +61,7 @@ export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryP
       signal,
       logFd: log?.fd,
       ...(args.grace === undefined ? {} : { grace: args.grace }),
+      ...(rule === null ? {} : { rule }),
       onProgress: (p) => {
         progress.update(`${args.dryRun || args.grace !== undefined ? 'matched' : 'purged'} ${formatCount(args.dryRun || args.grace !== undefined ? p.matched : p.deleted)}, scanned ${formatCount(p.scanned)}`);
       },
