@@ -44,6 +44,8 @@ COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/build/Release/ctpurge.node ./build/Release/ctpurge.node
 COPY --from=build /src/node_modules ./node_modules
+# The shipped rules (ctpurge --rules /etc/ctpurge/rules.yaml): a ConfigMap or a bind mount replaces them.
+COPY deploy/rules.yaml /etc/ctpurge/rules.yaml
 # Types are for compilers, not for the image.
 RUN rm -rf node_modules/@types
 

@@ -125,6 +125,16 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
     const doctor = ctpurgeRun(['doctor', '--json']);
     expect(doctor.status, doctor.stderr).toBe(0);
     expect(JSON.parse(doctor.stdout)).toMatchObject({ count: 300, unreplied: 240, staleUnreplied: 240 });
+    // The image's shipped rules (deploy/rules.yaml at /etc/ctpurge/rules.yaml), as the DaemonSet runs them.
+    const check = ctpurgeRun(['check-rules', '/etc/ctpurge/rules.yaml']);
+    expect(check.status, check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/^\/etc\/ctpurge\/rules\.yaml: 2 rules\n {2}vanished-peers: .*\n {2}stale-unreplied: /);
+    const rules = ctpurgeRun(['--rules', '/etc/ctpurge/rules.yaml', '--dry-run', '--json']);
+    expect(rules.status, rules.stderr).toBe(0);
+    const runs = rules.stdout.trim().split('\n').map((l) => JSON.parse(l) as { rule: string; dryRun: boolean; matched: number });
+    expect(runs.map((r) => r.rule)).toEqual(['vanished-peers', 'stale-unreplied']);
+    expect(runs[1]).toMatchObject({ dryRun: true, matched: 240 });
+    expect(count()).toBe(300);
   });
 
   it('the plain `docker run --cap-add NET_ADMIN IMAGE --unreplied --older 3600` purges exactly the stale entries', (ctx) => {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseArgs } from '../../src/cli/args.js';
+import { parseRules } from '../../src/cli/rules.js';
 import { DEFAULT_LOCK_DIR } from '../../src/lock.js';
 import { compileQuery } from '../../src/query.js';
 import { ROOT } from '../helpers/cli.js';
@@ -81,11 +82,20 @@ describe('the DaemonSet manifest, checked without a cluster', () => {
     expect(dockerfile).toMatch(/^ENTRYPOINT \["\/opt\/ctpurge\/node", "\/opt\/ctpurge\/bin\/ctpurge\.js"\]$/m);
     const args = parseArgs(expandArgs(container, '10.20.30.40'));
     expect(args.command).toBe('purge');
-    expect(Object.keys(args.query).length).toBeGreaterThan(0);
-    // What doctor recommends for a table that fills, with a stop at half the table.
-    expect(args.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: 6 * 3600 });
-    expect(args.maxDelete).toEqual({ share: 0.5 });
-    expect(compileQuery(args.query).description).toMatch(/ESTABLISHED/);
+    // The rules are the image's: deploy/rules.yaml, copied to that path by the Dockerfile.
+    expect(args.rules).toBe('/etc/ctpurge/rules.yaml');
+    expect(readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/^COPY deploy\/rules\.yaml \/etc\/ctpurge\/rules\.yaml$/m);
+    expect(readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')).toMatch(/^!deploy\/rules\.yaml$/m);
+    const rules = parseRules(readFileSync(path.join(ROOT, 'deploy/rules.yaml'), 'utf8'), 'deploy/rules.yaml').rules;
+    expect(rules.map((r) => r.name)).toEqual(['vanished-peers', 'stale-unreplied']);
+    const [vanished, unreplied] = rules.map((r) => r.args);
+    expect(vanished?.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: 6 * 3600 });
+    expect(vanished?.grace).toBe(60);
+    expect(unreplied?.query).toMatchObject({ unreplied: true, olderThan: 3600 });
+    for (const r of rules) {
+      expect(r.args.maxDelete).toEqual({ share: 0.5 });
+      expect(compileQuery(r.args.query).selective).toBe(true);
+    }
     expect(args.every).toBe(300);
     expect(args.adaptive).toBe(true);
     expect(args.dryRun).toBe(false);
