@@ -213,7 +213,6 @@ bool parseEntry(const nlmsghdr* nlh, Entry& e) {
       case CTA_PROTOINFO: parseProtoinfo(a, e); break;
       case CTA_TIMEOUT: if (payloadAtLeast(a, 4)) { e.timeout = be32(a); e.hasTimeout = true; } break;
       case CTA_MARK: if (payloadAtLeast(a, 4)) e.mark = be32(a); break;
-      case CTA_SECMARK: if (payloadAtLeast(a, 4)) e.secmark = be32(a); break;
       case CTA_COUNTERS_ORIG: parseCounters(a, e, 0); break;
       case CTA_COUNTERS_REPLY: parseCounters(a, e, 1); break;
       case CTA_ID: if (payloadAtLeast(a, 4)) { e.id = be32(a); e.hasId = true; } break;

@@ -37,7 +37,6 @@ struct Entry {
   uint32_t status = 0;
   uint32_t timeout = 0;
   uint32_t mark = 0;
-  uint32_t secmark = 0;  // CTA_SECMARK: only sent when not 0
   // An entry's zone applies in both directions (CTA_ZONE), or in one (CTA_TUPLE_ZONE inside
   // that direction's tuple): conntrack -L's zone=, zone-orig= and zone-reply=. An entry has
   // at most one of the three; the others read 0, as conntrack reads them.

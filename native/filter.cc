@@ -99,7 +99,6 @@ bool Filter::matchesOwn(const Entry& e, const Ages& ages, bool unknownTimeMatche
     for (int i = 0; i < 16; i++)
       if ((e.labels[i] & labels[i]) != labels[i]) return false;
   }
-  if (hasSecmark && e.secmark != secmark) return false;
   if (hasIds && !(e.hasId && std::binary_search(ids.begin(), ids.end(), e.id))) return false;
   if (!anyContains(src, e.family, e.orig.src)) return false;
   if (!anyContains(dst, e.family, e.orig.dst)) return false;

@@ -45,8 +45,6 @@ struct Filter {
   int8_t srcNat = -1, dstNat = -1, anyNat = -1;
   bool hasLabels = false;
   uint8_t labels[16] = {};  // every bit set here must be set in the entry's
-  bool hasSecmark = false;
-  uint32_t secmark = 0;
   // Entry ids, sorted (not a query field: a grace's settle counts which of its entries are left).
   bool hasIds = false;
   std::vector<uint32_t> ids;

@@ -174,10 +174,6 @@ Filter filterFromJs(const Napi::Object& o) {
     std::memcpy(f.labels, l.As<Napi::Uint8Array>().Data(), sizeof f.labels);
     f.hasLabels = true;
   }
-  if (has(o, "secmark")) {
-    f.hasSecmark = true;
-    f.secmark = u32(o, "secmark");
-  }
   if (has(o, "ids")) {
     Napi::Value ids = ownGet(o, "ids");
     if (!ids.IsTypedArray() || ids.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)

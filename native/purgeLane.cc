@@ -167,11 +167,12 @@ void PurgeLane::run(const Report& report) {
           return;
         }
       }
-      lastMsgOffset_ = batch_.size();
+      const size_t offset = batch_.size();
       const uint32_t seq = del_->nextSeq();
       const bool appended = shared_.grace > 0 ? appendEntryRequest(batch_, e, seq, EntryRequest::Timeout, shared_.grace)
                                               : appendEntryRequest(batch_, e, seq, EntryRequest::Delete);
       if (!appended) return;
+      lastMsgOffset_ = offset;
       batchSeqs_.push_back(seq);
       if (shared_.collectGraced) batchIds_.push_back(e.id);
       if (shared_.wantEntries) appendRecord(batchRecords_, e, ages);

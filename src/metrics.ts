@@ -81,10 +81,10 @@ export class PurgeMetrics {
     this.lastRunTimestamp = finishedAt / 1000;
   }
 
-  /** A grace's outcome (PurgeResult.settle), counted once it is over. */
-  recordGrace(outcome: { expired: number; alive: number }): void {
+  /** A grace's outcome (PurgeResult.settle), counted once it is over; cut short, only what expired. */
+  recordGrace(outcome: { expired: number; alive: number; complete?: boolean }): void {
     this.graceExpired += outcome.expired;
-    this.graceAlive += outcome.alive;
+    if (outcome.complete !== false) this.graceAlive += outcome.alive;
   }
 
   recordError(): void {

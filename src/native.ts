@@ -42,7 +42,6 @@ export interface NativeFilter {
   anyNat?: boolean;
   /** 16 bytes, bit i of label i: every bit set here must be set in the entry's labels. */
   labels?: Uint8Array;
-  secmark?: number;
   /** Entry ids (not a query field): a grace's settle counts which of its entries are left. */
   ids?: Uint32Array;
   /** Exclusions: an entry that matches any of them never matches (an unknown time counts as a match). */

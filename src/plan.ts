@@ -241,12 +241,11 @@ export const FLUSH_RULES: { readonly [K in keyof Required<NativeFilter>]: 'compa
   replyDport: 'dump',
   // Matched per entry: the kernel has no "except".
   except: 'dump',
-  // NAT is read from the two tuples, labels and secmark from the entry: a flush compares none.
+  // NAT is read from the two tuples, labels from the entry: a flush compares neither.
   srcNat: 'dump',
   dstNat: 'dump',
   anyNat: 'dump',
   labels: 'dump',
-  secmark: 'dump',
   ids: 'dump',
 });
 

@@ -57,8 +57,10 @@ export interface PurgeOptions extends Query {
 export interface GraceOutcome {
   /** Gone: no packet came within the grace. */
   expired: number;
-  /** Still there, with their id: a packet restored the policy timeout. */
+  /** Still there, with their id: a packet restored the policy timeout (with complete false: or the grace is not over yet). */
   alive: number;
+  /** False when the wait was cut short (the signal): then `alive` are only "not expired yet". */
+  complete: boolean;
 }
 
 export interface PurgeProgress {
@@ -103,7 +105,8 @@ export interface PurgeResult {
    * With grace (not a dry run): waits until the grace has passed since the run ended (plus a
    * second), then counts which of the entries given it expired and which proved alive. Each is
    * found by its id, so a new flow on the same tuple is not counted. An aborted signal ends the
-   * wait early: the count is then of what has expired so far. Null for a delete. (Not in JSON.)
+   * wait early: the count is then of what has expired so far (complete: false). Null for a
+   * delete. (Not in JSON.)
    */
   settle: ((options?: { signal?: AbortSignal }) => Promise<GraceOutcome>) | null;
 }
@@ -129,8 +132,13 @@ export function flushAllowed(o: { dryRun?: boolean; limit?: unknown; onDeleted?:
   return o.dryRun !== true && o.limit === undefined && o.onDeleted === undefined && o.logFd === undefined && o.grace === undefined;
 }
 
-/** The longest grace: a day (a longer one is no longer a short timeout, and a u32 of seconds bounds it anyway). */
-export const MAX_GRACE = 86400;
+/**
+ * The longest grace: 5 minutes. A graced entry's age and idle time are read from the timeout
+ * it has left; up to the shortest timeout of its state (300 s, TCP's unacknowledged-data one)
+ * the estimate stays short, but a TCP entry with 10 minutes left reads as idle for 5 days, and
+ * a delete rule (`--idle 1d`) would take the entries a grace was giving a chance.
+ */
+export const MAX_GRACE = 300;
 
 /** A rule's name: what a rules file allows (it becomes a metrics label and a log member). */
 export function ruleField(value: unknown, field: string): string {
@@ -141,7 +149,7 @@ export function ruleField(value: unknown, field: string): string {
 /** A grace: a duration of 1 s to a day, whole seconds. */
 export function graceField(value: unknown, field: string): number {
   const seconds = parseDuration(value, field);
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_GRACE) throw fieldError(RangeError, field, `expected 1s to 1d in whole seconds, got ${typeName(value)}`);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_GRACE) throw fieldError(RangeError, field, `expected 1s to 5m in whole seconds, got ${typeName(value)}`);
   return seconds;
 }
 
@@ -259,13 +267,25 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
  * are still in the table: each kept its id, so a flow that reused a tuple since is not counted.
  * A dump never shows an expired entry, reaped or not.
  */
-async function settleGrace(access: HandleAccess, ids: Uint32Array, due: number, signal: AbortSignal | undefined): Promise<GraceOutcome> {
+async function settleGrace(access: HandleAccess, given: Uint32Array, due: number, signal: AbortSignal | undefined): Promise<GraceOutcome> {
   if (signal !== undefined) signalField(signal, 'signal');
-  if (ids.length === 0) return { expired: 0, alive: 0 };
+  // An entry whose reply status changed during the run can be read by both lanes: once each.
+  const ids = unique(given);
+  if (ids.length === 0) return { expired: 0, alive: 0, complete: true };
+  let complete = true;
   await sleep(Math.max(0, due - Date.now()), undefined, { signal }).catch((err: unknown) => {
     if ((err as Error).name !== 'AbortError') throw err;
+    complete = Date.now() >= due;
   });
   const lane = bare({ kernel: bare({ family: 0 }), match: bare({ ...UNSET_FILTER, ids }) });
   const alive = await access.call((h) => h.count([lane]));
-  return { expired: ids.length - alive, alive };
+  return { expired: ids.length - alive, alive, complete };
+}
+
+/** The ids sorted, each once. */
+function unique(ids: Uint32Array): Uint32Array {
+  const sorted = Uint32Array.from(ids).sort();
+  let n = 0;
+  for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) sorted[n++] = sorted[i] as number;
+  return sorted.subarray(0, n);
 }

@@ -22,7 +22,7 @@ export interface Query {
   assured?: boolean;
   /**
    * Status bits that must all be set (conntrack's -u): 'ASSURED', ['SEEN_REPLY', 'OFFLOAD'],
-   * conntrack's names or the entry's flag names (seenReply). 'UNREPLIED' means SEEN_REPLY is
+   * the names conntrack and the kernel's header give them, or the entry's flag names (seenReply). 'UNREPLIED' means SEEN_REPLY is
    * not set, as in conntrack.
    */
   status?: string | string[];
@@ -38,8 +38,6 @@ export interface Query {
   anyNat?: boolean;
   /** Connection label bits 0-127 that must all be set (conntrack -l; the CLI also takes connlabel.conf names). */
   labels?: number | number[];
-  /** The security mark, exactly (conntrack -c, --secmark); 0 for an entry without one. */
-  secmark?: number;
   /** Address or CIDR, or a list (any of). */
   src?: string | string[];
   dst?: string | string[];
@@ -88,7 +86,7 @@ export interface Query {
 }
 
 export const QUERY_FIELDS = [
-  'family', 'protocol', 'state', 'unreplied', 'assured', 'status', 'srcNat', 'dstNat', 'anyNat', 'labels', 'secmark', 'src', 'dst', 'replySrc', 'replyDst',
+  'family', 'protocol', 'state', 'unreplied', 'assured', 'status', 'srcNat', 'dstNat', 'anyNat', 'labels', 'src', 'dst', 'replySrc', 'replyDst',
   'sport', 'dport', 'replySport', 'replyDport', 'mark', 'zone', 'origZone', 'replyZone', 'olderThan', 'idleFor', 'except',
 ] as const;
 
@@ -261,11 +259,6 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     }
     filter.labels = bits;
     desc.push(`labels ${shown.join(',')}`);
-    selective = true;
-  }
-  if (set('secmark')) {
-    filter.secmark = u32(q.secmark, 'secmark');
-    desc.push(`secmark ${filter.secmark}`);
     selective = true;
   }
   for (const key of ['src', 'dst', 'replySrc', 'replyDst'] as const) {

@@ -40,7 +40,6 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'dst-nat', commands: SELECTOR_COMMANDS, field: 'dstNat', help: 'destination NAT shows in the reply tuple (conntrack -g)' },
   { name: 'any-nat', commands: SELECTOR_COMMANDS, field: 'anyNat', help: 'either NAT (conntrack -j)' },
   { name: 'label', value: 'L[,L]', repeat: true, commands: SELECTOR_COMMANDS, field: 'labels', help: 'connection labels, all set: bit numbers or connlabel.conf names' },
-  { name: 'secmark', value: 'N', commands: SELECTOR_COMMANDS, field: 'secmark', help: 'security mark, exactly (conntrack -c)' },
   { name: 'older', value: 'DUR', commands: SELECTOR_COMMANDS, field: 'olderThan', help: 'created at least DUR ago (exact with timestamps, else the idle time)' },
   { name: 'idle', value: 'DUR', commands: SELECTOR_COMMANDS, field: 'idleFor', help: 'no packet for at least DUR' },
   { name: 'state', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS, field: 'state', help: 'protocol state, e.g. ESTABLISHED,SYN_SENT' },
@@ -228,7 +227,6 @@ export function parseArgs(argv: string[]): ParsedArgs {
   if (values.has('dst-nat')) q.dstNat = true;
   if (values.has('any-nat')) q.anyNat = true;
   if (values.has('label')) q.labels = list('label').map((l) => (/^\d+$/.test(l) ? integer(l, '--label', 127) : usage(() => labelBit(l, '--label'))));
-  if (values.has('secmark')) q.secmark = u32(one('secmark') as string, '--secmark');
   if (values.has('older')) q.olderThan = usage(() => parseDuration(one('older'), '--older'));
   if (values.has('idle')) q.idleFor = usage(() => parseDuration(one('idle'), '--idle'));
   if (values.has('state')) {
@@ -267,7 +265,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
   out.dryRun = values.has('dry-run');
   if (values.has('grace')) out.grace = usage(() => graceField(one('grace'), '--grace'));
   out.noWait = values.has('no-wait');
-  if (out.noWait && out.grace === undefined) throw new UsageError('--no-wait needs --grace');
+  if (out.noWait && out.grace === undefined && !values.has('rules')) throw new UsageError('--no-wait needs --grace (or --rules, for its rules with a grace)');
   if (values.has('limit')) out.limit = integer(one('limit') as string, '--limit', Number.MAX_SAFE_INTEGER);
   if (values.has('max-delete')) {
     const v = one('max-delete') as string;

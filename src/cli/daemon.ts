@@ -120,7 +120,14 @@ export function jobMetrics(ct: Conntrack, job: PurgeJob): PurgeMetrics {
  * Each job (the command line's purge, or one rule) has its own Purger and metrics; their runs
  * take the namespace's purge lock in turn.
  */
-export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: readonly PurgeJob[], signal: AbortSignal, log?: AuditLog, reload?: () => PurgeJob[]): Promise<void> {
+export interface RulesReload {
+  /** The rules file's content when the running rules were read. */
+  key: string;
+  /** Reads the file: its content, and its rules (throws UsageError when it does not validate). */
+  load(): { key: string; jobs: PurgeJob[] };
+}
+
+export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: readonly PurgeJob[], signal: AbortSignal, log?: AuditLog, reload?: RulesReload): Promise<void> {
   let running: { job: PurgeJob; purger: Purger; metrics: PurgeMetrics }[] = [];
   /** Metrics by rule name: a rule that stays across a reload keeps its counters. */
   const metricsByRule = new Map<string | null, PurgeMetrics>();
@@ -142,6 +149,8 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
     const first = running[0]?.metrics;
     if (!first || (!args.metricsFile && !server) || Date.now() - tableReadAt < TABLE_METRICS_EVERY_MS) return false;
     tableReadAt = Date.now();
+    // One set holds the table's shape (a reload may have made another set the first).
+    for (const r of running.slice(1)) r.metrics.table = null;
     return recordTableShape(first, ct);
   };
   let fatal: unknown;
@@ -163,6 +172,31 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
     }
   };
   const sinkOf = () => (log?.file === '-' ? process.stderr : process.stdout);
+  // The rules' runs take the namespace's lock in turn, in the order they asked: flock(2) would
+  // make two of this process's own runs wait for each other, and time out after --lock-wait.
+  let turns: Promise<void> = Promise.resolve();
+  const takeTurn = (): Promise<() => void> => {
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const before = turns;
+    turns = turns.then(() => mine);
+    return before.then(() => release);
+  };
+  const lockInTurn = async (stopSignal: AbortSignal) => {
+    const done = await takeTurn();
+    try {
+      const lock = await acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal });
+      return {
+        release: () => {
+          lock.release();
+          done();
+        },
+      };
+    } catch (err) {
+      done();
+      throw err;
+    }
+  };
   // A grace's outcome is counted once it is over, without holding the lock or the next run. On
   // the way out the waits end: what has expired by then is counted, and in the last metrics.
   const settles = new Set<Promise<void>>();
@@ -190,7 +224,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
       ...(job.args.grace === undefined ? {} : { grace: job.args.grace }),
       ...(job.rule === null ? {} : { rule: job.rule }),
       // The Purger checks before each run that --netns still names the namespace it opened.
-      lock: (stopSignal) => acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal }),
+      lock: lockInTurn,
       logFd: log
         ? () => {
             if (reopenPending && inRun === 0) reopen();
@@ -255,27 +289,48 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
     return { job, purger, metrics };
   };
 
-  // A reload: the new rules replace the old once the runs in flight have ended.
+  // A reload (SIGHUP, also logrotate's): a file that changed and validates replaces the rules
+  // once their runs in flight have ended; an unchanged file changes nothing.
+  let rulesKey = reload?.key;
   let reloading: Promise<void> = Promise.resolve();
+  const rulesText = (n: number) => `${n} rule${n === 1 ? '' : 's'}`;
   const reloadRules = () => {
     if (!reload) return;
-    reloading = reloading.then(async () => {
-      let jobs: PurgeJob[];
-      try {
-        jobs = reload();
-      } catch (err) {
-        process.stderr.write(`ctpurge: --rules: ${(err as Error).message}; keeping the ${running.length} rule${running.length === 1 ? '' : 's'} loaded before\n`);
-        return;
-      }
-      const old = running;
-      await Promise.all(old.map((r) => r.purger.stop()));
-      if (done.signal.aborted || signal.aborted) return;
-      for (const name of [...metricsByRule.keys()]) if (!jobs.some((j) => j.rule === name)) metricsByRule.delete(name);
-      running = jobs.map(start);
-      for (const r of running) r.purger.start();
-      if (!args.quiet) sinkOf().write(`${new Date().toISOString()} --rules: loaded ${jobs.length} rule${jobs.length === 1 ? '' : 's'} from ${args.rules}: ${jobs.map((j) => j.rule).join(', ')}\n`);
-      void writeMetrics();
-    });
+    reloading = reloading
+      .then(async () => {
+        let next: { key: string; jobs: PurgeJob[] };
+        try {
+          next = reload.load();
+        } catch (err) {
+          process.stderr.write(`ctpurge: --rules: ${(err as Error).message}; keeping the ${rulesText(running.length)} loaded before\n`);
+          return;
+        }
+        if (next.key === rulesKey) return;
+        const old = running;
+        // Let each run in flight end (its deletes and audit lines whole), then stop the schedule.
+        await Promise.all(old.map(async (r) => {
+          while (r.purger.running) await new Promise((resolve) => setTimeout(resolve, 50));
+          await r.purger.stop();
+        }));
+        if (done.signal.aborted || signal.aborted) return;
+        try {
+          running = next.jobs.map(start);
+        } catch (err) {
+          running = old.map((r) => start(r.job));
+          for (const r of running) r.purger.start();
+          throw err;
+        }
+        rulesKey = next.key;
+        for (const name of [...metricsByRule.keys()]) if (!next.jobs.some((j) => j.rule === name)) metricsByRule.delete(name);
+        for (const r of running.slice(1)) r.metrics.table = null;
+        tableReadAt = -Infinity;
+        for (const r of running) r.purger.start();
+        if (!args.quiet) sinkOf().write(`${new Date().toISOString()} --rules: loaded ${rulesText(next.jobs.length)} from ${args.rules}: ${next.jobs.map((j) => j.rule).join(', ')}\n`);
+        void writeMetrics();
+      })
+      .catch((err: unknown) => {
+        process.stderr.write(`ctpurge: --rules: reloading failed: ${(err as Error).message}; the rules loaded before run on\n`);
+      });
   };
   const onHangup = () => {
     reopenPending = true;

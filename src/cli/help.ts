@@ -22,7 +22,6 @@ Selectors (all combined with AND; a repeated address option means any of):
   --any-nat                either NAT (conntrack -j)
   --label L[,L]            connection labels, all set: bit numbers 0-127 or the names in
                            /etc/xtables/connlabel.conf (conntrack -l)
-  --secmark N              security mark, exactly (conntrack -c)
   --idle DUR               no packet for at least DUR: 3600, 90m, 1h, 2d (estimated from the
                            timeout left; a busy flow never matches, however old)
   --older DUR              created at least DUR ago: exact with nf_conntrack_timestamp=1, else
@@ -54,7 +53,7 @@ recommends them), --older 1d takes busy day-old flows too.
 Options:
   --netns NAME|PATH        work in a network namespace (ip netns name or /proc/PID/ns/net)
   --dry-run                purge: count what would go, delete nothing
-  --grace DUR              purge: delete nothing; give each match DUR (1s-1d) to show a packet:
+  --grace DUR              purge: delete nothing; give each match DUR (1s-5m) to show a packet:
                            the kernel sets its timeout to DUR, a live flow's next packet restores
                            it, a silent one expires. A one-shot run then waits DUR and says how
                            many expired and how many proved alive

@@ -2,7 +2,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Conntrack } from '../conntrack.js';
+import { Conntrack, type PurgeResult } from '../conntrack.js';
+import type { GraceOutcome } from '../purge.js';
 import { AbortError, ConntrackError } from '../errors.js';
 import { kernelFeatures } from '../kernel.js';
 import { planQuery, type QueryPlan } from '../plan.js';
@@ -14,7 +15,7 @@ import { commandHelp } from './help.js';
 import { listCommand } from './listCommand.js';
 import { Output, PipeClosed } from './output.js';
 import { graceOutcomeLine, maxDeleteLine, purgeCommand, purgeSummary, runLimit, type PurgeJob } from './purgeCommand.js';
-import { loadRules } from './rules.js';
+import { loadRules, readRulesText } from './rules.js';
 import { collectStats, renderStats } from './statsCommand.js';
 import { jobMetrics, recordTableShape, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
@@ -101,7 +102,9 @@ function jobsOf(args: ParsedArgs): PurgeJob[] {
     try {
       return { rule: r.name, args: ruleArgs, plan: validate(ruleArgs) };
     } catch (err) {
-      if (err instanceof UsageError) throw new UsageError(`${set.file}:${r.line}: ${r.name}: ${err.message}`);
+      // The message names the option (--idle: ...): the line of its key, else the rule's.
+      const key = /^--([a-z-]+)/.exec(err instanceof Error ? err.message : '')?.[1];
+      if (err instanceof UsageError) throw new UsageError(`${set.file}:${(key && r.keyLines[key]) ?? r.line}: ${r.name}: ${err.message}`);
       throw err;
     }
   });
@@ -130,27 +133,43 @@ export interface EarlySignals {
   releaseHangup(): void;
 }
 
+/** What a one-shot purge of one job left to do once the lock is released. */
+interface PurgeDone {
+  job: PurgeJob;
+  result: PurgeResult;
+  limit: number | undefined;
+  stoppedByMax: boolean;
+}
+
 /**
- * One purge of a one-shot run, its summary (prefixed with the rule's name) and, with --grace,
- * the wait and what expired. The metrics of the run, and the exit code: 3 when --max-delete
- * stopped it.
+ * One purge of a one-shot run, under the lock, and its summary line (prefixed with the rule's
+ * name). The grace's wait comes after the lock is released (finishOneShot).
  */
-async function oneShot(ct: Conntrack, job: PurgeJob, out: Output, signal: AbortSignal, log: AuditLog | undefined): Promise<{ exit: number; metrics: PurgeMetrics }> {
+async function purgeOneShot(ct: Conntrack, job: PurgeJob, out: Output, signal: AbortSignal, log: AuditLog | undefined): Promise<PurgeDone> {
   const { args, plan } = job;
-  const named = job.rule === null ? '' : `${job.rule}: `;
   const run = runLimit(args, args.maxDelete ? (await ct.stats()).count : 0);
   const result = await purgeCommand(ct, args, plan, signal, log, run.limit, job.rule);
-  // rsync's convention: more matched than --max-delete allows stops the run, and fails it.
-  const stoppedByMax = run.byMaxDelete && result.limitReached;
   // The summary first: what was deleted is said even when the metrics cannot be written.
-  // With --grace, the run then waits the grace out (unless --no-wait or a signal) and says
-  // what expired: JSON in one line, after the wait.
-  const summaryTo = (text: string) => (log?.file === '-' ? Promise.resolve(void process.stderr.write(text)) : out.write(text));
-  if (!args.json && !args.quiet) await summaryTo(`${named}${purgeSummary(result)}\n`);
-  const outcome = result.settle && !args.noWait ? await result.settle({ signal }) : null;
-  if (outcome && !args.json && !args.quiet) await summaryTo(`${named}${graceOutcomeLine(outcome)}\n`);
+  if (!args.json && !args.quiet) await summaryTo(out, log, `${named(job)}${purgeSummary(result)}\n`);
+  // rsync's convention: more matched than --max-delete allows stops the run, and fails it.
+  return { job, result, limit: run.limit, stoppedByMax: run.byMaxDelete && result.limitReached };
+}
+
+const named = (job: PurgeJob) => (job.rule === null ? '' : `${job.rule}: `);
+/** With --log - the audit lines own stdout: the summaries go to stderr. */
+const summaryTo = (out: Output, log: AuditLog | undefined, text: string) => (log?.file === '-' ? Promise.resolve(void process.stderr.write(text)) : out.write(text));
+
+/**
+ * The rest of a one-shot purge, once its grace (if any) was waited out: what expired; the JSON
+ * line (after the wait: one line); the metrics of the run; the exit code (3 when --max-delete
+ * stopped it).
+ */
+async function finishOneShot(ct: Conntrack, done: PurgeDone, outcome: GraceOutcome | null, out: Output, log: AuditLog | undefined): Promise<{ exit: number; metrics: PurgeMetrics }> {
+  const { job, result, limit, stoppedByMax } = done;
+  const { args, plan } = job;
+  if (outcome && !args.json && !args.quiet) await summaryTo(out, log, `${named(job)}${graceOutcomeLine(outcome)}\n`);
   if (args.json) {
-    const extra = { ...(outcome ? { graceOutcome: outcome } : {}), ...(args.maxDelete ? { maxDelete: run.limit, maxDeleteReached: stoppedByMax } : {}) };
+    const extra = { ...(outcome ? { graceOutcome: outcome } : {}), ...(args.maxDelete ? { maxDelete: limit, maxDeleteReached: stoppedByMax } : {}) };
     await out.write(`${JSON.stringify({ netns: ct.netns, ...(job.rule === null ? {} : { rule: job.rule }), query: plan.description, ...result, ...extra })}\n`);
   }
   const metrics = jobMetrics(ct, job);
@@ -159,7 +178,7 @@ async function oneShot(ct: Conntrack, job: PurgeJob, out: Output, signal: AbortS
     if (outcome) metrics.recordGrace(outcome);
   }
   if (stoppedByMax) {
-    process.stderr.write(`ctpurge: ${named}${maxDeleteLine(args, result, run.limit ?? 0)}\n`);
+    process.stderr.write(`ctpurge: ${named(job)}${maxDeleteLine(args, result, limit ?? 0)}\n`);
     return { exit: EXIT_MAX_DELETE, metrics };
   }
   return { exit: EXIT_OK, metrics };
@@ -178,6 +197,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
   let args: ParsedArgs;
   let plan: QueryPlan;
   let jobs: PurgeJob[] = [];
+  let rulesKey = '';
   let log: AuditLog | undefined;
   try {
     args = parseArgs(argv);
@@ -200,6 +220,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
       return EXIT_OK;
     }
     if (args.command === 'purge') {
+      if (args.rules !== undefined && args.every !== undefined) rulesKey = readRulesText(args.rules);
       jobs = jobsOf(args);
       plan = (jobs[0] as PurgeJob).plan;
     } else {
@@ -236,7 +257,9 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
         if (args.every !== undefined) {
           const pid = args.pidFile ? PidFile.write(args.pidFile) : undefined;
           try {
-            await runDaemon(ct, args, jobs, abort.signal, log, args.rules === undefined ? undefined : () => jobsOf(args));
+            const rules = args.rules;
+            const reload = rules === undefined ? undefined : { key: rulesKey, load: () => ({ key: readRulesText(rules), jobs: jobsOf(args) }) };
+            await runDaemon(ct, args, jobs, abort.signal, log, reload);
           } finally {
             pid?.remove();
           }
@@ -252,18 +275,24 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
           if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, started: false, cancelled: true, matched: 0, deleted: 0 })}\n`);
           break;
         }
-        // Each job in turn under the one lock: the command line's purge, or each rule.
-        let exit = EXIT_OK;
-        const sets: PurgeMetrics[] = [];
+        // Each job in turn under the one lock: the command line's purge, or each rule. The
+        // graces' waits come after it is released, all at once.
+        const done: PurgeDone[] = [];
         try {
           for (const job of jobs) {
             if (abort.signal.aborted) break;
-            const done = await oneShot(ct, job, out, abort.signal, log);
-            sets.push(done.metrics);
-            if (done.exit !== EXIT_OK) exit = done.exit;
+            done.push(await purgeOneShot(ct, job, out, abort.signal, log));
           }
         } finally {
           lock.release();
+        }
+        const outcomes = await Promise.all(done.map((d) => (d.result.settle && !d.job.args.noWait ? d.result.settle({ signal: abort.signal }) : null)));
+        let exit = EXIT_OK;
+        const sets: PurgeMetrics[] = [];
+        for (const [i, d] of done.entries()) {
+          const finished = await finishOneShot(ct, d, outcomes[i] ?? null, out, log);
+          sets.push(finished.metrics);
+          if (finished.exit !== EXIT_OK) exit = finished.exit;
         }
         if (args.metricsFile && sets.length > 0) {
           await recordTableShape(sets[0] as PurgeMetrics, ct);

@@ -107,5 +107,6 @@ function graceHead(r: PurgeResult, of: (n: number) => string): string {
 
 /** The line a one-shot run prints once it has waited the grace out. */
 export function graceOutcomeLine(o: GraceOutcome): string {
+  if (!o.complete) return `the wait for the grace was cut short: ${formatCount(o.expired)} expired so far, ${formatCount(o.alive)} not yet`;
   return `after the grace: ${formatCount(o.expired)} expired, ${formatCount(o.alive)} proved alive`;
 }

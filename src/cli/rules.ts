@@ -17,7 +17,7 @@
  *
  * An error names the file, the line and the key: `rules.yaml:7: vanished-peers: --idle: ...`.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import { nearest } from '../parse/nearest.js';
 import { OPTIONS, parseArgs, UsageError, type ParsedArgs } from './args.js';
@@ -38,6 +38,8 @@ export interface Rule {
   readonly args: Pick<ParsedArgs, 'query' | 'grace' | 'limit' | 'maxDelete'>;
   /** The line it starts on. */
   readonly line: number;
+  /** The line of each of its keys (an error found later names the key's line). */
+  readonly keyLines: Readonly<Record<string, number>>;
 }
 
 export interface RuleSet {
@@ -45,15 +47,30 @@ export interface RuleSet {
   readonly rules: readonly Rule[];
 }
 
-/** Reads and validates a rules file; a UsageError (exit 2) names the file, line and key. */
-export function loadRules(file: string): RuleSet {
+/** A rules file is small: a larger one is a mistake (a log, a dump), refused before it is parsed. */
+export const MAX_RULES_BYTES = 1 << 20;
+
+/** The text of a rules file, or a UsageError naming it. */
+export function readRulesText(file: string): string {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    const fd = openSync(file, 'r');
+    try {
+      if (fstatSync(fd).size > MAX_RULES_BYTES) throw new UsageError(`--rules: ${file} is larger than ${MAX_RULES_BYTES} bytes; is it the rules file?`);
+      text = readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+    }
   } catch (err) {
+    if (err instanceof UsageError) throw err;
     throw new UsageError(`--rules: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  return parseRules(text, file);
+  return text;
+}
+
+/** Reads and validates a rules file; a UsageError (exit 2) names the file, line and key. */
+export function loadRules(file: string): RuleSet {
+  return parseRules(readRulesText(file), file);
 }
 
 /** The same, from the file's text (check-rules and the tests). */
@@ -94,7 +111,8 @@ export function parseRules(text: string, file: string): RuleSet {
       return fail((item?.key as Node | undefined) ?? body, `${name}: ${err.message}`);
     }
     if (parsed.query && Object.keys(parsed.query).length === 0) fail(body, `${name}: no selector (a rule purges what its selectors select)`);
-    rules.push(Object.freeze({ name, line: at(pair.key as Node), args: Object.freeze({ query: parsed.query, grace: parsed.grace, limit: parsed.limit, maxDelete: parsed.maxDelete }) }));
+    const keyLines = Object.fromEntries(body.items.map((i) => [keyOf(i), at(i.key as Node)]));
+    rules.push(Object.freeze({ name, line: at(pair.key as Node), keyLines: Object.freeze(keyLines), args: Object.freeze({ query: parsed.query, grace: parsed.grace, limit: parsed.limit, maxDelete: parsed.maxDelete }) }));
   }
   return Object.freeze({ file, rules: Object.freeze(rules) });
 }
@@ -133,7 +151,9 @@ function optionArgs(item: Pair, rule: string, fail: (node: Node | null | undefin
   }
   const scalar = (v: Node | null): string => {
     if (!isScalar(v) || v.value === null || typeof v.value === 'object' || typeof v.value === 'boolean') return fail(v ?? node, `${rule}: ${key}: expected a value (${spec.value})`);
-    const text = String(v.value);
+    // The text as written, as the command line would get it: YAML's own reading of a plain
+    // scalar turns 0x16 into 22 and 9007199254740993 into ...992.
+    const text = typeof v.source === 'string' ? v.source : String(v.value);
     // Each word becomes one argument: a space would split it when it stands in --except.
     if (/\s/.test(text)) return fail(v, `${rule}: ${key}: a value has no spaces`);
     return text;

@@ -128,6 +128,23 @@ describeKernel('--rules on a real table, and check-rules', () => {
     expect(text.match(/^ctpurge_runs_total\{/gm)).toHaveLength(2);
   });
 
+  it('a one-shot run waits for its graces after releasing the lock; --no-wait applies to the rules', async () => {
+    load();
+    writeFileSync(file, 'rules:\n  web:\n    state: ESTABLISHED\n    dport: 80\n    grace: 3s\n');
+    const first = startCtpurge(['--netns', ns.name, '--rules', file]);
+    await waitFor('the grace to be given', () => /^web: gave 20 of /.test(first.out()), 10_000);
+    // While it waits, another purge of the namespace gets the lock at once.
+    const other = ctpurge(['--netns', ns.name, '--proto', 'udp', '--dport', '53', '--dry-run', '--lock-wait', '0', '--json']);
+    expect(other.stderr).toBe('');
+    expect(JSON.parse(other.stdout)).toMatchObject({ matched: 30 });
+    expect(await first.exited).toBe(0);
+    expect(first.out()).toMatch(/\nweb: after the grace: 20 expired, 0 proved alive\n$/);
+    load();
+    const quick = ctpurge(['--netns', ns.name, '--rules', file, '--no-wait']);
+    expect(quick.status).toBe(0);
+    expect(quick.stdout).toMatch(/^web: gave 20 of [\d,]+ entries 3 s to show a packet [^\n]*\n$/);
+  }, 30_000);
+
   it('a rule stopped by its max-delete exits 3; the other rules still run', () => {
     load();
     writeFileSync(file, 'rules:\n  dns:\n    proto: udp\n    dport: 53\n    max-delete: 5\n  web:\n    state: ESTABLISHED\n    dport: 80\n');
@@ -141,12 +158,18 @@ describeKernel('--rules on a real table, and check-rules', () => {
   it('the daemon reloads the file on SIGHUP; a bad file keeps the rules it runs, and says why', async () => {
     load();
     writeFileSync(file, 'rules:\n  dns:\n    proto: udp\n    dport: 53\n');
-    const d = startCtpurge(['--netns', ns.name, '--rules', file, '--every', '300ms']);
+    // --lock-wait 0: the rules' runs take the lock in turn within the process, never at once
+    // (flock would make one of them fail at once).
+    const d = startCtpurge(['--netns', ns.name, '--rules', file, '--every', '300ms', '--lock-wait', '0']);
     try {
       await waitFor('the dns rule to run', () => ns.conntrackCount() === 30, 10_000);
       writeFileSync(file, 'rules:\n  dns:\n    proto: udp\n    dport: 53\n  web:\n    state: ESTABLISHED\n    dport: 80\n');
       d.child.kill('SIGHUP');
       await waitFor('the reload', () => /--rules: loaded 2 rules from .*: dns, web/.test(d.out()), 10_000);
+      // A SIGHUP with the file unchanged (logrotate's) reloads nothing.
+      d.child.kill('SIGHUP');
+      await new Promise((r) => setTimeout(r, 700));
+      expect(d.out().match(/--rules: loaded/g)).toHaveLength(1);
       await waitFor('the web rule to run', () => / web: purged 20 of /.test(d.out()), 10_000);
       expect(ns.conntrackCount()).toBe(10);
       writeFileSync(file, 'rules:\n  dns:\n    proto: udp\n    idle: 1x\n');
@@ -160,5 +183,6 @@ describeKernel('--rules on a real table, and check-rules', () => {
       d.child.kill('SIGTERM');
       expect(await d.exited).toBe(0);
     }
+    expect(d.err()).not.toMatch(/purge lock|another ctpurge/);
   }, 40_000);
 });

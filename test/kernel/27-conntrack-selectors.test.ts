@@ -1,7 +1,7 @@
 /**
  * conntrack's own selectors, side by side with conntrack -L on the same table: NAT as the
  * reply tuple shows it (-n, -g, -j) on real flows NATed by nft rules, status bits (-u), labels
- * (-l, names from connlabel.conf) and secmark (-c). Each is also checked against what the table
+ * (-l, names from connlabel.conf). Each is also checked against what the table
  * was built to hold, so two tools that agree on nothing can't pass.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -129,7 +129,7 @@ describeKernel('NAT selectors on flows NATed by nft, against conntrack -n, -g an
   });
 });
 
-describeKernel('status bits, labels and secmark, against conntrack -u, -l and -c', () => {
+describeKernel('status bits and labels, against conntrack -u and -l', () => {
   let ns: TestNetns;
   let etc: string;
   const LABELS = '0 blue\n1 green\n5 red\n# a comment\n9 gold\n';
@@ -232,14 +232,5 @@ exec ip netns exec "${ns.name}" conntrack -L "$@"`;
     expect(missing.status).toBe(2);
     expect(missing.stderr).toMatch(/^ctpurge: --label: label "red" is not a bit number, and .*none\.conf cannot be read \(ENOENT\)/);
     expect(ns.conntrackCount()).toBe(100);
-  });
-
-  it('--secmark: no entry here has one (setting it needs an LSM such as SELinux): 0 selects all, 5 none', () => {
-    expect(ctpurgeKeys(ns, ['--secmark', '0']).size).toBe(100);
-    expect(ctpurgeKeys(ns, ['--secmark', '5']).size).toBe(0);
-    // conntrack -c 0 agrees; conntrack -c 5 lists every entry without a secmark (it compares
-    // only attributes both sides have), which ctpurge does not copy.
-    expect(keysOf(ns.conntrackList(['-c', '0'])).size).toBe(100);
-    expect(keysOf(ns.conntrackList(['-c', '5'])).size).toBe(100);
   });
 });

@@ -239,7 +239,7 @@ describeKernel('--grace: what it leaves as it is, dry runs, limits, the audit lo
     const summary = JSON.parse(r.stdout) as { graced: number; graceOutcome: { expired: number; alive: number } };
     // 256 matches: 26 with a fixed timeout; the ones with 5 s left get the shorter 2 s.
     expect(summary.graced).toBe(230);
-    expect(summary.graceOutcome).toEqual({ expired: 230, alive: 0 });
+    expect(summary.graceOutcome).toEqual({ expired: 230, alive: 0, complete: true });
     const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { grace: number; orig: { src: string } });
     expect(lines).toHaveLength(230);
     expect(lines.every((l) => l.grace === 2 && l.orig.src.startsWith('10.8.0.'))).toBe(true);
@@ -273,12 +273,24 @@ describeKernel('--grace: what it leaves as it is, dry runs, limits, the audit lo
     expect(d.out().match(/after the grace/g)).toHaveLength(1);
   }, 30_000);
 
+  it('a SIGTERM during the wait ends it: what expired so far is said, and that the wait was cut short', async () => {
+    load();
+    const run = startCtpurge(['--netns', ns.name, '--proto', 'udp', '--src', '10.8.2.0/24', '--grace', '30s']);
+    await waitFor('the grace to be given', () => /^gave \d+ of /.test(run.out()), 10_000);
+    const graced = Number(/^gave (\d+) of /.exec(run.out())?.[1]);
+    // 256 in the range, less 25 with a fixed timeout and 25 due within 30 s anyway.
+    expect(graced).toBe(206);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+    expect(run.out()).toMatch(new RegExp(`\\nthe wait for the grace was cut short: 0 expired so far, ${graced} not yet\\n$`));
+  }, 20_000);
+
   it('bad --grace values are usage errors naming the option; the table is untouched', () => {
     load();
     for (const [args, re] of [
-      [['--grace', '0'], /^ctpurge: --grace: expected 1s to 1d in whole seconds/],
-      [['--grace', '2d'], /^ctpurge: --grace: expected 1s to 1d/],
-      [['--grace', '1.5s'], /^ctpurge: --grace: expected 1s to 1d in whole seconds/],
+      [['--grace', '0'], /^ctpurge: --grace: expected 1s to 5m in whole seconds/],
+      [['--grace', '6m'], /^ctpurge: --grace: expected 1s to 5m/],
+      [['--grace', '1.5s'], /^ctpurge: --grace: expected 1s to 5m in whole seconds/],
       [['--grace', 'soon'], /^ctpurge: --grace: /],
       [['--no-wait'], /^ctpurge: --no-wait needs --grace/],
     ] as [string[], RegExp][]) {

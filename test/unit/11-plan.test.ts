@@ -28,7 +28,6 @@ interface ModelEntry {
   mark: number;
   /** Label bits 0-7 (labels[0]); the rest are 0. */
   labels: number;
-  secmark: number;
   /** At most one of the three is nonzero, as in the kernel. */
   zone: number;
   origZone: number;
@@ -67,7 +66,6 @@ const entry: fc.Arbitrary<ModelEntry> = fc.constantFrom<2 | 10>(2, 10).chain((fa
     status: fc.constantFrom(0, 2, 4, 6, 0x82, 0x186, 0x180, 0x4006),
     mark: fc.constantFrom(0, 1, 7, 0x101),
     labels: fc.constantFrom(0, 0b10, 0b100010),
-    secmark: fc.constantFrom(0, 9),
   }), fc.constantFrom(...ZONES)).map(([e, zones]) => ({ ...e, ...zones }));
 });
 
@@ -101,7 +99,6 @@ const query: fc.Arbitrary<Query> = fc.record(
     dstNat: fc.boolean(),
     anyNat: fc.boolean(),
     labels: label,
-    secmark: fc.constantFrom(0, 9),
     src: address,
     dst: address,
     replySrc: address,
@@ -168,7 +165,6 @@ function matchesOwn(f: NativeFilter, e: ModelEntry): boolean {
     wanted(f.dstNat, destinationNated(e)) &&
     wanted(f.anyNat, sourceNated(e) || destinationNated(e)) &&
     (f.labels === undefined || (f.labels.slice(1).every((b) => b === 0) && ((f.labels[0] as number) & e.labels) === f.labels[0])) &&
-    (f.secmark === undefined || f.secmark === e.secmark) &&
     inRange(f.replySport, e.replySport) &&
     inRange(f.replyDport, e.replyDport) &&
     (!f.family || f.family === e.family) &&
