@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseArgs } from '../../src/cli/args.js';
+import { loadRules } from '../../src/cli/rules.js';
 import { DEFAULT_LOCK_DIR } from '../../src/lock.js';
 import { BIN, ROOT } from '../helpers/cli.js';
 import { TestNetns } from '../helpers/kernel.js';
@@ -19,6 +20,8 @@ import { describeClients, liveLine, run, staleLine, vanishedLine, versionOf } fr
 const UNITS = path.join(ROOT, 'deploy/systemd');
 /** ExecStart names the command without a path: systemd searches /usr/local/bin and /usr/bin (npm i -g puts it in either). */
 const SHIPPED_BIN = 'ctpurge';
+/** Where the units read the shipped rules (install -Dm644 deploy/rules.yaml /etc/ctpurge/rules.yaml). */
+const SHIPPED_RULES = '/etc/ctpurge/rules.yaml';
 const TEXTFILE_DIR = '/var/lib/prometheus/node-exporter';
 const NOBODY = 65534;
 
@@ -69,9 +72,13 @@ describe('systemd units', () => {
       for (const post of unit.get('ExecStopPost') ?? []) expect(post.startsWith('-'), post).toBe(true);
       const parsed = parseArgs(args);
       expect(parsed.command).toBe('purge');
-      // The scheduled default is what doctor recommends for a table that fills, with a stop.
-      expect(parsed.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: 6 * 3600 });
-      expect(parsed.maxDelete, name).toEqual({ share: 0.5 });
+      // The shipped rules (deploy/rules.yaml, installed at /etc/ctpurge/rules.yaml): what doctor
+      // recommends, each rule with a stop; the timer's run does not sit out the grace.
+      expect(parsed.rules, name).toBe(SHIPPED_RULES);
+      expect(parsed.noWait, name).toBe(true);
+      const rules = loadRules(path.join(ROOT, 'deploy/rules.yaml')).rules;
+      expect(rules[0]?.args.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: 6 * 3600 });
+      for (const r of rules) expect(r.args.maxDelete, `${name}: ${r.name}`).toEqual({ share: 0.5 });
       // Without CAP_SYS_ADMIN ctpurge cannot setns(2): a unit never passes --netns.
       expect(parsed.netns, name).toBeUndefined();
       // The lock directory is the unit's RuntimeDirectory.
@@ -133,10 +140,14 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
   beforeEach(() => {
     ns = TestNetns.create('ctp-systemd');
     // 150 peers that vanished (silent 8.9 h), 150 never-replied flows 2 h idle and 20 live flows:
-    // the default takes the first 150 only, 43% of the table (under its 50% stop).
+    // the shipped rules give the first 150 a grace and delete the second 150, each 47% of the
+    // table (under its 50% stop); the live ones stay.
     ns.load([...Array.from({ length: 150 }, (_, i) => vanishedLine(i)), ...Array.from({ length: 150 }, (_, i) => staleLine(i)), ...Array.from({ length: 20 }, (_, i) => liveLine(i))]);
     dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-setpriv-'));
     chmodSync(dir, 0o755);
+    // The rules as installed, readable by the unit's user.
+    mkdirSync(path.join(dir, 'etc/ctpurge'), { recursive: true, mode: 0o755 });
+    writeFileSync(path.join(dir, 'etc/ctpurge/rules.yaml'), readFileSync(path.join(ROOT, 'deploy/rules.yaml')), { mode: 0o644 });
     // /run as systemd lays it out: RuntimeDirectory= is made for the service's user, 0755.
     runtimeRoot = path.join(dir, 'run');
     mkdirSync(runtimeRoot, { mode: 0o755 });
@@ -166,7 +177,7 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
 
   /** The unit's paths moved under the test's directory. */
   const relocate = (s: string, instance = '') =>
-    s.replaceAll('%i', instance).replaceAll('/run/', `${runtimeRoot}/`).replaceAll(TEXTFILE_DIR, textfiles).replaceAll('/var/log/', `${dir}/log/`);
+    s.replaceAll('%i', instance).replaceAll('/run/', `${runtimeRoot}/`).replaceAll(TEXTFILE_DIR, textfiles).replaceAll('/var/log/', `${dir}/log/`).replaceAll('/etc/ctpurge/', `${dir}/etc/ctpurge/`);
 
   /**
    * A unit's line as systemd runs it: in the namespace (NetworkNamespacePath=), as a
@@ -210,7 +221,12 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     expect((statSync(published).mode & 0o777).toString(8)).toBe('644');
     // A copy owned by root, not by a transient uid that another unit may get next.
     expect(statSync(published).uid).toBe(0);
-    expect(parsePrometheus(readFileSync(published, 'utf8')).get('ctpurge_entries_deleted_total')?.value).toBe(150);
+    const text = readFileSync(published, 'utf8');
+    parsePrometheus(text);
+    // Each rule its own series: the never-replied flows deleted, the vanished peers graced.
+    expect(text).toMatch(/^ctpurge_entries_deleted_total\{rule="stale-unreplied"\} 150$/m);
+    expect(text).toMatch(/^ctpurge_entries_deleted_total\{rule="vanished-peers"\} 0$/m);
+    expect(text).toMatch(/^ctpurge_entries_graced_total\{rule="vanished-peers"\} 150$/m);
     expect(readdirSync(textfiles)).toEqual(['ctpurge.prom']);
   });
 
@@ -224,7 +240,9 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     let r = execAsUnit(unit, line);
     expect(r.status, r.stderr).toBe(0);
     const first = readFileSync(log, 'utf8').trim().split('\n');
-    expect(first).toHaveLength(150);
+    // 150 graced (vanished-peers) and 150 deleted (stale-unreplied), each line with its rule.
+    expect(first).toHaveLength(300);
+    expect(first.filter((l) => (JSON.parse(l) as { rule: string; grace?: number }).grace === 60 && l.includes('"rule":"vanished-peers"'))).toHaveLength(150);
     expect(statSync(log)).toMatchObject({ uid: NOBODY });
     // The snippet as shipped, its paths moved with the unit's, forced as logrotate's daily run would rotate it.
     const conf = path.join(dir, 'logrotate.conf');
@@ -235,7 +253,8 @@ describeClients('the units\' ExecStart under setpriv with the units\' privileges
     expect(readFileSync(`${log}.1`, 'utf8').trim().split('\n')).toEqual(first);
     expect(statSync(log)).toMatchObject({ uid: NOBODY, size: 0 });
     expect(statSync(log).mode & 0o777).toBe(0o600);
-    // The next run: new vanished peers, logged in the new file.
+    // The next run: new vanished peers, logged in the new file (the graced ones of the first
+    // run read as idle for 4 minutes at most now: no rule takes them again).
     ns.load(Array.from({ length: 40 }, (_, i) => vanishedLine(1000 + i)));
     r = execAsUnit(unit, line);
     expect(r.status, r.stderr).toBe(0);
