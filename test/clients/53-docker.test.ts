@@ -129,11 +129,14 @@ describeClients(`the Docker image (${versionOf(DOCKERD)}, ${versionOf('debootstr
     const check = ctpurgeRun(['check-rules', '/etc/ctpurge/rules.yaml']);
     expect(check.status, check.stderr).toBe(0);
     expect(check.stdout).toMatch(/^\/etc\/ctpurge\/rules\.yaml: 2 rules\n {2}vanished-peers: .*\n {2}stale-unreplied: /);
+    // 240 of the 300 are stale: more than the rule's max-delete 50% allows, so its dry run
+    // stops at 150 and says so (exit 3), as a purge would.
     const rules = ctpurgeRun(['--rules', '/etc/ctpurge/rules.yaml', '--dry-run', '--json']);
-    expect(rules.status, rules.stderr).toBe(0);
+    expect(rules.status, rules.stderr).toBe(3);
+    expect(rules.stderr).toMatch(/^ctpurge: stale-unreplied: stopped at --max-delete 150 \(50% of 300\)/m);
     const runs = rules.stdout.trim().split('\n').map((l) => JSON.parse(l) as { rule: string; dryRun: boolean; matched: number });
     expect(runs.map((r) => r.rule)).toEqual(['vanished-peers', 'stale-unreplied']);
-    expect(runs[1]).toMatchObject({ dryRun: true, matched: 240 });
+    expect(runs[1]).toMatchObject({ dryRun: true, matched: 150, maxDeleteReached: true });
     expect(count()).toBe(300);
   });
 
