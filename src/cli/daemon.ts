@@ -183,17 +183,17 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
     return before.then(() => release);
   };
   const lockInTurn = async (stopSignal: AbortSignal) => {
-    const done = await takeTurn();
+    const endTurn = await takeTurn();
     try {
       const lock = await acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal });
       return {
         release: () => {
           lock.release();
-          done();
+          endTurn();
         },
       };
     } catch (err) {
-      done();
+      endTurn();
       throw err;
     }
   };
