@@ -20,7 +20,7 @@ class NextChunkWorker : public PromiseWorker {
       c.reader = std::make_unique<DumpReader>(c.ns->fd.get(), c.lane.kernel, "dump");
     }
     const uint64_t now = realtimeNowNs();
-    const bool ndjson = c.format == DumpState::Format::Ndjson;
+    const bool ndjson = c.format == TextFormat::Ndjson;
     if (ndjson) text_.reserve((static_cast<size_t>(c.chunk) + 256) * 420);
     else records_.reserve((static_cast<size_t>(c.chunk) + 256) * kRecordSize);
     bool more = true;
@@ -38,7 +38,7 @@ class NextChunkWorker : public PromiseWorker {
 
   Napi::Value Resolve(Napi::Env env) override {
     if (matched_ == 0) return env.Null();
-    if (state_->format == DumpState::Format::Ndjson) return Napi::Buffer<char>::Copy(env, text_.data(), text_.size());
+    if (state_->format == TextFormat::Ndjson) return Napi::Buffer<char>::Copy(env, text_.data(), text_.size());
     return toArrayBuffer(env, records_);
   }
 
@@ -62,7 +62,7 @@ class NextChunkWorker : public PromiseWorker {
 
 Napi::Function DumpCursor::Define(Napi::Env env) { return Cursor::Define(env, "DumpCursor"); }
 
-Napi::Object DumpCursor::NewInstance(Napi::Env env, NamespacePtr ns, Lane lane, uint32_t chunk, Format format) {
+Napi::Object DumpCursor::NewInstance(Napi::Env env, NamespacePtr ns, Lane lane, uint32_t chunk, TextFormat format) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->cursorCtor.New({});
   DumpState& s = stateOf(o);

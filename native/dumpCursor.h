@@ -12,16 +12,16 @@
 #include "dumpReader.h"
 #include "filter.h"
 #include "handle.h"
+#include "textFormat.h"
 
 namespace ctpurge {
 
 // What a chunk worker touches, shared with the JS wrapper (see cursor.h).
 struct DumpState {
-  enum class Format { Records, Ndjson };
   NamespacePtr ns;
   Lane lane;
   uint32_t chunk = 4096;
-  Format format = Format::Records;
+  TextFormat format = TextFormat::Records;  // or Ndjson
   PolicyTimeouts timeouts;
   std::unique_ptr<DumpReader> reader;
   bool busy = false;
@@ -40,11 +40,10 @@ class NextChunkWorker;
 
 class DumpCursor : public Cursor<DumpCursor, DumpState, NextChunkWorker> {
  public:
-  using Format = DumpState::Format;
   using Cursor::Cursor;
   // Defined next to the worker, which next() needs complete.
   static Napi::Function Define(Napi::Env env);
-  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Lane lane, uint32_t chunk, Format format);
+  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Lane lane, uint32_t chunk, TextFormat format);
 };
 
 }  // namespace ctpurge

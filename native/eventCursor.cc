@@ -81,11 +81,11 @@ class NextEventsWorker : public PromiseWorker {
       if ((m->nlmsg_type & 0xff) == IPCTNL_MSG_CT_DELETE) type = kEventDestroy;
       else if (m->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) type = kEventNew;
       switch (c.format) {
-        case EventState::Format::Records:
+        case TextFormat::Records:
           appendRecord(records_, e, ages);
           records_[records_.size() - kRecordSize + 23] = type;  // byte 23: the event type
           break;
-        case EventState::Format::Ndjson:
+        case TextFormat::Ndjson:
           text_ += "{\"type\":\"";
           text_ += kTypeNames[type];
           if (c.timestamps) {
@@ -99,7 +99,7 @@ class NextEventsWorker : public PromiseWorker {
           text_.back() = '}';  // the entry's line ends the event's object
           text_ += '\n';
           break;
-        case EventState::Format::Conntrack:
+        case TextFormat::Conntrack:
           if (c.timestamps) {
             char stamp[40];
             std::snprintf(stamp, sizeof stamp, "[%llu.%06llu]\t", static_cast<unsigned long long>(now / 1000000000ull),
@@ -109,6 +109,7 @@ class NextEventsWorker : public PromiseWorker {
           text_ += kTypeTags[type];
           appendConntrackLine(text_, e, now);
           break;
+        case TextFormat::Table: break;  // not an event format: refused where the cursor is made
       }
       count_++;
     }
@@ -117,7 +118,7 @@ class NextEventsWorker : public PromiseWorker {
   Napi::Value Resolve(Napi::Env env) override {
     if (ended_) return env.Null();
     Napi::Object o = Napi::Object::New(env);
-    if (state_->format == EventState::Format::Records) o.Set("records", toArrayBuffer(env, records_));
+    if (state_->format == TextFormat::Records) o.Set("records", toArrayBuffer(env, records_));
     else o.Set("text", Napi::Buffer<char>::Copy(env, text_.data(), text_.size()));
     o.Set("lost", Napi::Number::New(env, static_cast<double>(lost_)));
     return o;
@@ -140,7 +141,7 @@ class NextEventsWorker : public PromiseWorker {
 Napi::Function EventCursor::Define(Napi::Env env) { return Cursor::Define(env, "EventCursor"); }
 
 Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer,
-                                      Format format, bool timestamps) {
+                                      TextFormat format, bool timestamps) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->eventCtor.New({});
   EventState& s = stateOf(o);

@@ -12,6 +12,7 @@
 #include "filter.h"
 #include "handle.h"
 #include "netlinkSocket.h"
+#include "textFormat.h"
 
 namespace ctpurge {
 
@@ -19,11 +20,10 @@ enum EventType : uint8_t { kEventNew = 1, kEventUpdate = 2, kEventDestroy = 3 };
 
 // What an events worker touches, shared with the JS wrapper (see cursor.h).
 struct EventState {
+  NamespacePtr ns;
   // Records (the event type in byte 23), or the lines `ctpurge watch` prints: NDJSON
   // ({"type":"new","entry":{...}}) or `conntrack -E`-like ([NEW] and a `conntrack -L` line).
-  enum class Format { Records, Ndjson, Conntrack };
-  NamespacePtr ns;
-  Format format = Format::Records;
+  TextFormat format = TextFormat::Records;
   // Lines start with when the event was read: "time" in NDJSON, [sec.usec] as conntrack -E -o timestamp.
   bool timestamps = false;
   Filter filter;
@@ -50,9 +50,8 @@ class EventCursor : public Cursor<EventCursor, EventState, NextEventsWorker> {
   using Cursor::Cursor;
   // Defined next to the worker, which next() needs complete.
   static Napi::Function Define(Napi::Env env);
-  using Format = EventState::Format;
   static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer,
-                                  Format format, bool timestamps);
+                                  TextFormat format, bool timestamps);
   // A worker still polling stops at its next slice instead of waiting for events forever.
   ~EventCursor() override { state_->closed.store(true); }
 };

@@ -246,9 +246,8 @@ Napi::Value Handle::Timeouts(const Napi::CallbackInfo& info) {
 Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t chunk = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 4096;
-  const bool ndjson = info.Length() > 2 && info[2].IsString() && info[2].As<Napi::String>().Utf8Value() == "ndjson";
-  return DumpCursor::NewInstance(env, checkedNs(env), laneFromJs(objectArg(info, 0)), chunk,
-                                 ndjson ? DumpCursor::Format::Ndjson : DumpCursor::Format::Records);
+  const TextFormat format = textFormatFromJs(info[2], TextFormat::Records, {TextFormat::Records, TextFormat::Ndjson}, "dump");
+  return DumpCursor::NewInstance(env, checkedNs(env), laneFromJs(objectArg(info, 0)), chunk, format);
 }
 
 Napi::Value Handle::Purge(const Napi::CallbackInfo& info) {
@@ -263,10 +262,7 @@ Napi::Value Handle::Events(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const uint32_t groups = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 7;
   const int rcvbuf = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
-  const std::string format = info.Length() > 3 && info[3].IsString() ? info[3].As<Napi::String>().Utf8Value() : "records";
-  const EventCursor::Format f = format == "ndjson"      ? EventCursor::Format::Ndjson
-                                : format == "conntrack" ? EventCursor::Format::Conntrack
-                                                        : EventCursor::Format::Records;
+  const TextFormat f = textFormatFromJs(info[3], TextFormat::Records, {TextFormat::Records, TextFormat::Ndjson, TextFormat::Conntrack}, "events");
   const bool timestamps = info.Length() > 4 && info[4].ToBoolean();
   return EventCursor::NewInstance(env, checkedNs(env), filterFromJs(objectArg(info, 0)), groups, rcvbuf, f, timestamps);
 }

@@ -14,6 +14,7 @@
 #include "filter.h"
 #include "policyTimeouts.h"
 #include "sysError.h"
+#include "textFormat.h"
 
 namespace ctpurge {
 

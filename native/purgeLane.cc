@@ -148,12 +148,13 @@ void PurgeLane::run(const Report& report) {
         if (shared_.wantEntries) appendRecord(pending_, e, ages);
         if (logging) {
           switch (shared_.logFormat) {
-            case LineFormat::Ndjson:
+            case TextFormat::Ndjson:
               appendNdjson(logBuf_, e, ages);
               if (shared_.logTag) stampNdjson(logBuf_, *shared_.logTag);
               break;
-            case LineFormat::Conntrack: appendConntrackLine(logBuf_, e, shared_.nowNs); break;
-            case LineFormat::Table: tableRows_.add(e, ages); break;
+            case TextFormat::Conntrack: appendConntrackLine(logBuf_, e, shared_.nowNs); break;
+            case TextFormat::Table: tableRows_.add(e, ages); break;
+            case TextFormat::Records: break;  // not a line format: refused where the purge starts
           }
           logLines_++;
           if (logBuf_.size() + tableRows_.text.size() >= kMaxBatchBytes && !writeLog()) failed = stop = true;
@@ -205,7 +206,7 @@ void PurgeLane::run(const Report& report) {
 }
 
 bool PurgeLane::writeLog(bool laneDone) {
-  const bool table = shared_.dryRun && shared_.logFormat == LineFormat::Table;
+  const bool table = shared_.dryRun && shared_.logFormat == TextFormat::Table;
   if (logBuf_.empty() && !(table && (laneDone || !tableRows_.empty()))) return true;
   std::lock_guard<std::mutex> g(shared_.logMutex);
   if (shared_.logErrno.load() != 0) return false;  // another lane's write failed: stop too

@@ -14,6 +14,7 @@
 #include "ndjson.h"
 #include "netlinkSocket.h"
 #include "policyTimeouts.h"
+#include "textFormat.h"
 
 namespace ctpurge {
 
@@ -29,8 +30,6 @@ struct PurgeCounts {
 
   void add(const PurgeCounts& o);
 };
-
-enum class LineFormat { Ndjson, Conntrack, Table };
 
 // What all lanes of one purge share.
 struct PurgeShared {
@@ -49,7 +48,7 @@ struct PurgeShared {
   // sent. Once a write fails, no lane sends another delete.
   int logFd = -1;
   // A dry run's lines (the list export): NDJSON, as conntrack -L prints them, or the table.
-  LineFormat logFormat = LineFormat::Ndjson;
+  TextFormat logFormat = TextFormat::Ndjson;  // or Conntrack, Table (list exports)
   // Set for an audit log (not an export): its lines are stamped with it (see stampNdjson).
   std::optional<std::string> logTag;
   std::mutex logMutex;

@@ -20,7 +20,7 @@ struct PurgeOptions {
   bool collectGraced = false;
   bool wantEntries = false;
   int logFd = -1;  // write-ahead audit log
-  LineFormat logFormat = LineFormat::Ndjson;
+  TextFormat logFormat = TextFormat::Ndjson;
   std::optional<std::string> logTag;  // an audit log: more members for each line (",\"run\":...")
   const int32_t* cancel = nullptr;
 };
@@ -231,9 +231,7 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   opts.collectGraced = opts.grace > 0 && ownGet(o, "collectGraced").ToBoolean();
   Napi::Value logFd = ownGet(o, "logFd");
   opts.logFd = logFd.IsNumber() ? logFd.As<Napi::Number>().Int32Value() : -1;
-  Napi::Value logFormat = ownGet(o, "logFormat");
-  const std::string format = logFormat.IsString() ? logFormat.As<Napi::String>().Utf8Value() : "ndjson";
-  opts.logFormat = format == "conntrack" ? LineFormat::Conntrack : format == "table" ? LineFormat::Table : LineFormat::Ndjson;
+  opts.logFormat = textFormatFromJs(ownGet(o, "logFormat"), TextFormat::Ndjson, {TextFormat::Ndjson, TextFormat::Conntrack, TextFormat::Table}, "purge logFormat");
   Napi::Value logTag = ownGet(o, "logTag");
   if (logTag.IsString()) opts.logTag = logTag.As<Napi::String>().Utf8Value();
   Napi::Value cancel = ownGet(o, "cancel");

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BIN } from '../helpers/cli.js';
 import { Conntrack, RECORD_SIZE } from '../../src/index.js';
+import { loadNative, type NativeLane } from '../../src/native.js';
+import { UNSET_FILTER } from '../../src/query.js';
 import { describeKernel, raiseConntrackMax, TestNetns } from '../helpers/kernel.js';
 import { mixedTable, seedLine } from '../helpers/seed.js';
 import { columnStarts, exportLines, key } from '../helpers/expect.js';
@@ -151,5 +153,32 @@ describeKernel(`streaming a ${N.toLocaleString('en-US')}-entry table`, () => {
     expect(n).toBe(10);
     // The handle stays usable afterwards.
     expect(await ct.count({ unreplied: true })).toBe(ns.conntrackList(['-u', 'UNREPLIED']).length);
+  });
+});
+
+describeKernel('the addon reads one format name per format, and refuses any other', () => {
+  let ns: TestNetns;
+  beforeAll(() => {
+    ns = TestNetns.create('ctp-format');
+    ns.load(['-I -p udp -s 10.3.0.1 -d 10.3.0.2 --sport 1000 --dport 53 -t 600']);
+  });
+  afterAll(() => ns?.destroy());
+
+  it('dump, events and the purge export lines: a known name works, an unknown one is a TypeError, not the default', async () => {
+    const h = await loadNative().open(ns.path);
+    try {
+      const lane: NativeLane = { kernel: { family: 0 }, match: { ...UNSET_FILTER } };
+      const ndjson = h.dump(lane, 16, 'ndjson');
+      const text = (await ndjson.next()) as Buffer | null;
+      ndjson.close();
+      expect(text?.toString()).toMatch(/^\{"id":/);
+      expect(() => h.dump(lane, 16, 'json' as never)).toThrow(/^ctpurge: dump format must be one of records, ndjson$/);
+      expect(() => h.events(lane.match, 7, 0, 'table' as never)).toThrow(/^ctpurge: events format must be one of records, ndjson, conntrack$/);
+      expect(() => h.purge('dump', [lane], { dryRun: true, wantEntries: false, logFormat: 'csv' as never }, () => undefined)).toThrow(/^ctpurge: purge logFormat format must be one of ndjson, conntrack, table$/);
+      // Nothing was purged.
+      expect(ns.conntrackCount()).toBe(1);
+    } finally {
+      h.close();
+    }
   });
 });
