@@ -175,7 +175,7 @@ void putTupleFilter(nlmsghdr* nlh, const TupleFilter& t) {
   mnl_attr_nest_end(nlh, filter);
 }
 
-void putFilter(nlmsghdr* nlh, const DumpFilter& f) {
+void putFilter(nlmsghdr* nlh, const KernelFilter& f) {
   if (f.hasMark) {
     mnl_attr_put_u32(nlh, CTA_MARK, htonl(f.mark));
     mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(f.markMask));
@@ -231,13 +231,13 @@ bool parseEntry(const nlmsghdr* nlh, Entry& e) {
   return e.origTupleAttr != nullptr;
 }
 
-nlmsghdr* buildDumpRequest(char* buf, uint32_t seq, const DumpFilter& f) {
+nlmsghdr* buildDumpRequest(char* buf, uint32_t seq, const KernelFilter& f) {
   nlmsghdr* nlh = putHeader(buf, IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, f.family, NFNETLINK_V0);
   putFilter(nlh, f);
   return nlh;
 }
 
-nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const DumpFilter& f) {
+nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const KernelFilter& f) {
   nlmsghdr* nlh = putHeader(buf, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, f.family, 1);
   putFilter(nlh, f);
   return nlh;

@@ -75,7 +75,7 @@ struct TupleFilter {
 };
 
 // The kernel-side part of a dump filter; every field is optional.
-struct DumpFilter {
+struct KernelFilter {
   uint8_t family = 0;
   bool hasMark = false;
   uint32_t mark = 0, markMask = 0;
@@ -87,10 +87,10 @@ struct DumpFilter {
 };
 
 // Writes the request into buf (at least MNL_SOCKET_BUFFER_SIZE) and returns the header.
-nlmsghdr* buildDumpRequest(char* buf, uint32_t seq, const DumpFilter& f);
+nlmsghdr* buildDumpRequest(char* buf, uint32_t seq, const KernelFilter& f);
 // A DELETE without a tuple: the kernel flushes everything that passes the filter.
 // version=1 makes the kernel honour the family (with version 0 it flushes all families).
-nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const DumpFilter& f);
+nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const KernelFilter& f);
 nlmsghdr* buildStatsRequest(char* buf, uint32_t seq, bool perCpu);
 
 // The requests a purge sends about one entry it has read: a DELETE (tuple, zone and id: a

@@ -8,7 +8,7 @@ namespace {
 constexpr size_t kDumpBufferSize = 64 * 1024;
 }  // namespace
 
-DumpReader::DumpReader(int nsFd, const DumpFilter& filter, const char* operation)
+DumpReader::DumpReader(int nsFd, const KernelFilter& filter, const char* operation)
     : sock_(NetlinkSocket::open(nsFd, operation)), buf_(kDumpBufferSize), operation_(operation) {
   sock_.setReceiveBuffer(4 * 1024 * 1024);
   seq_ = sock_.nextSeq();

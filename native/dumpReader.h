@@ -11,7 +11,7 @@ namespace ctpurge {
 class DumpReader {
  public:
   // Opens its own socket in the namespace and sends the dump request.
-  DumpReader(int nsFd, const DumpFilter& filter, const char* operation);
+  DumpReader(int nsFd, const KernelFilter& filter, const char* operation);
 
   // Receives one buffer from the kernel and calls fn(const Entry&) for every entry in it.
   // Returns false once the dump is complete. The kernel produces the next part of the

@@ -1,6 +1,6 @@
 // The match side of a query plan (src/plan.ts): what every entry the kernel sends is checked
 // against. What the kernel is asked to filter by, and whether to flush, is decided in
-// TypeScript and arrives here as a DumpFilter.
+// TypeScript and arrives here as a KernelFilter.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -62,7 +62,7 @@ struct Filter {
 // One lane of a plan: the kernel-side filter its dump (or flush) request carries, and the
 // filter every entry it sends is checked against. The lanes of a plan are disjoint.
 struct Lane {
-  DumpFilter kernel;
+  KernelFilter kernel;
   Filter match;
 };
 

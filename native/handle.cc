@@ -146,9 +146,9 @@ class SingleWorker : public PromiseWorker {
   std::vector<uint8_t> record_;
 };
 
-class TimeoutsWorker : public PromiseWorker {
+class SettingsWorker : public PromiseWorker {
  public:
-  TimeoutsWorker(Napi::Env env, NamespacePtr ns) : PromiseWorker(env, "ctpurge:timeouts"), ns_(std::move(ns)) {}
+  SettingsWorker(Napi::Env env, NamespacePtr ns) : PromiseWorker(env, "ctpurge:settings"), ns_(std::move(ns)) {}
 
  protected:
   void Run() override {
@@ -191,7 +191,7 @@ Napi::Function Handle::Define(Napi::Env env) {
                          InstanceMethod<&Handle::Get>("get"),
                          InstanceMethod<&Handle::Create>("create"),
                          InstanceMethod<&Handle::Delete>("delete"),
-                         InstanceMethod<&Handle::Timeouts>("settings"),
+                         InstanceMethod<&Handle::Settings>("settings"),
                          InstanceMethod<&Handle::Dump>("dump"),
                          InstanceMethod<&Handle::Purge>("purge"),
                          InstanceMethod<&Handle::Summary>("summary"),
@@ -239,8 +239,8 @@ Napi::Value Handle::Delete(const Napi::CallbackInfo& info) {
   return queueWorker<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Delete);
 }
 
-Napi::Value Handle::Timeouts(const Napi::CallbackInfo& info) {
-  return queueWorker<TimeoutsWorker>(info.Env(), checkedNs(info.Env()));
+Napi::Value Handle::Settings(const Napi::CallbackInfo& info) {
+  return queueWorker<SettingsWorker>(info.Env(), checkedNs(info.Env()));
 }
 
 Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {

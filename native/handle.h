@@ -34,7 +34,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   Napi::Value Get(const Napi::CallbackInfo& info);
   Napi::Value Create(const Napi::CallbackInfo& info);
   Napi::Value Delete(const Napi::CallbackInfo& info);
-  Napi::Value Timeouts(const Napi::CallbackInfo& info);
+  Napi::Value Settings(const Napi::CallbackInfo& info);
   Napi::Value Dump(const Napi::CallbackInfo& info);
   Napi::Value Purge(const Napi::CallbackInfo& info);
   Napi::Value Summary(const Napi::CallbackInfo& info);

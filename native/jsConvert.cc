@@ -254,8 +254,8 @@ EntrySpec entrySpecFromJs(const Napi::Object& o) {
   return s;
 }
 
-DumpFilter kernelFilterFromJs(const Napi::Object& o) {
-  DumpFilter d;
+KernelFilter kernelFilterFromJs(const Napi::Object& o) {
+  KernelFilter d;
   d.family = static_cast<uint8_t>(u32(o, "family"));
   if (has(o, "mark")) {
     d.hasMark = true;

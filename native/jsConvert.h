@@ -92,9 +92,9 @@ struct EntrySpec {
 // prototype (a polluted Object.prototype must not reach a filter or a request).
 Napi::Value ownGet(const Napi::Object& o, const char* key);
 
-// The two halves of a plan's lane (src/plan.ts: NativeFilter and NativeKernelFilter).
+// The two halves of a plan's lane (src/plan.ts: NativeFilter and KernelFilter).
 Filter filterFromJs(const Napi::Object& o);
-DumpFilter kernelFilterFromJs(const Napi::Object& o);
+KernelFilter kernelFilterFromJs(const Napi::Object& o);
 Lane laneFromJs(const Napi::Object& o);
 EntrySpec entrySpecFromJs(const Napi::Object& o);
 Napi::Object timeoutsToJs(Napi::Env env, const PolicyTimeouts& t);

@@ -48,8 +48,8 @@ export interface NativeFilter {
   except?: NativeFilter[];
 }
 
-/** What a dump or flush request asks the kernel to filter by (native DumpFilter); every field optional. */
-export interface NativeKernelFilter {
+/** What a dump or flush request asks the kernel to filter by (native KernelFilter, the same name in C++); every field optional. */
+export interface KernelFilter {
   /** 0: both families. */
   family: number;
   status?: number;
@@ -70,7 +70,7 @@ export interface NativeKernelFilter {
 
 /** One lane of a plan (src/plan.ts): its request's kernel filter, and the filter every entry it sends is checked against. */
 export interface NativeLane {
-  kernel: NativeKernelFilter;
+  kernel: KernelFilter;
   match: NativeFilter;
 }
 

@@ -10,7 +10,7 @@ import { IPS_SEEN_REPLY } from './protocols.js';
 import { bare, booleanField, fieldError, integerField, ownOptions } from './validate.js';
 import type { KernelFeatures } from './kernel.js';
 import { compileQuery, UNSET_FILTER, type Query, type Unselective } from './query.js';
-import type { NativeCidr, NativeFilter, NativeKernelFilter, NativeLane } from './native.js';
+import type { NativeCidr, NativeFilter, KernelFilter, NativeLane } from './native.js';
 
 export interface PlanOptions {
   /** Lanes to dump in parallel, at most (1 or 2). Default 1. */
@@ -42,7 +42,7 @@ export interface QueryPlan {
    */
   readonly method: 'flush' | 'dump';
   /** The whole query as the kernel filters it while dumping. */
-  readonly kernelFilter: Readonly<NativeKernelFilter>;
+  readonly kernelFilter: Readonly<KernelFilter>;
   /** The whole query as every entry is checked. */
   readonly matchFilter: Readonly<NativeFilter>;
   /** 'dump': the disjoint parts dumped in parallel. 'flush': the flush requests. */
@@ -134,9 +134,9 @@ export function refuseUnselective(plan: QueryPlan, what: string): void {
  * The part of a filter the running kernel applies itself while dumping. Everything is
  * checked again per entry, so a kernel condition may select more than the match, never less.
  */
-export function kernelFilter(f: NativeFilter, kernel: KernelFeatures): NativeKernelFilter {
+export function kernelFilter(f: NativeFilter, kernel: KernelFeatures): KernelFilter {
   if (!kernel.kernelFilters) return bare({ family: 0 });
-  const d: NativeKernelFilter = bare({ family: f.family, ...kernelConditions(f, kernel) });
+  const d: KernelFilter = bare({ family: f.family, ...kernelConditions(f, kernel) });
   const zone = zonePrefilter(f);
   if (zone !== undefined && kernel.zoneFilter) d.zone = zone;
   if (kernel.tupleDumpFilter) Object.assign(d, kernelTuple(f));
@@ -155,8 +155,8 @@ function zonePrefilter(f: NativeFilter): number | undefined {
 }
 
 /** Status and mark, where this kernel compares them the way the match does. */
-function kernelConditions(f: NativeFilter, kernel: KernelFeatures): Partial<NativeKernelFilter> {
-  const d: Partial<NativeKernelFilter> = bare({});
+function kernelConditions(f: NativeFilter, kernel: KernelFeatures): Partial<KernelFilter> {
+  const d: Partial<KernelFilter> = bare({});
   if (kernel.statusFilter && f.statusMask !== 0) {
     d.status = f.statusValue;
     d.statusMask = f.statusMask;
@@ -179,8 +179,8 @@ function kernelConditions(f: NativeFilter, kernel: KernelFeatures): Partial<Nati
  * IPv4 address (/32) per direction and side (IPv6 never: the kernel's IPv6 comparison is
  * inverted). Nothing without a family: the kernel needs one to compare addresses.
  */
-function kernelTuple(f: NativeFilter): Partial<NativeKernelFilter> {
-  const t: Partial<NativeKernelFilter> = bare({});
+function kernelTuple(f: NativeFilter): Partial<KernelFilter> {
+  const t: Partial<KernelFilter> = bare({});
   if (f.family !== AF_INET && f.family !== AF_INET6) return t;
   if (f.protocol !== undefined) {
     t.protocol = f.protocol;
@@ -258,7 +258,7 @@ export function conditionKeys(f: NativeFilter): (keyof NativeFilter)[] {
 }
 
 /** Whether a flush request carries a 'compared' condition of the match exactly. */
-function carried(k: keyof NativeFilter, f: NativeFilter, request: NativeKernelFilter): boolean {
+function carried(k: keyof NativeFilter, f: NativeFilter, request: KernelFilter): boolean {
   switch (k) {
     case 'family': return request.family === f.family;
     case 'protocol': return request.protocol === f.protocol;
@@ -286,7 +286,7 @@ export function flushRequests(f: NativeFilter, kernel: KernelFeatures): NativeLa
   const parts = tuple && f.family === 0 ? [AF_INET, AF_INET6].map((family) => bare({ ...f, family })) : [f];
   const lanes: NativeLane[] = [];
   for (const part of parts) {
-    const request: NativeKernelFilter = bare({ family: part.family, ...kernelConditions(part, kernel), ...kernelTuple(part) });
+    const request: KernelFilter = bare({ family: part.family, ...kernelConditions(part, kernel), ...kernelTuple(part) });
     // Every condition of the query must be in the request, or the flush takes more.
     if (!conditionKeys(part).every((k) => carried(k, part, request))) return null;
     if (!hasCondition(request)) return null;
@@ -296,7 +296,7 @@ export function flushRequests(f: NativeFilter, kernel: KernelFeatures): NativeLa
 }
 
 /** Whether a kernel filter selects anything less than a whole family. */
-export function hasCondition(k: NativeKernelFilter): boolean {
+export function hasCondition(k: KernelFilter): boolean {
   return k.statusMask !== undefined || k.mark !== undefined || k.zone !== undefined || TUPLE_KEYS.some((key) => k[key] !== undefined);
 }
 

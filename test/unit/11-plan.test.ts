@@ -10,7 +10,7 @@ import { kernelFeatures, type KernelFeatures } from '../../src/kernel.js';
 import { readFileSync } from 'node:fs';
 import { conditionKeys, FLUSH_RULES, flushRequests, hasCondition, isQueryPlan, planQuery, toPlan } from '../../src/plan.js';
 import { parseCidr } from '../../src/parse/address.js';
-import type { NativeCidr, NativeFilter, NativeKernelFilter } from '../../src/native.js';
+import type { NativeCidr, NativeFilter, KernelFilter } from '../../src/native.js';
 import { compileQuery, type Query } from '../../src/query.js';
 
 interface ModelEntry {
@@ -184,7 +184,7 @@ function matchesOwn(f: NativeFilter, e: ModelEntry): boolean {
 }
 
 /** What ctnetlink lets through a dump or flush request with this filter (a modern kernel). */
-function kernelAccepts(k: NativeKernelFilter, e: ModelEntry): boolean {
+function kernelAccepts(k: KernelFilter, e: ModelEntry): boolean {
   const addr = (want: Uint8Array | undefined, a: Uint8Array) => want === undefined || (e.family === 2 && want.every((b, i) => a[i] === b));
   return (
     (!k.family || k.family === e.family) &&
