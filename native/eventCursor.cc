@@ -9,7 +9,7 @@
 #include "addonData.h"
 #include "entryRecord.h"
 #include "jsConvert.h"
-#include "ndjson.h"
+#include "entryText.h"
 
 namespace ctpurge {
 

@@ -1,4 +1,4 @@
-// The kernel's numbers by name, for the text formats (ndjson.cc) and exported to TypeScript as
+// The kernel's numbers by name, for the text formats (entryText.h) and exported to TypeScript as
 // `names`, where a unit test holds src/protocols.ts to them: one list each, checked, not copied
 // by hand.
 #pragma once

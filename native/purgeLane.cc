@@ -10,7 +10,7 @@
 
 #include "dumpReader.h"
 #include "entryRecord.h"
-#include "ndjson.h"
+#include "entryText.h"
 
 namespace ctpurge {
 namespace {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "filter.h"
-#include "ndjson.h"
+#include "entryText.h"
 #include "netlinkSocket.h"
 #include "policyTimeouts.h"
 #include "textFormat.h"

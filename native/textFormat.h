@@ -1,5 +1,5 @@
 // The formats the addon writes entries in: its packed records (entryRecord.h) and the text
-// lines of ndjson.h. One name per format and one reader of it, for dumps, exports and events.
+// lines of entryText.h. One name per format and one reader of it, for dumps, exports and events.
 #pragma once
 #include <napi.h>
 

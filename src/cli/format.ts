@@ -1,6 +1,6 @@
 /**
  * Output helpers for the CLI: the table's header and column layout (for an empty table: the
- * rows themselves are written by native/ndjson.cc), counts, bars and percentages.
+ * rows themselves are written by native/tableText.cc), counts, bars and percentages.
  */
 
 export const TABLE_HEADER = ['PROTO', 'STATE', 'ORIGINAL', '', 'FLAGS', 'TIMEOUT', 'IDLE', 'AGE', 'AGE FROM', 'ZONE', 'MARK'];

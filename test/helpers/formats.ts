@@ -1,5 +1,5 @@
 /**
- * Reference formatters for the text the addon writes (native/ndjson.cc): NDJSON lines, lines
+ * Reference formatters for the text the addon writes (native/entryText.h): NDJSON lines, lines
  * like `conntrack -L` prints, and the rows of the `ctpurge list` table, written here from a
  * decoded Entry, independently of the C++. Kernel tests hold the addon's output to them byte
  * for byte (test/kernel/12-query.test.ts), and the `conntrack -L` lines to conntrack itself.
@@ -20,7 +20,7 @@ function flags(e: Entry): string {
   return f.join(',') || '-';
 }
 
-/** One row of the `ctpurge list` table (native/ndjson.cc TableRows). */
+/** One row of the `ctpurge list` table (native/tableText.cc TableRows). */
 export function tableRow(e: Entry): string[] {
   const v6 = e.family === 'ipv6';
   return [
