@@ -7,11 +7,10 @@ import type { KernelFeatures } from './kernel.js';
 import { abortFlag, type HandleAccess } from './handleAccess.js';
 import type { NativePurgeCounts } from './native.js';
 import { isQueryPlan, refuseUnselective, toPlan, type QueryPlan } from './plan.js';
-import { QUERY_FIELDS, type Query } from './query.js';
+import { QUERY_FIELDS, UNSET_FILTER, type Query } from './query.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseDuration } from './parse/duration.js';
 import { bare, booleanField, fdField, fieldError, functionField, limitField, ownOptions, signalField, typeName } from './validate.js';
-import { UNSET_FILTER } from './query.js';
 
 export interface PurgeOptions extends Query {
   /** A plan from ct.plan() or planQuery(), instead of the query fields (see docs/api.md). */
@@ -42,7 +41,7 @@ export interface PurgeOptions extends Query {
   logFd?: number;
   /**
    * The careful path: instead of deleting, give each match this long to show a packet
-   * (seconds, or '60s', '5m'; at least 1 s). The kernel sets the entry's timeout to it; a live
+   * (seconds, or '60s', '5m'; 1 s to 5 minutes, see MAX_GRACE). The kernel sets the entry's timeout to it; a live
    * flow's next packet restores its policy timeout, a silent one expires. Entries with a fixed
    * timeout (the kernel refuses), offloaded ones (the kernel's gc rewrites their timeout) and
    * ones due to expire within the grace anyway are counted and left as they are. A flow whose
@@ -146,7 +145,7 @@ export function ruleField(value: unknown, field: string): string {
   return value;
 }
 
-/** A grace: a duration of 1 s to a day, whole seconds. */
+/** A grace: a duration of 1 s to 5 minutes (MAX_GRACE), whole seconds. */
 export function graceField(value: unknown, field: string): number {
   const seconds = parseDuration(value, field);
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_GRACE) throw fieldError(RangeError, field, `expected 1s to 5m in whole seconds, got ${typeName(value)}`);
