@@ -94,22 +94,24 @@ function validate(args: ParsedArgs): QueryPlan {
 /**
  * The purges of a run: the command line's, or each rule of --rules FILE with the command
  * line's other options; validated and planned. A rule's error names the file, its line and
- * the rule.
+ * the rule. key: the rules file's text, read once (a daemon's reload compares it).
  */
-function jobsOf(args: ParsedArgs, rulesModule: RulesModule | null): PurgeJob[] {
-  if (args.rules === undefined || rulesModule === null) return [{ rule: null, args, plan: validate(args) }];
-  const set = rulesModule.loadRules(args.rules);
-  return set.rules.map((r) => {
+function jobsOf(args: ParsedArgs, rulesModule: RulesModule | null): { key: string; jobs: PurgeJob[] } {
+  if (args.rules === undefined || rulesModule === null) return { key: '', jobs: [{ rule: null, args, plan: validate(args) }] };
+  const key = rulesModule.readRulesText(args.rules);
+  const set = rulesModule.parseRules(key, args.rules);
+  const jobs = set.rules.map((r) => {
     const ruleArgs: ParsedArgs = { ...args, command: 'purge', ...r.args };
     try {
       return { rule: r.name, args: ruleArgs, plan: validate(ruleArgs) };
     } catch (err) {
       // The message names the option (--idle: ...): the line of its key, else the rule's.
-      const key = /^--([a-z-]+)/.exec(err instanceof Error ? err.message : '')?.[1];
-      if (err instanceof UsageError) throw new UsageError(`${set.file}:${(key && r.keyLines[key]) ?? r.line}: ${r.name}: ${err.message}`);
+      const option = /^--([a-z-]+)/.exec(err instanceof Error ? err.message : '')?.[1];
+      if (err instanceof UsageError) throw new UsageError(`${set.file}:${(option && r.keyLines[option]) ?? r.line}: ${r.name}: ${err.message}`);
       throw err;
     }
   });
+  return { key, jobs };
 }
 
 function errorLine(err: unknown): string {
@@ -214,7 +216,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
     }
     if (args.command === 'check-rules') {
       rulesModule = await import('./rules.js');
-      jobs = jobsOf(args, rulesModule);
+      ({ jobs } = jobsOf(args, rulesModule));
       if (args.json) {
         const rules = jobs.map((j) => ({ name: j.rule, query: j.plan.description, selective: j.plan.selective, grace: j.args.grace ?? null, limit: j.args.limit ?? null, maxDelete: j.args.maxDelete ?? null }));
         process.stdout.write(`${JSON.stringify({ file: args.rules, rules })}\n`);
@@ -225,8 +227,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
     }
     if (args.command === 'purge') {
       if (args.rules !== undefined) rulesModule = await import('./rules.js');
-      if (args.rules !== undefined && args.every !== undefined) rulesKey = (rulesModule as RulesModule).readRulesText(args.rules);
-      jobs = jobsOf(args, rulesModule);
+      ({ key: rulesKey, jobs } = jobsOf(args, rulesModule));
       plan = (jobs[0] as PurgeJob).plan;
     } else {
       plan = validate(args);
@@ -264,7 +265,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
           try {
             const rules = args.rules;
             const m = rulesModule;
-            const reload = rules === undefined || m === null ? undefined : { key: rulesKey, load: () => ({ key: m.readRulesText(rules), jobs: jobsOf(args, m) }) };
+            const reload = rules === undefined || m === null ? undefined : { key: rulesKey, load: () => jobsOf(args, m) };
             await runDaemon(ct, args, jobs, abort.signal, log, reload);
           } finally {
             pid?.remove();
