@@ -140,8 +140,10 @@ export function flushAllowed(o: { dryRun?: boolean; limit?: unknown; onDeleted?:
 export const MAX_GRACE = 300;
 
 /** A rule's name: what a rules file allows (it becomes a metrics label and a log member). */
+export const RULE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
 export function ruleField(value: unknown, field: string): string {
-  if (typeof value !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,62}$/.test(value)) throw fieldError(TypeError, field, `expected lowercase letters, digits, - and _ (at most 63), got ${typeName(value)}`);
+  if (typeof value !== 'string' || !RULE_NAME.test(value)) throw fieldError(TypeError, field, `expected lowercase letters, digits, - and _ (at most 63), got ${typeName(value)}`);
   return value;
 }
 

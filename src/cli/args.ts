@@ -31,6 +31,9 @@ export interface OptionSpec {
 
 // doctor reads the whole table (its findings are about the table): it takes no selector.
 const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'watch'];
+/** The options a rule of a rules file takes besides the selectors (the rest stay on the command line). */
+export const RULE_OPTIONS: readonly string[] = ['grace', 'limit', 'max-delete'];
+
 /** Every option, the one table the parser, the commands' help and the tests read. */
 export const OPTIONS: OptionSpec[] = [
   { name: 'unreplied', commands: SELECTOR_COMMANDS, field: 'unreplied', help: 'never saw a reply ([UNREPLIED])' },
@@ -324,7 +327,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
     const f = one('rules') as string;
     if (f === '') throw new UsageError('--rules: empty file name');
     // The rules say what to purge and how: the command line says where and when.
-    const clash = [...values.keys()].find((k) => k !== 'except' && (OPTIONS.find((o) => o.name === k)?.field !== undefined || ['grace', 'limit', 'max-delete'].includes(k)));
+    const clash = [...values.keys()].find((k) => k !== 'except' && (OPTIONS.find((o) => o.name === k)?.field !== undefined || RULE_OPTIONS.includes(k)));
     if (clash || values.has('except')) throw new UsageError(`--rules: --${clash ?? 'except'} goes in the rules file, in each rule`);
     out.rules = f;
   }

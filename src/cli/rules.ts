@@ -20,14 +20,12 @@
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import { nearest } from '../parse/nearest.js';
-import { OPTIONS, parseArgs, UsageError, type ParsedArgs } from './args.js';
+import { RULE_NAME } from '../purge.js';
+import { OPTIONS, parseArgs, RULE_OPTIONS, UsageError, type ParsedArgs } from './args.js';
 
-/** The per-rule options besides the selectors: what one purge of the rule does. */
-const RULE_OPTIONS = ['grace', 'limit', 'max-delete'] as const;
 /** Selector options a rule can use (the CLI's, with their names). */
 const SELECTORS = OPTIONS.filter((o) => o.field !== undefined);
 const RULE_KEYS = [...SELECTORS.map((o) => o.name), ...RULE_OPTIONS];
-const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** More would be a file nobody reviews, and as many metric series per name. */
 export const MAX_RULES = 64;
 
@@ -95,7 +93,7 @@ export function parseRules(text: string, file: string): RuleSet {
   const rules: Rule[] = [];
   for (const pair of list.items) {
     const name = keyOf(pair);
-    if (!NAME.test(name)) fail(pair.key as Node, `rule name ${JSON.stringify(name.slice(0, 40))}: use lowercase letters, digits, - and _ (it becomes a metrics label)`);
+    if (!RULE_NAME.test(name)) fail(pair.key as Node, `rule name ${JSON.stringify(name.slice(0, 40))}: use lowercase letters, digits, - and _ (it becomes a metrics label)`);
     const body = pair.value as Node | null;
     if (!isMap(body) || body.items.length === 0) return fail(body ?? (pair.key as Node), `${name}: expected the rule's options, e.g. { unreplied: true, older: 1h }`);
     const argv: string[] = [];
