@@ -3,13 +3,12 @@
  * its audit-log lines and its metrics label), and a daemon that reloads the file on SIGHUP,
  * keeping the old rules when the new file does not validate.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseRules } from '../../src/cli/rules.js';
 import { ctpurge, startCtpurge } from '../helpers/cli.js';
-import { describeKernel, TestNetns } from '../helpers/kernel.js';
+import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -60,15 +59,11 @@ describeKernel('--rules on a real table, and check-rules', () => {
   let dir: string;
   let file: string;
 
-  beforeAll(() => {
-    ns = TestNetns.create('ctp-rules');
-    dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-rules-'));
+  freshNetnsAndDir('ctpurge-rules-', (n, d) => {
+    ns = n;
+    dir = d;
     file = path.join(dir, 'rules.yaml');
-  });
-  afterAll(() => {
-    ns?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  }, 'all');
 
   /** 30 unreplied UDP flows (to .53), 20 replied TCP flows (to .80), 10 replied TCP flows to 10.1.2.3:5432. */
   function load(): void {

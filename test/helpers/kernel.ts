@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, describe } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe } from 'vitest';
 
 const live = new Set<string>();
 process.on('exit', () => {
@@ -123,17 +123,18 @@ export function raiseConntrackMax(atLeast: number): () => void {
 
 /**
  * A fresh namespace and a fresh temporary directory (named from prefix) for every test of
- * the suite, both removed after it; set() receives them before each test.
+ * the suite (scope 'each'), or one pair for the whole suite ('all'), removed after it; set()
+ * receives them before.
  */
-export function freshNetnsAndDir(prefix: string, set: (ns: TestNetns, dir: string) => void): void {
+export function freshNetnsAndDir(prefix: string, set: (ns: TestNetns, dir: string) => void, scope: 'each' | 'all' = 'each'): void {
   let ns: TestNetns | undefined;
   let dir: string | undefined;
-  beforeEach(() => {
+  (scope === 'each' ? beforeEach : beforeAll)(() => {
     ns = TestNetns.create();
     dir = mkdtempSync(path.join(os.tmpdir(), prefix));
     set(ns, dir);
   });
-  afterEach(() => {
+  (scope === 'each' ? afterEach : afterAll)(() => {
     ns?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

@@ -6,15 +6,13 @@
  * timeouts), entries due to expire sooner, dry runs, limits, the audit log and batches.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { Conntrack } from '../../src/index.js';
-import { existsSync } from 'node:fs';
 import { ctpurge, startCtpurge } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
-import { describeKernel, TestNetns } from '../helpers/kernel.js';
+import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
 import { trafficPair } from '../helpers/traffic.js';
 
 const PORT = 7400;
@@ -167,14 +165,10 @@ describeKernel('--grace: what it leaves as it is, dry runs, limits, the audit lo
   let dir: string;
   const N = 6000;
 
-  beforeAll(() => {
-    ns = TestNetns.create('ctp-grace');
-    dir = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-grace-'));
-  });
-  afterAll(() => {
-    ns?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  freshNetnsAndDir('ctpurge-grace-', (n, d) => {
+    ns = n;
+    dir = d;
+  }, 'all');
 
   /** N UDP entries with 600 s left; every 10th with a fixed timeout, every 10th+1 with 5 s left. */
   function load(): void {
