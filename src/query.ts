@@ -4,7 +4,7 @@ import { parseDuration } from './parse/duration.js';
 import { nearest } from './parse/nearest.js';
 import { bare, booleanField, fieldError, integerField, ownOptions, typeName } from './validate.js';
 import { parsePortRange, type PortRange } from './parse/port.js';
-import { ALL_STATE_NAMES, CONNTRACK_STATUS_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES, type ProtocolName, type StatusFlagName } from './protocols.js';
+import { ALL_STATE_NAMES, CONNTRACK_STATUS_NAMES, DCCP_STATES, IPS_ASSURED, IPS_SEEN_REPLY, PROTOCOLS, protocolName, SCTP_STATES, STATUS_BITS, TCP_STATES, type ProtocolName, type StatusFlagName } from './protocols.js';
 import type { NativeFilter } from './native.js';
 
 export interface MarkQuery {
@@ -53,9 +53,9 @@ export interface Query {
   /**
    * The connection mark, compared as the kernel, conntrack, iptables and nft compare it:
    * (mark & mask) === value. A value with bits outside its mask is refused (it could never
-   * match), and a mask of 0 matches every entry.
+   * match), and a mask of 0 matches every entry. A string is conntrack's form: '0x10/0xff', '7'.
    */
-  mark?: number | MarkQuery;
+  mark?: number | string | MarkQuery;
   /**
    * The conntrack zone of both directions (conntrack -L's `zone=`; 0 for an entry without one,
    * including an entry whose zone applies to one direction only). conntrack's --zone.
@@ -204,7 +204,8 @@ export function compileQuery(query: Query = {}): CompiledQuery {
   }
   if (set('protocol')) {
     filter.protocol = parseProtocol(q.protocol);
-    desc.push(typeof q.protocol === 'string' ? q.protocol.toLowerCase() : `protocol ${filter.protocol}`);
+    const name = protocolName(filter.protocol);
+    desc.push(typeof name === 'string' ? name : `protocol ${name}`);
   }
   if (set('state')) {
     const m = stateMasks(q.state);
@@ -285,18 +286,24 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     if (typeof m === 'number') {
       filter.mark = u32(m, 'mark');
       filter.markMask = 0xffffffff;
+    } else if (typeof m === 'string') {
+      // conntrack's and the CLI's form: VALUE or VALUE/MASK, decimal or 0x hex.
+      const parts = /^(0x[0-9a-f]{1,8}|\d{1,10})(?:\/(0x[0-9a-f]{1,8}|\d{1,10}))?$/i.exec(m.trim());
+      if (!parts) throw fieldError(RangeError, 'mark', `expected VALUE or VALUE/MASK (decimal or 0x hex), got ${JSON.stringify(m.slice(0, 40))}`);
+      filter.mark = u32(Number(parts[1]), 'mark');
+      filter.markMask = parts[2] === undefined ? 0xffffffff : u32(Number(parts[2]), 'mark.mask');
     } else if (m !== null && typeof m === 'object' && !Array.isArray(m)) {
       const mo = ownOptions<Record<string, unknown>>(m, 'mark', ['value', 'mask'], true);
       filter.mark = u32(mo.value, 'mark.value');
       filter.markMask = mo.mask === undefined ? 0xffffffff : u32(mo.mask, 'mark.mask');
     } else {
-      throw fieldError(TypeError, 'mark', `expected a number or { value, mask }, got ${typeName(m)}`);
+      throw fieldError(TypeError, 'mark', `expected a number, 'VALUE/MASK' or { value, mask }, got ${typeName(m)}`);
     }
     const hex = (n: number) => `0x${n.toString(16)}`;
     // The kernel and conntrack compare (mark & mask) with the value as given: bits outside
     // the mask could never match, and ctpurge would otherwise select what conntrack does not.
     if ((filter.mark & ~filter.markMask) >>> 0 !== 0) {
-      throw fieldError(RangeError, typeof m === 'number' ? 'mark' : 'mark.value', `${hex(filter.mark)} has bits outside the mask ${hex(filter.markMask)}, so no entry could match; give ${hex((filter.mark & filter.markMask) >>> 0)}/${hex(filter.markMask)}`);
+      throw fieldError(RangeError, typeof m === 'object' ? 'mark.value' : 'mark', `${hex(filter.mark)} has bits outside the mask ${hex(filter.markMask)}, so no entry could match; give ${hex((filter.mark & filter.markMask) >>> 0)}/${hex(filter.markMask)}`);
     }
     const text = filter.markMask === 0xffffffff ? `mark ${filter.mark}` : `mark ${filter.mark}/${hex(filter.markMask)}`;
     desc.push(text);
@@ -313,7 +320,9 @@ export function compileQuery(query: Query = {}): CompiledQuery {
     if (!set(key)) continue;
     const seconds = parseDuration(q[key], key);
     filter[key] = seconds;
-    const text = `${key === 'olderThan' ? 'older than' : 'idle for'} ${typeof q[key] === 'string' ? q[key] : `${seconds}s`}`;
+    const given = q[key];
+    // As written when it has a unit ('90m'), else in seconds ('3600s').
+    const text = `${key === 'olderThan' ? 'older than' : 'idle for'} ${typeof given === 'string' && /[a-z]/i.test(given) ? given.trim() : `${seconds}s`}`;
     desc.push(text);
     narrows(seconds > 0, key, '0 matches every entry whose time is known');
   }

@@ -1,8 +1,7 @@
 /** Command-line parsing: options to a typed object, and selectors to a Query. Parsing only, no I/O. */
-import { parseCidr } from '../parse/address.js';
 import { parseDuration } from '../parse/duration.js';
-import { parsePortRange } from '../parse/port.js';
-import { parseProtocol, type Query } from '../query.js';
+import { compileQuery, type Query } from '../query.js';
+import { errorField } from '../validate.js';
 import { resolveNetns } from '../netns.js';
 import { parseInterval } from '../purger.js';
 import { graceField } from '../purge.js';
@@ -27,7 +26,15 @@ export interface OptionSpec {
   help: string;
   /** The query field it sets (selectors only). */
   field?: string;
+  /** How a selector's text becomes its query field's value (see toQueryValue); compileQuery checks it. */
+  kind?: SelectorKind;
 }
+
+/**
+ * flag: true; text: the value as given; list: comma-separated (repeatable); integer: a number
+ * when it is digits; labels: bit numbers or connlabel.conf names; except: selectors.
+ */
+export type SelectorKind = 'flag' | 'text' | 'list' | 'integer' | 'labels' | 'except';
 
 // doctor reads the whole table (its findings are about the table): it takes no selector.
 const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'watch'];
@@ -36,31 +43,31 @@ export const RULE_OPTIONS: readonly string[] = ['grace', 'limit', 'max-delete'];
 
 /** Every option, the one table the parser, the commands' help and the tests read. */
 export const OPTIONS: OptionSpec[] = [
-  { name: 'unreplied', commands: SELECTOR_COMMANDS, field: 'unreplied', help: 'never saw a reply ([UNREPLIED])' },
-  { name: 'assured', commands: SELECTOR_COMMANDS, field: 'assured', help: 'marked [ASSURED]' },
-  { name: 'status', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS, field: 'status', help: 'status bits, all set (conntrack -u): ASSURED, SEEN_REPLY, OFFLOAD, UNREPLIED, ...' },
-  { name: 'src-nat', commands: SELECTOR_COMMANDS, field: 'srcNat', help: 'source NAT shows in the reply tuple (conntrack -n)' },
-  { name: 'dst-nat', commands: SELECTOR_COMMANDS, field: 'dstNat', help: 'destination NAT shows in the reply tuple (conntrack -g)' },
-  { name: 'any-nat', commands: SELECTOR_COMMANDS, field: 'anyNat', help: 'either NAT (conntrack -j)' },
-  { name: 'label', value: 'L[,L]', repeat: true, commands: SELECTOR_COMMANDS, field: 'labels', help: 'connection labels, all set: bit numbers or connlabel.conf names' },
-  { name: 'older', value: 'DUR', commands: SELECTOR_COMMANDS, field: 'olderThan', help: 'created at least DUR ago (exact with timestamps, else the idle time)' },
-  { name: 'idle', value: 'DUR', commands: SELECTOR_COMMANDS, field: 'idleFor', help: 'no packet for at least DUR' },
-  { name: 'state', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS, field: 'state', help: 'protocol state, e.g. ESTABLISHED,SYN_SENT' },
-  { name: 'proto', value: 'P', commands: SELECTOR_COMMANDS, field: 'protocol', help: 'tcp, udp, icmp, icmpv6, sctp, dccp, gre, udplite or a number' },
-  { name: 'family', value: 'ipv4|ipv6', commands: SELECTOR_COMMANDS, field: 'family', help: 'address family' },
-  { name: 'src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'src', help: 'original source (repeatable: any of)' },
-  { name: 'dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'dst', help: 'original destination (repeatable)' },
-  { name: 'reply-src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'replySrc', help: 'reply-direction source (repeatable)' },
-  { name: 'reply-dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, field: 'replyDst', help: 'reply-direction destination (repeatable)' },
-  { name: 'sport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'sport', help: 'original source port or range' },
-  { name: 'dport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'dport', help: 'original destination port or range' },
-  { name: 'reply-sport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'replySport', help: 'reply-direction source port or range' },
-  { name: 'reply-dport', value: 'P|A-B', commands: SELECTOR_COMMANDS, field: 'replyDport', help: 'reply-direction destination port or range' },
-  { name: 'mark', value: 'V[/M]', commands: SELECTOR_COMMANDS, field: 'mark', help: 'connection mark: (mark & M) == V' },
-  { name: 'zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'zone', help: 'zone of both directions (zone=)' },
-  { name: 'orig-zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'origZone', help: 'zone of the original direction only (zone-orig=)' },
-  { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS, field: 'replyZone', help: 'zone of the reply direction only (zone-reply=)' },
-  { name: 'except', value: "'SELECTORS'", repeat: true, commands: SELECTOR_COMMANDS, field: 'except', help: "keep what these match: --except '--dst 10.1.2.3 --dport 5432' (repeatable)" },
+  { name: 'unreplied', commands: SELECTOR_COMMANDS, kind: 'flag', field: 'unreplied', help: 'never saw a reply ([UNREPLIED])' },
+  { name: 'assured', commands: SELECTOR_COMMANDS, kind: 'flag', field: 'assured', help: 'marked [ASSURED]' },
+  { name: 'status', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS, kind: 'list', field: 'status', help: 'status bits, all set (conntrack -u): ASSURED, SEEN_REPLY, OFFLOAD, UNREPLIED, ...' },
+  { name: 'src-nat', commands: SELECTOR_COMMANDS, kind: 'flag', field: 'srcNat', help: 'source NAT shows in the reply tuple (conntrack -n)' },
+  { name: 'dst-nat', commands: SELECTOR_COMMANDS, kind: 'flag', field: 'dstNat', help: 'destination NAT shows in the reply tuple (conntrack -g)' },
+  { name: 'any-nat', commands: SELECTOR_COMMANDS, kind: 'flag', field: 'anyNat', help: 'either NAT (conntrack -j)' },
+  { name: 'label', value: 'L[,L]', repeat: true, commands: SELECTOR_COMMANDS, kind: 'labels', field: 'labels', help: 'connection labels, all set: bit numbers or connlabel.conf names' },
+  { name: 'older', value: 'DUR', commands: SELECTOR_COMMANDS, kind: 'text', field: 'olderThan', help: 'created at least DUR ago (exact with timestamps, else the idle time)' },
+  { name: 'idle', value: 'DUR', commands: SELECTOR_COMMANDS, kind: 'text', field: 'idleFor', help: 'no packet for at least DUR' },
+  { name: 'state', value: 'S[,S]', repeat: true, commands: SELECTOR_COMMANDS, kind: 'list', field: 'state', help: 'protocol state, e.g. ESTABLISHED,SYN_SENT' },
+  { name: 'proto', value: 'P', commands: SELECTOR_COMMANDS, kind: 'text', field: 'protocol', help: 'tcp, udp, icmp, icmpv6, sctp, dccp, gre, udplite or a number' },
+  { name: 'family', value: 'ipv4|ipv6', commands: SELECTOR_COMMANDS, kind: 'text', field: 'family', help: 'address family' },
+  { name: 'src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, kind: 'list', field: 'src', help: 'original source (repeatable: any of)' },
+  { name: 'dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, kind: 'list', field: 'dst', help: 'original destination (repeatable)' },
+  { name: 'reply-src', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, kind: 'list', field: 'replySrc', help: 'reply-direction source (repeatable)' },
+  { name: 'reply-dst', value: 'CIDR', repeat: true, commands: SELECTOR_COMMANDS, kind: 'list', field: 'replyDst', help: 'reply-direction destination (repeatable)' },
+  { name: 'sport', value: 'P|A-B', commands: SELECTOR_COMMANDS, kind: 'text', field: 'sport', help: 'original source port or range' },
+  { name: 'dport', value: 'P|A-B', commands: SELECTOR_COMMANDS, kind: 'text', field: 'dport', help: 'original destination port or range' },
+  { name: 'reply-sport', value: 'P|A-B', commands: SELECTOR_COMMANDS, kind: 'text', field: 'replySport', help: 'reply-direction source port or range' },
+  { name: 'reply-dport', value: 'P|A-B', commands: SELECTOR_COMMANDS, kind: 'text', field: 'replyDport', help: 'reply-direction destination port or range' },
+  { name: 'mark', value: 'V[/M]', commands: SELECTOR_COMMANDS, kind: 'text', field: 'mark', help: 'connection mark: (mark & M) == V' },
+  { name: 'zone', value: 'N', commands: SELECTOR_COMMANDS, kind: 'integer', field: 'zone', help: 'zone of both directions (zone=)' },
+  { name: 'orig-zone', value: 'N', commands: SELECTOR_COMMANDS, kind: 'integer', field: 'origZone', help: 'zone of the original direction only (zone-orig=)' },
+  { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS, kind: 'integer', field: 'replyZone', help: 'zone of the reply direction only (zone-reply=)' },
+  { name: 'except', value: "'SELECTORS'", repeat: true, commands: SELECTOR_COMMANDS, kind: 'except', field: 'except', help: "keep what these match: --except '--dst 10.1.2.3 --dport 5432' (repeatable)" },
   { name: 'netns', value: 'NAME|PATH', commands: 'all', help: 'work in a network namespace (ip netns name or /proc/PID/ns/net)' },
   { name: 'rules', value: 'FILE', commands: ['purge'], help: 'run the named rules of a YAML file, each with its own selectors (SIGHUP reloads it)' },
   { name: 'dry-run', commands: ['purge'], help: 'count what would go, delete nothing' },
@@ -131,12 +138,6 @@ function integer(value: string, option: string, max: number): number {
   if (!/^\d+$/.test(value)) throw new UsageError(`${option}: expected a whole number, got ${JSON.stringify(value.slice(0, 40))}`);
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n > max) throw new UsageError(`${option}: ${value.slice(0, 40)} is larger than ${max}`);
-  return n;
-}
-
-function u32(value: string, option: string): number {
-  const n = /^0x[0-9a-f]+$/i.test(value) ? Number.parseInt(value.slice(2), 16) : /^\d+$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n > 0xffffffff) throw new UsageError(`${option}: expected a number 0-4294967295 (decimal or 0x hex), got ${JSON.stringify(value.slice(0, 40))}`);
   return n;
 }
 
@@ -218,51 +219,10 @@ export function parseArgs(argv: string[]): ParsedArgs {
 
   const one = (k: string) => values.get(k)?.[0];
   const list = (k: string) => (values.get(k) ?? []).flatMap((v) => v.split(',')).map((v) => v.trim());
-  const q: Query = {};
-  if (values.has('unreplied')) q.unreplied = true;
-  if (values.has('assured')) q.assured = true;
-  if (values.has('status')) {
-    const names = list('status');
-    if (names.some((s) => s === '')) throw new UsageError('--status: empty status name');
-    q.status = names;
-  }
-  if (values.has('src-nat')) q.srcNat = true;
-  if (values.has('dst-nat')) q.dstNat = true;
-  if (values.has('any-nat')) q.anyNat = true;
-  if (values.has('label')) q.labels = list('label').map((l) => (/^\d+$/.test(l) ? integer(l, '--label', 127) : usage(() => labelBit(l, '--label'))));
-  if (values.has('older')) q.olderThan = usage(() => parseDuration(one('older'), '--older'));
-  if (values.has('idle')) q.idleFor = usage(() => parseDuration(one('idle'), '--idle'));
-  if (values.has('state')) {
-    const states = list('state');
-    if (states.some((s) => s === '')) throw new UsageError('--state: empty state name');
-    q.state = states;
-  }
-  if (values.has('proto')) {
-    const p = usage(() => parseProtocol(one('proto'), '--proto'));
-    q.protocol = p;
-  }
-  if (values.has('family')) {
-    const f = one('family');
-    if (f !== 'ipv4' && f !== 'ipv6') throw new UsageError(`--family: expected ipv4 or ipv6, got ${JSON.stringify(f?.slice(0, 40))}`);
-    q.family = f;
-  }
-  for (const [opt, key] of [['src', 'src'], ['dst', 'dst'], ['reply-src', 'replySrc'], ['reply-dst', 'replyDst']] as const) {
-    if (!values.has(opt)) continue;
-    const cidrs = list(opt);
-    for (const c of cidrs) usage(() => parseCidr(c, `--${opt}`));
-    q[key] = cidrs;
-  }
-  for (const [opt, key] of [['sport', 'sport'], ['dport', 'dport'], ['reply-sport', 'replySport'], ['reply-dport', 'replyDport']] as const) {
-    if (values.has(opt)) q[key] = usage(() => parsePortRange(one(opt), `--${opt}`));
-  }
-
-  if (values.has('mark')) {
-    const [v, m, extra] = (one('mark') as string).split('/');
-    if (extra !== undefined) throw new UsageError('--mark: expected VALUE or VALUE/MASK');
-    q.mark = { value: u32(v ?? '', '--mark'), mask: m === undefined ? 0xffffffff : u32(m, '--mark mask') };
-  }
-  for (const [opt, key] of [['zone', 'zone'], ['orig-zone', 'origZone'], ['reply-zone', 'replyZone']] as const) {
-    if (values.has(opt)) q[key] = integer(one(opt) as string, `--${opt}`, 65535);
+  const q: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    const given = values.get(spec.name);
+    if (given !== undefined && spec.field !== undefined && spec.kind !== undefined) q[spec.field] = toQueryValue(spec.kind, given, `--${spec.name}`);
   }
   if (values.has('netns')) out.netns = usage(() => (resolveNetns(one('netns'), '--netns'), one('netns') as string));
   out.dryRun = values.has('dry-run');
@@ -338,9 +298,61 @@ export function parseArgs(argv: string[]): ParsedArgs {
   out.version = values.has('version');
   if (out.quiet && out.verbose) throw new UsageError('--quiet and --verbose contradict each other');
   if (out.log && out.json && out.log === '-') throw new UsageError('--log - would mix entries into the --json summary on stdout');
-  if (values.has('except')) q.except = (values.get('except') ?? []).map(exclusion);
-  out.query = q;
+  out.query = checkedQuery(q);
   return out;
+}
+
+/**
+ * A selector's text as its query field's value. Conversion only: compileQuery checks every
+ * value (checkedQuery), so the CLI and the API refuse the same values with the same reasons.
+ */
+function toQueryValue(kind: SelectorKind, given: string[], option: string): unknown {
+  const list = () => given.flatMap((v) => v.split(',')).map((v) => v.trim());
+  switch (kind) {
+    case 'flag':
+      return true;
+    case 'text':
+      return given[0];
+    case 'list':
+      return list();
+    case 'integer':
+      return /^\d{1,10}$/.test(given[0] as string) ? Number(given[0]) : given[0];
+    case 'labels':
+      // Names are the CLI's (a file on this host): the query takes bit numbers.
+      return list().map((l) => (/^\d{1,10}$/.test(l) ? Number(l) : usage(() => labelBit(l, option))));
+    case 'except':
+      return given.map(exclusion);
+  }
+}
+
+/** compileQuery's check of a query, its error put in the CLI's words: the option, then why (--dport: ...). */
+export function checkedQuery(query: Query): Query {
+  try {
+    return compileQuery(query).query;
+  } catch (err) {
+    throw optionError(err);
+  }
+}
+
+/** A query field's CLI option (for the errors compileQuery raises), from the option table. */
+const FIELD_TO_OPTION: Record<string, string> = Object.fromEntries([
+  ...OPTIONS.filter((o) => o.field !== undefined).map((o) => [o.field as string, `--${o.name}`]),
+  ['mark.value', '--mark'],
+  ['mark.mask', '--mark'],
+]);
+
+/** The option of a query field, also one of an exclusion's ('except[1].dport' -> --except (--dport)). */
+export function optionOf(field: string): string {
+  const m = /^except(?:\[\d+\])?\.(.+)$/.exec(field);
+  if (m) return `--except (${FIELD_TO_OPTION[m[1] as string] ?? m[1]})`;
+  return FIELD_TO_OPTION[field] ?? field;
+}
+
+/** A TypeError/RangeError from the library as a UsageError naming the option; anything else as it is. */
+export function optionError(err: unknown): unknown {
+  if (!(err instanceof TypeError || err instanceof RangeError)) return err;
+  const info = errorField(err);
+  return new UsageError(info === undefined ? err.message : `${optionOf(info.field)}: ${info.reason}`);
 }
 
 /** One --except value: selectors, as they are written on the command line, parsed into a query. */

@@ -9,7 +9,7 @@ import { kernelFeatures } from '../kernel.js';
 import { planQuery, type QueryPlan } from '../plan.js';
 import { flushAllowed } from '../purge.js';
 import { resolveNetns } from '../netns.js';
-import { OPTIONS, parseArgs, UsageError, type ParsedArgs } from './args.js';
+import { optionError, optionOf, parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { doctorCommand, renderDoctor } from './doctorCommand.js';
 import { commandHelp } from './help.js';
 import { listCommand } from './listCommand.js';
@@ -23,27 +23,12 @@ import { jobMetrics, recordTableShape, runDaemon } from './daemon.js';
 import { acquirePurgeLock } from '../lock.js';
 import { AuditLog, checkOutputFile, PidFile } from './files.js';
 import { PurgeMetrics } from '../metrics.js';
-import { errorField } from '../validate.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 /** A purge that --max-delete stopped: more entries matched than it allows. */
 export const EXIT_MAX_DELETE = 3;
-
-/** A query field's CLI option (for the errors compileQuery raises), from the option table. */
-const FIELD_TO_OPTION: Record<string, string> = Object.fromEntries([
-  ...OPTIONS.filter((o) => o.field !== undefined).map((o) => [o.field as string, `--${o.name}`]),
-  ['mark.value', '--mark'],
-  ['mark.mask', '--mark'],
-]);
-
-/** The option of a field in an error, also one of an exclusion's ('except[1].dport' -> --except ... --dport). */
-function optionOf(field: string): string {
-  const m = /^except(?:\[\d+\])?\.(.+)$/.exec(field);
-  if (m) return `--except (${FIELD_TO_OPTION[m[1] as string] ?? m[1]})`;
-  return FIELD_TO_OPTION[field] ?? field;
-}
 
 function version(): string {
   const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
@@ -65,17 +50,12 @@ function validate(args: ParsedArgs): QueryPlan {
     plan = planQuery(args.query, kernelFeatures(), { lanes: CLI_LANES, flush });
   } catch (err) {
     // The error names its field (fieldError): put the CLI's option in its place.
-    const info = errorField(err);
-    if ((err instanceof TypeError || err instanceof RangeError) && info !== undefined) {
-      throw new UsageError(`${optionOf(info.field)}: ${info.reason}`);
-    }
-    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
-    throw err;
+    throw optionError(err);
   }
   if (args.command === 'purge' && !plan.selective) {
     // What the query selects, not how many options were given: --mark 5/0 or --src 0.0.0.0/0
     // alone would still delete every entry (of a family or protocol).
-    const why = plan.unselective.map((u) => `; ${FIELD_TO_OPTION[u.field] ?? u.field}: ${u.reason}`).join('');
+    const why = plan.unselective.map((u) => `; ${optionOf(u.field)}: ${u.reason}`).join('');
     throw new UsageError(
       plan.empty
         ? 'refusing to purge without a selector: that would delete every entry. Give at least one, e.g. --unreplied --older 3600'

@@ -29,8 +29,8 @@ describe('parseRules', () => {
   it('reads each rule as the same options on the command line', () => {
     const set = parseRules(RULES, 'r.yaml');
     expect(set.rules.map((r) => [r.name, r.line])).toEqual([['stale-unreplied', 3], ['vanished-peers', 6]]);
-    expect(set.rules[0]?.args.query).toEqual({ unreplied: true, olderThan: 3600 });
-    expect(set.rules[1]?.args).toMatchObject({ grace: 60, query: { state: ['ESTABLISHED'], idleFor: 86400, except: [{ dst: ['10.1.2.3'], dport: [5432, 5432] }] } });
+    expect(set.rules[0]?.args.query).toEqual({ unreplied: true, olderThan: '1h' });
+    expect(set.rules[1]?.args).toMatchObject({ grace: 60, query: { state: ['ESTABLISHED'], idleFor: '1d', except: [{ dst: ['10.1.2.3'], dport: '5432' }] } });
     // Lists, max-delete and limit.
     const more = parseRules('rules:\n  a:\n    state: [SYN_SENT, SYN_RECV]\n    src: [10.0.0.0/8, 192.168.0.0/16]\n    max-delete: 10%\n    limit: 5\n', 'x');
     expect(more.rules[0]?.args).toMatchObject({ limit: 5, maxDelete: { share: 0.1 }, query: { state: ['SYN_SENT', 'SYN_RECV'], src: ['10.0.0.0/8', '192.168.0.0/16'] } });
@@ -79,7 +79,7 @@ describeKernel('--rules on a real table, and check-rules', () => {
     writeFileSync(file, RULES);
     const r = ctpurge(['check-rules', file]);
     expect(r.status).toBe(0);
-    expect(r.stdout).toBe(`${file}: 2 rules\n  stale-unreplied: unreplied, older than 3600s\n  vanished-peers: state ESTABLISHED, idle for 86400s, except (dst 10.1.2.3, dport 5432); grace 60 s\n`);
+    expect(r.stdout).toBe(`${file}: 2 rules\n  stale-unreplied: unreplied, older than 1h\n  vanished-peers: state ESTABLISHED, idle for 1d, except (dst 10.1.2.3, dport 5432); grace 60 s\n`);
     writeFileSync(path.join(dir, 'bad.yaml'), 'rules:\n  a:\n    proto: tcp\n');
     const bad = ctpurge(['check-rules', path.join(dir, 'bad.yaml')]);
     expect(bad.status).toBe(2);

@@ -1,12 +1,15 @@
 /** Command-line parsing: options, selectors and the options that need another. */
 import { describe, expect, it } from 'vitest';
 import { parseArgs, UsageError } from '../../src/cli/args.js';
+import { compileQuery } from '../../src/query.js';
 
 describe('CLI argument parsing', () => {
   it('turns selectors into a query', () => {
     const a = parseArgs(['--unreplied', '--older', '1h', '--proto', 'tcp', '--dport', '80', '--src', '10.0.0.0/8', '--src=10.2.0.0/16,10.3.0.0/16', '--mark', '0x7/0xff', '--zone', '3', '--netns', 'blue', '--dry-run']);
     expect(a.command).toBe('purge');
-    expect(a.query).toEqual({ unreplied: true, olderThan: 3600, protocol: 6, dport: [80, 80], src: ['10.0.0.0/8', '10.2.0.0/16', '10.3.0.0/16'], mark: { value: 7, mask: 255 }, zone: 3 });
+    // The values as given: compileQuery reads them (the one check of a selector's value).
+    expect(a.query).toEqual({ unreplied: true, olderThan: '1h', protocol: 'tcp', dport: '80', src: ['10.0.0.0/8', '10.2.0.0/16', '10.3.0.0/16'], mark: '0x7/0xff', zone: 3 });
+    expect(compileQuery(a.query).filter).toMatchObject({ olderThan: 3600, protocol: 6, dport: [80, 80], mark: 7, markMask: 255, zone: 3 });
     expect(a.netns).toBe('blue');
     expect(a.dryRun).toBe(true);
     expect(Object.keys(a.query)).toHaveLength(7);
@@ -48,6 +51,12 @@ describe('CLI argument parsing', () => {
     [['--unreplied', '--every', '1m', '--pid-file', ''], /--pid-file: expected a file path/],
     [['--orig-zone', '70000'], /--orig-zone/],
     [['--reply-zone', 'x'], /--reply-zone/],
+    // The reasons are compileQuery's, under the option's name.
+    [['--mark', '0x10/0xf'], /^--mark: 0x10 has bits outside the mask 0xf/],
+    [['--state', 'ESTABLISHED,'], /^--state: unknown state ""/],
+    [['--dport', '2000-1000'], /^--dport: range 2000-1000 is reversed/],
+    [['--family', 'ipv6', '--src', '10.0.0.0/8'], /^--src: 10.0.0.0\/8 is not ipv6/],
+    [['list', '--except', '--dport 99999'], /^--except: --dport: port 99999 is outside 0-65535/],
   ])('%j is a usage error', (argv, message) => {
     expect(() => parseArgs(argv)).toThrow(UsageError);
     expect(() => parseArgs(argv)).toThrow(message);
