@@ -218,7 +218,6 @@ export function parseArgs(argv: string[]): ParsedArgs {
   }
 
   const one = (k: string) => values.get(k)?.[0];
-  const list = (k: string) => (values.get(k) ?? []).flatMap((v) => v.split(',')).map((v) => v.trim());
   const q: Record<string, unknown> = {};
   for (const spec of OPTIONS) {
     const given = values.get(spec.name);
