@@ -15,6 +15,8 @@
         "native/conntrackLine.cc",
         "native/tableText.cc",
         "native/textParts.cc",
+        "native/textFormat.cc",
+        "native/promiseWorker.cc",
         "native/jsConvert.cc",
         "native/singleRequest.cc",
         "native/handle.cc",
@@ -23,6 +25,8 @@
         "native/purgeLane.cc",
         "native/fileLock.cc",
         "native/purgeWorker.cc",
+        "native/lineSink.cc",
+        "native/exportWorker.cc",
         "native/tableSummary.cc",
         "native/talkerCounts.cc",
         "native/summaryWorker.cc"

@@ -12,6 +12,7 @@
 #include "entryRecord.h"
 #include "jsConvert.h"
 #include "lanes.h"
+#include "exportWorker.h"
 #include "purgeWorker.h"
 #include "singleRequest.h"
 #include "summaryWorker.h"
@@ -194,6 +195,7 @@ Napi::Function Handle::Define(Napi::Env env) {
                          InstanceMethod<&Handle::Settings>("settings"),
                          InstanceMethod<&Handle::Dump>("dump"),
                          InstanceMethod<&Handle::Purge>("purge"),
+                         InstanceMethod<&Handle::Export>("export"),
                          InstanceMethod<&Handle::Summary>("summary"),
                          InstanceMethod<&Handle::Events>("events"),
                          InstanceMethod<&Handle::Close>("close"),
@@ -252,6 +254,10 @@ Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
 
 Napi::Value Handle::Purge(const Napi::CallbackInfo& info) {
   return startPurge(info, checkedNs(info.Env()));
+}
+
+Napi::Value Handle::Export(const Napi::CallbackInfo& info) {
+  return startExport(info, checkedNs(info.Env()));
 }
 
 Napi::Value Handle::Summary(const Napi::CallbackInfo& info) {

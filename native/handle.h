@@ -37,6 +37,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   Napi::Value Settings(const Napi::CallbackInfo& info);
   Napi::Value Dump(const Napi::CallbackInfo& info);
   Napi::Value Purge(const Napi::CallbackInfo& info);
+  Napi::Value Export(const Napi::CallbackInfo& info);
   Napi::Value Summary(const Napi::CallbackInfo& info);
   Napi::Value Events(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);

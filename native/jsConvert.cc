@@ -1,82 +1,10 @@
 #include "jsConvert.h"
 
-#include "lanes.h"
-
 #include <algorithm>
 #include <cstring>
 #include <exception>
 
 namespace ctpurge {
-
-const char* textFormatName(TextFormat f) {
-  switch (f) {
-    case TextFormat::Records: return "records";
-    case TextFormat::Ndjson: return "ndjson";
-    case TextFormat::Conntrack: return "conntrack";
-    case TextFormat::Table: return "table";
-  }
-  return "?";
-}
-
-TextFormat textFormatFromJs(const Napi::Value& v, TextFormat fallback, std::initializer_list<TextFormat> allowed, const char* what) {
-  if (v.IsUndefined()) return fallback;
-  std::string names;
-  for (TextFormat f : allowed) {
-    if (v.IsString() && v.As<Napi::String>().Utf8Value() == textFormatName(f)) return f;
-    names += names.empty() ? "" : ", ";
-    names += textFormatName(f);
-  }
-  throw Napi::TypeError::New(v.Env(), std::string("ctpurge: ") + what + " format must be one of " + names);
-}
-
-std::optional<SysError> captureFailure(const std::function<void()>& fn, const char* operation) {
-  try {
-    fn();
-    return std::nullopt;
-  } catch (const SysError& e) {
-    return e;
-  } catch (const std::bad_alloc&) {
-    return SysError::fromErrno(ENOMEM, "", operation, "out of memory");
-  } catch (const std::exception& e) {
-    SysError err;
-    err.operation = operation;
-    err.message = e.what();
-    return err;
-  }
-}
-
-void PromiseWorker::Execute() {
-  if (auto failure = captureFailure([this] { Run(); }, "")) {
-    error_ = *failure;
-    SetError(error_.message.empty() ? "ctpurge native error" : error_.message);
-  }
-}
-
-// While an environment is torn down (a worker_thread terminated with work in flight),
-// every N-API call may fail; with C++ exceptions on, that would escape into libuv and
-// terminate the process. Nobody is left to receive the result then, so it is dropped.
-void PromiseWorker::OnOK() {
-  Settle(true);
-  try {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    try {
-      deferred_.Resolve(Resolve(env));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  } catch (...) {
-  }
-}
-
-void PromiseWorker::OnError(const Napi::Error&) {
-  Settle(false);
-  try {
-    Napi::HandleScope scope(Env());
-    deferred_.Reject(toJsError(Env(), error_).Value());
-  } catch (...) {
-  }
-}
 
 Napi::Value ownGet(const Napi::Object& o, const char* key) {
   return o.HasOwnProperty(key) ? o.Get(key) : o.Env().Undefined();

@@ -5,58 +5,20 @@
 #include <napi.h>
 
 #include <cstdint>
-#include <functional>
 #include <initializer_list>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "filter.h"
 #include "policyTimeouts.h"
-#include "sysError.h"
+#include "promiseWorker.h"
 #include "textFormat.h"
 
 namespace ctpurge {
 
-// Runs fn and turns what it throws into a SysError (returned) so a worker can report it on
-// the JS thread; nullopt when fn succeeded.
-std::optional<SysError> captureFailure(const std::function<void()>& fn, const char* operation);
-
-// A promise-returning worker: Run() on the pool thread, Resolve() back on the JS thread.
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  explicit PromiseWorker(Napi::Env env, const char* name)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  virtual void Run() = 0;
-  virtual Napi::Value Resolve(Napi::Env env) = 0;
-  // Runs on the JS thread before the promise settles, on success and on failure alike.
-  virtual void Settle(bool ok) {}
-
-  void Execute() final;
-  void OnOK() final;
-  void OnError(const Napi::Error& e) final;
-
- private:
-  Napi::Promise::Deferred deferred_;
-  SysError error_;
-};
-
 // Sets number fields on o, one per (name, value).
 inline void setNumbers(Napi::Object& o, std::initializer_list<std::pair<const char*, double>> fields) {
   for (const auto& [name, value] : fields) o.Set(name, value);
-}
-
-// Makes a worker (a PromiseWorker, or any with Promise() and Queue()), queues it on the thread
-// pool and returns its promise: the worker deletes itself once it has settled.
-template <typename W, typename... Args>
-Napi::Promise queueWorker(Napi::Env env, Args&&... args) {
-  auto* w = new W(env, std::forward<Args>(args)...);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
 }
 
 // Everything needed to name one entry (get/delete) or make one (create).
@@ -96,6 +58,8 @@ Napi::Value ownGet(const Napi::Object& o, const char* key);
 Filter filterFromJs(const Napi::Object& o);
 KernelFilter kernelFilterFromJs(const Napi::Object& o);
 Lane laneFromJs(const Napi::Object& o);
+// The lanes of a plan, as TypeScript made them (src/plan.ts): a non-empty array of { kernel, match }.
+std::vector<Lane> lanesFromJs(const Napi::Value& v);
 EntrySpec entrySpecFromJs(const Napi::Object& o);
 Napi::Object timeoutsToJs(Napi::Env env, const PolicyTimeouts& t);
 // Copies bytes into a new ArrayBuffer (transferable to other threads by the caller).

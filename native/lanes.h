@@ -10,17 +10,11 @@
 #include <thread>
 #include <vector>
 
-#include <napi.h>
-
 #include "dumpReader.h"
 #include "filter.h"
 #include "sysError.h"
 
 namespace ctpurge {
-
-// The lanes of a plan, as TypeScript made them (src/plan.ts): a non-empty array of
-// { kernel, match }.
-std::vector<Lane> lanesFromJs(const Napi::Value& v);
 
 // Runs fn(i) for every lane, lane 0 on the calling thread, and rethrows the first lane's
 // exception after all have finished (an exception escaping a std::thread would terminate

@@ -3,11 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include <poll.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include "dumpReader.h"
 #include "entryRecord.h"
 #include "entryText.h"
@@ -26,42 +21,6 @@ constexpr int kDeleteSndBuf = 1024 * 1024;
 constexpr size_t kRecordsPerReport = 2048;
 constexpr uint32_t kIpsFixedTimeout = 1u << 10;  // IPS_FIXED_TIMEOUT
 constexpr uint32_t kIpsOffload = 1u << 14;       // IPS_OFFLOAD
-
-// An exclusive flock(2) on the log for one batch's write, released when it goes out of scope.
-// It waits up to kLogLockWaitMs for another writer's batch (milliseconds, normally); a holder
-// that keeps it longer fails the write (EWOULDBLOCK), which stops the purge before its next delete.
-constexpr int kLogLockWaitMs = 10000;
-
-class LogFileLock {
- public:
-  explicit LogFileLock(int fd) : fd_(fd) {
-    if (fd_ < 0) return;
-    for (int waited = 0;; waited += 5) {
-      if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
-        held_ = true;
-        return;
-      }
-      if (errno == EINTR) continue;
-      if (errno != EWOULDBLOCK || waited >= kLogLockWaitMs) {
-        error_ = errno;
-        return;
-      }
-      ::usleep(5000);
-    }
-  }
-  ~LogFileLock() {
-    if (held_) ::flock(fd_, LOCK_UN);
-  }
-  LogFileLock(const LogFileLock&) = delete;
-  LogFileLock& operator=(const LogFileLock&) = delete;
-  bool held() const { return held_; }
-  int error() const { return error_; }
-
- private:
-  int fd_;
-  bool held_ = false;
-  int error_ = 0;
-};
 
 }  // namespace
 
@@ -95,7 +54,7 @@ void PurgeLane::run(const Report& report) {
     batch_.reserve(batchLimit_ + 512);
     replyBuf_.resize(256 * 1024);
   }
-  const bool logging = shared_.logFd >= 0;
+  const bool logging = shared_.log != nullptr;
   const bool needAge = lane_.match.needsAge() || shared_.wantEntries || logging;
   const bool limited = shared_.limit >= 0;
   // stop: read no further (limit, cancel, failure). failed: the audit log could not be
@@ -147,17 +106,10 @@ void PurgeLane::run(const Report& report) {
       if (shared_.dryRun) {
         if (shared_.wantEntries) appendRecord(pending_, e, ages);
         if (logging) {
-          switch (shared_.logFormat) {
-            case TextFormat::Ndjson:
-              appendNdjson(logBuf_, e, ages);
-              if (shared_.logTag) stampNdjson(logBuf_, *shared_.logTag);
-              break;
-            case TextFormat::Conntrack: appendConntrackLine(logBuf_, e, shared_.nowNs); break;
-            case TextFormat::Table: tableRows_.add(e, ages); break;
-            case TextFormat::Records: break;  // not a line format: refused where the purge starts
-          }
+          appendNdjson(logBuf_, e, ages);
+          if (shared_.logTag) stampNdjson(logBuf_, *shared_.logTag);
           logLines_++;
-          if (logBuf_.size() + tableRows_.text.size() >= kMaxBatchBytes && !writeLog()) failed = stop = true;
+          if (logBuf_.size() >= kMaxBatchBytes && !writeLog()) failed = stop = true;
         }
         return;
       }
@@ -188,7 +140,7 @@ void PurgeLane::run(const Report& report) {
     if (!shared_.dryRun) cancelledNow();
     if (!failed && !batch_.empty() && !sendBatch()) failed = stop = true;
     if (!failed && logging && shared_.dryRun && !writeLog()) failed = stop = true;
-    if (logging && shared_.logErrno.load() != 0) stop = true;
+    if (logging && shared_.log->failed()) stop = true;
     if (shared_.cancelled()) {
       counts_.cancelled = true;
       stop = true;
@@ -199,64 +151,18 @@ void PurgeLane::run(const Report& report) {
       lastReport = Clock::now();
     }
   }
-  // The table's head may still be held, waiting for this lane.
-  if (!failed && logging && shared_.dryRun) writeLog(true);
   report(counts_, std::move(pending_));
   pending_.clear();
 }
 
-bool PurgeLane::writeLog(bool laneDone) {
-  const bool table = shared_.dryRun && shared_.logFormat == TextFormat::Table;
-  if (logBuf_.empty() && !(table && (laneDone || !tableRows_.empty()))) return true;
-  std::lock_guard<std::mutex> g(shared_.logMutex);
-  if (shared_.logErrno.load() != 0) return false;  // another lane's write failed: stop too
-  // The lines about to be written: the table's rows are laid out here, with the widths all
-  // lanes share (or held back with the table's head).
-  double lines = logLines_;
-  if (table) {
-    lines = static_cast<double>(shared_.table.write(tableRows_, laneDone, logBuf_));
-    logLines_ = 0;
-    if (logBuf_.empty()) return true;
+bool PurgeLane::writeLog() {
+  if (!shared_.log->write(logBuf_)) {
+    counts_.logErrno = shared_.log->error();
+    return false;
   }
-  // A failed write is cut back to the last whole line, so the log stays valid NDJSON. Other
-  // ctpurge processes may append to the same file (cron jobs, ctpurge@ instances): the file
-  // is locked (flock) from the size read to the cut-back, so the cut removes only our bytes.
-  struct stat st {};
-  const bool regular = ::fstat(shared_.logFd, &st) == 0 && S_ISREG(st.st_mode);
-  LogFileLock fileLock(regular ? shared_.logFd : -1);
-  if (regular && !fileLock.held()) return failLog(fileLock.error());
-  const off_t before = regular && ::fstat(shared_.logFd, &st) == 0 ? st.st_size : 0;
-  const char* p = logBuf_.data();
-  size_t left = logBuf_.size();
-  while (left > 0) {
-    const ssize_t n = ::write(shared_.logFd, p, left);
-    if (n > 0) {
-      p += n;
-      left -= static_cast<size_t>(n);
-      continue;
-    }
-    const int err = n == 0 ? EIO : errno;
-    if (err == EINTR) continue;
-    if (err == EAGAIN) {  // a non-blocking pipe (--log -): wait until the reader takes more
-      pollfd pfd{shared_.logFd, POLLOUT, 0};
-      if (::poll(&pfd, 1, 200) >= 0 && !shared_.cancelled()) continue;
-    }
-    if (regular) {
-      int ignored = ::ftruncate(shared_.logFd, before);
-      (void)ignored;
-    }
-    return failLog(err);
-  }
-  counts_.logged += lines;
+  counts_.logged += logLines_;
   logLines_ = 0;
-  logBuf_.clear();
   return true;
-}
-
-bool PurgeLane::failLog(int err) {
-  shared_.logErrno.store(err);
-  counts_.logErrno = err;
-  return false;
 }
 
 void PurgeLane::dropBatch() {
@@ -271,7 +177,7 @@ void PurgeLane::dropBatch() {
 }
 
 bool PurgeLane::sendBatch() {
-  if (shared_.logFd >= 0 && !writeLog()) {
+  if (shared_.log != nullptr && !writeLog()) {
     dropBatch();  // a delete batch: its audit lines go with it
     return false;
   }

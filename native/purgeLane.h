@@ -5,16 +5,14 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "filter.h"
-#include "entryText.h"
+#include "lineSink.h"
 #include "netlinkSocket.h"
 #include "policyTimeouts.h"
-#include "textFormat.h"
 
 namespace ctpurge {
 
@@ -44,16 +42,12 @@ struct PurgeShared {
   uint64_t nowNs = 0;
   std::atomic<int64_t> requested{0};  // delete requests issued (or matches, in a dry run), for limit
   std::atomic<bool> abort{false};     // set when another lane failed
-  // Write-ahead audit log: the NDJSON lines of a batch are written to logFd before the batch is
-  // sent. Once a write fails, no lane sends another delete.
-  int logFd = -1;
-  // A dry run's lines (the list export): NDJSON, as conntrack -L prints them, or the table.
-  TextFormat logFormat = TextFormat::Ndjson;  // or Conntrack, Table (list exports)
-  // Set for an audit log (not an export): its lines are stamped with it (see stampNdjson).
+  // Write-ahead audit log (absent: none): the NDJSON lines of a batch are written before the
+  // batch is sent, and once a write fails no lane sends another delete. A dry run writes the
+  // lines of what it would delete.
+  LineSink* log = nullptr;
+  // Set for an audit log: its lines are stamped with it (see stampNdjson).
   std::optional<std::string> logTag;
-  std::mutex logMutex;
-  TableLayout table;  // the table's column widths, shared by the lanes (under logMutex)
-  std::atomic<int> logErrno{0};
 
   bool cancelled() const { return abort.load() || (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0); }
 };
@@ -70,11 +64,9 @@ class PurgeLane {
 
  private:
   bool sendBatch();   // false: the audit log failed, the batch was dropped unsent
-  bool failLog(int err);  // records a failed audit-log write (every lane stops deleting); false
   void dropBatch();   // forgets the batch being built (and, unless a dry run, its audit lines)
-  // Writes logBuf_ (and the table rows) whole, or records the failure and returns false.
-  // laneDone: this lane has no more lines (the table's held head may be due).
-  bool writeLog(bool laneDone = false);
+  // Writes logBuf_ whole, or records the failure (every lane stops deleting) and returns false.
+  bool writeLog();
 
   Lane lane_;
   PurgeShared& shared_;
@@ -92,7 +84,6 @@ class PurgeLane {
   std::vector<uint32_t> vanishedSeqs_;
   std::vector<char> replyBuf_;
   std::string logBuf_;      // audit lines of the entries in batch_ (or, in a dry run, matched)
-  TableRows tableRows_;     // a dry run's table rows, laid out when written (widths are shared)
   double logLines_ = 0;
 };
 

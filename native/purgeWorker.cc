@@ -19,8 +19,7 @@ struct PurgeOptions {
   uint32_t grace = 0;
   bool collectGraced = false;
   bool wantEntries = false;
-  int logFd = -1;  // write-ahead audit log
-  TextFormat logFormat = TextFormat::Ndjson;
+  int logFd = -1;  // write-ahead audit log (NDJSON)
   std::optional<std::string> logTag;  // an audit log: more members for each line (",\"run\":...")
   const int32_t* cancel = nullptr;
 };
@@ -105,7 +104,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     o.Set("limitReached", c.limitReached);
     if (c.logErrno != 0) {
       o.Set("logErrno", -c.logErrno);
-      o.Set("logCode", errnoName(c.logErrno));
+      o.Set("logCode", errnoCode(c.logErrno));
     }
     return o;
   }
@@ -132,11 +131,11 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.grace = opts_.grace;
     shared_.collectGraced = opts_.collectGraced;
     shared_.wantEntries = opts_.wantEntries;
-    shared_.logFd = opts_.logFd;
-    shared_.logFormat = opts_.logFormat;
-    shared_.logTag = opts_.logTag;
-    shared_.table.setLanes(lanes_.size());
     shared_.cancel = opts_.cancel;
+    std::optional<LineSink> log;
+    if (opts_.logFd >= 0) log.emplace(opts_.logFd, [this] { return shared_.cancelled(); });
+    shared_.log = log ? &*log : nullptr;
+    shared_.logTag = opts_.logTag;
     inNetns(shared_.nsFd, [&] { shared_.timeouts = PolicyTimeouts::readFromProc(); });
     shared_.nowNs = realtimeNowNs();
 
@@ -231,7 +230,6 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   opts.collectGraced = opts.grace > 0 && ownGet(o, "collectGraced").ToBoolean();
   Napi::Value logFd = ownGet(o, "logFd");
   opts.logFd = logFd.IsNumber() ? logFd.As<Napi::Number>().Int32Value() : -1;
-  opts.logFormat = textFormatFromJs(ownGet(o, "logFormat"), TextFormat::Ndjson, {TextFormat::Ndjson, TextFormat::Conntrack, TextFormat::Table}, "purge logFormat");
   Napi::Value logTag = ownGet(o, "logTag");
   if (logTag.IsString()) opts.logTag = logTag.As<Napi::String>().Utf8Value();
   Napi::Value cancel = ownGet(o, "cancel");

@@ -9,7 +9,7 @@
 namespace ctpurge {
 
 // handle.purge(method: 'flush' | 'dump', lanes, { dryRun, limit, grace, collectGraced,
-//               wantEntries, logFd, logFormat, logTag, cancel: Int32Array }, onProgress)
+//               wantEntries, logFd, logTag, cancel: Int32Array }, onProgress)
 //   -> Promise<{ scanned, matched, deleted, vanished, batches, lostReports, logged, graced,
 //                fixedTimeout, offloaded, expiring, method, cancelled, limitReached,
 //                logErrno?, logCode?, gracedIds?: Uint32Array }>

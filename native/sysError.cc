@@ -50,8 +50,19 @@ const char* errnoName(int err) {
     case ECONNREFUSED: return "ECONNREFUSED";
     case ENAMETOOLONG: return "ENAMETOOLONG";
     case ELOOP: return "ELOOP";
+    case EPIPE: return "EPIPE";
+    case ECONNRESET: return "ECONNRESET";
+    case EFBIG: return "EFBIG";
+    case EDQUOT: return "EDQUOT";
+    case EROFS: return "EROFS";
+    case ENXIO: return "ENXIO";
     default: return nullptr;
   }
+}
+
+std::string errnoCode(int err) {
+  const char* name = errnoName(err);
+  return name ? std::string(name) : "E" + std::to_string(err);
 }
 
 Napi::Error toJsError(Napi::Env env, const SysError& e) {
@@ -68,8 +79,7 @@ Napi::Error toJsError(Napi::Env env, const SysError& e) {
     o.Set("code", e.code);
     if (e.holderPid >= 0) o.Set("holderPid", Napi::Number::New(env, static_cast<double>(e.holderPid)));
   } else if (e.errnum != 0) {
-    const char* name = errnoName(e.errnum);
-    o.Set("code", name ? std::string(name) : "E" + std::to_string(e.errnum));
+    o.Set("code", errnoCode(e.errnum));
     o.Set("errno", Napi::Number::New(env, -e.errnum));
   } else {
     o.Set("code", "ECTPURGE");

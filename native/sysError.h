@@ -24,7 +24,9 @@ struct SysError {
 // Builds the JS Error object: message, code ("EPERM"), errno (negative, like Node), syscall.
 Napi::Error toJsError(Napi::Env env, const SysError& e);
 
-// "EPERM" for EPERM, and so on; "E<n>" when unknown.
+// "EPERM" for EPERM, and so on; nullptr for one it does not know.
 const char* errnoName(int err);
+// Its name, or "E<n>" for one errnoName does not know: a code JS can always be given.
+std::string errnoCode(int err);
 
 }  // namespace ctpurge

@@ -141,12 +141,12 @@ export class Conntrack {
 
   /**
    * Plans a query for this handle (its kernel and lanes): validated now, reusable by every
-   * method that takes a query, and by purge({ plan }). `flush: true` lets a purge with the
+   * method that takes a query, and by purge({ plan }). `allowFlush: true` lets a purge with the
    * plan use a filtered flush (see PlanOptions). Throws TypeError/RangeError naming the field.
    */
-  plan(query: Query = {}, options: Pick<PlanOptions, 'flush'> = {}): QueryPlan {
-    // Only flush is the caller's to set (planQuery checks it); the lanes are this handle's.
-    return planQuery(query, this.kernel, { ...ownOptions<Pick<PlanOptions, 'flush'>>(options, 'plan options', ['flush']), lanes: this.lanes });
+  plan(query: Query = {}, options: Pick<PlanOptions, 'allowFlush'> = {}): QueryPlan {
+    // Only allowFlush is the caller's to set (planQuery checks it); the lanes are this handle's.
+    return planQuery(query, this.kernel, { ...ownOptions<Pick<PlanOptions, 'allowFlush'>>(options, 'plan options', ['allowFlush']), lanes: this.lanes });
   }
 
   /** A query or a plan, as a dump plan for this handle (a plan made for it is used as it is). */

@@ -94,9 +94,8 @@ export function exportOptions(fd: unknown, options: ExportOptions): { fd: number
 }
 
 /**
- * Writes the plan's entries to fd on the dump threads: the purge's dry-run path with its
- * write-ahead writer, which matches, formats and writes, and never deletes (a dry run never
- * flushes, never sends a delete). Resolves with the lines written.
+ * Writes the plan's entries to fd on the dump threads (the addon's export: it matches,
+ * formats and writes, and never deletes or flushes). Resolves with the lines written.
  */
 export async function exportPlan(access: HandleAccess, plan: QueryPlan, o: ReturnType<typeof exportOptions>): Promise<number> {
   throwIfAborted(o.signal, 'exportTo');
@@ -106,18 +105,18 @@ export async function exportPlan(access: HandleAccess, plan: QueryPlan, o: Retur
     // Paced by its reader (a pipe that is not drained makes it wait): outside the pool share,
     // so a stalled reader cannot hold up the process's other calls (a reader that awaits ct.get
     // per line would otherwise wait for the slot its own export holds).
-    .call((h) => h.purge('dump', plan.lanes, { dryRun: true, wantEntries: false, logFd: o.fd, logFormat: o.format, cancel: cancel.flag, ...(o.limit === undefined ? {} : { limit: o.limit }) }, () => undefined), undefined, true)
+    .call((h) => h.export(plan.lanes, { fd: o.fd, format: o.format, cancel: cancel.flag, ...(o.limit === undefined ? {} : { limit: o.limit }) }), undefined, true)
     .finally(cancel.release);
   // A writer waiting on a full pipe gives up with EAGAIN when the export is aborted: that is the abort, not a failure.
-  if (counts.logCode !== undefined && !(cancel.aborted() && counts.logCode === 'EAGAIN')) {
-    throw new ConntrackError(`cannot write the entries: ${counts.logCode} (${counts.logged} written)`, {
-      code: counts.logCode,
-      errno: counts.logErrno,
+  if (counts.writeCode !== undefined && !(cancel.aborted() && counts.writeCode === 'EAGAIN')) {
+    throw new ConntrackError(`cannot write the entries: ${counts.writeCode} (${counts.written} written)`, {
+      code: counts.writeCode,
+      errno: counts.writeErrno,
       syscall: 'write',
       operation: 'write',
       netns: access.netns,
-      partial: { kind: 'export', written: counts.logged },
+      partial: { kind: 'export', written: counts.written },
     });
   }
-  return counts.logged;
+  return counts.written;
 }

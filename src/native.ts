@@ -141,13 +141,29 @@ export interface NativePurgeOptions {
   grace?: number;
   /** With grace: resolve with the ids of the entries given it (gracedIds). */
   collectGraced?: boolean;
-  /** Write-ahead audit log: each batch's NDJSON lines are written here before it is deleted. */
+  /** Write-ahead audit log: each batch's NDJSON lines are written here before it is deleted (in a dry run, the matches'). */
   logFd?: number;
-  /** What logFd gets: NDJSON (default) or lines like conntrack -L (list exports, dry run only). */
-  logFormat?: 'ndjson' | 'conntrack' | 'table';
   /** An audit log (not an export): each NDJSON line gets "time" and then these members (",\"run\":..."). */
   logTag?: string;
   cancel?: Int32Array;
+}
+
+/** The list export: the lanes' matches as text lines on fd. */
+export interface NativeExportOptions {
+  fd: number;
+  format: 'ndjson' | 'conntrack' | 'table';
+  limit?: number;
+  cancel?: Int32Array;
+}
+
+export interface NativeExportCounts {
+  /** Lines written (table rows, header not counted). */
+  written: number;
+  cancelled: boolean;
+  limitReached: boolean;
+  /** Set when a write failed (negative errno, its name): the export stopped there. */
+  writeErrno?: number;
+  writeCode?: string;
 }
 
 export interface NativePurgeCounts {
@@ -278,6 +294,8 @@ export interface NativeHandle {
     options: NativePurgeOptions,
     onProgress?: (counts: NativePurgeCounts, records: ArrayBuffer | undefined) => void,
   ): Promise<NativePurgeCounts>;
+  /** Writes the lanes' matches to fd as text lines, on the dump threads; sends nothing that changes the table. */
+  export(lanes: readonly NativeLane[], options: NativeExportOptions): Promise<NativeExportCounts>;
   /** groups: bit 0 new, bit 1 update, bit 2 destroy. */
   events(match: NativeFilter, groups: number, receiveBuffer: number, format?: 'records'): NativeEventCursor;
   /** The same as text: NDJSON ({"type":"new","entry":{...}}) or `[NEW] ` and a `conntrack -L` line. */

@@ -19,7 +19,7 @@ export interface PlanOptions {
    * Whether a purge may use a filtered flush, which deletes what no one has seen: only a
    * purge that needs no entry (no dry run, limit, onDeleted or audit log). Default false.
    */
-  flush?: boolean;
+  allowFlush?: boolean;
 }
 
 export interface QueryPlan {
@@ -50,7 +50,7 @@ export interface QueryPlan {
   /** What it was planned for: a plan made for another kernel, lane count or flush permission is planned again. */
   readonly kernel: Readonly<KernelFeatures>;
   readonly maxLanes: number;
-  readonly flushAllowed: boolean;
+  readonly allowFlush: boolean;
 }
 
 const FULL_MASK = 0xffffffff;
@@ -67,14 +67,14 @@ export function isQueryPlan(value: unknown): value is QueryPlan {
  * (err.field); never touches the kernel.
  */
 export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOptions = {}): QueryPlan {
-  const o = ownOptions<PlanOptions>(options, 'plan options', ['lanes', 'flush']);
+  const o = ownOptions<PlanOptions>(options, 'plan options', ['lanes', 'allowFlush']);
   const maxLanes = o.lanes === undefined ? 1 : integerField(o.lanes, 'lanes', 1, 2);
-  const flushAllowed = o.flush === undefined ? false : booleanField(o.flush, 'flush');
+  const allowFlush = o.allowFlush === undefined ? false : booleanField(o.allowFlush, 'allowFlush');
   const compiled = compileQuery(query);
   const match = compiled.filter;
   // Only a selective query is ever flushed (a purge refuses the others): a mask of 0 or a /0
   // prefix is "compared" by the kernel, and would flush the whole family.
-  const flushes = flushAllowed && compiled.selective ? flushRequests(match, kernel) : null;
+  const flushes = allowFlush && compiled.selective ? flushRequests(match, kernel) : null;
   const lanes: NativeLane[] = flushes ?? splitLanes(match, kernel, maxLanes).map((m) => bare({ kernel: kernelFilter(m, kernel), match: m }));
   const plan: QueryPlan = {
     // Shallow copies, frozen here so that deepFreeze stops at them: their values are the
@@ -90,7 +90,7 @@ export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOpt
     lanes,
     kernel: Object.freeze(bare({ ...kernel })),
     maxLanes,
-    flushAllowed,
+    allowFlush,
   };
   deepFreeze(plan);
   made.add(plan);
@@ -99,7 +99,7 @@ export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOpt
 
 /** True when plan was made for these kernel features, lanes and flush permission. */
 export function planFits(plan: QueryPlan, kernel: KernelFeatures, options: PlanOptions = {}): boolean {
-  return plan.maxLanes === (options.lanes ?? 1) && plan.flushAllowed === (options.flush ?? false) && sameFeatures(plan.kernel, kernel);
+  return plan.maxLanes === (options.lanes ?? 1) && plan.allowFlush === (options.allowFlush ?? false) && sameFeatures(plan.kernel, kernel);
 }
 
 /**

@@ -127,7 +127,7 @@ export interface PurgeRequest {
 }
 
 /** Whether a purge with these options may flush: a flush deletes what no one has seen (and a grace deletes nothing). */
-export function flushAllowed(o: { dryRun?: boolean; limit?: unknown; onDeleted?: unknown; logFd?: unknown; grace?: unknown }): boolean {
+export function allowFlushFor(o: { dryRun?: boolean; limit?: unknown; onDeleted?: unknown; logFd?: unknown; grace?: unknown }): boolean {
   return o.dryRun !== true && o.limit === undefined && o.onDeleted === undefined && o.logFd === undefined && o.grace === undefined;
 }
 
@@ -177,7 +177,7 @@ export function purgeRequest(options: PurgeOptions, kernel: KernelFeatures, lane
     if (!isQueryPlan(own.plan)) throw fieldError(TypeError, 'plan', 'expected a plan from ct.plan() or planQuery()');
     if (Object.keys(query).length > 0) throw fieldError(TypeError, 'plan', 'give a plan or query fields, not both');
   }
-  const plan = toPlan(own.plan ?? (query as Query), kernel, { lanes, flush: flushAllowed(r) });
+  const plan = toPlan(own.plan ?? (query as Query), kernel, { lanes, allowFlush: allowFlushFor(r) });
   refuseUnselective(plan, 'purge');
   return bare({ plan, ...r });
 }

@@ -10,7 +10,7 @@ import { AbortError, ConntrackError } from './errors.js';
 import { booleanField, fieldError, functionField, integerField, ownOptions, signalField, typeName } from './validate.js';
 import type { Query } from './query.js';
 import { refuseUnselective, toPlan, type QueryPlan } from './plan.js';
-import { flushAllowed, graceField, ruleField, type PurgeOptions, type PurgeResult } from './purge.js';
+import { allowFlushFor, graceField, ruleField, type PurgeOptions, type PurgeResult } from './purge.js';
 
 /** What a Purger needs from a handle: a Conntrack, or a stand-in with these members. */
 export interface PurgeTarget {
@@ -137,7 +137,7 @@ export class Purger extends EventEmitter {
     if (options.dryRun !== undefined) booleanField(options.dryRun, 'dryRun');
     this.#grace = options.grace === undefined ? undefined : graceField(options.grace, 'grace');
     this.#rule = options.rule === undefined ? undefined : ruleField(options.rule, 'rule');
-    const plan = toPlan(options.query ?? {}, ct.kernel, { lanes: ct.lanes, flush: flushAllowed(options) });
+    const plan = toPlan(options.query ?? {}, ct.kernel, { lanes: ct.lanes, allowFlush: allowFlushFor(options) });
     refuseUnselective(plan, 'schedule a purge');
     const every = parseInterval(options.every, 'every');
     if (options.whenAbove !== undefined && (typeof options.whenAbove !== 'number' || !(options.whenAbove >= 0 && options.whenAbove < 1))) {

@@ -7,7 +7,7 @@ import type { GraceOutcome } from '../purge.js';
 import { AbortError, ConntrackError } from '../errors.js';
 import { kernelFeatures } from '../kernel.js';
 import { planQuery, type QueryPlan } from '../plan.js';
-import { flushAllowed } from '../purge.js';
+import { allowFlushFor } from '../purge.js';
 import { resolveNetns } from '../netns.js';
 import { optionError, optionOf, parseArgs, UsageError, type ParsedArgs } from './args.js';
 import { doctorCommand, renderDoctor } from './doctorCommand.js';
@@ -46,8 +46,8 @@ function validate(args: ParsedArgs): QueryPlan {
   let plan: QueryPlan;
   try {
     // --max-delete needs each entry counted as it goes: no flush.
-    const flush = args.command === 'purge' && args.maxDelete === undefined && flushAllowed({ dryRun: args.dryRun, limit: args.limit, logFd: args.log, grace: args.grace });
-    plan = planQuery(args.query, kernelFeatures(), { lanes: CLI_LANES, flush });
+    const allowFlush = args.command === 'purge' && args.maxDelete === undefined && allowFlushFor({ dryRun: args.dryRun, limit: args.limit, logFd: args.log, grace: args.grace });
+    plan = planQuery(args.query, kernelFeatures(), { lanes: CLI_LANES, allowFlush });
   } catch (err) {
     // The error names its field (fieldError): put the CLI's option in its place.
     throw optionError(err);

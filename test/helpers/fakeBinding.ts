@@ -5,10 +5,11 @@
  */
 import { AGE_SOURCES, RECORD_SIZE } from '../../src/entry.js';
 import { DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES } from '../../src/protocols.js';
-import type { NativeBinding, NativeCursor, NativeEntrySpec, NativeEventCursor, NativeFilter, NativeHandle, NativeLane, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary, NativeSummaryOptions } from '../../src/native.js';
+import type { NativeBinding, NativeCursor, NativeEntrySpec, NativeEventCursor, NativeExportCounts, NativeExportOptions, NativeFilter, NativeHandle, NativeLane, NativePurgeCounts, NativePurgeOptions, NativeStats, NativeSummary, NativeSummaryOptions } from '../../src/native.js';
 
 export interface FakeCalls {
   purge: { method: 'flush' | 'dump'; lanes: readonly NativeLane[]; options: NativePurgeOptions }[];
+  export: { lanes: readonly NativeLane[]; options: NativeExportOptions }[];
   count: (readonly NativeLane[])[];
   dump: NativeLane[];
   summary: { lanes: readonly NativeLane[]; options: NativeSummaryOptions }[];
@@ -36,7 +37,7 @@ export interface FakeOptions {
   deleted?: number | (() => number);
   /** What summary() returns. */
   summary?: NativeSummary;
-  /** A purge's audit-log (or export's) write fails with this code, after `deleted` went. */
+  /** A purge's audit-log write (or an export's write) fails with this code, after `deleted` went (or were written). */
   logCode?: string;
   /** A purge rejects half-way with this code (a kernel failure), with its counts so far, as the addon does. */
   purgeCode?: string;
@@ -56,7 +57,7 @@ export function emptySummary(): NativeSummary {
 const after = <T>(ms: number, value: () => T): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value()), ms));
 
 export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; calls: FakeCalls } {
-  const calls: FakeCalls = { purge: [], count: [], dump: [], summary: [], closed: 0, single: 0, specs: [], events: [], opened: 0, maxConcurrent: 0, cancelled: 0 };
+  const calls: FakeCalls = { purge: [], export: [], count: [], dump: [], summary: [], closed: 0, single: 0, specs: [], events: [], opened: 0, maxConcurrent: 0, cancelled: 0 };
   let active = 0;
   const delay = opts.delayMs ?? 0;
   const emptyCursor = <T>(): NativeCursor<T> => ({ next: async () => null, close: () => undefined });
@@ -111,6 +112,12 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
         const failed = opts.logCode === undefined ? {} : { logCode: opts.logCode, logErrno: -28 };
         return { scanned: opts.count ?? 1000, matched, deleted: options.dryRun ? 0 : matched, vanished: 0, batches: 1, method, cancelled, limitReached: false, lostReports: 0, logged: matched, graced: 0, fixedTimeout: 0, offloaded: 0, expiring: 0, ...failed };
       });
+    },
+    export: (lanes, options) => {
+      calls.export.push({ lanes, options });
+      const written = typeof opts.deleted === 'function' ? opts.deleted() : (opts.deleted ?? 0);
+      const failed = opts.logCode === undefined ? {} : { writeCode: opts.logCode, writeErrno: -28 };
+      return after(delay, (): NativeExportCounts => ({ written, cancelled: options.cancel !== undefined && Atomics.load(options.cancel, 0) === 1, limitReached: false, ...failed }));
     },
     events: (match: NativeFilter, groups: number, receiveBuffer: number, format?: string): NativeEventCursor<never> => {
       calls.events.push({ match, groups, receiveBuffer, format });

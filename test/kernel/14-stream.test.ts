@@ -164,7 +164,7 @@ describeKernel('the addon reads one format name per format, and refuses any othe
   });
   afterAll(() => ns?.destroy());
 
-  it('dump, events and the purge export lines: a known name works, an unknown one is a TypeError, not the default', async () => {
+  it('dump, events and the export lines: a known name works, an unknown one is a TypeError, not the default', async () => {
     const h = await loadNative().open(ns.path);
     try {
       const lane: NativeLane = { kernel: { family: 0 }, match: { ...UNSET_FILTER } };
@@ -174,7 +174,8 @@ describeKernel('the addon reads one format name per format, and refuses any othe
       expect(text?.toString()).toMatch(/^\{"id":/);
       expect(() => h.dump(lane, 16, 'json' as never)).toThrow(/^ctpurge: dump format must be one of records, ndjson$/);
       expect(() => h.events(lane.match, 7, 0, 'table' as never)).toThrow(/^ctpurge: events format must be one of records, ndjson, conntrack$/);
-      expect(() => h.purge('dump', [lane], { dryRun: true, wantEntries: false, logFormat: 'csv' as never }, () => undefined)).toThrow(/^ctpurge: purge logFormat format must be one of ndjson, conntrack, table$/);
+      expect(() => h.export([lane], { fd: 1, format: 'csv' as never })).toThrow(/^ctpurge: export format must be one of ndjson, conntrack, table$/);
+      expect(() => h.export([lane], { fd: -1, format: 'ndjson' })).toThrow(/^ctpurge: export fd must be a file descriptor$/);
       // Nothing was purged.
       expect(ns.conntrackCount()).toBe(1);
     } finally {

@@ -91,7 +91,7 @@ describeKernel('purge', () => {
 
   it('a plan from ct.plan(): a dry run with it dumps and deletes nothing, the purge with it flushes exactly the unreplied entries', async () => {
     const unreplied = model.filter((e) => !e.replied).length;
-    const plan = ct.plan({ unreplied: true }, { flush: true });
+    const plan = ct.plan({ unreplied: true }, { allowFlush: true });
     expect(plan.method).toBe('flush');
     const dry = await ct.purge({ plan, dryRun: true });
     expect(dry).toMatchObject({ method: 'dump', matched: unreplied, deleted: 0 });

@@ -39,7 +39,7 @@ describeKernel('cancel before deleting deletes nothing', () => {
         expect(() => ct.events({ signal })).toThrow(AbortError);
       }
       // The flush path is what the plain query takes here: it was refused above, not run.
-      expect(ct.plan({ unreplied: true }, { flush: true }).method).toBe('flush');
+      expect(ct.plan({ unreplied: true }, { allowFlush: true }).method).toBe('flush');
     } finally {
       await ct.close();
     }

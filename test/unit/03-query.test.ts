@@ -94,8 +94,8 @@ describe('compileQuery', () => {
     const q = { protocol: 'udp', replySrc: '10.244.1.7' } as const;
     // The family comes from the address; the kernel compares protocol and address while dumping.
     const replySrc = Uint8Array.of(10, 244, 1, 7);
-    expect(planQuery(q, kernelFeatures('6.11.0', {}), { flush: true })).toMatchObject({ method: 'dump', kernelFilter: { family: 2, protocol: 17, replySrc } });
-    expect(planQuery(q, kernelFeatures('6.12.3', {}), { flush: true })).toMatchObject({ method: 'flush', lanes: [{ kernel: { family: 2, protocol: 17, replySrc } }] });
+    expect(planQuery(q, kernelFeatures('6.11.0', {}), { allowFlush: true })).toMatchObject({ method: 'dump', kernelFilter: { family: 2, protocol: 17, replySrc } });
+    expect(planQuery(q, kernelFeatures('6.12.3', {}), { allowFlush: true })).toMatchObject({ method: 'flush', lanes: [{ kernel: { family: 2, protocol: 17, replySrc } }] });
     expect(planQuery(q, kernelFeatures('5.7.0', {})).kernelFilter).toEqual({ family: 2 });
   });
 
@@ -111,7 +111,7 @@ describe('compileQuery', () => {
       for (const key of ['zone', 'origZone', 'replyZone'] as const) {
         expect(planQuery({ [key]: 0 }, k).kernelFilter.zone).toBeUndefined();
         expect(planQuery({ [key]: 3 }, k).kernelFilter.zone).toBe(3);
-        expect(planQuery({ [key]: 3, unreplied: true }, k, { flush: true }).method).toBe('dump');
+        expect(planQuery({ [key]: 3, unreplied: true }, k, { allowFlush: true }).method).toBe('dump');
       }
       expect(planQuery({ zone: 0, origZone: 4 }, k).kernelFilter.zone).toBe(4);
     }

@@ -251,6 +251,7 @@ describe('an abort before deleting touches nothing', () => {
     await expect(ct.exportTo(1, {}, { signal })).rejects.toMatchObject({ name: 'AbortError' });
     expect(() => ct.events({ signal })).toThrow(/aborted before it started/);
     expect(calls.purge).toHaveLength(0);
+    expect(calls.export).toHaveLength(0);
     expect(calls.events).toHaveLength(0);
   });
 

@@ -133,9 +133,9 @@ describe('a polluted Object.prototype changes no call into the addon, for every 
     hasStates: true, tcpStates: 2, sctpStates: 2, dccpStates: 2, statusMask: 2, statusValue: 2, markMask: 5, status: 2,
     // kernel features, plans and lanes
     statusFilter: false, zoneFilter: false, zoneZeroFilter: false, maskedMarkFilter: false, tupleDumpFilter: false, tupleFlushFilter: false, kernelFilters: false,
-    lanes: 1, flush: true, kernel: { family: 10 }, match: { family: 10 },
+    lanes: 1, allowFlush: true, kernel: { family: 10 }, match: { family: 10 },
     // purge, list, export, events, schedule, summary, open
-    plan: {}, dryRun: true, limit: 1, logFd: 1, logFormat: 'conntrack', wantEntries: true, cancel: new Int32Array(1), onDeleted: () => undefined, onProgress: () => undefined,
+    plan: {}, dryRun: true, limit: 1, logFd: 1, fd: 1, wantEntries: true, cancel: new Int32Array(1), onDeleted: () => undefined, onProgress: () => undefined,
     signal: AbortSignal.abort(), chunkSize: 1, format: 'table', types: ['new'], query: { unreplied: true }, receiveBuffer: 4096,
     every: 1, adaptive: true, whenAbove: 0.5, lock: () => undefined, min: 1, max: 2, top: 1, talkers: false, netns: '/proc/1/ns/net',
     // tuples and creates
@@ -161,7 +161,7 @@ describe('a polluted Object.prototype changes no call into the addon, for every 
       const query = { unreplied: true, mark: { value: 1 } };
       await attempt('purge', () => ct.purge({ ...query }));
       await attempt('purge dry', () => ct.purge({ ...query, dryRun: true, limit: 10 }));
-      await attempt('purge plan', () => ct.purge({ plan: ct.plan({ src: '10.0.0.1' }, { flush: true }) }));
+      await attempt('purge plan', () => ct.purge({ plan: ct.plan({ src: '10.0.0.1' }, { allowFlush: true }) }));
       await attempt('count', () => ct.count(query));
       await attempt('list', async () => {
         for await (const e of ct.list(query)) void e;
@@ -215,8 +215,9 @@ describe('typed error edges', () => {
     // Each audit line ends with the run's id and the namespace (the addon adds "time" first).
     expect(calls.purge[0]?.options.logTag).toBe(`,"run":"${run}","netns":null`);
     await expect(ct.exportTo(99, { unreplied: true })).rejects.toMatchObject({ operation: 'write', partial: { kind: 'export', written: 5 } });
-    // An export's lines are the list format as it is: no stamp.
-    expect(calls.purge[1]?.options.logTag).toBeUndefined();
+    // An export is not a purge: the addon's own call, its lines the list format as it is.
+    expect(calls.purge).toHaveLength(1);
+    expect(calls.export[0]?.options).toMatchObject({ fd: 99, format: 'ndjson' });
     // A kernel failure half-way: the counts so far, as a PurgeResult of that run.
     const { ct: failing } = await open({ deleted: 3, purgeCode: 'ENOBUFS' });
     const broken = await failing.purge({ unreplied: true }).catch((e: unknown) => e);

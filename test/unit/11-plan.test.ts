@@ -79,7 +79,7 @@ const kernel: fc.Arbitrary<KernelFeatures> = fc
 
 function validPlan(q: Query, k: KernelFeatures, lanes: number, flush: boolean) {
   try {
-    return planQuery(q, k, { lanes, flush });
+    return planQuery(q, k, { lanes, allowFlush: flush });
   } catch {
     return null; // e.g. an IPv6 address with family ipv4: a usage error, tested elsewhere
   }
@@ -126,48 +126,48 @@ describe('planQuery against a model of the kernel', () => {
 
   it('flushes only what the running kernel compares itself, and only when allowed', () => {
     const k = kernelFeatures('6.18.0', {});
-    expect(planQuery({}, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ family: 'ipv4' }, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ unreplied: true }, k, { flush: true }).method).toBe('flush');
+    expect(planQuery({}, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ family: 'ipv4' }, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ unreplied: true }, k, { allowFlush: true }).method).toBe('flush');
     expect(planQuery({ unreplied: true }, k).method).toBe('dump');
-    expect(planQuery({ unreplied: true, olderThan: 60 }, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ unreplied: true, idleFor: 60 }, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ unreplied: true, state: 'ESTABLISHED' }, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ src: '10.0.0.0/24' }, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ src: 'fd00::1' }, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ protocol: 'sctp', dport: 80 }, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ unreplied: true }, kernelFeatures('5.10.0', {}), { flush: true }).method).toBe('dump');
-    expect(planQuery({ unreplied: true }, kernelFeatures('6.18.0', { CTPURGE_NO_KERNEL_FILTER: '1' }), { flush: true }).method).toBe('dump');
+    expect(planQuery({ unreplied: true, olderThan: 60 }, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ unreplied: true, idleFor: 60 }, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ unreplied: true, state: 'ESTABLISHED' }, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ src: '10.0.0.0/24' }, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ src: 'fd00::1' }, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ protocol: 'sctp', dport: 80 }, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ unreplied: true }, kernelFeatures('5.10.0', {}), { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ unreplied: true }, kernelFeatures('6.18.0', { CTPURGE_NO_KERNEL_FILTER: '1' }), { allowFlush: true }).method).toBe('dump');
     // No family but an exact tuple: one request per family.
-    expect(planQuery({ protocol: 'tcp', dport: 80 }, k, { flush: true }).lanes.map((l) => ({ ...l.kernel }))).toEqual([{ family: 2, protocol: 6, dport: 80 }, { family: 10, protocol: 6, dport: 80 }]);
+    expect(planQuery({ protocol: 'tcp', dport: 80 }, k, { allowFlush: true }).lanes.map((l) => ({ ...l.kernel }))).toEqual([{ family: 2, protocol: 6, dport: 80 }, { family: 10, protocol: 6, dport: 80 }]);
     // A family or a protocol alone selects all of it: never flushed (and a purge refuses it).
-    expect(planQuery({ protocol: 'tcp' }, k, { flush: true }).method).toBe('dump');
+    expect(planQuery({ protocol: 'tcp' }, k, { allowFlush: true }).method).toBe('dump');
     // Zones are compared by id in either direction: never flushed, whatever the zone.
-    for (const zone of ['zone', 'origZone', 'replyZone']) for (const id of [0, 5]) expect(planQuery({ [zone]: id, unreplied: true }, k, { flush: true }).method).toBe('dump');
+    for (const zone of ['zone', 'origZone', 'replyZone']) for (const id of [0, 5]) expect(planQuery({ [zone]: id, unreplied: true }, k, { allowFlush: true }).method).toBe('dump');
     // A mark is sent as given; a mask of 0 alone never flushes.
-    expect(planQuery({ mark: { value: 1, mask: 0xff } }, k, { flush: true }).lanes[0]?.kernel).toMatchObject({ mark: 1, markMask: 0xff });
-    expect(planQuery({ mark: { value: 0, mask: 0 } }, k, { flush: true }).method).toBe('dump');
+    expect(planQuery({ mark: { value: 1, mask: 0xff } }, k, { allowFlush: true }).lanes[0]?.kernel).toMatchObject({ mark: 1, markMask: 0xff });
+    expect(planQuery({ mark: { value: 0, mask: 0 } }, k, { allowFlush: true }).method).toBe('dump');
   });
 
   it('a plan is used as it is where it fits, planned again where it does not, and never forged', () => {
     const k = kernelFeatures('6.18.0', {});
-    const plan = planQuery({ unreplied: true }, k, { lanes: 2, flush: true });
+    const plan = planQuery({ unreplied: true }, k, { lanes: 2, allowFlush: true });
     expect(isQueryPlan(plan)).toBe(true);
     expect(Object.isFrozen(plan) && Object.isFrozen(plan.lanes[0]?.kernel)).toBe(true);
-    expect(toPlan(plan, kernelFeatures('6.18.0', {}), { lanes: 2, flush: true })).toBe(plan);
+    expect(toPlan(plan, kernelFeatures('6.18.0', {}), { lanes: 2, allowFlush: true })).toBe(plan);
     // A dry run (no flush allowed) of the same plan dumps.
     expect(toPlan(plan, k, { lanes: 2 }).method).toBe('dump');
-    expect(toPlan(plan, kernelFeatures('5.10.0', {}), { lanes: 2, flush: true }).method).toBe('dump');
+    expect(toPlan(plan, kernelFeatures('5.10.0', {}), { lanes: 2, allowFlush: true }).method).toBe('dump');
     expect(isQueryPlan({ ...plan })).toBe(false);
     // The caller's own values are not frozen with the plan.
     const src = ['10.0.0.1'];
     expect(Object.isFrozen(planQuery({ src }, k).query)).toBe(true);
     expect(Object.isFrozen(src)).toBe(false);
     expect(() => planQuery({ unreplied: true }, k, { lanes: 3 })).toThrow(/^lanes: 3 is outside 1-2/);
-    expect(() => planQuery({ unreplied: true }, k, { flush: 'yes' as never })).toThrow(/^flush: expected true or false/);
+    expect(() => planQuery({ unreplied: true }, k, { allowFlush: 'yes' as never })).toThrow(/^allowFlush: expected true or false/);
     expect(() => planQuery({ unreplied: true }, k, { bogus: 1 } as never)).toThrow(/^bogus: unknown field of plan options/);
     // A copy is read as a query, and refused.
-    expect(() => toPlan({ ...plan } as never, k, { flush: true })).toThrow(/^query: unknown field of query/);
+    expect(() => toPlan({ ...plan } as never, k, { allowFlush: true })).toThrow(/^query: unknown field of query/);
   });
 });
 
@@ -268,12 +268,12 @@ describe('a purge is refused for what the query selects, not for how many condit
 describe('exclusions', () => {
   const k = kernelFeatures('6.18.0', {});
   it('compile into the filter, are described, never flush, and never make a query selective', () => {
-    const plan = planQuery({ state: 'ESTABLISHED', idleFor: '6h', except: { dst: '10.1.2.3', dport: 5432 } }, k, { flush: true });
+    const plan = planQuery({ state: 'ESTABLISHED', idleFor: '6h', except: { dst: '10.1.2.3', dport: 5432 } }, k, { allowFlush: true });
     expect(plan.description).toBe('state ESTABLISHED, idle for 6h, except (dst 10.1.2.3, dport 5432)');
     expect(plan.matchFilter.except).toHaveLength(1);
     expect(plan.matchFilter.except?.[0]).toMatchObject({ family: 2, dport: [5432, 5432] });
-    expect(planQuery({ unreplied: true, except: [{ dport: 22 }, { src: '10.0.0.0/8' }] }, k, { flush: true }).method).toBe('dump');
-    expect(planQuery({ unreplied: true }, k, { flush: true }).method).toBe('flush');
+    expect(planQuery({ unreplied: true, except: [{ dport: 22 }, { src: '10.0.0.0/8' }] }, k, { allowFlush: true }).method).toBe('dump');
+    expect(planQuery({ unreplied: true }, k, { allowFlush: true }).method).toBe('flush');
     expect(planQuery({ except: { dport: 22 } }, k).selective).toBe(false);
     // The kernel filter is the query's own: exclusions only narrow, per entry.
     expect(planQuery({ unreplied: true, except: { unreplied: true } }, k).kernelFilter).toMatchObject({ statusMask: 2, status: 0 });
