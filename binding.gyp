@@ -7,6 +7,7 @@
         "native/sysError.cc",
         "native/netlinkSocket.cc",
         "native/ctMessage.cc",
+        "native/ctRequest.cc",
         "native/dumpReader.cc",
         "native/filter.cc",
         "native/policyTimeouts.cc",

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <linux/netfilter/nf_conntrack_common.h>
-#include <sys/socket.h>
 
 #include <cstring>
 
@@ -110,91 +109,6 @@ void parseTimestamp(const nlattr* nest, Entry& e) {
   });
 }
 
-nlmsghdr* putHeader(char* buf, uint16_t msgType, uint16_t flags, uint32_t seq, uint8_t family, uint8_t version) {
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = static_cast<uint16_t>((NFNL_SUBSYS_CTNETLINK << 8) | msgType);
-  nlh->nlmsg_flags = flags;
-  nlh->nlmsg_seq = seq;
-  auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
-  nfg->nfgen_family = family;
-  nfg->version = version;
-  nfg->res_id = 0;
-  return nlh;
-}
-
-// CTA_FILTER_ORIG_FLAGS / CTA_FILTER_REPLY_FLAGS bits. The kernel keeps these out of its
-// uapi headers (CTA_FILTER_F_* in nf_conntrack_netlink.c); the values are fixed since 5.8.
-constexpr uint32_t kFilterIpSrc = 1u << 0;
-constexpr uint32_t kFilterIpDst = 1u << 1;
-constexpr uint32_t kFilterProtoNum = 1u << 3;
-constexpr uint32_t kFilterSrcPort = 1u << 4;
-constexpr uint32_t kFilterDstPort = 1u << 5;
-
-void putTupleIp(nlmsghdr* nlh, bool hasSrc, const uint8_t* src, bool hasDst, const uint8_t* dst) {
-  if (!hasSrc && !hasDst) return;
-  nlattr* ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
-  if (hasSrc) mnl_attr_put(nlh, CTA_IP_V4_SRC, 4, src);
-  if (hasDst) mnl_attr_put(nlh, CTA_IP_V4_DST, 4, dst);
-  mnl_attr_nest_end(nlh, ip);
-}
-
-// Values go in CTA_TUPLE_ORIG / CTA_TUPLE_REPLY, the fields to compare in CTA_FILTER.
-// Addresses are IPv4 only (the caller clears them for other families).
-void putTupleFilter(nlmsghdr* nlh, const TupleFilter& t) {
-  uint32_t orig = 0, reply = 0;
-  if (t.hasOrigSrc) orig |= kFilterIpSrc;
-  if (t.hasOrigDst) orig |= kFilterIpDst;
-  if (t.hasProtocol) orig |= kFilterProtoNum;
-  // Port flags without CTA_PROTO_NUM are refused (EINVAL): never one without the other.
-  if (t.hasProtocol && t.hasSport) orig |= kFilterSrcPort;
-  if (t.hasProtocol && t.hasDport) orig |= kFilterDstPort;
-  if (t.hasReplySrc) reply |= kFilterIpSrc;
-  if (t.hasReplyDst) reply |= kFilterIpDst;
-  if (orig == 0 && reply == 0) return;
-  if (orig) {
-    nlattr* nest = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
-    putTupleIp(nlh, t.hasOrigSrc, t.origSrc, t.hasOrigDst, t.origDst);
-    if (t.hasProtocol) {
-      nlattr* proto = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
-      mnl_attr_put_u8(nlh, CTA_PROTO_NUM, t.protocol);
-      if (orig & kFilterSrcPort) mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(t.sport));
-      if (orig & kFilterDstPort) mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(t.dport));
-      mnl_attr_nest_end(nlh, proto);
-    }
-    mnl_attr_nest_end(nlh, nest);
-  }
-  if (reply) {
-    nlattr* nest = mnl_attr_nest_start(nlh, CTA_TUPLE_REPLY);
-    putTupleIp(nlh, t.hasReplySrc, t.replySrc, t.hasReplyDst, t.replyDst);
-    mnl_attr_nest_end(nlh, nest);
-  }
-  nlattr* filter = mnl_attr_nest_start(nlh, CTA_FILTER);
-  // Host byte order: the kernel reads these with nla_get_u32.
-  mnl_attr_put_u32(nlh, CTA_FILTER_ORIG_FLAGS, orig);
-  mnl_attr_put_u32(nlh, CTA_FILTER_REPLY_FLAGS, reply);
-  mnl_attr_nest_end(nlh, filter);
-}
-
-void putFilter(nlmsghdr* nlh, const KernelFilter& f) {
-  if (f.hasMark) {
-    mnl_attr_put_u32(nlh, CTA_MARK, htonl(f.mark));
-    mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(f.markMask));
-  }
-  // The kernel rejects a zero status mask (EINVAL), so only a real condition is sent.
-  if (f.hasStatus && f.statusMask != 0) {
-    mnl_attr_put_u32(nlh, CTA_STATUS, htonl(f.status));
-    mnl_attr_put_u32(nlh, kCtaStatusMask, htonl(f.statusMask));
-  }
-  if (f.hasZone) mnl_attr_put_u16(nlh, CTA_ZONE, htons(f.zone));
-  // The kernel compares tuple addresses by the request's family and answers EOPNOTSUPP to
-  // a tuple filter without one.
-  if ((f.family == AF_INET || f.family == AF_INET6) && f.tuple.any()) {
-    TupleFilter t = f.tuple;
-    if (f.family != AF_INET) t.hasOrigSrc = t.hasOrigDst = t.hasReplySrc = t.hasReplyDst = false;
-    putTupleFilter(nlh, t);
-  }
-}
-
 }  // namespace
 
 bool parseEntry(const nlmsghdr* nlh, Entry& e) {
@@ -229,56 +143,6 @@ bool parseEntry(const nlmsghdr* nlh, Entry& e) {
     }
   });
   return e.origTupleAttr != nullptr;
-}
-
-nlmsghdr* buildDumpRequest(char* buf, uint32_t seq, const KernelFilter& f) {
-  nlmsghdr* nlh = putHeader(buf, IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, f.family, NFNETLINK_V0);
-  putFilter(nlh, f);
-  return nlh;
-}
-
-nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const KernelFilter& f) {
-  nlmsghdr* nlh = putHeader(buf, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, f.family, 1);
-  putFilter(nlh, f);
-  return nlh;
-}
-
-nlmsghdr* buildStatsRequest(char* buf, uint32_t seq, bool perCpu) {
-  return putHeader(buf, perCpu ? IPCTNL_MSG_CT_GET_STATS_CPU : IPCTNL_MSG_CT_GET_STATS,
-                   perCpu ? NLM_F_REQUEST | NLM_F_DUMP : NLM_F_REQUEST | NLM_F_ACK, seq, AF_UNSPEC, NFNETLINK_V0);
-}
-
-size_t entryRequestSize(const Entry& e) {
-  if (!e.origTupleAttr) return 0;
-  // CTA_ID and CTA_TIMEOUT are both a u32.
-  return MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg)) + MNL_ALIGN(e.origTupleAttr->nla_len) +
-         MNL_ALIGN(MNL_ATTR_HDRLEN + 2) + MNL_ALIGN(MNL_ATTR_HDRLEN + 4);
-}
-
-bool appendEntryRequest(std::vector<char>& out, const Entry& e, uint32_t seq, EntryRequest kind, uint32_t timeout) {
-  const size_t size = entryRequestSize(e);
-  if (size == 0) return false;
-  const size_t at = out.size();
-  out.resize(at + size);
-  char* buf = out.data() + at;
-  std::memset(buf, 0, size);
-  // Without NLM_F_CREATE, a CT_NEW changes an existing entry and answers ENOENT for a gone one.
-  const uint16_t type = kind == EntryRequest::Delete ? IPCTNL_MSG_CT_DELETE : IPCTNL_MSG_CT_NEW;
-  nlmsghdr* nlh = putHeader(buf, type, NLM_F_REQUEST, seq, e.family, NFNETLINK_V0);
-  // The tuple goes back exactly as the kernel wrote it; it parses its own encoding, with the
-  // CTA_TUPLE_ZONE of an original-direction zone inside it. CTA_ZONE below carries only a
-  // zone of both directions (0 otherwise): the kernel refuses a tuple zone on top of a
-  // non-zero CTA_ZONE (EINVAL), and looks a reply-direction zone's entry up in zone 0, where
-  // its original direction is.
-  const size_t tupleLen = e.origTupleAttr->nla_len;
-  std::memcpy(static_cast<char*>(mnl_nlmsg_get_payload_tail(nlh)), e.origTupleAttr, tupleLen);
-  nlh->nlmsg_len += MNL_ALIGN(tupleLen);
-  // Without CTA_ZONE the kernel looks in zone 0.
-  mnl_attr_put_u16(nlh, CTA_ZONE, htons(e.zone));
-  if (kind == EntryRequest::Delete) mnl_attr_put_u32(nlh, CTA_ID, htonl(e.id));
-  else mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(timeout));
-  out.resize(at + nlh->nlmsg_len);
-  return true;
 }
 
 void parseGlobalStats(const nlmsghdr* nlh, GlobalStats& out) {

@@ -1,4 +1,5 @@
-// ctnetlink messages: entries parsed in place from a dump, and the requests ctpurge sends.
+// ctnetlink messages read: entries parsed in place from a dump or an event, and the counters;
+// the filters requests carry. Every request is built in ctRequest.h.
 #pragma once
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -85,25 +86,6 @@ struct KernelFilter {
   uint16_t zone = 0;
   TupleFilter tuple;  // only sent with a family (the kernel refuses a tuple filter without one)
 };
-
-// Writes the request into buf (at least MNL_SOCKET_BUFFER_SIZE) and returns the header.
-nlmsghdr* buildDumpRequest(char* buf, uint32_t seq, const KernelFilter& f);
-// A DELETE without a tuple: the kernel flushes everything that passes the filter.
-// version=1 makes the kernel honour the family (with version 0 it flushes all families).
-nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const KernelFilter& f);
-nlmsghdr* buildStatsRequest(char* buf, uint32_t seq, bool perCpu);
-
-// The requests a purge sends about one entry it has read: a DELETE (tuple, zone and id: a
-// flow that reused the tuple since the dump answers ENOENT), or a timeout update (--grace: a
-// CT_NEW without NLM_F_CREATE, with tuple, zone and CTA_TIMEOUT; the kernel does not check an
-// id on update, so none is sent).
-enum class EntryRequest { Delete, Timeout };
-
-// Appends the request for e (its original tuple echoed verbatim) to out. timeout: seconds, for
-// EntryRequest::Timeout. Returns false when the entry has no tuple to echo.
-bool appendEntryRequest(std::vector<char>& out, const Entry& e, uint32_t seq, EntryRequest kind, uint32_t timeout = 0);
-// The size appendEntryRequest would add (the same for both kinds), for batch planning.
-size_t entryRequestSize(const Entry& e);
 
 struct GlobalStats {
   uint32_t entries = 0, maxEntries = 0;

@@ -1,5 +1,7 @@
 #include "dumpReader.h"
 
+#include "ctRequest.h"
+
 namespace ctpurge {
 
 namespace {

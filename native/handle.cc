@@ -5,6 +5,7 @@
 #include <array>
 #include <vector>
 
+#include "ctRequest.h"
 #include "addonData.h"
 #include "dumpCursor.h"
 #include "eventCursor.h"

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ctRequest.h"
 #include "filter.h"
 #include "policyTimeouts.h"
 #include "promiseWorker.h"
@@ -20,35 +21,6 @@ namespace ctpurge {
 inline void setNumbers(Napi::Object& o, std::initializer_list<std::pair<const char*, double>> fields) {
   for (const auto& [name, value] : fields) o.Set(name, value);
 }
-
-// Everything needed to name one entry (get/delete) or make one (create).
-struct EntrySpec {
-  uint8_t family = 0;
-  uint8_t protocol = 0;
-  uint8_t src[16] = {}, dst[16] = {};
-  bool hasPorts = false;
-  uint16_t sport = 0, dport = 0;
-  bool hasIcmp = false;
-  uint8_t icmpType = 0, icmpCode = 0;
-  uint16_t icmpId = 0;
-  bool hasReply = false;
-  uint8_t replySrc[16] = {}, replyDst[16] = {};
-  uint16_t replySport = 0, replyDport = 0;
-  bool hasZone = false, hasOrigZone = false, hasReplyZone = false;
-  uint16_t zone = 0, origZone = 0, replyZone = 0;  // as Entry's
-  bool hasId = false;
-  uint32_t id = 0;
-  // create only
-  bool hasState = false;
-  uint8_t state = 0;
-  uint32_t timeout = 0;
-  bool hasStatus = false;
-  uint32_t status = 0;
-  bool hasMark = false;
-  uint32_t mark = 0;
-  bool hasLabels = false;
-  uint8_t labels[16] = {};
-};
 
 // A field of an options object from JS: its own property only, never one inherited from a
 // prototype (a polluted Object.prototype must not reach a filter or a request).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "ctRequest.h"
 #include "dumpReader.h"
 #include "entryRecord.h"
 #include "entryText.h"

@@ -5,6 +5,7 @@
 #include <optional>
 #include <vector>
 
+#include "ctRequest.h"
 #include "filter.h"
 #include "jsConvert.h"
 #include "lanes.h"

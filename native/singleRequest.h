@@ -1,9 +1,8 @@
-// Requests about one entry (get, create, delete), built with libnetfilter_conntrack.
+// The exchanges about one entry (get, create, delete): a request built by buildSpecRequest
+// (ctRequest.h), its answer read by parseEntry.
 #pragma once
-#include <vector>
-
 #include "ctMessage.h"
-#include "jsConvert.h"
+#include "ctRequest.h"
 #include "netlinkSocket.h"
 
 namespace ctpurge {
