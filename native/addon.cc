@@ -10,6 +10,8 @@
 #include "handle.h"
 #include "jsConvert.h"
 #include "entryRecord.h"
+#include "entryText.h"
+#include "textFormat.h"
 #include "names.h"
 #include "policyTimeouts.h"
 
@@ -48,6 +50,36 @@ Napi::Value EstimateAge(const Napi::CallbackInfo& info) {
                                    info[3].As<Napi::Number>().Uint32Value(), t);
   if (age.source == AgeSource::Unknown) return env.Null();
   return Napi::Number::New(env, age.seconds);
+}
+
+// formatRecords(records: Uint8Array, format: 'ndjson' | 'conntrack' | 'table', nowMs) for unit
+// tests: packed records through the same line writers as list, the audit log and watch, so
+// the formats are held to their TypeScript reference without a kernel.
+Napi::Value FormatRecords(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[2].IsNumber()) throw Napi::TypeError::New(env, "formatRecords(records, format, nowMs)");
+  Napi::TypedArray records = info[0].As<Napi::TypedArray>();
+  const TextFormat format = textFormatFromJs(info[1], TextFormat::Ndjson, {TextFormat::Ndjson, TextFormat::Conntrack, TextFormat::Table}, "formatRecords");
+  const uint64_t nowNs = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue() * 1e6);
+  const auto* bytes = static_cast<const uint8_t*>(records.ArrayBuffer().Data()) + records.ByteOffset();
+  std::string out;
+  TableRows rows;
+  for (size_t off = 0; off + kRecordSize <= records.ByteLength(); off += kRecordSize) {
+    Entry e;
+    Ages ages;
+    readRecord(bytes + off, e, ages);
+    switch (format) {
+      case TextFormat::Ndjson: appendNdjson(out, e, ages); break;
+      case TextFormat::Conntrack: appendConntrackLine(out, e, nowNs); break;
+      case TextFormat::Table: rows.add(e, ages); break;
+      case TextFormat::Records: break;
+    }
+  }
+  if (format == TextFormat::Table) {
+    TableLayout table;
+    table.write(rows, true, out);
+  }
+  return Napi::String::New(env, out);
 }
 
 template <size_t N>
@@ -94,6 +126,7 @@ static Napi::Object InitCtpurge(Napi::Env env, Napi::Object exports) {
       flag);
   exports.Set("open", Napi::Function::New(env, Handle::Open, "open"));
   exports.Set("estimateAge", Napi::Function::New(env, EstimateAge, "estimateAge"));
+  exports.Set("formatRecords", Napi::Function::New(env, FormatRecords, "formatRecords"));
   exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
   exports.Set("unlockFile", Napi::Function::New(env, UnlockFile, "unlockFile"));
   exports.Set("recordSize", Napi::Number::New(env, static_cast<double>(kRecordSize)));

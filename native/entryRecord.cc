@@ -1,5 +1,6 @@
 #include "entryRecord.h"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -19,6 +20,23 @@ void putTuple(uint8_t* r, size_t addrOff, size_t portOff, size_t icmpOff, const 
   r[icmpOff] = t.icmpType;
   r[icmpOff + 1] = t.icmpCode;
   put<uint16_t>(r, icmpOff + 2, t.icmpId);
+}
+
+template <typename T>
+T get(const uint8_t* base, size_t off) {
+  T v;
+  std::memcpy(&v, base + off, sizeof v);
+  return v;
+}
+
+void getTuple(const uint8_t* r, size_t addrOff, size_t portOff, size_t icmpOff, Tuple& t) {
+  std::memcpy(t.src, r + addrOff, 16);
+  std::memcpy(t.dst, r + addrOff + 16, 16);
+  t.sport = get<uint16_t>(r, portOff);
+  t.dport = get<uint16_t>(r, portOff + 2);
+  t.icmpType = r[icmpOff];
+  t.icmpCode = r[icmpOff + 1];
+  t.icmpId = get<uint16_t>(r, icmpOff + 2);
 }
 
 }  // namespace
@@ -63,6 +81,46 @@ void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Ages& ages) {
   put<uint16_t>(r, 176, e.origZone);
   put<uint16_t>(r, 178, e.replyZone);
   // 180-183: reserved (zero).
+}
+
+void readRecord(const uint8_t* r, Entry& e, Ages& ages) {
+  e = Entry{};
+  ages = Ages{};
+  e.id = get<uint32_t>(r, 0);
+  e.hasId = true;
+  e.status = get<uint32_t>(r, 4);
+  e.timeout = get<uint32_t>(r, 8);
+  e.mark = get<uint32_t>(r, 12);
+  e.zone = get<uint16_t>(r, 16);
+  e.family = r[18];
+  e.protocol = r[19];
+  e.state = r[20];
+  ages.age.source = r[21] <= static_cast<uint8_t>(AgeSource::Timeout) ? static_cast<AgeSource>(r[21]) : AgeSource::Unknown;
+  const uint8_t flags = r[22];
+  e.hasTimeout = flags & kHasTimeout;
+  e.hasCounters = flags & kHasCounters;
+  e.hasStart = flags & kHasStart;
+  e.hasLabels = flags & kHasLabels;
+  ages.age.seconds = get<double>(r, 24);
+  if (ages.age.seconds != ages.age.seconds) ages.age.source = AgeSource::Unknown;
+  // Milliseconds to the microsecond, then whole: ms * 1e6 in a double would round the nanoseconds.
+  e.startNs = static_cast<uint64_t>(std::llround(get<double>(r, 32) * 1000)) * 1000;
+  getTuple(r, 40, 72, 160, e.orig);
+  getTuple(r, 76, 108, 164, e.reply);
+  e.orig.hasPorts = flags & kOrigPorts;
+  e.orig.hasIcmp = flags & kOrigIcmp;
+  e.reply.hasPorts = flags & kReplyPorts;
+  e.reply.hasIcmp = flags & kReplyIcmp;
+  e.packets[0] = static_cast<uint64_t>(get<double>(r, 112));
+  e.bytes[0] = static_cast<uint64_t>(get<double>(r, 120));
+  e.packets[1] = static_cast<uint64_t>(get<double>(r, 128));
+  e.bytes[1] = static_cast<uint64_t>(get<double>(r, 136));
+  std::memcpy(e.labels, r + 144, 16);
+  const double idle = get<double>(r, 168);
+  ages.idle.seconds = idle;
+  ages.idle.source = idle == idle ? AgeSource::Timeout : AgeSource::Unknown;
+  e.origZone = get<uint16_t>(r, 176);
+  e.replyZone = get<uint16_t>(r, 178);
 }
 
 }  // namespace ctpurge

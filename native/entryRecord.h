@@ -26,4 +26,9 @@ enum RecordFlag : uint8_t {
 
 void appendRecord(std::vector<uint8_t>& out, const Entry& e, const Ages& ages);
 
+// The inverse, for formatting records that did not come from the kernel (the text formats'
+// unit tests): the entry and its ages as appendRecord wrote them (start to the microsecond;
+// e.origTupleAttr stays null).
+void readRecord(const uint8_t* r, Entry& e, Ages& ages);
+
 }  // namespace ctpurge

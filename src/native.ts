@@ -319,6 +319,11 @@ export interface NativeBinding {
   open(netnsPath: string | null): Promise<NativeHandle>;
   /** The age estimate from seconds left and policy timeouts; null when unknown. */
   estimateAge(protocol: number, family: number, state: number, secondsLeft: number, timeouts: NativeTimeoutTable): number | null;
+  /**
+   * Packed records (recordSize bytes each) through the addon's line writers, as list, the
+   * audit log and watch write them (the table laid out as one); for the formats' unit tests.
+   */
+  formatRecords(records: Uint8Array, format: 'ndjson' | 'conntrack' | 'table', nowMs: number): string;
   recordSize: number;
   /** The name tables the native text formats print (a unit test holds src/protocols.ts to them). */
   names: NativeNames;

@@ -133,6 +133,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
       return handle;
     },
     estimateAge: () => null,
+    formatRecords: () => '',
     recordSize: RECORD_SIZE,
     names: { protocols: { ...PROTOCOLS }, tcp: [...TCP_STATES], sctp: [...SCTP_STATES], dccp: [...DCCP_STATES], status: Object.keys(STATUS_BITS), ageSources: [...AGE_SOURCES] },
     lockFile: async () => -1,
