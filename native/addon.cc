@@ -5,15 +5,15 @@
 
 #include "addonData.h"
 #include "dumpCursor.h"
+#include "entryRecord.h"
+#include "entryText.h"
 #include "eventCursor.h"
 #include "fileLock.h"
 #include "handle.h"
 #include "jsConvert.h"
-#include "entryRecord.h"
-#include "entryText.h"
-#include "textFormat.h"
 #include "names.h"
 #include "policyTimeouts.h"
+#include "textFormat.h"
 
 namespace ctpurge {
 namespace {
@@ -44,10 +44,9 @@ Napi::Value EstimateAge(const Napi::CallbackInfo& info) {
   t.generic = num(o, "generic");
   t.gre = num(o, "gre");
   t.greStream = num(o, "greStream");
-  Age age = estimateAgeFromTimeout(static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()),
-                                   static_cast<uint8_t>(info[1].As<Napi::Number>().Uint32Value()),
-                                   static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value()),
-                                   info[3].As<Napi::Number>().Uint32Value(), t);
+  Age age =
+      estimateAgeFromTimeout(static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()), static_cast<uint8_t>(info[1].As<Napi::Number>().Uint32Value()),
+                             static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value()), info[3].As<Napi::Number>().Uint32Value(), t);
   if (age.source == AgeSource::Unknown) return env.Null();
   return Napi::Number::New(env, age.seconds);
 }

@@ -1,17 +1,15 @@
 // Lines shaped like `conntrack -L` prints them (list -o conntrack, watch).
 #include "entryText.h"
 
-
-
 #include "names.h"
 #include "textParts.h"
 
 namespace ctpurge {
+using names::protocolName;
 using text::appendAddress;
 using text::appendNumbers;
 using text::appendStateName;
 using text::num;
-using names::protocolName;
 
 namespace {
 

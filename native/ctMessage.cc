@@ -30,8 +30,7 @@ void forEachNested(const nlattr* nest, Fn&& fn) {
 
 template <typename Fn>
 void forEachAttr(const nlmsghdr* nlh, size_t offset, Fn&& fn) {
-  forEachIn(static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, offset)),
-            static_cast<int>(nlh->nlmsg_len - MNL_NLMSG_HDRLEN - MNL_ALIGN(offset)), fn);
+  forEachIn(static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, offset)), static_cast<int>(nlh->nlmsg_len - MNL_NLMSG_HDRLEN - MNL_ALIGN(offset)), fn);
 }
 
 bool payloadAtLeast(const nlattr* a, size_t n) { return mnl_attr_get_payload_len(a) >= n; }
@@ -39,10 +38,18 @@ bool payloadAtLeast(const nlattr* a, size_t n) { return mnl_attr_get_payload_len
 void parseIp(const nlattr* nest, Tuple& t) {
   forEachNested(nest, [&](const nlattr* a) {
     switch (mnl_attr_get_type(a)) {
-      case CTA_IP_V4_SRC: if (payloadAtLeast(a, 4)) std::memcpy(t.src, mnl_attr_get_payload(a), 4); break;
-      case CTA_IP_V4_DST: if (payloadAtLeast(a, 4)) std::memcpy(t.dst, mnl_attr_get_payload(a), 4); break;
-      case CTA_IP_V6_SRC: if (payloadAtLeast(a, 16)) std::memcpy(t.src, mnl_attr_get_payload(a), 16); break;
-      case CTA_IP_V6_DST: if (payloadAtLeast(a, 16)) std::memcpy(t.dst, mnl_attr_get_payload(a), 16); break;
+      case CTA_IP_V4_SRC:
+        if (payloadAtLeast(a, 4)) std::memcpy(t.src, mnl_attr_get_payload(a), 4);
+        break;
+      case CTA_IP_V4_DST:
+        if (payloadAtLeast(a, 4)) std::memcpy(t.dst, mnl_attr_get_payload(a), 4);
+        break;
+      case CTA_IP_V6_SRC:
+        if (payloadAtLeast(a, 16)) std::memcpy(t.src, mnl_attr_get_payload(a), 16);
+        break;
+      case CTA_IP_V6_DST:
+        if (payloadAtLeast(a, 16)) std::memcpy(t.dst, mnl_attr_get_payload(a), 16);
+        break;
       default: break;
     }
   });
@@ -51,15 +58,42 @@ void parseIp(const nlattr* nest, Tuple& t) {
 void parseProto(const nlattr* nest, Tuple& t, uint8_t& protocol) {
   forEachNested(nest, [&](const nlattr* a) {
     switch (mnl_attr_get_type(a)) {
-      case CTA_PROTO_NUM: if (payloadAtLeast(a, 1)) protocol = mnl_attr_get_u8(a); break;
-      case CTA_PROTO_SRC_PORT: if (payloadAtLeast(a, 2)) { t.sport = be16(a); t.hasPorts = true; } break;
-      case CTA_PROTO_DST_PORT: if (payloadAtLeast(a, 2)) { t.dport = be16(a); t.hasPorts = true; } break;
+      case CTA_PROTO_NUM:
+        if (payloadAtLeast(a, 1)) protocol = mnl_attr_get_u8(a);
+        break;
+      case CTA_PROTO_SRC_PORT:
+        if (payloadAtLeast(a, 2)) {
+          t.sport = be16(a);
+          t.hasPorts = true;
+        }
+        break;
+      case CTA_PROTO_DST_PORT:
+        if (payloadAtLeast(a, 2)) {
+          t.dport = be16(a);
+          t.hasPorts = true;
+        }
+        break;
       case CTA_PROTO_ICMP_ID:
-      case CTA_PROTO_ICMPV6_ID: if (payloadAtLeast(a, 2)) { t.icmpId = be16(a); t.hasIcmp = true; } break;
+      case CTA_PROTO_ICMPV6_ID:
+        if (payloadAtLeast(a, 2)) {
+          t.icmpId = be16(a);
+          t.hasIcmp = true;
+        }
+        break;
       case CTA_PROTO_ICMP_TYPE:
-      case CTA_PROTO_ICMPV6_TYPE: if (payloadAtLeast(a, 1)) { t.icmpType = mnl_attr_get_u8(a); t.hasIcmp = true; } break;
+      case CTA_PROTO_ICMPV6_TYPE:
+        if (payloadAtLeast(a, 1)) {
+          t.icmpType = mnl_attr_get_u8(a);
+          t.hasIcmp = true;
+        }
+        break;
       case CTA_PROTO_ICMP_CODE:
-      case CTA_PROTO_ICMPV6_CODE: if (payloadAtLeast(a, 1)) { t.icmpCode = mnl_attr_get_u8(a); t.hasIcmp = true; } break;
+      case CTA_PROTO_ICMPV6_CODE:
+        if (payloadAtLeast(a, 1)) {
+          t.icmpCode = mnl_attr_get_u8(a);
+          t.hasIcmp = true;
+        }
+        break;
       default: break;
     }
   });
@@ -70,7 +104,9 @@ void parseTuple(const nlattr* nest, Tuple& t, uint8_t& protocol, uint16_t& zone)
     switch (mnl_attr_get_type(a)) {
       case CTA_TUPLE_IP: parseIp(a, t); break;
       case CTA_TUPLE_PROTO: parseProto(a, t, protocol); break;
-      case CTA_TUPLE_ZONE: if (payloadAtLeast(a, 2)) zone = be16(a); break;
+      case CTA_TUPLE_ZONE:
+        if (payloadAtLeast(a, 2)) zone = be16(a);
+        break;
       default: break;
     }
   });
@@ -90,10 +126,18 @@ void parseProtoinfo(const nlattr* nest, Entry& e) {
 void parseCounters(const nlattr* nest, Entry& e, int dir) {
   forEachNested(nest, [&](const nlattr* a) {
     switch (mnl_attr_get_type(a)) {
-      case CTA_COUNTERS_PACKETS: if (payloadAtLeast(a, 8)) e.packets[dir] = be64(a); break;
-      case CTA_COUNTERS_BYTES: if (payloadAtLeast(a, 8)) e.bytes[dir] = be64(a); break;
-      case CTA_COUNTERS32_PACKETS: if (payloadAtLeast(a, 4)) e.packets[dir] = be32(a); break;
-      case CTA_COUNTERS32_BYTES: if (payloadAtLeast(a, 4)) e.bytes[dir] = be32(a); break;
+      case CTA_COUNTERS_PACKETS:
+        if (payloadAtLeast(a, 8)) e.packets[dir] = be64(a);
+        break;
+      case CTA_COUNTERS_BYTES:
+        if (payloadAtLeast(a, 8)) e.bytes[dir] = be64(a);
+        break;
+      case CTA_COUNTERS32_PACKETS:
+        if (payloadAtLeast(a, 4)) e.packets[dir] = be32(a);
+        break;
+      case CTA_COUNTERS32_BYTES:
+        if (payloadAtLeast(a, 4)) e.bytes[dir] = be32(a);
+        break;
       default: break;
     }
   });
@@ -121,22 +165,46 @@ bool parseEntry(const nlmsghdr* nlh, Entry& e) {
   e.family = nfg->nfgen_family;
   forEachAttr(nlh, sizeof(nfgenmsg), [&](const nlattr* a) {
     switch (mnl_attr_get_type(a)) {
-      case CTA_TUPLE_ORIG: parseTuple(a, e.orig, e.protocol, e.origZone); e.origTupleAttr = a; break;
-      case CTA_TUPLE_REPLY: { uint8_t p = 0; parseTuple(a, e.reply, p, e.replyZone); break; }
-      case CTA_STATUS: if (payloadAtLeast(a, 4)) e.status = be32(a); break;
+      case CTA_TUPLE_ORIG:
+        parseTuple(a, e.orig, e.protocol, e.origZone);
+        e.origTupleAttr = a;
+        break;
+      case CTA_TUPLE_REPLY: {
+        uint8_t p = 0;
+        parseTuple(a, e.reply, p, e.replyZone);
+        break;
+      }
+      case CTA_STATUS:
+        if (payloadAtLeast(a, 4)) e.status = be32(a);
+        break;
       case CTA_PROTOINFO: parseProtoinfo(a, e); break;
-      case CTA_TIMEOUT: if (payloadAtLeast(a, 4)) { e.timeout = be32(a); e.hasTimeout = true; } break;
-      case CTA_MARK: if (payloadAtLeast(a, 4)) e.mark = be32(a); break;
+      case CTA_TIMEOUT:
+        if (payloadAtLeast(a, 4)) {
+          e.timeout = be32(a);
+          e.hasTimeout = true;
+        }
+        break;
+      case CTA_MARK:
+        if (payloadAtLeast(a, 4)) e.mark = be32(a);
+        break;
       case CTA_COUNTERS_ORIG: parseCounters(a, e, 0); break;
       case CTA_COUNTERS_REPLY: parseCounters(a, e, 1); break;
-      case CTA_ID: if (payloadAtLeast(a, 4)) { e.id = be32(a); e.hasId = true; } break;
-      case CTA_ZONE: if (payloadAtLeast(a, 2)) e.zone = be16(a); break;
+      case CTA_ID:
+        if (payloadAtLeast(a, 4)) {
+          e.id = be32(a);
+          e.hasId = true;
+        }
+        break;
+      case CTA_ZONE:
+        if (payloadAtLeast(a, 2)) e.zone = be16(a);
+        break;
       case CTA_TIMESTAMP: parseTimestamp(a, e); break;
       case CTA_LABELS: {
         size_t n = mnl_attr_get_payload_len(a);
         if (n > sizeof e.labels) n = sizeof e.labels;
         std::memcpy(e.labels, mnl_attr_get_payload(a), n);
-        for (size_t i = 0; i < n; i++) if (e.labels[i]) e.hasLabels = true;
+        for (size_t i = 0; i < n; i++)
+          if (e.labels[i]) e.hasLabels = true;
         break;
       }
       default: break;

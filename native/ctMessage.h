@@ -17,7 +17,6 @@ namespace ctpurge {
 constexpr uint16_t kCtaStatusMask = 26;         // CTA_STATUS_MASK (5.15)
 constexpr uint16_t kCtaStatsChainTooLong = 15;  // CTA_STATS_CHAIN_TOOLONG (5.12)
 
-
 constexpr uint8_t kNoState = 0xff;
 
 struct Tuple {
@@ -92,8 +91,7 @@ struct GlobalStats {
 };
 struct CpuStats {
   uint32_t cpu = 0;
-  uint32_t found = 0, invalid = 0, insert = 0, insertFailed = 0, drop = 0, earlyDrop = 0, error = 0,
-           searchRestart = 0, clashResolve = 0, chainTooLong = 0;
+  uint32_t found = 0, invalid = 0, insert = 0, insertFailed = 0, drop = 0, earlyDrop = 0, error = 0, searchRestart = 0, clashResolve = 0, chainTooLong = 0;
 };
 void parseGlobalStats(const nlmsghdr* nlh, GlobalStats& out);
 void parseCpuStats(const nlmsghdr* nlh, CpuStats& out);

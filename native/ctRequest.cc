@@ -100,7 +100,6 @@ void putFilter(nlmsghdr* nlh, const KernelFilter& f) {
   }
 }
 
-
 struct NfctDeleter {
   void operator()(nf_conntrack* ct) const { nfct_destroy(ct); }
 };
@@ -112,8 +111,7 @@ struct BitmaskDeleter {
 
 // One direction's tuple (the original, or the reply): layer 3 and 4 protocols, addresses
 // and, when given, ports.
-void setTuple(nf_conntrack* ct, bool reply, const EntrySpec& s, const uint8_t* src, const uint8_t* dst, uint16_t sport,
-              uint16_t dport) {
+void setTuple(nf_conntrack* ct, bool reply, const EntrySpec& s, const uint8_t* src, const uint8_t* dst, uint16_t sport, uint16_t dport) {
   nfct_set_attr_u8(ct, reply ? ATTR_REPL_L3PROTO : ATTR_L3PROTO, s.family);
   nfct_set_attr_u8(ct, reply ? ATTR_REPL_L4PROTO : ATTR_L4PROTO, s.protocol);
   if (s.family == AF_INET) {
@@ -156,14 +154,15 @@ NfctPtr toNfct(const EntrySpec& s, bool forCreate) {
     nfct_setobjopt(c, NFCT_SOPT_SETUP_REPLY);
   }
   if (s.hasState) {
-    if (s.protocol == IPPROTO_TCP) nfct_set_attr_u8(c, ATTR_TCP_STATE, s.state);
+    if (s.protocol == IPPROTO_TCP)
+      nfct_set_attr_u8(c, ATTR_TCP_STATE, s.state);
     else if (s.protocol == IPPROTO_SCTP) {
       // ctnetlink insists on both verification tags alongside an SCTP state (EINVAL otherwise).
       nfct_set_attr_u8(c, ATTR_SCTP_STATE, s.state);
       nfct_set_attr_u32(c, ATTR_SCTP_VTAG_ORIG, 0);
       nfct_set_attr_u32(c, ATTR_SCTP_VTAG_REPL, 0);
-    }
-    else if (s.protocol == IPPROTO_DCCP) nfct_set_attr_u8(c, ATTR_DCCP_STATE, s.state);
+    } else if (s.protocol == IPPROTO_DCCP)
+      nfct_set_attr_u8(c, ATTR_DCCP_STATE, s.state);
   }
   nfct_set_attr_u32(c, ATTR_TIMEOUT, s.timeout);
   // ctnetlink sets CONFIRMED on new entries before applying the requested status, and a
@@ -196,15 +195,15 @@ nlmsghdr* buildFlushRequest(char* buf, uint32_t seq, const KernelFilter& f) {
 }
 
 nlmsghdr* buildStatsRequest(char* buf, uint32_t seq, bool perCpu) {
-  return putHeader(buf, perCpu ? IPCTNL_MSG_CT_GET_STATS_CPU : IPCTNL_MSG_CT_GET_STATS,
-                   perCpu ? NLM_F_REQUEST | NLM_F_DUMP : NLM_F_REQUEST | NLM_F_ACK, seq, AF_UNSPEC, NFNETLINK_V0);
+  return putHeader(buf, perCpu ? IPCTNL_MSG_CT_GET_STATS_CPU : IPCTNL_MSG_CT_GET_STATS, perCpu ? NLM_F_REQUEST | NLM_F_DUMP : NLM_F_REQUEST | NLM_F_ACK, seq,
+                   AF_UNSPEC, NFNETLINK_V0);
 }
 
 size_t entryRequestSize(const Entry& e) {
   if (!e.origTupleAttr) return 0;
   // CTA_ID and CTA_TIMEOUT are both a u32.
-  return MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg)) + MNL_ALIGN(e.origTupleAttr->nla_len) +
-         MNL_ALIGN(MNL_ATTR_HDRLEN + 2) + MNL_ALIGN(MNL_ATTR_HDRLEN + 4);
+  return MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg)) + MNL_ALIGN(e.origTupleAttr->nla_len) + MNL_ALIGN(MNL_ATTR_HDRLEN + 2) +
+         MNL_ALIGN(MNL_ATTR_HDRLEN + 4);
 }
 
 bool appendEntryRequest(std::vector<char>& out, const Entry& e, uint32_t seq, EntryRequest kind, uint32_t timeout) {
@@ -227,8 +226,10 @@ bool appendEntryRequest(std::vector<char>& out, const Entry& e, uint32_t seq, En
   nlh->nlmsg_len += MNL_ALIGN(tupleLen);
   // Without CTA_ZONE the kernel looks in zone 0.
   mnl_attr_put_u16(nlh, CTA_ZONE, htons(e.zone));
-  if (kind == EntryRequest::Delete) mnl_attr_put_u32(nlh, CTA_ID, htonl(e.id));
-  else mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(timeout));
+  if (kind == EntryRequest::Delete)
+    mnl_attr_put_u32(nlh, CTA_ID, htonl(e.id));
+  else
+    mnl_attr_put_u32(nlh, CTA_TIMEOUT, htonl(timeout));
   out.resize(at + nlh->nlmsg_len);
   return true;
 }

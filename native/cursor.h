@@ -20,9 +20,8 @@ template <typename Self, typename State, typename Worker>
 class Cursor : public Napi::ObjectWrap<Self> {
  public:
   static Napi::Function Define(Napi::Env env, const char* name) {
-    return Napi::ObjectWrap<Self>::DefineClass(env, name,
-                                               {Napi::ObjectWrap<Self>::InstanceMethod("next", &Self::Next),
-                                                Napi::ObjectWrap<Self>::InstanceMethod("close", &Self::Close)});
+    return Napi::ObjectWrap<Self>::DefineClass(
+        env, name, {Napi::ObjectWrap<Self>::InstanceMethod("next", &Self::Next), Napi::ObjectWrap<Self>::InstanceMethod("close", &Self::Close)});
   }
   // The state of a cursor just made by its constructor (for NewInstance to fill in).
   static State& stateOf(const Napi::Object& o) { return *Self::Unwrap(o)->state_; }

@@ -2,15 +2,14 @@
 
 #include "addonData.h"
 #include "entryRecord.h"
-#include "jsConvert.h"
 #include "entryText.h"
+#include "jsConvert.h"
 
 namespace ctpurge {
 
 class NextChunkWorker : public PromiseWorker {
  public:
-  NextChunkWorker(Napi::Env env, std::shared_ptr<DumpState> state)
-      : PromiseWorker(env, "ctpurge:dump"), state_(std::move(state)) {}
+  NextChunkWorker(Napi::Env env, std::shared_ptr<DumpState> state) : PromiseWorker(env, "ctpurge:dump"), state_(std::move(state)) {}
 
  protected:
   void Run() override {
@@ -21,16 +20,20 @@ class NextChunkWorker : public PromiseWorker {
     }
     const uint64_t now = realtimeNowNs();
     const bool ndjson = c.format == TextFormat::Ndjson;
-    if (ndjson) text_.reserve((static_cast<size_t>(c.chunk) + 256) * 420);
-    else records_.reserve((static_cast<size_t>(c.chunk) + 256) * kRecordSize);
+    if (ndjson)
+      text_.reserve((static_cast<size_t>(c.chunk) + 256) * 420);
+    else
+      records_.reserve((static_cast<size_t>(c.chunk) + 256) * kRecordSize);
     bool more = true;
     while (more && matched_ < c.chunk) {
       more = c.reader->next([&](const Entry& e) {
         const Ages ages = estimateAges(e, c.timeouts, now);
         if (!c.lane.match.matches(e, ages)) return;
         matched_++;
-        if (ndjson) appendNdjson(text_, e, ages);
-        else appendRecord(records_, e, ages);
+        if (ndjson)
+          appendNdjson(text_, e, ages);
+        else
+          appendRecord(records_, e, ages);
       });
     }
     if (!more) finished_ = true;

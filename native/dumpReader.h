@@ -22,8 +22,7 @@ class DumpReader {
     const size_t n = sock_.receive(buf_.data(), buf_.size(), operation_);
     int len = static_cast<int>(n);
     Entry e;
-    for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(m, len);
-         m = mnl_nlmsg_next(m, &len)) {
+    for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(buf_.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
       if (m->nlmsg_seq != seq_) continue;
       if (m->nlmsg_type == NLMSG_DONE) {
         done_ = true;

@@ -1,15 +1,15 @@
 #include "eventCursor.h"
 
 #include <poll.h>
-#include <cstdio>
 #include <sys/socket.h>
+#include <cstdio>
 
 #include <vector>
 
 #include "addonData.h"
 #include "entryRecord.h"
-#include "jsConvert.h"
 #include "entryText.h"
+#include "jsConvert.h"
 
 namespace ctpurge {
 
@@ -22,8 +22,7 @@ constexpr const char* kTypeTags[] = {"", "[NEW] ", "[UPDATE] ", "[DESTROY] "};
 
 class NextEventsWorker : public PromiseWorker {
  public:
-  NextEventsWorker(Napi::Env env, std::shared_ptr<EventState> state)
-      : PromiseWorker(env, "ctpurge:events"), state_(std::move(state)) {}
+  NextEventsWorker(Napi::Env env, std::shared_ptr<EventState> state) : PromiseWorker(env, "ctpurge:events"), state_(std::move(state)) {}
 
  protected:
   void Run() override {
@@ -78,8 +77,10 @@ class NextEventsWorker : public PromiseWorker {
       const Ages ages = estimateAges(e, c.timeouts, now);
       if (!c.filter.matches(e, ages)) continue;
       uint8_t type = kEventUpdate;
-      if ((m->nlmsg_type & 0xff) == IPCTNL_MSG_CT_DELETE) type = kEventDestroy;
-      else if (m->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL)) type = kEventNew;
+      if ((m->nlmsg_type & 0xff) == IPCTNL_MSG_CT_DELETE)
+        type = kEventDestroy;
+      else if (m->nlmsg_flags & (NLM_F_CREATE | NLM_F_EXCL))
+        type = kEventNew;
       switch (c.format) {
         case TextFormat::Records:
           appendRecord(records_, e, ages);
@@ -118,8 +119,10 @@ class NextEventsWorker : public PromiseWorker {
   Napi::Value Resolve(Napi::Env env) override {
     if (ended_) return env.Null();
     Napi::Object o = Napi::Object::New(env);
-    if (state_->format == TextFormat::Records) o.Set("records", toArrayBuffer(env, records_));
-    else o.Set("text", Napi::Buffer<char>::Copy(env, text_.data(), text_.size()));
+    if (state_->format == TextFormat::Records)
+      o.Set("records", toArrayBuffer(env, records_));
+    else
+      o.Set("text", Napi::Buffer<char>::Copy(env, text_.data(), text_.size()));
     o.Set("lost", Napi::Number::New(env, static_cast<double>(lost_)));
     return o;
   }
@@ -140,8 +143,7 @@ class NextEventsWorker : public PromiseWorker {
 
 Napi::Function EventCursor::Define(Napi::Env env) { return Cursor::Define(env, "EventCursor"); }
 
-Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer,
-                                      TextFormat format, bool timestamps) {
+Napi::Object EventCursor::NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer, TextFormat format, bool timestamps) {
   AddonData* data = env.GetInstanceData<AddonData>();
   Napi::Object o = data->eventCtor.New({});
   EventState& s = stateOf(o);

@@ -50,8 +50,7 @@ class EventCursor : public Cursor<EventCursor, EventState, NextEventsWorker> {
   using Cursor::Cursor;
   // Defined next to the worker, which next() needs complete.
   static Napi::Function Define(Napi::Env env);
-  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer,
-                                  TextFormat format, bool timestamps);
+  static Napi::Object NewInstance(Napi::Env env, NamespacePtr ns, Filter filter, uint32_t groups, int receiveBuffer, TextFormat format, bool timestamps);
   // A worker still polling stops at its next slice instead of waiting for events forever.
   ~EventCursor() override { state_->closed.store(true); }
 };

@@ -47,58 +47,61 @@ class ExportWorker : public PromiseWorker {
     std::atomic<int64_t> taken{0};
     std::atomic<bool> limitReached{false}, wasCancelled{false};
     const bool isTable = opts_.format == TextFormat::Table;
-    runLanes(lanes_.size(), [&](size_t i) {
-      const Filter& match = lanes_[i].match;
-      DumpReader reader(nsFd, lanes_[i].kernel, "export");
-      std::string text;
-      TableRows rows;
-      double lines = 0;
-      // Writes what this lane has formatted; laneDone: it has no more (the table's held head may be due).
-      auto flush = [&](bool laneDone) {
-        if (isTable) {
-          if (rows.empty() && !laneDone) return true;
-          size_t laidOut = 0;
-          if (!sink.write(text, [&](std::string& out) { laidOut = table.write(rows, laneDone, out); })) return false;
-          written[i] += static_cast<double>(laidOut);
-          return true;
-        }
-        if (!sink.write(text)) return false;
-        written[i] += lines;
-        lines = 0;
-        return true;
-      };
-      bool stop = false;
-      bool more = true;
-      while (more && !stop) {
-        more = reader.next([&](const Entry& e) {
-          if (stop) return;
-          const Ages ages = estimateAges(e, timeouts, nowNs);
-          if (!match.matches(e, ages)) return;
-          if (opts_.limit >= 0 && taken.fetch_add(1) >= static_cast<int64_t>(opts_.limit)) {
-            limitReached.store(true);
-            stop = true;
-            return;
+    runLanes(
+        lanes_.size(),
+        [&](size_t i) {
+          const Filter& match = lanes_[i].match;
+          DumpReader reader(nsFd, lanes_[i].kernel, "export");
+          std::string text;
+          TableRows rows;
+          double lines = 0;
+          // Writes what this lane has formatted; laneDone: it has no more (the table's held head may be due).
+          auto flush = [&](bool laneDone) {
+            if (isTable) {
+              if (rows.empty() && !laneDone) return true;
+              size_t laidOut = 0;
+              if (!sink.write(text, [&](std::string& out) { laidOut = table.write(rows, laneDone, out); })) return false;
+              written[i] += static_cast<double>(laidOut);
+              return true;
+            }
+            if (!sink.write(text)) return false;
+            written[i] += lines;
+            lines = 0;
+            return true;
+          };
+          bool stop = false;
+          bool more = true;
+          while (more && !stop) {
+            more = reader.next([&](const Entry& e) {
+              if (stop) return;
+              const Ages ages = estimateAges(e, timeouts, nowNs);
+              if (!match.matches(e, ages)) return;
+              if (opts_.limit >= 0 && taken.fetch_add(1) >= static_cast<int64_t>(opts_.limit)) {
+                limitReached.store(true);
+                stop = true;
+                return;
+              }
+              switch (opts_.format) {
+                case TextFormat::Ndjson: appendNdjson(text, e, ages); break;
+                case TextFormat::Conntrack: appendConntrackLine(text, e, nowNs); break;
+                case TextFormat::Table: rows.add(e, ages); break;
+                case TextFormat::Records: break;  // not a line format: refused in startExport
+              }
+              lines++;
+              if (text.size() + rows.text.size() >= kWriteBytes && !flush(false)) stop = true;
+            });
+            // The lines of each dump buffer go out before the next is read: the export is paced
+            // by its reader, and a cancel ends it after the lines in flight.
+            if (!stop && !flush(false)) stop = true;
+            if (sink.failed() || limitReached.load()) stop = true;
+            if (cancelled()) {
+              wasCancelled.store(true);
+              stop = true;
+            }
           }
-          switch (opts_.format) {
-            case TextFormat::Ndjson: appendNdjson(text, e, ages); break;
-            case TextFormat::Conntrack: appendConntrackLine(text, e, nowNs); break;
-            case TextFormat::Table: rows.add(e, ages); break;
-            case TextFormat::Records: break;  // not a line format: refused in startExport
-          }
-          lines++;
-          if (text.size() + rows.text.size() >= kWriteBytes && !flush(false)) stop = true;
-        });
-        // The lines of each dump buffer go out before the next is read: the export is paced
-        // by its reader, and a cancel ends it after the lines in flight.
-        if (!stop && !flush(false)) stop = true;
-        if (sink.failed() || limitReached.load()) stop = true;
-        if (cancelled()) {
-          wasCancelled.store(true);
-          stop = true;
-        }
-      }
-      if (!sink.failed()) flush(true);
-    }, [&](size_t) { abort_.store(true); });
+          if (!sink.failed()) flush(true);
+        },
+        [&](size_t) { abort_.store(true); });
     for (double w : written) written_ += w;
     limitReached_ = limitReached.load();
     cancelled_ = wasCancelled.load();

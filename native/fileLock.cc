@@ -31,8 +31,7 @@ long confirmedHolder(int fd) {
   std::ifstream locks("/proc/locks");
   std::string line;
   char dev[64];
-  std::snprintf(dev, sizeof dev, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
-                static_cast<unsigned long long>(st.st_ino));
+  std::snprintf(dev, sizeof dev, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev), static_cast<unsigned long long>(st.st_ino));
   while (std::getline(locks, line)) {
     std::istringstream in(line);
     std::string id, kind, mode, access, lockDev;
@@ -53,8 +52,7 @@ void moveAside(int dirFd, const std::string& dir, const std::string& name) {
                 static_cast<long>(std::chrono::steady_clock::now().time_since_epoch().count() & 0xffffff));
   if (::renameat(dirFd, name.c_str(), dirFd, aside) != 0) {
     if (errno == ENOENT) return;
-    throw SysError::fromErrno(errno, "rename", "lock",
-                              "lock file " + dir + "/" + name + " is not private to this user and cannot be replaced in " + dir);
+    throw SysError::fromErrno(errno, "rename", "lock", "lock file " + dir + "/" + name + " is not private to this user and cannot be replaced in " + dir);
   }
   if (::unlinkat(dirFd, aside, 0) != 0) {
     int ignored = ::unlinkat(dirFd, aside, AT_REMOVEDIR);  // an empty directory; a full one stays aside
@@ -64,8 +62,7 @@ void moveAside(int dirFd, const std::string& dir, const std::string& name) {
 
 class LockWorker : public PromiseWorker {
  public:
-  LockWorker(Napi::Env env, std::string path, double waitMs)
-      : PromiseWorker(env, "ctpurge:lock"), path_(std::move(path)), waitMs_(waitMs) {}
+  LockWorker(Napi::Env env, std::string path, double waitMs) : PromiseWorker(env, "ctpurge:lock"), path_(std::move(path)), waitMs_(waitMs) {}
 
  protected:
   // Only the owner can open the lock file (0600 in a directory that only it or root owns), so a
@@ -82,8 +79,7 @@ class LockWorker : public PromiseWorker {
       struct stat ds {};
       if (::fstat(dirFd, &ds) != 0) throw SysError::fromErrno(errno, "fstat", "lock");
       if (ds.st_uid != ::geteuid() && ds.st_uid != 0)
-        throw SysError::fromErrno(EACCES, "open", "lock",
-                                  "lock directory " + dir + " belongs to uid " + std::to_string(ds.st_uid));
+        throw SysError::fromErrno(EACCES, "open", "lock", "lock directory " + dir + " belongs to uid " + std::to_string(ds.st_uid));
       // In a sticky directory others can write, a user who is not root can neither remove nor
       // move another user's entry: anyone could plant the lock's name and block every purge.
       if ((ds.st_mode & S_ISVTX) && (ds.st_mode & S_IWOTH) && ::geteuid() != 0)
@@ -91,8 +87,7 @@ class LockWorker : public PromiseWorker {
                                   "lock directory " + dir +
                                       " is shared and sticky (like /tmp): another user could plant the lock file there and "
                                       "block every purge; use a directory only this user can write");
-      const auto deadline =
-          std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long long>(waitMs_));
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<long long>(waitMs_));
       for (int replaced = 0;;) {
         if (lockOnce(dirFd, dir, name, deadline, replaced)) break;
       }
@@ -112,8 +107,7 @@ class LockWorker : public PromiseWorker {
 
  private:
   // One attempt: true once fd_ holds the lock on the inode the path names.
-  bool lockOnce(int dirFd, const std::string& dir, const std::string& name,
-                std::chrono::steady_clock::time_point deadline, int& replaced) {
+  bool lockOnce(int dirFd, const std::string& dir, const std::string& name, std::chrono::steady_clock::time_point deadline, int& replaced) {
     const int fd = ::openat(dirFd, name.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     struct stat st {};
     if (fd < 0) {
@@ -121,13 +115,11 @@ class LockWorker : public PromiseWorker {
       // _regular/_fifos refusing another user's file in a sticky directory. Either way,
       // replace what is not ours.
       const int err = errno;
-      const bool foreign = (err == ELOOP || err == EACCES || err == EISDIR) &&
-                           ::fstatat(dirFd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      const bool foreign = (err == ELOOP || err == EACCES || err == EISDIR) && ::fstatat(dirFd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                            (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid());
       if (!foreign) throw SysError::fromErrno(err, "open", "lock", "cannot open lock file " + path_);
     }
-    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() ||
-        (st.st_mode & 077) != 0) {
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
       // A symlink, FIFO, device, another user's file or a file others can open: replace it.
       if (fd >= 0) ::close(fd);
       if (++replaced > 8) throw SysError::fromErrno(EAGAIN, "open", "lock", "lock file " + path_ + " keeps being replaced");
@@ -154,8 +146,7 @@ class LockWorker : public PromiseWorker {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     struct stat now {};
-    if (::fstatat(dirFd, name.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_ino != st.st_ino ||
-        now.st_dev != st.st_dev) {
+    if (::fstatat(dirFd, name.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
       ::close(fd);  // the file was replaced while we waited: lock the one the path names now
       if (++replaced > 8) throw SysError::fromErrno(EAGAIN, "open", "lock", "lock file " + path_ + " keeps being replaced");
       return false;

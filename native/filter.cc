@@ -33,9 +33,7 @@ bool anyContains(const std::vector<Cidr>& list, uint8_t family, const uint8_t* a
 
 bool inRange(const PortRange& r, uint16_t p) { return p >= r.lo && p <= r.hi; }
 
-bool hasPortsProtocol(uint8_t p) {
-  return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_UDPLITE || p == IPPROTO_SCTP || p == IPPROTO_DCCP;
-}
+bool hasPortsProtocol(uint8_t p) { return p == IPPROTO_TCP || p == IPPROTO_UDP || p == IPPROTO_UDPLITE || p == IPPROTO_SCTP || p == IPPROTO_DCCP; }
 
 size_t addressLength(uint8_t family) { return family == AF_INET6 ? 16 : 4; }
 
@@ -83,9 +81,12 @@ bool Filter::matchesOwn(const Entry& e, const Ages& ages, bool unknownTimeMatche
   if (hasStates) {
     if (e.state == kNoState || e.state >= 32) return false;
     uint32_t set = 0;
-    if (e.protocol == IPPROTO_TCP) set = tcpStates;
-    else if (e.protocol == IPPROTO_SCTP) set = sctpStates;
-    else if (e.protocol == IPPROTO_DCCP) set = dccpStates;
+    if (e.protocol == IPPROTO_TCP)
+      set = tcpStates;
+    else if (e.protocol == IPPROTO_SCTP)
+      set = sctpStates;
+    else if (e.protocol == IPPROTO_DCCP)
+      set = dccpStates;
     if (!(set & (1u << e.state))) return false;
   }
   if (hasSport && !(hasPortsProtocol(e.protocol) && e.orig.hasPorts && inRange(sport, e.orig.sport))) return false;

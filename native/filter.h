@@ -40,7 +40,7 @@ struct Filter {
   bool hasOlderThan = false;
   double olderThan = 0;  // seconds since creation (Ages::age)
   bool hasIdleFor = false;
-  double idleFor = 0;    // seconds since the last packet (Ages::idle)
+  double idleFor = 0;  // seconds since the last packet (Ages::idle)
   // NAT as the reply tuple shows it: -1 any, 0 must not, 1 must.
   int8_t srcNat = -1, dstNat = -1, anyNat = -1;
   bool hasLabels = false;

@@ -5,15 +5,15 @@
 #include <array>
 #include <vector>
 
-#include "ctRequest.h"
 #include "addonData.h"
+#include "ctRequest.h"
 #include "dumpCursor.h"
-#include "eventCursor.h"
 #include "dumpReader.h"
 #include "entryRecord.h"
+#include "eventCursor.h"
+#include "exportWorker.h"
 #include "jsConvert.h"
 #include "lanes.h"
-#include "exportWorker.h"
 #include "purgeWorker.h"
 #include "singleRequest.h"
 #include "summaryWorker.h"
@@ -52,8 +52,7 @@ class StatsWorker : public PromiseWorker {
   void Run() override {
     NetlinkSocket s = NetlinkSocket::open(ns_->fd.get(), "stats");
     char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
-    s.request(buildStatsRequest(buf, s.nextSeq(), false), "stats",
-              [&](const nlmsghdr* m) { parseGlobalStats(m, global_); });
+    s.request(buildStatsRequest(buf, s.nextSeq(), false), "stats", [&](const nlmsghdr* m) { parseGlobalStats(m, global_); });
     s.request(buildStatsRequest(buf, s.nextSeq(), true), "stats", [&](const nlmsghdr* m) {
       CpuStats c;
       parseCpuStats(m, c);
@@ -68,9 +67,16 @@ class StatsWorker : public PromiseWorker {
     for (size_t i = 0; i < cpus_.size(); i++) {
       const CpuStats& c = cpus_[i];
       Napi::Object x = Napi::Object::New(env);
-      setNumbers(x, {{"cpu", c.cpu}, {"found", c.found}, {"invalid", c.invalid}, {"insert", c.insert},
-                     {"insertFailed", c.insertFailed}, {"drop", c.drop}, {"earlyDrop", c.earlyDrop}, {"error", c.error},
-                     {"searchRestart", c.searchRestart}, {"clashResolve", c.clashResolve},
+      setNumbers(x, {{"cpu", c.cpu},
+                     {"found", c.found},
+                     {"invalid", c.invalid},
+                     {"insert", c.insert},
+                     {"insertFailed", c.insertFailed},
+                     {"drop", c.drop},
+                     {"earlyDrop", c.earlyDrop},
+                     {"error", c.error},
+                     {"searchRestart", c.searchRestart},
+                     {"clashResolve", c.clashResolve},
                      {"chainTooLong", c.chainTooLong}});
       cpus.Set(static_cast<uint32_t>(i), x);
     }
@@ -86,8 +92,7 @@ class StatsWorker : public PromiseWorker {
 
 class CountWorker : public PromiseWorker {
  public:
-  CountWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes)
-      : PromiseWorker(env, "ctpurge:count"), ns_(std::move(ns)), lanes_(std::move(lanes)) {}
+  CountWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes) : PromiseWorker(env, "ctpurge:count"), ns_(std::move(ns)), lanes_(std::move(lanes)) {}
 
  protected:
   void Run() override {
@@ -110,8 +115,7 @@ enum class SingleOp { Get, Create, Delete };
 
 class SingleWorker : public PromiseWorker {
  public:
-  SingleWorker(Napi::Env env, NamespacePtr ns, EntrySpec spec, SingleOp op)
-      : PromiseWorker(env, "ctpurge:entry"), ns_(std::move(ns)), spec_(spec), op_(op) {}
+  SingleWorker(Napi::Env env, NamespacePtr ns, EntrySpec spec, SingleOp op) : PromiseWorker(env, "ctpurge:entry"), ns_(std::move(ns)), spec_(spec), op_(op) {}
 
  protected:
   void Run() override {
@@ -242,9 +246,7 @@ Napi::Value Handle::Delete(const Napi::CallbackInfo& info) {
   return queueWorker<SingleWorker>(info.Env(), checkedNs(info.Env()), entrySpecFromJs(objectArg(info, 0)), SingleOp::Delete);
 }
 
-Napi::Value Handle::Settings(const Napi::CallbackInfo& info) {
-  return queueWorker<SettingsWorker>(info.Env(), checkedNs(info.Env()));
-}
+Napi::Value Handle::Settings(const Napi::CallbackInfo& info) { return queueWorker<SettingsWorker>(info.Env(), checkedNs(info.Env())); }
 
 Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -253,17 +255,11 @@ Napi::Value Handle::Dump(const Napi::CallbackInfo& info) {
   return DumpCursor::NewInstance(env, checkedNs(env), laneFromJs(objectArg(info, 0)), chunk, format);
 }
 
-Napi::Value Handle::Purge(const Napi::CallbackInfo& info) {
-  return startPurge(info, checkedNs(info.Env()));
-}
+Napi::Value Handle::Purge(const Napi::CallbackInfo& info) { return startPurge(info, checkedNs(info.Env())); }
 
-Napi::Value Handle::Export(const Napi::CallbackInfo& info) {
-  return startExport(info, checkedNs(info.Env()));
-}
+Napi::Value Handle::Export(const Napi::CallbackInfo& info) { return startExport(info, checkedNs(info.Env())); }
 
-Napi::Value Handle::Summary(const Napi::CallbackInfo& info) {
-  return startSummary(info, checkedNs(info.Env()));
-}
+Napi::Value Handle::Summary(const Napi::CallbackInfo& info) { return startSummary(info, checkedNs(info.Env())); }
 
 Napi::Value Handle::Events(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

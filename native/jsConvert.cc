@@ -6,9 +6,7 @@
 
 namespace ctpurge {
 
-Napi::Value ownGet(const Napi::Object& o, const char* key) {
-  return o.HasOwnProperty(key) ? o.Get(key) : o.Env().Undefined();
-}
+Napi::Value ownGet(const Napi::Object& o, const char* key) { return o.HasOwnProperty(key) ? o.Get(key) : o.Env().Undefined(); }
 
 namespace {
 
@@ -173,12 +171,27 @@ EntrySpec entrySpecFromJs(const Napi::Object& o) {
   s.hasZone = zoneField(o, "zone", s.zone);
   s.hasOrigZone = zoneField(o, "origZone", s.origZone);
   s.hasReplyZone = zoneField(o, "replyZone", s.replyZone);
-  if (has(o, "id")) { s.hasId = true; s.id = u32(o, "id"); }
-  if (has(o, "state")) { s.hasState = true; s.state = static_cast<uint8_t>(u32(o, "state")); }
+  if (has(o, "id")) {
+    s.hasId = true;
+    s.id = u32(o, "id");
+  }
+  if (has(o, "state")) {
+    s.hasState = true;
+    s.state = static_cast<uint8_t>(u32(o, "state"));
+  }
   s.timeout = u32(o, "timeout");
-  if (has(o, "status")) { s.hasStatus = true; s.status = u32(o, "status"); }
-  if (has(o, "mark")) { s.hasMark = true; s.mark = u32(o, "mark"); }
-  if (has(o, "labels")) { s.hasLabels = true; bytes16(ownGet(o, "labels"), s.labels); }
+  if (has(o, "status")) {
+    s.hasStatus = true;
+    s.status = u32(o, "status");
+  }
+  if (has(o, "mark")) {
+    s.hasMark = true;
+    s.mark = u32(o, "mark");
+  }
+  if (has(o, "labels")) {
+    s.hasLabels = true;
+    bytes16(ownGet(o, "labels"), s.labels);
+  }
   return s;
 }
 
@@ -219,9 +232,7 @@ KernelFilter kernelFilterFromJs(const Napi::Object& o) {
   return d;
 }
 
-Lane laneFromJs(const Napi::Object& o) {
-  return Lane{kernelFilterFromJs(objectField(o, "kernel")), filterFromJs(objectField(o, "match"))};
-}
+Lane laneFromJs(const Napi::Object& o) { return Lane{kernelFilterFromJs(objectField(o, "kernel")), filterFromJs(objectField(o, "match"))}; }
 
 std::vector<Lane> lanesFromJs(const Napi::Value& v) {
   std::vector<Lane> out;
@@ -239,9 +250,8 @@ std::vector<Lane> lanesFromJs(const Napi::Value& v) {
 
 Napi::Object timeoutsToJs(Napi::Env env, const PolicyTimeouts& t) {
   Napi::Object o = Napi::Object::New(env);
-  static const char* const tcpNames[14] = {nullptr, "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
-                                           "last_ack", "time_wait", "close", nullptr, nullptr, nullptr,
-                                           "max_retrans", "unacknowledged"};
+  static const char* const tcpNames[14] = {nullptr,     "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",  "last_ack",
+                                           "time_wait", "close",    nullptr,    nullptr,       nullptr,    "max_retrans", "unacknowledged"};
   Napi::Object tcp = Napi::Object::New(env);
   for (int i = 0; i < 14; i++) {
     if (tcpNames[i] && t.tcp[i]) tcp.Set(tcpNames[i], t.tcp[i]);

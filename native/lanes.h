@@ -50,19 +50,20 @@ void runLanes(size_t n, Fn&& fn, OnError&& onError) {
 // filter, and calls fn(lane, entry, ages) for each entry its match filter takes. Ages are estimated when the filter needs them or withAges is set. A
 // failing lane stops the others after their current read.
 template <typename Fn>
-void scanLanes(int nsFd, const std::vector<Lane>& lanes, const char* operation, const PolicyTimeouts& timeouts,
-               uint64_t nowNs, bool withAges, Fn&& fn) {
+void scanLanes(int nsFd, const std::vector<Lane>& lanes, const char* operation, const PolicyTimeouts& timeouts, uint64_t nowNs, bool withAges, Fn&& fn) {
   std::atomic<bool> failed{false};
-  runLanes(lanes.size(), [&](size_t i) {
-    const Filter& f = lanes[i].match;
-    const bool ages = withAges || f.needsAge();
-    DumpReader reader(nsFd, lanes[i].kernel, operation);
-    while (!failed.load() && reader.next([&](const Entry& e) {
-      const Ages a = ages ? estimateAges(e, timeouts, nowNs) : Ages{};
-      if (f.matches(e, a)) fn(i, e, a);
-    })) {
-    }
-  }, [&](size_t) { failed.store(true); });
+  runLanes(
+      lanes.size(),
+      [&](size_t i) {
+        const Filter& f = lanes[i].match;
+        const bool ages = withAges || f.needsAge();
+        DumpReader reader(nsFd, lanes[i].kernel, operation);
+        while (!failed.load() && reader.next([&](const Entry& e) {
+          const Ages a = ages ? estimateAges(e, timeouts, nowNs) : Ages{};
+          if (f.matches(e, a)) fn(i, e, a);
+        })) {}
+      },
+      [&](size_t) { failed.store(true); });
 }
 
 }  // namespace ctpurge

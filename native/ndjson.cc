@@ -12,14 +12,14 @@
 #include "textParts.h"
 
 namespace ctpurge {
+using names::kAgeSource;
+using names::kStatus;
+using names::protocolName;
 using text::appendAge;
 using text::appendNumbers;
 using text::appendState;
 using text::appendTuple;
 using text::num;
-using names::kAgeSource;
-using names::kStatus;
-using names::protocolName;
 
 void appendIsoTime(std::string& out, uint64_t ns) {
   const long long ms = static_cast<long long>(ns / 1000000ull);
@@ -27,8 +27,8 @@ void appendIsoTime(std::string& out, uint64_t ns) {
   struct tm tm {};
   gmtime_r(&secs, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+  std::snprintf(buf, sizeof buf, "\"%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                ms % 1000);
   out += buf;
 }
 
@@ -73,8 +73,10 @@ void appendNdjson(std::string& out, const Entry& e, const Ages& ages) {
   out += "],\"unreplied\":";
   out += (e.status & 2u) ? "false" : "true";
   out += ",\"timeout\":";
-  if (e.hasTimeout) num(out, e.timeout);
-  else out += "null";
+  if (e.hasTimeout)
+    num(out, e.timeout);
+  else
+    out += "null";
   out += ",\"mark\":";
   num(out, e.mark);
   appendNumbers(out, {{",\"zone\":", e.zone}, {",\"origZone\":", e.origZone}, {",\"replyZone\":", e.replyZone}});
@@ -101,16 +103,22 @@ void appendNdjson(std::string& out, const Entry& e, const Ages& ages) {
     out += "null";
   }
   out += ",\"start\":";
-  if (e.hasStart) appendIsoTime(out, e.startNs);
-  else out += "null";
+  if (e.hasStart)
+    appendIsoTime(out, e.startNs);
+  else
+    out += "null";
   out += ",\"age\":";
-  if (age.source == AgeSource::Unknown || std::isnan(age.seconds)) out += "null";
-  else appendAge(out, age.seconds);
+  if (age.source == AgeSource::Unknown || std::isnan(age.seconds))
+    out += "null";
+  else
+    appendAge(out, age.seconds);
   out += ",\"ageSource\":\"";
   out += kAgeSource[static_cast<int>(age.source)];
   out += "\",\"idle\":";
-  if (ages.idle.known()) appendAge(out, ages.idle.seconds);
-  else out += "null";
+  if (ages.idle.known())
+    appendAge(out, ages.idle.seconds);
+  else
+    out += "null";
   out += ages.idle.known() ? ",\"idleSource\":\"timeout\"}\n" : ",\"idleSource\":\"unknown\"}\n";
 }
 

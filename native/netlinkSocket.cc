@@ -12,8 +12,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <exception>
 #include <ctime>
+#include <exception>
 #include <vector>
 
 #include "sysError.h"
@@ -44,13 +44,9 @@ UniqueFd openNetnsFile(const std::string& path) {
   if (!fd) throw SysError::fromErrno(errno, "open", "open", "cannot open network namespace " + path);
   struct statfs st {};
   if (::fstatfs(fd.get(), &st) != 0) throwErrno("fstatfs", "open", errno);
-  if (static_cast<unsigned long>(st.f_type) != NSFS_MAGIC) {
-    throw SysError::fromErrno(EINVAL, "fstatfs", "open", path + " is not a namespace file");
-  }
+  if (static_cast<unsigned long>(st.f_type) != NSFS_MAGIC) { throw SysError::fromErrno(EINVAL, "fstatfs", "open", path + " is not a namespace file"); }
   int type = ::ioctl(fd.get(), NS_GET_NSTYPE);
-  if (type >= 0 && type != CLONE_NEWNET) {
-    throw SysError::fromErrno(EINVAL, "ioctl", "open", path + " is not a network namespace");
-  }
+  if (type >= 0 && type != CLONE_NEWNET) { throw SysError::fromErrno(EINVAL, "ioctl", "open", path + " is not a network namespace"); }
   return fd;
 }
 
@@ -61,16 +57,12 @@ void inNetns(int nsFd, const std::function<void()>& fn) {
   }
   UniqueFd home(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (!home) throwErrno("open", "setns", errno);
-  if (::setns(nsFd, CLONE_NEWNET) != 0) {
-    throw SysError::fromErrno(errno, "setns", "setns", "cannot enter the network namespace");
-  }
+  if (::setns(nsFd, CLONE_NEWNET) != 0) { throw SysError::fromErrno(errno, "setns", "setns", "cannot enter the network namespace"); }
   // Whatever fn throws, the thread goes home first.
   std::exception_ptr failure;
   try {
     fn();
-  } catch (...) {
-    failure = std::current_exception();
-  }
+  } catch (...) { failure = std::current_exception(); }
   if (::setns(home.get(), CLONE_NEWNET) != 0) {
     std::fprintf(stderr, "ctpurge: fatal: cannot return a thread to its network namespace (errno %d)\n", errno);
     std::abort();
@@ -92,15 +84,11 @@ NetlinkSocket NetlinkSocket::open(int nsFd, const std::string& operation) {
 }
 
 void NetlinkSocket::setReceiveBuffer(int bytes) {
-  if (::setsockopt(fd(), SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) {
-    ::setsockopt(fd(), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-  }
+  if (::setsockopt(fd(), SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) { ::setsockopt(fd(), SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes); }
 }
 
 void NetlinkSocket::setSendBuffer(int bytes) {
-  if (::setsockopt(fd(), SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0) {
-    ::setsockopt(fd(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
-  }
+  if (::setsockopt(fd(), SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0) { ::setsockopt(fd(), SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes); }
 }
 
 int NetlinkSocket::sendBufferSize() const {
@@ -116,9 +104,7 @@ void NetlinkSocket::capAcks() {
 }
 
 void NetlinkSocket::joinGroup(int group) {
-  if (mnl_socket_setsockopt(sock_.get(), NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) {
-    throwErrno("setsockopt", "events", errno);
-  }
+  if (mnl_socket_setsockopt(sock_.get(), NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0) { throwErrno("setsockopt", "events", errno); }
 }
 
 void NetlinkSocket::send(const void* buf, size_t len, const std::string& operation) {
@@ -135,16 +121,14 @@ size_t NetlinkSocket::receive(void* buf, size_t len, const std::string& operatio
   }
 }
 
-void NetlinkSocket::request(const nlmsghdr* nlh, const std::string& operation,
-                            const std::function<void(const nlmsghdr*)>& onMessage) {
+void NetlinkSocket::request(const nlmsghdr* nlh, const std::string& operation, const std::function<void(const nlmsghdr*)>& onMessage) {
   send(nlh, nlh->nlmsg_len, operation);
   std::vector<char> buf(64 * 1024);
   const uint32_t seq = nlh->nlmsg_seq;
   for (;;) {
     size_t n = receive(buf.data(), buf.size(), operation);
     int len = static_cast<int>(n);
-    for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(m, len);
-         m = mnl_nlmsg_next(m, &len)) {
+    for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(buf.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
       if (m->nlmsg_seq != seq || m->nlmsg_pid != portid_) continue;
       if (m->nlmsg_type == NLMSG_DONE) return;
       if (m->nlmsg_type == NLMSG_ERROR) {

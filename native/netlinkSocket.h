@@ -19,7 +19,11 @@ class UniqueFd {
   UniqueFd& operator=(UniqueFd&& o) noexcept;
   ~UniqueFd();
   int get() const { return fd_; }
-  int release() { int f = fd_; fd_ = -1; return f; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
   explicit operator bool() const { return fd_ >= 0; }
 
  private:
@@ -36,7 +40,9 @@ UniqueFd openNetnsFile(const std::string& path);
 void inNetns(int nsFd, const std::function<void()>& fn);
 
 struct MnlSocketDeleter {
-  void operator()(mnl_socket* s) const { if (s) mnl_socket_close(s); }
+  void operator()(mnl_socket* s) const {
+    if (s) mnl_socket_close(s);
+  }
 };
 
 class NetlinkSocket {
@@ -52,7 +58,7 @@ class NetlinkSocket {
   void setReceiveBuffer(int bytes);
   void setSendBuffer(int bytes);
   int sendBufferSize() const;
-  void capAcks();  // NETLINK_CAP_ACK: error replies without the echoed request
+  void capAcks();             // NETLINK_CAP_ACK: error replies without the echoed request
   void joinGroup(int group);  // NETLINK_ADD_MEMBERSHIP
 
   void send(const void* buf, size_t len, const std::string& operation);
@@ -61,8 +67,7 @@ class NetlinkSocket {
 
   // Sends one request and walks the reply until its ACK/DONE, calling onMessage for each
   // data message. Kernel errors (NLMSG_ERROR) throw with the kernel's errno.
-  void request(const nlmsghdr* nlh, const std::string& operation,
-               const std::function<void(const nlmsghdr*)>& onMessage);
+  void request(const nlmsghdr* nlh, const std::string& operation, const std::function<void(const nlmsghdr*)>& onMessage);
 
  private:
   std::unique_ptr<mnl_socket, MnlSocketDeleter> sock_;

@@ -15,8 +15,19 @@ namespace ctpurge {
 namespace {
 
 // Kernel enum tcp_conntrack indices.
-enum : int { kTcpSynSent = 1, kTcpSynRecv, kTcpEstablished, kTcpFinWait, kTcpCloseWait, kTcpLastAck,
-             kTcpTimeWait, kTcpClose, kTcpSynSent2, kTcpRetrans = 12, kTcpUnack = 13 };
+enum : int {
+  kTcpSynSent = 1,
+  kTcpSynRecv,
+  kTcpEstablished,
+  kTcpFinWait,
+  kTcpCloseWait,
+  kTcpLastAck,
+  kTcpTimeWait,
+  kTcpClose,
+  kTcpSynSent2,
+  kTcpRetrans = 12,
+  kTcpUnack = 13
+};
 
 uint32_t readSysctl(const char* name) {
   long v = readConntrackSysctl(name);
@@ -50,10 +61,15 @@ PolicyTimeouts PolicyTimeouts::readFromProc() {
   t.tcp[kTcpSynSent2] = t.tcp[kTcpSynSent];
   t.tcp[kTcpRetrans] = readSysctl("tcp_timeout_max_retrans");
   t.tcp[kTcpUnack] = readSysctl("tcp_timeout_unacknowledged");
-  static const char* const sctpNames[] = {nullptr, "sctp_timeout_closed", "sctp_timeout_cookie_wait",
-                                          "sctp_timeout_cookie_echoed", "sctp_timeout_established",
-                                          "sctp_timeout_shutdown_sent", "sctp_timeout_shutdown_recd",
-                                          "sctp_timeout_shutdown_ack_sent", "sctp_timeout_heartbeat_sent"};
+  static const char* const sctpNames[] = {nullptr,
+                                          "sctp_timeout_closed",
+                                          "sctp_timeout_cookie_wait",
+                                          "sctp_timeout_cookie_echoed",
+                                          "sctp_timeout_established",
+                                          "sctp_timeout_shutdown_sent",
+                                          "sctp_timeout_shutdown_recd",
+                                          "sctp_timeout_shutdown_ack_sent",
+                                          "sctp_timeout_heartbeat_sent"};
   for (int i = 1; i < 9; i++) t.sctp[i] = readSysctl(sctpNames[i]);
   t.udp = readSysctl("udp_timeout");
   t.udpStream = readSysctl("udp_timeout_stream");

@@ -43,8 +43,7 @@ struct Ages {
 Ages estimateAges(const Entry& e, const PolicyTimeouts& t, uint64_t nowRealtimeNs);
 
 // The same estimate from plain values, for unit tests and the age shown for one entry.
-Age estimateAgeFromTimeout(uint8_t protocol, uint8_t family, uint8_t state, uint32_t secondsLeft,
-                           const PolicyTimeouts& t);
+Age estimateAgeFromTimeout(uint8_t protocol, uint8_t family, uint8_t state, uint32_t secondsLeft, const PolicyTimeouts& t);
 
 uint64_t realtimeNowNs();
 

@@ -9,9 +9,7 @@ std::optional<SysError> captureFailure(const std::function<void()>& fn, const ch
   try {
     fn();
     return std::nullopt;
-  } catch (const SysError& e) {
-    return e;
-  } catch (const std::bad_alloc&) {
+  } catch (const SysError& e) { return e; } catch (const std::bad_alloc&) {
     return SysError::fromErrno(ENOMEM, "", operation, "out of memory");
   } catch (const std::exception& e) {
     SysError err;
@@ -38,11 +36,8 @@ void PromiseWorker::OnOK() {
     Napi::HandleScope scope(env);
     try {
       deferred_.Resolve(Resolve(env));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
-  } catch (...) {
-  }
+    } catch (const Napi::Error& e) { deferred_.Reject(e.Value()); }
+  } catch (...) {}
 }
 
 void PromiseWorker::OnError(const Napi::Error&) {
@@ -50,8 +45,7 @@ void PromiseWorker::OnError(const Napi::Error&) {
   try {
     Napi::HandleScope scope(Env());
     deferred_.Reject(toJsError(Env(), error_).Value());
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 }  // namespace ctpurge

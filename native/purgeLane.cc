@@ -205,15 +205,17 @@ bool PurgeLane::sendBatch() {
       break;
     }
     int len = static_cast<int>(n);
-    for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(replyBuf_.data()); mnl_nlmsg_ok(m, len);
-         m = mnl_nlmsg_next(m, &len)) {
+    for (const nlmsghdr* m = reinterpret_cast<const nlmsghdr*>(replyBuf_.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
       if (m->nlmsg_type != NLMSG_ERROR) continue;
       const int err = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
       // Gone since the dump; for an update also dying (ETIME). An update refused with EPERM:
       // the entry's timeout became fixed since it was read.
-      if (err == ENOENT || (shared_.grace > 0 && err == ETIME)) vanishedSeqs_.push_back(m->nlmsg_seq);
-      else if (shared_.grace > 0 && err == EPERM) refusedSeqs_.push_back(m->nlmsg_seq);
-      else if (err != 0) throwErrno("sendmsg", shared_.grace > 0 ? "grace" : "delete", err);
+      if (err == ENOENT || (shared_.grace > 0 && err == ETIME))
+        vanishedSeqs_.push_back(m->nlmsg_seq);
+      else if (shared_.grace > 0 && err == EPERM)
+        refusedSeqs_.push_back(m->nlmsg_seq);
+      else if (err != 0)
+        throwErrno("sendmsg", shared_.grace > 0 ? "grace" : "delete", err);
       if (m->nlmsg_seq == ackSeq) acked = true;
     }
   }
@@ -222,8 +224,10 @@ bool PurgeLane::sendBatch() {
   counts_.vanished += vanished;
   counts_.fixedTimeout += refused;
   const double done = static_cast<double>(batchSeqs_.size()) - vanished - refused;
-  if (shared_.grace > 0) counts_.graced += done;
-  else counts_.deleted += done;
+  if (shared_.grace > 0)
+    counts_.graced += done;
+  else
+    counts_.deleted += done;
   if (shared_.wantEntries || shared_.collectGraced) {
     size_t v = 0, r = 0;
     for (size_t i = 0; i < batchSeqs_.size(); i++) {

@@ -33,8 +33,8 @@ struct PurgeCounts {
 struct PurgeShared {
   int nsFd = -1;
   bool dryRun = false;
-  double limit = -1;  // < 0: no limit
-  uint32_t grace = 0;  // > 0: give each match this many seconds (a timeout update) instead of deleting it
+  double limit = -1;           // < 0: no limit
+  uint32_t grace = 0;          // > 0: give each match this many seconds (a timeout update) instead of deleting it
   bool collectGraced = false;  // keep the ids of the graced entries (to count later which expired)
   bool wantEntries = false;
   const int32_t* cancel = nullptr;  // JS sets it through a SharedArrayBuffer
@@ -63,8 +63,8 @@ class PurgeLane {
   std::vector<uint32_t>& gracedIds() { return gracedIds_; }
 
  private:
-  bool sendBatch();   // false: the audit log failed, the batch was dropped unsent
-  void dropBatch();   // forgets the batch being built (and, unless a dry run, its audit lines)
+  bool sendBatch();  // false: the audit log failed, the batch was dropped unsent
+  void dropBatch();  // forgets the batch being built (and, unless a dry run, its audit lines)
   // Writes logBuf_ whole, or records the failure (every lane stops deleting) and returns false.
   bool writeLog();
 
@@ -76,14 +76,14 @@ class PurgeLane {
   size_t lastMsgOffset_ = 0;
   std::vector<char> batch_;
   std::vector<uint32_t> batchSeqs_;
-  std::vector<uint32_t> batchIds_;    // with collectGraced: the entry id of each request
+  std::vector<uint32_t> batchIds_;  // with collectGraced: the entry id of each request
   std::vector<uint32_t> gracedIds_;
   std::vector<uint32_t> refusedSeqs_;  // grace: EPERM (the timeout became fixed since the dump)
   std::vector<uint8_t> batchRecords_;
   std::vector<uint8_t> pending_;
   std::vector<uint32_t> vanishedSeqs_;
   std::vector<char> replyBuf_;
-  std::string logBuf_;      // audit lines of the entries in batch_ (or, in a dry run, matched)
+  std::string logBuf_;  // audit lines of the entries in batch_ (or, in a dry run, matched)
   double logLines_ = 0;
 };
 

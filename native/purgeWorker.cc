@@ -20,7 +20,7 @@ struct PurgeOptions {
   uint32_t grace = 0;
   bool collectGraced = false;
   bool wantEntries = false;
-  int logFd = -1;  // write-ahead audit log (NDJSON)
+  int logFd = -1;                     // write-ahead audit log (NDJSON)
   std::optional<std::string> logTag;  // an audit log: more members for each line (",\"run\":...")
   const int32_t* cancel = nullptr;
 };
@@ -32,8 +32,7 @@ struct ProgressItem {
 
 class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
  public:
-  PurgeWorker(Napi::Env env, NamespacePtr ns, bool flush, std::vector<Lane> lanes, PurgeOptions opts,
-              Napi::Function onProgress, Napi::Value cancelArray)
+  PurgeWorker(Napi::Env env, NamespacePtr ns, bool flush, std::vector<Lane> lanes, PurgeOptions opts, Napi::Function onProgress, Napi::Value cancelArray)
       : Napi::AsyncProgressQueueWorker<ProgressItem>(env, "ctpurge:purge"),
         deferred_(Napi::Promise::Deferred::New(env)),
         ns_(std::move(ns)),
@@ -65,8 +64,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
         // The JS side catches what its callbacks throw and reports it once the purge is done.
         onProgress_.Call({countsToJs(env, items[i].counts), records});
       }
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 
   void OnOK() override {
@@ -79,8 +77,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
         result.Set("gracedIds", Napi::Uint32Array::New(Env(), gracedIds_.size(), ids, 0));
       }
       deferred_.Resolve(result);
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 
   void OnError(const Napi::Error&) override {
@@ -90,16 +87,23 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
       // What was already deleted stays deleted: say how far the purge got.
       e.Value().Set("partial", countsToJs(Env(), counts_));
       deferred_.Reject(e.Value());
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 
  private:
   static Napi::Object countsToJs(Napi::Env env, const PurgeCounts& c) {
     Napi::Object o = Napi::Object::New(env);
-    setNumbers(o, {{"scanned", c.scanned}, {"matched", c.matched}, {"deleted", c.deleted}, {"vanished", c.vanished},
-                   {"batches", c.batches}, {"lostReports", c.lostReports}, {"logged", c.logged}, {"graced", c.graced},
-                   {"fixedTimeout", c.fixedTimeout}, {"offloaded", c.offloaded}, {"expiring", c.expiring}});
+    setNumbers(o, {{"scanned", c.scanned},
+                   {"matched", c.matched},
+                   {"deleted", c.deleted},
+                   {"vanished", c.vanished},
+                   {"batches", c.batches},
+                   {"lostReports", c.lostReports},
+                   {"logged", c.logged},
+                   {"graced", c.graced},
+                   {"fixedTimeout", c.fixedTimeout},
+                   {"offloaded", c.offloaded},
+                   {"expiring", c.expiring}});
     o.Set("method", c.flushed ? "flush" : "dump");
     o.Set("cancelled", c.cancelled);
     o.Set("limitReached", c.limitReached);
@@ -156,7 +160,8 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
       };
     };
     // One lane failing stops the others at their next buffer.
-    runLanes(lanes.size(), [&](size_t i) { lanes[i].run(reporter(i)); }, [&](size_t) { shared_.abort.store(true); });
+    runLanes(
+        lanes.size(), [&](size_t i) { lanes[i].run(reporter(i)); }, [&](size_t) { shared_.abort.store(true); });
     for (PurgeLane& l : lanes) {
       counts_.add(l.counts());
       gracedIds_.insert(gracedIds_.end(), l.gracedIds().begin(), l.gracedIds().end());
@@ -202,7 +207,6 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   PurgeCounts counts_;
   std::vector<uint32_t> gracedIds_;
   PurgeShared shared_;
-
 };
 
 }  // namespace

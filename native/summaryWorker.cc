@@ -115,8 +115,10 @@ class SummaryWorker : public PromiseWorker {
       }
     });
     for (size_t i = 0; i < n; i++) {
-      if (src) for (const auto& [k, v] : srcLane[i]) src->candidates[k] += v;
-      if (dst) for (const auto& [k, v] : dstLane[i]) dst->candidates[k] += v;
+      if (src)
+        for (const auto& [k, v] : srcLane[i]) src->candidates[k] += v;
+      if (dst)
+        for (const auto& [k, v] : dstLane[i]) dst->candidates[k] += v;
     }
   }
 

@@ -14,9 +14,7 @@ SysError SysError::fromErrno(int err, std::string syscall, std::string operation
   return e;
 }
 
-void throwErrno(const char* syscall, const std::string& operation, int err) {
-  throw SysError::fromErrno(err, syscall, operation);
-}
+void throwErrno(const char* syscall, const std::string& operation, int err) { throw SysError::fromErrno(err, syscall, operation); }
 
 const char* errnoName(int err) {
   switch (err) {

@@ -8,12 +8,12 @@
 namespace ctpurge {
 
 struct SysError {
-  int errnum = 0;          // positive errno, 0 when the error is not a syscall failure
-  std::string syscall;     // "setns", "socket", "sendmsg", "recvmsg", "open", ...
-  std::string operation;   // what ctpurge was doing: "dump", "delete", "flush", ...
-  std::string message;     // extra context; the errno text is added when converting
-  std::string code;        // overrides the errno name (e.g. "ELOCKED")
-  long holderPid = -1;     // ELOCKED: the process holding the lock
+  int errnum = 0;         // positive errno, 0 when the error is not a syscall failure
+  std::string syscall;    // "setns", "socket", "sendmsg", "recvmsg", "open", ...
+  std::string operation;  // what ctpurge was doing: "dump", "delete", "flush", ...
+  std::string message;    // extra context; the errno text is added when converting
+  std::string code;       // overrides the errno name (e.g. "ELOCKED")
+  long holderPid = -1;    // ELOCKED: the process holding the lock
 
   static SysError fromErrno(int err, std::string syscall, std::string operation, std::string message = {});
 };

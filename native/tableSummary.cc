@@ -88,8 +88,10 @@ void HeavyHitters::add(const AddressKey& k) {
     return;
   }
   // A new key: a free counter, or else the smallest one, with one more than it held.
-  if (counters_.size() < capacity_) hold(k, 1);
-  else replaceSmallest(k, counters_[heap_[0]].count + 1);
+  if (counters_.size() < capacity_)
+    hold(k, 1);
+  else
+    replaceSmallest(k, counters_[heap_[0]].count + 1);
 }
 
 void HeavyHitters::seed(const AddressKey& k, double count) {
@@ -112,12 +114,17 @@ void TableCounts::add(const Entry& e, const Ages& ages) {
   if (noReply) unreplied++;
   protocol[e.protocol]++;
   if (e.state != kNoState && e.state < 32) {
-    if (e.protocol == IPPROTO_TCP) tcpState[e.state]++;
-    else if (e.protocol == IPPROTO_SCTP) sctpState[e.state]++;
-    else if (e.protocol == IPPROTO_DCCP) dccpState[e.state]++;
+    if (e.protocol == IPPROTO_TCP)
+      tcpState[e.state]++;
+    else if (e.protocol == IPPROTO_SCTP)
+      sctpState[e.state]++;
+    else if (e.protocol == IPPROTO_DCCP)
+      dccpState[e.state]++;
   }
-  if (e.family == AF_INET) family4++;
-  else family6++;
+  if (e.family == AF_INET)
+    family4++;
+  else
+    family6++;
   ageSource[static_cast<int>(ages.age.source)]++;
   const int idleBucket = bucketOf(ages.idle), ageBucket = bucketOf(ages.age);
   idle[idleBucket]++;

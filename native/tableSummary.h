@@ -2,9 +2,9 @@
 // what typical purges would free, and the top talkers in bounded memory. No JS object and no
 // string per entry; addresses are kept as bytes.
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <array>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -63,7 +63,7 @@ class HeavyHitters {
   size_t capacity_;
   bool replaced_ = false;
   std::vector<Counter> counters_;
-  std::vector<uint32_t> heap_;  // counter indexes, a min-heap by count
+  std::vector<uint32_t> heap_;                                      // counter indexes, a min-heap by count
   std::unordered_map<AddressKey, uint32_t, AddressKeyHash> where_;  // key -> counter index
 };
 

@@ -13,14 +13,13 @@
 #include "textParts.h"
 
 namespace ctpurge {
+using names::kAgeSource;
+using names::protocolName;
 using text::appendAddress;
 using text::appendStateName;
 using text::num;
-using names::kAgeSource;
-using names::protocolName;
 
 namespace {
-
 
 const char* const kTableHeader[kTableColumns] = {"PROTO", "STATE", "ORIGINAL", "", "FLAGS", "TIMEOUT", "IDLE", "AGE", "AGE FROM", "ZONE", "MARK"};
 
@@ -64,8 +63,10 @@ void appendEndpoint(std::string& out, uint8_t family, const Tuple& t, bool dst) 
 
 void TableRows::add(const Entry& e, const Ages& ages) {
   auto cell = [&] { ends.push_back(static_cast<uint32_t>(text.size())); };
-  if (const char* name = protocolName(e.protocol)) text += name;
-  else num(text, static_cast<unsigned>(e.protocol));
+  if (const char* name = protocolName(e.protocol))
+    text += name;
+  else
+    num(text, static_cast<unsigned>(e.protocol));
   cell();
   if (!appendStateName(text, e.protocol, e.state)) text += '-';
   cell();
@@ -78,17 +79,25 @@ void TableRows::add(const Entry& e, const Ages& ages) {
   if (!(e.status & 2u)) text += "UNREPLIED,";
   if (e.status & 4u) text += "ASSURED,";
   if (e.status & (1u << 14)) text += "OFFLOAD,";
-  if (text.size() == flagsAt) text += '-';
-  else text.pop_back();
+  if (text.size() == flagsAt)
+    text += '-';
+  else
+    text.pop_back();
   cell();
-  if (e.hasTimeout) appendDuration(text, e.timeout);
-  else text += '-';
+  if (e.hasTimeout)
+    appendDuration(text, e.timeout);
+  else
+    text += '-';
   cell();
-  if (ages.idle.known()) appendDuration(text, ages.idle.seconds);
-  else text += '?';
+  if (ages.idle.known())
+    appendDuration(text, ages.idle.seconds);
+  else
+    text += '?';
   cell();
-  if (ages.age.known()) appendDuration(text, ages.age.seconds);
-  else text += '?';
+  if (ages.age.known())
+    appendDuration(text, ages.age.seconds);
+  else
+    text += '?';
   cell();
   text += kAgeSource[static_cast<int>(ages.age.source)];
   cell();

@@ -12,8 +12,7 @@ bool MemoryBudget::take(size_t bytes) {
 }
 
 template <size_t N>
-AddressTable<N>::AddressTable(AddressTable&& o) noexcept
-    : slots_(o.slots_), size_(o.size_), used_(o.used_), spill_(std::move(o.spill_)) {
+AddressTable<N>::AddressTable(AddressTable&& o) noexcept : slots_(o.slots_), size_(o.size_), used_(o.used_), spill_(std::move(o.spill_)) {
   o.slots_ = nullptr;
   o.size_ = o.used_ = 0;
 }
@@ -62,8 +61,8 @@ bool AddressTable<N>::grow(MemoryBudget& budget) {
   const size_t newSize = size_ ? size_ * 2 : 1024, newTotal = newSize + kSlack;
   const size_t oldBytes = oldTotal * sizeof(Slot), newBytes = newTotal * sizeof(Slot);
   if (!budget.take(newBytes - oldBytes)) return false;
-  void* p = slots_ ? ::mremap(slots_, oldBytes, newBytes, MREMAP_MAYMOVE)
-                   : ::mmap(nullptr, newBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* p =
+      slots_ ? ::mremap(slots_, oldBytes, newBytes, MREMAP_MAYMOVE) : ::mmap(nullptr, newBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     budget.give(newBytes - oldBytes);
     return false;
@@ -154,9 +153,7 @@ void TalkerCounts::add(uint8_t family, const uint8_t* addr) {
   heavy_.add(AddressKey::of(family, addr));
 }
 
-uint32_t TalkerCounts::find(const AddressKey& k) const {
-  return k.family == AF_INET ? v4_.find(k.addr) : v6_.find(k.addr);
-}
+uint32_t TalkerCounts::find(const AddressKey& k) const { return k.family == AF_INET ? v4_.find(k.addr) : v6_.find(k.addr); }
 
 void TalkerCounts::fallBack() {
   if (fellBack_) return;

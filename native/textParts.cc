@@ -3,16 +3,15 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <charconv>
 #include <initializer_list>
 #include <utility>
 
 #include "names.h"
 
 namespace ctpurge::text {
-
 
 using names::kDccp;
 using names::kSctp;
@@ -22,12 +21,21 @@ using names::kTcp;
 bool appendStateName(std::string& out, uint8_t proto, uint8_t state) {
   const char* const* table = nullptr;
   size_t size = 0;
-  if (proto == IPPROTO_TCP) { table = kTcp; size = std::size(kTcp); }
-  else if (proto == IPPROTO_SCTP) { table = kSctp; size = std::size(kSctp); }
-  else if (proto == IPPROTO_DCCP) { table = kDccp; size = std::size(kDccp); }
+  if (proto == IPPROTO_TCP) {
+    table = kTcp;
+    size = std::size(kTcp);
+  } else if (proto == IPPROTO_SCTP) {
+    table = kSctp;
+    size = std::size(kSctp);
+  } else if (proto == IPPROTO_DCCP) {
+    table = kDccp;
+    size = std::size(kDccp);
+  }
   if (!table || state == kNoState) return false;
-  if (state < size) out += table[state];
-  else num(out, state);
+  if (state < size)
+    out += table[state];
+  else
+    num(out, state);
   return true;
 }
 
@@ -56,10 +64,16 @@ void appendAddress(std::string& out, uint8_t family, const uint8_t* a) {
   for (int i = 0; i < 8; i++) g[i] = (static_cast<unsigned>(a[i * 2]) << 8) | a[i * 2 + 1];
   int bestStart = -1, bestLen = 0;
   for (int i = 0; i < 8;) {
-    if (g[i] != 0) { i++; continue; }
+    if (g[i] != 0) {
+      i++;
+      continue;
+    }
     int j = i;
     while (j < 8 && g[j] == 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   if (bestLen < 2) bestStart = -1;

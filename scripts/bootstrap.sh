@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # `bootstrap.sh --demo` (npm run demo) installs only what the demo needs: the build, conntrack,
 # nft, ip and hping3.
 DEMO_PACKAGES=(libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 conntrack nftables iproute2 hping3)
-PACKAGES=("${DEMO_PACKAGES[@]}" strace util-linux
+PACKAGES=("${DEMO_PACKAGES[@]}" strace util-linux clang-format
   prometheus prometheus-node-exporter docker.io debootstrap systemd logrotate)
 if [[ ${1:-} == --demo ]]; then PACKAGES=("${DEMO_PACKAGES[@]}"); fi
 

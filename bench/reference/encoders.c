@@ -26,12 +26,12 @@ static double now(void) {
   return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static struct nlmsghdr *header(char *buf, uint16_t type, uint32_t seq) {
-  struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+static struct nlmsghdr* header(char* buf, uint16_t type, uint32_t seq) {
+  struct nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
   nlh->nlmsg_flags = NLM_F_REQUEST;
   nlh->nlmsg_seq = seq;
-  struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(struct nfgenmsg));
+  struct nfgenmsg* nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(struct nfgenmsg));
   nfg->nfgen_family = AF_INET;
   nfg->version = NFNETLINK_V0;
   nfg->res_id = 0;
@@ -40,20 +40,20 @@ static struct nlmsghdr *header(char *buf, uint16_t type, uint32_t seq) {
 
 int main(void) {
   /* The entries as a dump gives them: a CTA_TUPLE_ORIG attribute each, and the fields parsed. */
-  char *tuples = calloc(N, TUPLE_MAX);
+  char* tuples = calloc(N, TUPLE_MAX);
   uint32_t *src = malloc(N * 4), *ids = malloc(N * 4);
   static char scratch[8192];
   for (uint32_t i = 0; i < N; i++) {
     src[i] = htonl(0x0a000000u | i);
     ids[i] = 0x1000 + i;
     memset(scratch, 0, sizeof scratch);
-    struct nlmsghdr *nlh = mnl_nlmsg_put_header(scratch);
-    struct nlattr *t = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
-    struct nlattr *ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+    struct nlmsghdr* nlh = mnl_nlmsg_put_header(scratch);
+    struct nlattr* t = mnl_attr_nest_start(nlh, CTA_TUPLE_ORIG);
+    struct nlattr* ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
     mnl_attr_put_u32(nlh, CTA_IP_V4_SRC, src[i]);
     mnl_attr_put_u32(nlh, CTA_IP_V4_DST, htonl(0x0a010001));
     mnl_attr_nest_end(nlh, ip);
-    struct nlattr *proto = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+    struct nlattr* proto = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
     mnl_attr_put_u8(nlh, CTA_PROTO_NUM, IPPROTO_UDP);
     mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(1000));
     mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(53));
@@ -61,17 +61,17 @@ int main(void) {
     mnl_attr_nest_end(nlh, t);
     memcpy(tuples + (size_t)i * TUPLE_MAX, t, t->nla_len);
   }
-  char *batch = malloc(256 * 1024 + 4096);
+  char* batch = malloc(256 * 1024 + 4096);
   size_t used = 0, bytes = 0;
   for (int round = 0; round < 3; round++) {
     double t0 = now();
     used = 0;
     for (uint32_t i = 0; i < N; i++) {
       if (used > 256 * 1024) used = 0; /* a batch sent */
-      char *buf = batch + used;
+      char* buf = batch + used;
       memset(buf, 0, 128);
-      struct nlmsghdr *nlh = header(buf, IPCTNL_MSG_CT_DELETE, i);
-      const struct nlattr *t = (const struct nlattr *)(tuples + (size_t)i * TUPLE_MAX);
+      struct nlmsghdr* nlh = header(buf, IPCTNL_MSG_CT_DELETE, i);
+      const struct nlattr* t = (const struct nlattr*)(tuples + (size_t)i * TUPLE_MAX);
       memcpy(mnl_nlmsg_get_payload_tail(nlh), t, t->nla_len);
       nlh->nlmsg_len += MNL_ALIGN(t->nla_len);
       mnl_attr_put_u16(nlh, CTA_ZONE, htons(0));
@@ -84,10 +84,10 @@ int main(void) {
     used = 0;
     for (uint32_t i = 0; i < N; i++) {
       if (used > 256 * 1024) used = 0;
-      char *buf = batch + used;
+      char* buf = batch + used;
       memset(buf, 0, 128);
-      struct nlmsghdr *nlh = header(buf, IPCTNL_MSG_CT_DELETE, i);
-      struct nf_conntrack *ct = nfct_new();
+      struct nlmsghdr* nlh = header(buf, IPCTNL_MSG_CT_DELETE, i);
+      struct nf_conntrack* ct = nfct_new();
       nfct_set_attr_u8(ct, ATTR_L3PROTO, AF_INET);
       nfct_set_attr_u8(ct, ATTR_L4PROTO, IPPROTO_UDP);
       nfct_set_attr_u32(ct, ATTR_IPV4_SRC, src[i]);
@@ -102,8 +102,8 @@ int main(void) {
       bytes += nlh->nlmsg_len;
     }
     double nfct = now() - t0;
-    printf("round %d: echo %.1f ns/request, libnetfilter_conntrack %.1f ns/request (%.1fx), %u requests\n", round + 1,
-           echo * 1e9 / N, nfct * 1e9 / N, nfct / echo, N);
+    printf("round %d: echo %.1f ns/request, libnetfilter_conntrack %.1f ns/request (%.1fx), %u requests\n", round + 1, echo * 1e9 / N, nfct * 1e9 / N,
+           nfct / echo, N);
   }
   return bytes == 0;
 }

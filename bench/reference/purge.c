@@ -27,7 +27,7 @@
 #define BATCH_SIZE (64 * 1024)
 
 struct victims {
-  char *buf; /* per entry: u8 family, u16 zone, u32 id, u16 tuple length, the CTA_TUPLE_ORIG attribute */
+  char* buf; /* per entry: u8 family, u16 zone, u32 id, u16 tuple length, the CTA_TUPLE_ORIG attribute */
   size_t len, cap, count;
 };
 
@@ -35,10 +35,10 @@ static long tcp_established, udp_timeout;
 static long older_than;
 static struct victims victims;
 
-static long sysctl(const char *name) {
+static long sysctl(const char* name) {
   char path[256];
   snprintf(path, sizeof path, "/proc/sys/net/netfilter/%s", name);
-  FILE *f = fopen(path, "r");
+  FILE* f = fopen(path, "r");
   long v = -1;
   if (!f || fscanf(f, "%ld", &v) != 1) {
     fprintf(stderr, "purge-ref: cannot read %s\n", path);
@@ -48,14 +48,14 @@ static long sysctl(const char *name) {
   return v;
 }
 
-static void keep(uint8_t family, uint16_t zone, uint32_t id, const struct nlattr *tuple) {
+static void keep(uint8_t family, uint16_t zone, uint32_t id, const struct nlattr* tuple) {
   const size_t need = 9 + tuple->nla_len;
   if (victims.len + need > victims.cap) {
     victims.cap = victims.cap ? victims.cap * 2 : 1 << 20;
     victims.buf = realloc(victims.buf, victims.cap);
     if (!victims.buf) exit(1);
   }
-  char *p = victims.buf + victims.len;
+  char* p = victims.buf + victims.len;
   uint16_t tlen = tuple->nla_len;
   p[0] = (char)family;
   memcpy(p + 1, &zone, 2);
@@ -66,33 +66,33 @@ static void keep(uint8_t family, uint16_t zone, uint32_t id, const struct nlattr
   victims.count++;
 }
 
-static int attr_cb(const struct nlattr *attr, void *data) {
-  const struct nlattr **tb = data;
+static int attr_cb(const struct nlattr* attr, void* data) {
+  const struct nlattr** tb = data;
   const int type = mnl_attr_get_type(attr);
   if (type <= CTA_MAX) tb[type] = attr;
   return MNL_CB_OK;
 }
 
-static int proto_cb(const struct nlattr *attr, void *data) {
-  const struct nlattr **tb = data;
+static int proto_cb(const struct nlattr* attr, void* data) {
+  const struct nlattr** tb = data;
   const int type = mnl_attr_get_type(attr);
   if (type <= CTA_PROTOINFO_TCP_MAX) tb[type] = attr;
   return MNL_CB_OK;
 }
 
-static int tuple_proto(const struct nlattr *tuple) {
-  const struct nlattr *tb[CTA_TUPLE_MAX + 1] = {0};
+static int tuple_proto(const struct nlattr* tuple) {
+  const struct nlattr* tb[CTA_TUPLE_MAX + 1] = {0};
   mnl_attr_parse_nested(tuple, attr_cb, tb);
   if (!tb[CTA_TUPLE_PROTO]) return -1;
-  const struct nlattr *pb[CTA_PROTO_MAX + 1] = {0};
+  const struct nlattr* pb[CTA_PROTO_MAX + 1] = {0};
   mnl_attr_parse_nested(tb[CTA_TUPLE_PROTO], attr_cb, pb);
   return pb[CTA_PROTO_NUM] ? mnl_attr_get_u8(pb[CTA_PROTO_NUM]) : -1;
 }
 
-static int entry_cb(const struct nlmsghdr *nlh, void *data) {
+static int entry_cb(const struct nlmsghdr* nlh, void* data) {
   (void)data;
-  const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
-  const struct nlattr *tb[CTA_MAX + 1] = {0};
+  const struct nfgenmsg* nfg = mnl_nlmsg_get_payload(nlh);
+  const struct nlattr* tb[CTA_MAX + 1] = {0};
   mnl_attr_parse(nlh, sizeof(*nfg), attr_cb, tb);
   if (!tb[CTA_TUPLE_ORIG] || !tb[CTA_TIMEOUT] || !tb[CTA_STATUS]) return MNL_CB_OK;
   if (ntohl(mnl_attr_get_u32(tb[CTA_STATUS])) & IPS_SEEN_REPLY) return MNL_CB_OK;
@@ -100,10 +100,10 @@ static int entry_cb(const struct nlmsghdr *nlh, void *data) {
   const int proto = tuple_proto(tb[CTA_TUPLE_ORIG]);
   if (proto == IPPROTO_TCP) {
     if (!tb[CTA_PROTOINFO]) return MNL_CB_OK;
-    const struct nlattr *pi[CTA_PROTOINFO_MAX + 1] = {0};
+    const struct nlattr* pi[CTA_PROTOINFO_MAX + 1] = {0};
     mnl_attr_parse_nested(tb[CTA_PROTOINFO], attr_cb, pi);
     if (!pi[CTA_PROTOINFO_TCP]) return MNL_CB_OK;
-    const struct nlattr *tcp[CTA_PROTOINFO_TCP_MAX + 1] = {0};
+    const struct nlattr* tcp[CTA_PROTOINFO_TCP_MAX + 1] = {0};
     mnl_attr_parse_nested(pi[CTA_PROTOINFO_TCP], proto_cb, tcp);
     if (!tcp[CTA_PROTOINFO_TCP_STATE] || mnl_attr_get_u8(tcp[CTA_PROTOINFO_TCP_STATE]) != TCP_CONNTRACK_ESTABLISHED) return MNL_CB_OK;
     policy = tcp_established;
@@ -120,12 +120,12 @@ static int entry_cb(const struct nlmsghdr *nlh, void *data) {
   return MNL_CB_OK;
 }
 
-static void dump(struct mnl_socket *nl, char *buf) {
-  struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+static void dump(struct mnl_socket* nl, char* buf) {
+  struct nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   nlh->nlmsg_seq = 1;
-  struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+  struct nfgenmsg* nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
   nfg->nfgen_family = AF_UNSPEC;
   nfg->version = NFNETLINK_V0;
   mnl_attr_put_u32(nlh, CTA_STATUS, htonl(0));
@@ -151,7 +151,7 @@ static void dump(struct mnl_socket *nl, char *buf) {
 }
 
 /* Reads the ACKs (or errors: an entry already gone is ENOENT, not a failure) of `pending` messages. */
-static size_t acks(struct mnl_socket *nl, char *buf, size_t pending) {
+static size_t acks(struct mnl_socket* nl, char* buf, size_t pending) {
   size_t deleted = 0;
   while (pending > 0) {
     const ssize_t n = mnl_socket_recvfrom(nl, buf, RECV_SIZE);
@@ -160,10 +160,11 @@ static size_t acks(struct mnl_socket *nl, char *buf, size_t pending) {
       exit(1);
     }
     int len = (int)n;
-    for (struct nlmsghdr *h = (struct nlmsghdr *)buf; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
+    for (struct nlmsghdr* h = (struct nlmsghdr*)buf; mnl_nlmsg_ok(h, len); h = mnl_nlmsg_next(h, &len)) {
       if (h->nlmsg_type != NLMSG_ERROR) continue;
-      const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
-      if (e->error == 0) deleted++;
+      const struct nlmsgerr* e = mnl_nlmsg_get_payload(h);
+      if (e->error == 0)
+        deleted++;
       else if (e->error != -ENOENT) {
         errno = -e->error;
         perror("purge-ref: delete");
@@ -175,12 +176,12 @@ static size_t acks(struct mnl_socket *nl, char *buf, size_t pending) {
   return deleted;
 }
 
-static size_t delete_all(struct mnl_socket *nl, char *buf) {
-  char *batch = malloc(BATCH_SIZE);
+static size_t delete_all(struct mnl_socket* nl, char* buf) {
+  char* batch = malloc(BATCH_SIZE);
   size_t used = 0, inBatch = 0, deleted = 0;
   uint32_t seq = 2;
   for (size_t off = 0; off < victims.len;) {
-    const char *p = victims.buf + off;
+    const char* p = victims.buf + off;
     uint16_t zone, tlen;
     uint32_t id;
     memcpy(&zone, p + 1, 2);
@@ -195,11 +196,11 @@ static size_t delete_all(struct mnl_socket *nl, char *buf) {
       deleted += acks(nl, buf, inBatch);
       used = inBatch = 0;
     }
-    struct nlmsghdr *nlh = mnl_nlmsg_put_header(batch + used);
+    struct nlmsghdr* nlh = mnl_nlmsg_put_header(batch + used);
     nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
     nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
     nlh->nlmsg_seq = seq++;
-    struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+    struct nfgenmsg* nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
     nfg->nfgen_family = (uint8_t)p[0];
     nfg->version = NFNETLINK_V0;
     memcpy(mnl_nlmsg_get_payload_tail(nlh), p + 9, tlen);
@@ -221,7 +222,7 @@ static size_t delete_all(struct mnl_socket *nl, char *buf) {
   return deleted;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: purge-ref SECONDS\n");
     return 2;
@@ -229,7 +230,7 @@ int main(int argc, char **argv) {
   older_than = atol(argv[1]);
   tcp_established = sysctl("nf_conntrack_tcp_timeout_established");
   udp_timeout = sysctl("nf_conntrack_udp_timeout");
-  struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
+  struct mnl_socket* nl = mnl_socket_open(NETLINK_NETFILTER);
   if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
     perror("purge-ref: socket");
     return 1;
@@ -240,7 +241,7 @@ int main(int argc, char **argv) {
     perror("purge-ref: SO_RCVBUFFORCE");
     return 1;
   }
-  char *buf = malloc(RECV_SIZE);
+  char* buf = malloc(RECV_SIZE);
   dump(nl, buf);
   const size_t deleted = delete_all(nl, buf);
   printf("%zu\n", deleted);
