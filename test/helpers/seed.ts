@@ -74,3 +74,8 @@ export function mixedTable(n: number): SeedEntry[] {
   }
   return out;
 }
+
+/** The original sources of audit-log (or list --json) lines: which seeded entries they name. */
+export function logSources(lines: string[]): Set<string> {
+  return new Set(lines.map((l) => (JSON.parse(l) as { orig: { src: string } }).orig.src));
+}
