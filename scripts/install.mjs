@@ -13,7 +13,7 @@ const root = path.resolve(here, '..');
 const inClone = existsSync(path.join(root, 'tsconfig.json'));
 // The package ships dist/: the loader's own notion of where the prebuilt addon is, and for
 // which platforms (null elsewhere).
-const prebuilt = inClone ? null : (await import('../dist/native.js')).prebuiltAddon(root);
+const prebuilt = inClone ? null : (await import('../dist/addon.js')).prebuiltAddon(root);
 
 /** Loads the addon in a child process: a missing library must not take this one down. */
 function tryLoad(file) {

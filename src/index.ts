@@ -31,4 +31,4 @@ export { DURATION_BUCKETS } from './summary.js';
 export { Purger, nextInterval, type PurgeTarget, type PurgerOptions, type PurgerRun, type AdaptiveState } from './purger.js';
 export { acquirePurgeLock, type PurgeLock } from './lock.js';
 export { PurgeMetrics } from './metrics.js';
-export { nativeAddonPath } from './native.js';
+export { nativeAddonPath } from './addon.js';

@@ -7,7 +7,8 @@ import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError, ConntrackError, throwIfAborted } from './errors.js';
-import { loadNative, type NativeBinding } from './native.js';
+import { loadNative } from './addon.js';
+import type { NativeBinding } from './native.js';
 
 export const DEFAULT_LOCK_DIR = '/run/ctpurge';
 

@@ -74,19 +74,39 @@ async function listen(render: () => string, host: string, port: number): Promise
     open.delete(socket);
     open.set(socket, true);
   };
+  // A connection is not closed before its first read has had a chance: libuv reads a socket
+  // accepted in one loop iteration in the next one's poll phase, so a scrape accepted in the
+  // same burst as 64 reconnecting idle clients would otherwise be closed before its request
+  // (seen on CI as "socket hang up"). Trimming runs in the check phase (setImmediate), after
+  // the poll phase's reads; what was accepted since the last trim waits for the next.
+  let generation = 0;
+  let trimQueued = false;
+  const acceptedIn = new WeakMap<Socket, number>();
+  const trim = () => {
+    trimQueued = false;
+    // Over the cap: close the least recently active connections that are not being answered.
+    for (const old of open.keys()) {
+      if (open.size <= METRICS_MAX_CONNECTIONS) break;
+      if (busy.has(old) || acceptedIn.get(old) === generation) continue;
+      open.delete(old);
+      old.destroy();
+    }
+    generation++;
+    if (open.size > METRICS_MAX_CONNECTIONS) queueTrim();
+  };
+  const queueTrim = () => {
+    if (trimQueued) return;
+    trimQueued = true;
+    setImmediate(trim);
+  };
   server.on('connection', (socket: Socket) => {
     open.set(socket, true);
+    acceptedIn.set(socket, generation);
     socket.once('close', () => {
       open.delete(socket);
       busy.delete(socket);
     });
-    // Over the cap: close the least recently active connections that are not being answered.
-    for (const old of open.keys()) {
-      if (open.size <= METRICS_MAX_CONNECTIONS) break;
-      if (old === socket || busy.has(old)) continue;
-      open.delete(old);
-      old.destroy();
-    }
+    if (open.size > METRICS_MAX_CONNECTIONS) queueTrim();
   });
   server.timeout = METRICS_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {

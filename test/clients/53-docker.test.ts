@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { loadNative } from '../../src/native.js';
+import { loadNative } from '../../src/addon.js';
 import { describeClients, liveLine, run, runAsync, start, staleLine, versionOf, waitFor, type Running } from './clients.js';
 import { ROOT } from '../helpers/cli.js';
 

@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseArgs } from '../../src/cli/args.js';
 import { loadRules } from '../../src/cli/rules.js';
 import { DEFAULT_LOCK_DIR } from '../../src/lock.js';
+import { compileQuery } from '../../src/query.js';
 import { BIN, ROOT } from '../helpers/cli.js';
 import { TestNetns } from '../helpers/kernel.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
@@ -77,7 +78,9 @@ describe('systemd units', () => {
       expect(parsed.rules, name).toBe(SHIPPED_RULES);
       expect(parsed.noWait, name).toBe(true);
       const rules = loadRules(path.join(ROOT, 'deploy/rules.yaml')).rules;
-      expect(rules[0]?.args.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: 6 * 3600 });
+      // The query keeps the values as written; what they mean is the compiled filter's.
+      expect(rules[0]?.args.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: '6h' });
+      expect(compileQuery(rules[0]?.args.query).filter.idleFor).toBe(6 * 3600);
       for (const r of rules) expect(r.args.maxDelete, `${name}: ${r.name}`).toEqual({ share: 0.5 });
       // Without CAP_SYS_ADMIN ctpurge cannot setns(2): a unit never passes --netns.
       expect(parsed.netns, name).toBeUndefined();

@@ -89,9 +89,12 @@ describe('the DaemonSet manifest, checked without a cluster', () => {
     const rules = parseRules(readFileSync(path.join(ROOT, 'deploy/rules.yaml'), 'utf8'), 'deploy/rules.yaml').rules;
     expect(rules.map((r) => r.name)).toEqual(['vanished-peers', 'stale-unreplied']);
     const [vanished, unreplied] = rules.map((r) => r.args);
-    expect(vanished?.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: 6 * 3600 });
+    // The query keeps the values as written; what they mean is the compiled filter's.
+    expect(vanished?.query).toMatchObject({ state: ['ESTABLISHED'], idleFor: '6h' });
+    expect(compileQuery(vanished?.query).filter.idleFor).toBe(6 * 3600);
     expect(vanished?.grace).toBe(60);
-    expect(unreplied?.query).toMatchObject({ unreplied: true, olderThan: 3600 });
+    expect(unreplied?.query).toMatchObject({ unreplied: true, olderThan: '1h' });
+    expect(compileQuery(unreplied?.query).filter.olderThan).toBe(3600);
     for (const r of rules) {
       expect(r.args.maxDelete).toEqual({ share: 0.5 });
       expect(compileQuery(r.args.query).selective).toBe(true);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Conntrack } from '../../src/index.js';
-import { loadNative, type NativeSummary } from '../../src/native.js';
+import { loadNative } from '../../src/addon.js';
+import type { NativeSummary } from '../../src/native.js';
 import { kernelFeatures } from '../../src/kernel.js';
 import { planQuery } from '../../src/plan.js';
 import { tableSummary } from '../../src/summary.js';

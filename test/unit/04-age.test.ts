@@ -1,6 +1,6 @@
 /** The age and idle estimate from the timeout left (C++, through the addon): the worked cases of docs/api.md. */
 import { describe, expect, it } from 'vitest';
-import { loadNative } from '../../src/native.js';
+import { loadNative } from '../../src/addon.js';
 
 // The age estimate is C++ (it runs per entry inside the dump); this calls the same
 // function through the addon, with the default policy timeouts given explicitly.

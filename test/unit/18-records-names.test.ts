@@ -1,6 +1,6 @@
 /** The packed entry record, and the name tables both sides of the addon print. */
 import { describe, expect, it } from 'vitest';
-import { loadNative } from '../../src/native.js';
+import { loadNative } from '../../src/addon.js';
 import { AGE_SOURCES, decodeRecord, RECORD_SIZE } from '../../src/entry.js';
 import { DCCP_STATES, PROTOCOLS, SCTP_STATES, STATUS_BITS, TCP_STATES } from '../../src/protocols.js';
 

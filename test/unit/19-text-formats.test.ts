@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TABLE_HEADER, TableWriter } from '../../src/cli/format.js';
 import { decodeRecord, RECORD_SIZE, type Entry } from '../../src/entry.js';
-import { loadNative } from '../../src/native.js';
+import { loadNative } from '../../src/addon.js';
 import { conntrackLine, jsonLine, tableRow } from '../helpers/formats.js';
 
 const STATES: Record<number, number> = { 6: 10, 132: 9, 33: 8 };
