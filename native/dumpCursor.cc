@@ -16,7 +16,7 @@ class NextChunkWorker : public PromiseWorker {
     DumpState& c = *state_;
     if (!c.reader) {
       inNetns(c.ns->fd.get(), [&] { c.timeouts = PolicyTimeouts::readFromProc(); });
-      c.reader = std::make_unique<DumpReader>(c.ns->fd.get(), c.lane.kernel, "dump");
+      c.reader = std::make_unique<DumpReader>(c.ns->fd.get(), c.lane, "dump");
     }
     const uint64_t now = realtimeNowNs();
     const bool ndjson = c.format == TextFormat::Ndjson;

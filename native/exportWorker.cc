@@ -51,7 +51,7 @@ class ExportWorker : public PromiseWorker {
         lanes_.size(),
         [&](size_t i) {
           const Filter& match = lanes_[i].match;
-          DumpReader reader(nsFd, lanes_[i].kernel, "export");
+          DumpReader reader(nsFd, lanes_[i], "export");
           std::string text;
           TableRows rows;
           double lines = 0;

@@ -59,11 +59,13 @@ struct Filter {
   bool matchesOwn(const Entry& e, const Ages& ages, bool unknownTimeMatches) const;
 };
 
-// One lane of a plan: the kernel-side filter its dump (or flush) request carries, and the
-// filter every entry it sends is checked against. The lanes of a plan are disjoint.
+// One lane of a plan: the kernel-side filter its dump (or flush) request carries, the filter
+// every entry it sends is checked against, and whether its dump is read ahead on a thread of
+// its own (DumpReader). The lanes of a plan are disjoint.
 struct Lane {
   KernelFilter kernel;
   Filter match;
+  bool readAhead = false;
 };
 
 }  // namespace ctpurge

@@ -232,7 +232,9 @@ KernelFilter kernelFilterFromJs(const Napi::Object& o) {
   return d;
 }
 
-Lane laneFromJs(const Napi::Object& o) { return Lane{kernelFilterFromJs(objectField(o, "kernel")), filterFromJs(objectField(o, "match"))}; }
+Lane laneFromJs(const Napi::Object& o) {
+  return Lane{kernelFilterFromJs(objectField(o, "kernel")), filterFromJs(objectField(o, "match")), ownGet(o, "readAhead").ToBoolean()};
+}
 
 std::vector<Lane> lanesFromJs(const Napi::Value& v) {
   std::vector<Lane> out;

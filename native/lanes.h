@@ -57,7 +57,7 @@ void scanLanes(int nsFd, const std::vector<Lane>& lanes, const char* operation, 
       [&](size_t i) {
         const Filter& f = lanes[i].match;
         const bool ages = withAges || f.needsAge();
-        DumpReader reader(nsFd, lanes[i].kernel, operation);
+        DumpReader reader(nsFd, lanes[i], operation);
         while (!failed.load() && reader.next([&](const Entry& e) {
           const Ages a = ages ? estimateAges(e, timeouts, nowNs) : Ages{};
           if (f.matches(e, a)) fn(i, e, a);

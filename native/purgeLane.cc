@@ -44,7 +44,7 @@ void PurgeCounts::add(const PurgeCounts& o) {
 }
 
 void PurgeLane::run(const Report& report) {
-  DumpReader reader(shared_.nsFd, lane_.kernel, "purge");
+  DumpReader reader(shared_.nsFd, lane_, "purge");
   if (!shared_.dryRun) {
     del_.emplace(NetlinkSocket::open(shared_.nsFd, "delete"));
     del_->setReceiveBuffer(kDeleteRcvBuf);

@@ -67,6 +67,8 @@ export interface KernelFilter {
 export interface NativeLane {
   kernel: KernelFilter;
   match: NativeFilter;
+  /** Read the dump ahead on a thread of its own (a dump lane planned for 2 threads). */
+  readAhead?: boolean;
 }
 
 export interface NativeEntrySpec {

@@ -1,19 +1,22 @@
 /**
  * The query plan: everything decided about a query before any kernel I/O, in one place and
  * without a kernel. A plan says how a purge deletes (one filtered flush, or dump, match and
- * delete), which disjoint lanes are dumped in parallel, what the kernel is asked to filter by
- * in each, and what every entry it sends is checked against. The native layer only executes
+ * delete), whether the dump is read ahead on a thread of its own, what the kernel is asked to
+ * filter by, and what every entry it sends is checked against. The native layer only executes
  * it (docs/architecture.md).
  */
 import { AF_INET, AF_INET6 } from './parse/address.js';
-import { IPS_SEEN_REPLY } from './protocols.js';
 import { bare, booleanField, fieldError, integerField, ownOptions } from './validate.js';
 import type { KernelFeatures } from './kernel.js';
 import { compileQuery, UNSET_FILTER, type Query, type Unselective } from './query.js';
 import type { NativeCidr, NativeFilter, KernelFilter, NativeLane } from './native.js';
 
 export interface PlanOptions {
-  /** Lanes to dump in parallel, at most (1 or 2). Default 1. */
+  /**
+   * Threads a dump may use (1 or 2). Default 1. With 2 the dump is read ahead on a thread of its
+   * own: the kernel's dump work (in the thread that receives) runs beside the parsing, matching
+   * and deleting (see docs/performance.md).
+   */
   lanes?: number;
   /**
    * Whether a purge may use a filtered flush, which deletes what no one has seen: only a
@@ -45,7 +48,7 @@ export interface QueryPlan {
   readonly kernelFilter: Readonly<KernelFilter>;
   /** The whole query as every entry is checked. */
   readonly matchFilter: Readonly<NativeFilter>;
-  /** 'dump': the disjoint parts dumped in parallel. 'flush': the flush requests. */
+  /** 'dump': the one dump (read ahead when planned for 2 threads). 'flush': the flush requests. */
   readonly lanes: readonly Readonly<NativeLane>[];
   /** What it was planned for: a plan made for another kernel, lane count or flush permission is planned again. */
   readonly kernel: Readonly<KernelFeatures>;
@@ -75,7 +78,7 @@ export function planQuery(query: Query, kernel: KernelFeatures, options: PlanOpt
   // Only a selective query is ever flushed (a purge refuses the others): a mask of 0 or a /0
   // prefix is "compared" by the kernel, and would flush the whole family.
   const flushes = allowFlush && compiled.selective ? flushRequests(match, kernel) : null;
-  const lanes: NativeLane[] = flushes ?? splitLanes(match, kernel, maxLanes).map((m) => bare({ kernel: kernelFilter(m, kernel), match: m }));
+  const lanes: NativeLane[] = flushes ?? [bare({ kernel: kernelFilter(match, kernel), match, readAhead: maxLanes >= 2 })];
   const plan: QueryPlan = {
     // Shallow copies, frozen here so that deepFreeze stops at them: their values are the
     // caller's own (a list of addresses, a mark object) and stay the caller's to change.
@@ -298,38 +301,6 @@ export function flushRequests(f: NativeFilter, kernel: KernelFeatures): NativeLa
 /** Whether a kernel filter selects anything less than a whole family. */
 export function hasCondition(k: KernelFilter): boolean {
   return k.statusMask !== undefined || k.mark !== undefined || k.zone !== undefined || TUPLE_KEYS.some((key) => k[key] !== undefined);
-}
-
-/**
- * True when the kernel selects by an exact IPv4 address or TCP/UDP port while dumping
- * (CTA_FILTER, 5.8+): few entries come back, and each extra lane would only walk the whole
- * table once more. Measured on 1M entries, a filtered dump that matched nothing: 0.44 s with
- * one lane, 0.87 s with two.
- */
-function kernelSelective(f: NativeFilter, kernel: KernelFeatures): boolean {
-  if (!kernel.kernelFilters || !kernel.tupleDumpFilter || !f.family) return false;
-  const t = kernelTuple(f);
-  return t.src !== undefined || t.dst !== undefined || t.replySrc !== undefined || t.replyDst !== undefined || t.sport !== undefined || t.dport !== undefined;
-}
-
-/**
- * The same filter as disjoint parts that can be dumped in parallel, one socket and thread
- * each, so the kernel's dump work (most of the cost) uses more than one CPU: by family when
- * the query names none, else by reply status when the query has no status condition and
- * the kernel filters status (5.15+). Otherwise, with maxLanes 1, or when the kernel selects by
- * an exact address or port (kernelSelective), one part.
- */
-export function splitLanes(f: NativeFilter, kernel: KernelFeatures, maxLanes: number): NativeFilter[] {
-  if (!kernel.kernelFilters || maxLanes < 2 || kernelSelective(f, kernel)) return [f];
-  if (f.family === 0) return [AF_INET, AF_INET6].map((family) => bare({ ...f, family }));
-  if (kernel.statusFilter && (f.statusMask & IPS_SEEN_REPLY) === 0) {
-    const statusMask = f.statusMask | IPS_SEEN_REPLY;
-    return [
-      bare({ ...f, statusMask, statusValue: f.statusValue }),
-      bare({ ...f, statusMask, statusValue: f.statusValue | IPS_SEEN_REPLY }),
-    ];
-  }
-  return [f];
 }
 
 function deepFreeze<T>(value: T): T {

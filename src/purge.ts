@@ -270,7 +270,7 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
  */
 async function settleGrace(access: HandleAccess, given: Uint32Array, due: number, signal: AbortSignal | undefined): Promise<GraceOutcome> {
   if (signal !== undefined) signalField(signal, 'signal');
-  // An entry whose reply status changed during the run can be read by both lanes: once each.
+  // A dump can send an entry twice while the table changes: each id is counted once.
   const ids = unique(given);
   if (ids.length === 0) return { expired: 0, alive: 0, complete: true };
   let complete = true;

@@ -8,7 +8,8 @@
  * table has nothing else, and an entry of any other kind is left alone.
  *
  *   cc -O2 -o purge-ref bench/reference/purge.c -lmnl
- *   ip netns exec NS ./purge-ref 3600      -> prints the number deleted
+ *   ip netns exec NS ./purge-ref 3600      -> prints the number deleted, and the seconds the
+ *                                            dump and the deletes took: "262144 0.98 0.52"
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #define RECV_SIZE (64 * 1024)
 #define BATCH_SIZE (64 * 1024)
@@ -242,9 +244,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   char* buf = malloc(RECV_SIZE);
+  struct timespec t0, t1, t2;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   dump(nl, buf);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
   const size_t deleted = delete_all(nl, buf);
-  printf("%zu\n", deleted);
+  clock_gettime(CLOCK_MONOTONIC, &t2);
+  const double dump_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  const double delete_s = (double)(t2.tv_sec - t1.tv_sec) + (double)(t2.tv_nsec - t1.tv_nsec) / 1e9;
+  printf("%zu %.3f %.3f\n", deleted, dump_s, delete_s);
   mnl_socket_close(nl);
   return 0;
 }

@@ -35,7 +35,7 @@ function version(): string {
   return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
 }
 
-/** The lanes the CLI dumps with: it has no event loop to keep responsive (see OpenOptions.lanes). */
+/** The threads the CLI dumps with (read ahead): it has no event loop to keep responsive (see OpenOptions.lanes). */
 const CLI_LANES = 2;
 
 /**

@@ -290,26 +290,23 @@ describe('exclusions', () => {
 
 describe('lanes', () => {
   const k612 = kernelFeatures('6.12.0', {});
-  const lanes = (q: Query, max = 2) => planQuery(q, k612, { lanes: max }).lanes.map((l) => l.match);
+  const plan = (q: Query, max = 2) => planQuery(q, k612, { lanes: max });
 
-  it('splits a broad query in two disjoint dumps, by family or by reply status', () => {
-    expect(lanes({ dport: [1, 1024] }).map((f) => f.family)).toEqual([2, 10]);
-    const byReply = lanes({ family: 'ipv4', protocol: 'tcp' });
-    expect(byReply.map((f) => [f.statusMask & 2, f.statusValue & 2])).toEqual([[2, 0], [2, 2]]);
-    expect(lanes({ src: '10.1.0.0/16' })).toHaveLength(2);
-    // Each lane's kernel filter carries its part.
-    expect(planQuery({ family: 'ipv4', protocol: 'tcp' }, k612, { lanes: 2 }).lanes.map((l) => [l.kernel.status, l.kernel.statusMask])).toEqual([[0, 2], [2, 2]]);
+  it('a dump is one lane, read ahead on a second thread when planned for 2: a split walks the table once per lane', () => {
+    for (const q of [{ dport: [1, 1024] }, { family: 'ipv4', protocol: 'tcp' }, { src: '10.1.0.0/16' }, { protocol: 'tcp', dst: '192.0.2.81', dport: 80 }] as Query[]) {
+      const two = plan(q);
+      expect(two.lanes, JSON.stringify(q)).toHaveLength(1);
+      expect(two.lanes[0]?.readAhead).toBe(true);
+      // The lane is the whole query: its kernel filter is the plan's.
+      expect(two.lanes[0]?.kernel).toEqual(two.kernelFilter);
+      expect(two.lanes[0]?.match).toEqual(two.matchFilter);
+      expect(plan(q, 1).lanes.map((l) => l.readAhead)).toEqual([false]);
+    }
   });
 
-  it('one dump when the kernel selects by an exact IPv4 address or TCP/UDP port (a second lane walks the table again), or with maxLanes 1', () => {
-    expect(lanes({ protocol: 'tcp', dst: '192.0.2.81', dport: 80 })).toHaveLength(1);
-    expect(lanes({ protocol: 'udp', replySrc: '10.244.1.7' })).toHaveLength(1);
-    expect(lanes({ family: 'ipv6', protocol: 'tcp', dport: 443 })).toHaveLength(1);
-    // Not selected by the kernel: IPv6 addresses, ranges, a port without a family (the
-    // kernel's tuple filter needs one).
-    expect(lanes({ src: 'fd00::1' })).toHaveLength(2);
-    expect(lanes({ family: 'ipv4', protocol: 'tcp', dport: [80, 81] })).toHaveLength(2);
-    expect(lanes({ protocol: 'tcp', dport: 80 })).toHaveLength(2);
-    expect(lanes({ dport: [1, 1024] }, 1)).toHaveLength(1);
+  it('flush requests are never read ahead (nothing comes back)', () => {
+    const flush = planQuery({ protocol: 'tcp', dport: 80 }, k612, { lanes: 2, allowFlush: true });
+    expect(flush.method).toBe('flush');
+    expect(flush.lanes.every((l) => l.readAhead === undefined)).toBe(true);
   });
 });
