@@ -15,10 +15,10 @@ _ctpurge() {
     check-rules) if [[ $cur != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); return; fi ;;
   esac
   case $cmd in
-    purge) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --rules --dry-run --grace --no-wait --limit --max-delete --log --json --every --adaptive --when-above --metrics-file --metrics-listen --lock-wait --pid-file --quiet --verbose --help --version" ;;
+    purge) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --all-netns --rules --dry-run --grace --no-wait --limit --max-delete --log --json --every --adaptive --when-above --metrics-file --metrics-listen --lock-wait --pid-file --quiet --verbose --help --version" ;;
     list) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --limit --json --output --quiet --verbose --help --version" ;;
-    stats) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --json --top --quiet --verbose --help --version" ;;
-    doctor) opts="--netns --json --quiet --verbose --help --version" ;;
+    stats) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --all-netns --json --top --quiet --verbose --help --version" ;;
+    doctor) opts="--netns --all-netns --json --quiet --verbose --help --version" ;;
     watch) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --json --quiet --verbose --help --version" ;;
     check-rules) opts="--netns --json --quiet --verbose --help --version" ;;
   esac

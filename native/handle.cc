@@ -1,6 +1,7 @@
 #include "handle.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <array>
 #include <vector>
@@ -29,7 +30,14 @@ class OpenWorker : public PromiseWorker {
   void Run() override {
     auto ns = std::make_shared<Namespace>();
     ns->label = path_;
-    if (!path_.empty()) ns->fd = openNetnsFile(path_);
+    if (!path_.empty()) {
+      ns->fd = openNetnsFile(path_);
+      // What was opened, not what the path names now: a /proc/PID path may name another
+      // namespace once the process is gone and its pid reused.
+      struct stat st {};
+      if (::fstat(ns->fd.get(), &st) != 0) throwErrno("fstat", "open", errno);
+      ns->inode = static_cast<double>(st.st_ino);
+    }
     // Ask for the global stats once: ctnetlink checks CAP_NET_ADMIN per request, so a
     // missing capability shows here, at open, rather than halfway through a purge.
     NetlinkSocket s = NetlinkSocket::open(ns->fd.get(), "open");
@@ -204,6 +212,7 @@ Napi::Function Handle::Define(Napi::Env env) {
                          InstanceMethod<&Handle::Summary>("summary"),
                          InstanceMethod<&Handle::Events>("events"),
                          InstanceMethod<&Handle::Close>("close"),
+                         InstanceMethod<&Handle::Inode>("inode"),
                      });
 }
 
@@ -274,6 +283,11 @@ Napi::Value Handle::Close(const Napi::CallbackInfo& info) {
   // Work already queued keeps its own reference to the namespace and finishes.
   ns_.reset();
   return info.Env().Undefined();
+}
+
+Napi::Value Handle::Inode(const Napi::CallbackInfo& info) {
+  const NamespacePtr ns = checkedNs(info.Env());
+  return ns->inode < 0 ? info.Env().Null() : Napi::Value(Napi::Number::New(info.Env(), ns->inode));
 }
 
 }  // namespace ctpurge

@@ -15,6 +15,7 @@ namespace ctpurge {
 struct Namespace {
   UniqueFd fd;  // -1: the process's own namespace
   std::string label;
+  double inode = -1;  // the namespace file's inode (fstat of fd); -1 for the own namespace
 };
 using NamespacePtr = std::shared_ptr<const Namespace>;
 
@@ -41,6 +42,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   Napi::Value Summary(const Napi::CallbackInfo& info);
   Napi::Value Events(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Inode(const Napi::CallbackInfo& info);
 
   NamespacePtr checkedNs(Napi::Env env) const;
 

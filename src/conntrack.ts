@@ -9,7 +9,8 @@ import { captureStack, ConntrackError, fromNative } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
-import { resolveNetns } from './netns.js';
+import { namespaceField, resolveNetns } from './netns.js';
+import { findNamespaces, type NamespaceInfo, type NamespaceSources } from './namespaces.js';
 import { loadNative } from './addon.js';
 import type { NativeBinding, NativeCpuStats, NativeHandle, NativeSettings } from './native.js';
 import { bare, booleanField, integerField, ownOptions } from './validate.js';
@@ -28,8 +29,12 @@ export type { PurgeOptions, PurgeProgress, PurgeResult } from './purge.js';
 export type { QueryPlan, PlanOptions } from './plan.js';
 
 export interface OpenOptions {
-  /** A name from `ip netns list`, or a path such as /proc/PID/ns/net. Default: the caller's namespace. */
-  netns?: string;
+  /**
+   * A name from `ip netns list`, a path such as /proc/PID/ns/net, or a namespace that
+   * `Conntrack.namespaces()` found (opened only while its path still names that namespace).
+   * Default: the caller's namespace.
+   */
+  netns?: string | NamespaceInfo;
   /** For tests: a stand-in for the native addon. */
   binding?: NativeBinding;
   /** For tests: the kernel features to assume instead of reading uname. */
@@ -76,6 +81,11 @@ export interface ConntrackSettings {
 export class Conntrack {
   /** The namespace file this handle works in; null for the caller's own namespace. */
   readonly netns: string | null;
+  /**
+   * How the operator named the namespace (metrics labels, audit lines, summaries): the name or
+   * path given, or the name `Conntrack.namespaces()` gave it; null for the caller's own.
+   */
+  readonly netnsName: string | null;
   readonly kernel: KernelFeatures;
   #handle: NativeHandle | null;
   #inflight = new Set<Promise<unknown>>();
@@ -86,29 +96,49 @@ export class Conntrack {
   /** What the operation modules get: the native handle and tracked calls. */
   readonly #access: HandleAccess;
 
-  private constructor(handle: NativeHandle, netns: string | null, kernel: KernelFeatures, lanes: number) {
+  private constructor(handle: NativeHandle, netns: string | null, netnsName: string | null, kernel: KernelFeatures, lanes: number) {
     this.#handle = handle;
     this.netns = netns;
+    this.netnsName = netnsName;
     this.kernel = kernel;
     this.lanes = lanes;
-    this.#access = { netns, native: () => this.#native(), call: (fn, h, paced) => this.#call(fn, h, paced) };
+    this.#access = { netns, netnsName, native: () => this.#native(), call: (fn, h, paced) => this.#call(fn, h, paced) };
+  }
+
+  /**
+   * Every network namespace of the host (the host's first): the `ip netns` ones, Docker's, and
+   * those held only by a process, named as an operator knows them ('host', 'blue', 'ctr web',
+   * 'pid 4123'). Each can be opened: `Conntrack.open({ netns: ns })`. Reads /run/netns,
+   * /run/docker/netns and /proc; touches no table.
+   */
+  static async *namespaces(sources: NamespaceSources = {}): AsyncIterableIterator<NamespaceInfo> {
+    yield* await findNamespaces(ownOptions<NamespaceSources>(sources, 'sources', ['proc', 'namespaceDirs', 'dockerRoot', 'kubeletRoot']));
   }
 
   /** Opens a handle; checks the namespace and CAP_NET_ADMIN with one request. */
   static async open(options: OpenOptions = {}): Promise<Conntrack> {
     options = ownOptions<OpenOptions>(options, 'options', ['netns', 'binding', 'kernel', 'lanes']);
     const lanes = options.lanes === undefined ? (availableParallelism() > 2 ? 2 : 1) : integerField(options.lanes, 'lanes', 1, 2);
-    const path = options.netns === undefined ? null : resolveNetns(options.netns);
+    const found = typeof options.netns === 'object' && options.netns !== null ? namespaceField(options.netns) : null;
+    const path = found ? found.path : options.netns === undefined ? null : resolveNetns(options.netns);
+    const name = found ? found.name : (options.netns as string | undefined) ?? null;
     const binding = options.binding ?? loadNative();
     const captured = captureStack();
+    let handle: NativeHandle;
     try {
-      const handle = await binding.open(path);
-      // The caller's kernel features are read as own fields: an optional one it left out
-      // (maskedMarkFilter) must not come from a polluted Object.prototype.
-      return new Conntrack(handle, path, Object.freeze(bare({ ...(options.kernel ?? kernelFeatures()) })), lanes);
+      handle = await binding.open(path);
     } catch (err) {
-      throw fromNative(err, captured, path ?? options.netns ?? null);
+      throw fromNative(err, captured, path ?? name);
     }
+    // A namespace found earlier is opened only while its path names it: a /proc/PID path names
+    // another one once the process is gone and its pid reused.
+    if (found && handle.inode() !== found.inode) {
+      handle.close();
+      throw new ConntrackError(`${found.name} is gone: ${found.path} now names another namespace`, { code: 'ENOENT', syscall: 'open', operation: 'open', netns: found.path });
+    }
+    // The caller's kernel features are read as own fields: an optional one it left out
+    // (maskedMarkFilter) must not come from a polluted Object.prototype.
+    return new Conntrack(handle, path, name, Object.freeze(bare({ ...(options.kernel ?? kernelFeatures()) })), lanes);
   }
 
   /** True once close() was called: new operations throw. */

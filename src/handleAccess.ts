@@ -8,6 +8,8 @@ import type { NativeHandle } from './native.js';
 export interface HandleAccess {
   /** The namespace file, for errors; null for the caller's own namespace. */
   readonly netns: string | null;
+  /** The operator's name for it (Conntrack.netnsName), for audit lines; null for the caller's own. */
+  readonly netnsName: string | null;
   /** The native handle; throws once close() was called. */
   native(): NativeHandle;
   /**

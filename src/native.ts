@@ -298,6 +298,8 @@ export interface NativeHandle {
   /** The same as text: NDJSON ({"type":"new","entry":{...}}) or `[NEW] ` and a `conntrack -L` line. */
   events(match: NativeFilter, groups: number, receiveBuffer: number, format: 'ndjson' | 'conntrack', timestamps?: boolean): NativeEventCursor<NativeEventText>;
   close(): void;
+  /** The inode of the namespace file opened (what the handle works in); null for the process's own. */
+  inode(): number | null;
 }
 
 export interface NativeTimeoutTable {

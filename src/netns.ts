@@ -1,5 +1,6 @@
 /** Where a --netns / { netns } value points. */
-import { fieldError, typeName } from './validate.js';
+import type { NamespaceInfo } from './namespaces.js';
+import { fieldError, integerField, typeName } from './validate.js';
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 
@@ -22,4 +23,18 @@ export function resolveNetns(value: unknown, name = 'netns'): string {
     throw fieldError(RangeError, name, `${JSON.stringify(value.slice(0, 40))} is not a valid namespace name (letters, digits, '_', '.', '-'; at most 64)`);
   }
   return `/var/run/netns/${value}`;
+}
+
+/**
+ * A namespace that Conntrack.namespaces() found, as { netns } takes it: its own name, path and
+ * inode, checked (a look-alike object is read field by field, never trusted).
+ */
+export function namespaceField(value: object, name = 'netns'): NamespaceInfo {
+  const v = value as Partial<Record<keyof NamespaceInfo, unknown>>;
+  const own = (k: keyof NamespaceInfo) => (Object.hasOwn(value, k) ? v[k] : undefined);
+  const path = own('path');
+  if (typeof path !== 'string' || !path.startsWith('/')) throw fieldError(TypeError, `${name}.path`, `expected a namespace's absolute path, got ${typeName(path)}`);
+  const label = own('name');
+  if (typeof label !== 'string' || label === '') throw fieldError(TypeError, `${name}.name`, `expected the namespace's name, got ${typeName(label)}`);
+  return { name: label, path: resolveNetns(path, `${name}.path`), inode: integerField(own('inode'), `${name}.inode`, 1, Number.MAX_SAFE_INTEGER) };
 }

@@ -192,7 +192,8 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
   const started = performance.now();
   const run = randomBytes(6).toString('hex');
   // Each audit line ends with these members (after "time", which the addon writes).
-  const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}${rule === undefined ? '' : `,"rule":"${rule}"`}${grace === undefined ? '' : `,"grace":${grace}`}`;
+  const named = access.netnsName === null || access.netnsName === access.netns ? '' : `,"netnsName":${JSON.stringify(access.netnsName)}`;
+  const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}${named}${rule === undefined ? '' : `,"rule":"${rule}"`}${grace === undefined ? '' : `,"grace":${grace}`}`;
   try {
     const tableSize = (await access.call((h) => h.stats(), handle)).count;
     const resultOf = (counts: NativePurgeCounts): PurgeResult => ({

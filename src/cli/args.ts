@@ -69,6 +69,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS, kind: 'integer', field: 'replyZone', help: 'zone of the reply direction only (zone-reply=)' },
   { name: 'except', value: "'SELECTORS'", repeat: true, commands: SELECTOR_COMMANDS, kind: 'except', field: 'except', help: "keep what these match: --except '--dst 10.1.2.3 --dport 5432' (repeatable)" },
   { name: 'netns', value: 'NAME|PATH', commands: 'all', help: 'work in a network namespace (ip netns name or /proc/PID/ns/net)' },
+  { name: 'all-netns', commands: ['purge', 'stats', 'doctor'], help: "every network namespace of the host: ip netns, Docker's, those held by a process" },
   { name: 'rules', value: 'FILE', commands: ['purge'], help: 'run the named rules of a YAML file, each with its own selectors (SIGHUP reloads it)' },
   { name: 'dry-run', commands: ['purge'], help: 'count what would go, delete nothing' },
   { name: 'grace', value: 'DUR', commands: ['purge'], help: 'instead of deleting, give each match DUR to show a packet (a short timeout)' },
@@ -102,6 +103,8 @@ export interface ParsedArgs {
   command: Command;
   query: Query;
   netns?: string;
+  /** Every namespace of the host (--all-netns). */
+  allNetns: boolean;
   /** --rules FILE, or check-rules' FILE. */
   rules?: string;
   dryRun: boolean;
@@ -224,6 +227,9 @@ export function parseArgs(argv: string[]): ParsedArgs {
     if (given !== undefined && spec.field !== undefined && spec.kind !== undefined) q[spec.field] = toQueryValue(spec.kind, given, `--${spec.name}`);
   }
   if (values.has('netns')) out.netns = usage(() => (resolveNetns(one('netns'), '--netns'), one('netns') as string));
+  out.allNetns = values.has('all-netns');
+  if (out.allNetns && out.netns !== undefined) throw new UsageError('--all-netns and --netns: give one (--all-netns is every namespace)');
+  if (out.allNetns && values.has('adaptive')) throw new UsageError('--adaptive does not apply with --all-netns: the interval is one for every namespace');
   out.dryRun = values.has('dry-run');
   if (values.has('grace')) out.grace = usage(() => graceField(one('grace'), '--grace'));
   out.noWait = values.has('no-wait');
@@ -373,7 +379,7 @@ function exclusion(value: string): Query {
 }
 
 function defaults(command: Command): ParsedArgs {
-  return { command, query: {}, dryRun: false, noWait: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
+  return { command, query: {}, allNetns: false, dryRun: false, noWait: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
 }
 
 /** '9469' -> 127.0.0.1:9469 (loopback unless a host is given); '0.0.0.0:9469'; '[::1]:9469'. */

@@ -1,10 +1,10 @@
 /** `ctpurge [selectors] --every DUR`: the scheduled purge, metrics, and a clean stop. */
-import { createServer, type Server } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Conntrack } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
 import { acquirePurgeLock } from '../lock.js';
 import { PurgeMetrics } from '../metrics.js';
+import { jobMetrics, recordTableShape } from './jobMetrics.js';
+import { closeServer, listen } from './metricsServer.js';
 import { Purger, type PurgerRun } from '../purger.js';
 import { formatDuration } from '../parse/duration.js';
 import type { ParsedArgs } from './args.js';
@@ -13,122 +13,6 @@ import { graceOutcomeLine, logFailure, maxDeleteLine, purgeSummary, runLimit, ty
 
 /** How often the daemon reads the whole table for the by_state / by_idle gauges. */
 const TABLE_METRICS_EVERY_MS = 60_000;
-
-/**
- * Reads the whole table's shape into the metrics (one dump). It is a bonus: a failure is
- * reported on stderr and never fails the purge that ran. True when it was read.
- */
-export async function recordTableShape(metrics: PurgeMetrics, ct: Conntrack): Promise<boolean> {
-  try {
-    metrics.recordTable(await ct.summary({}, { talkers: false }));
-    return true;
-  } catch (err) {
-    process.stderr.write(`ctpurge: reading the table for metrics: ${(err as Error).message}\n`);
-    return false;
-  }
-}
-
-export function metricsLabels(ct: Conntrack): Record<string, string> {
-  return ct.netns ? { netns: ct.netns } : {};
-}
-
-/**
- * Connections the metrics server keeps at most. A scrape needs one for a moment: past the cap
- * the least recently active connection that is not being answered is closed, so idle and
- * slow (slowloris) clients can never keep a scrape out, however many there are.
- */
-export const METRICS_MAX_CONNECTIONS = 64;
-/** A client has this long to send its request headers, and an idle keep-alive this long to send the next. */
-export const METRICS_HEADERS_TIMEOUT_MS = 2_000;
-export const METRICS_TIMEOUT_MS = 5_000;
-
-async function listen(render: () => string, host: string, port: number): Promise<Server> {
-  const server = createServer(
-    {
-      requestTimeout: METRICS_TIMEOUT_MS,
-      headersTimeout: METRICS_HEADERS_TIMEOUT_MS,
-      keepAliveTimeout: METRICS_HEADERS_TIMEOUT_MS,
-      // The header and request timeouts are checked this often (Node's default: every 30 s).
-      connectionsCheckingInterval: 250,
-    },
-    (req, res) => {
-      busy.add(req.socket);
-      res.on('close', () => {
-        busy.delete(req.socket);
-        touch(req.socket);
-      });
-      if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-        res.end(render());
-      } else {
-        res.writeHead(404, { 'content-type': 'text/plain' });
-        res.end('not found: try /metrics\n');
-      }
-    },
-  );
-  // Every open connection in the order of its last activity (a Map keeps insertion order).
-  const open = new Map<Socket, true>();
-  const busy = new Set<Socket>();
-  const touch = (socket: Socket) => {
-    if (!open.has(socket)) return;
-    open.delete(socket);
-    open.set(socket, true);
-  };
-  // A connection is not closed before its first read has had a chance: libuv reads a socket
-  // accepted in one loop iteration in the next one's poll phase, so a scrape accepted in the
-  // same burst as 64 reconnecting idle clients would otherwise be closed before its request
-  // (seen on CI as "socket hang up"). Trimming runs in the check phase (setImmediate), after
-  // the poll phase's reads; what was accepted since the last trim waits for the next.
-  let generation = 0;
-  let trimQueued = false;
-  const acceptedIn = new WeakMap<Socket, number>();
-  const trim = () => {
-    trimQueued = false;
-    // Over the cap: close the least recently active connections that are not being answered.
-    for (const old of open.keys()) {
-      if (open.size <= METRICS_MAX_CONNECTIONS) break;
-      if (busy.has(old) || acceptedIn.get(old) === generation) continue;
-      open.delete(old);
-      old.destroy();
-    }
-    generation++;
-    if (open.size > METRICS_MAX_CONNECTIONS) queueTrim();
-  };
-  const queueTrim = () => {
-    if (trimQueued) return;
-    trimQueued = true;
-    setImmediate(trim);
-  };
-  server.on('connection', (socket: Socket) => {
-    open.set(socket, true);
-    acceptedIn.set(socket, generation);
-    socket.once('close', () => {
-      open.delete(socket);
-      busy.delete(socket);
-    });
-    if (open.size > METRICS_MAX_CONNECTIONS) queueTrim();
-  });
-  server.timeout = METRICS_TIMEOUT_MS;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  return server;
-}
-
-/** Stops listening and drops every connection, idle or not: no client can delay the exit. */
-function closeServer(server: Server): Promise<void> {
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeAllConnections();
-  return closed;
-}
-
-
-/** A rule's metrics: the handle's labels, and its name as rule="..." (not on the table's shape). */
-export function jobMetrics(ct: Conntrack, job: PurgeJob): PurgeMetrics {
-  const base = metricsLabels(ct);
-  return new PurgeMetrics(job.rule === null ? base : { ...base, rule: job.rule }, base);
-}
 
 /**
  * Runs until SIGTERM/SIGINT (signal), then finishes the batch in flight, writes metrics and

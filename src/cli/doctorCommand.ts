@@ -1,6 +1,5 @@
 /** ctpurge doctor: reads the table's pressure and prints findings with the exact commands that would help. Changes nothing. */
 import type { Conntrack, ConntrackSettings, ConntrackStats } from '../conntrack.js';
-import type { ParsedArgs } from './args.js';
 import { formatCount, percent } from './format.js';
 
 export interface Finding {
@@ -36,7 +35,8 @@ export function diagnose(
 ): DoctorReport {
   const { stats: s, settings: st } = input;
   // Per-namespace sysctls must be set inside the namespace; nf_conntrack_max and hashsize are global.
-  const inNs = (cmd: string) => (input.netnsArg ? `ip netns exec ${input.netnsArg} ${cmd}` : cmd);
+  // ip netns exec takes a name only: a namespace known by its path is entered with nsenter.
+  const inNs = (cmd: string) => (!input.netnsArg ? cmd : input.netnsArg.startsWith('/') ? `nsenter --net=${input.netnsArg} ${cmd}` : `ip netns exec ${input.netnsArg} ${cmd}`);
   const ctp = (rest: string) => `ctpurge ${rest}${input.netnsArg ? ` --netns ${input.netnsArg}` : ''}`;
   const findings: Finding[] = [];
   const established = st.timeouts.tcp.established ?? 0;
@@ -138,7 +138,8 @@ export function diagnose(
   };
 }
 
-export async function doctorCommand(ct: Conntrack, args: ParsedArgs): Promise<DoctorReport> {
+/** netnsArg: the --netns value its commands take (the one given, or a namespace's name or path). */
+export async function doctorCommand(ct: Conntrack, netnsArg: string | undefined): Promise<DoctorReport> {
   const [stats, settings, unreplied, staleUnreplied, idleEstablished] = await Promise.all([
     ct.stats(),
     ct.settings(),
@@ -146,7 +147,7 @@ export async function doctorCommand(ct: Conntrack, args: ParsedArgs): Promise<Do
     ct.count({ unreplied: true, olderThan: STALE_AFTER }),
     ct.count({ state: 'ESTABLISHED', assured: true, idleFor: IDLE_AFTER }),
   ]);
-  return diagnose({ netns: ct.netns, netnsArg: args.netns, stats, settings, unreplied, staleUnreplied, idleEstablished });
+  return diagnose({ netns: ct.netns, ...(netnsArg === undefined ? {} : { netnsArg }), stats, settings, unreplied, staleUnreplied, idleEstablished });
 }
 
 export function renderDoctor(r: DoctorReport): string {

@@ -52,6 +52,10 @@ recommends them), --older 1d takes busy day-old flows too.
 
 Options:
   --netns NAME|PATH        work in a network namespace (ip netns name or /proc/PID/ns/net)
+  --all-netns              purge/stats/doctor: every network namespace of the host (ip netns,
+                           Docker's, those held by a container's process), a few at once, each
+                           under its own lock with its own lines; a namespace gone meanwhile is
+                           skipped. Exit 1 if one failed
   --dry-run                purge: count what would go, delete nothing
   --grace DUR              purge: delete nothing; give each match DUR (1s-5m) to show a packet:
                            the kernel sets its timeout to DUR, a live flow's next packet restores
@@ -87,6 +91,7 @@ Examples:
   ctpurge --unreplied --older 1h --every 5m --adaptive --metrics-file /var/lib/node_exporter/ctpurge.prom
   ctpurge stats --top 5
   ctpurge doctor
+  ctpurge stats --all-netns                          which namespaces hold the entries (container hosts)
 
 Exit codes:
   0  success (nothing to purge is success too)

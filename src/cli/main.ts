@@ -2,33 +2,23 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Conntrack, type PurgeResult } from '../conntrack.js';
-import type { GraceOutcome } from '../purge.js';
-import { AbortError, ConntrackError } from '../errors.js';
+import { Conntrack } from '../conntrack.js';
+import { ConntrackError } from '../errors.js';
 import { kernelFeatures } from '../kernel.js';
 import { planQuery, type QueryPlan } from '../plan.js';
 import { allowFlushFor } from '../purge.js';
 import { resolveNetns } from '../netns.js';
+import type { PurgeMetrics } from '../metrics.js';
 import { optionError, optionOf, parseArgs, UsageError, type ParsedArgs } from './args.js';
-import { doctorCommand, renderDoctor } from './doctorCommand.js';
-import { commandHelp } from './help.js';
-import { listCommand } from './listCommand.js';
 import { Output, PipeClosed } from './output.js';
-import { graceOutcomeLine, maxDeleteLine, purgeCommand, purgeSummary, runLimit, type PurgeJob } from './purgeCommand.js';
-// Rules files (--rules, check-rules) are read with the yaml package, loaded only for them:
-// every other run starts without it (3.5 MB less at start-up, measured).
-type RulesModule = typeof import('./rules.js');
-import { collectStats, renderStats } from './statsCommand.js';
-import { jobMetrics, recordTableShape, runDaemon } from './daemon.js';
-import { acquirePurgeLock } from '../lock.js';
+import type { PurgeJob } from './purgeCommand.js';
+import type { RulesReload } from './daemon.js';
 import { AuditLog, checkOutputFile, PidFile } from './files.js';
-import { PurgeMetrics } from '../metrics.js';
-
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
-/** A purge that --max-delete stopped: more entries matched than it allows. */
-export const EXIT_MAX_DELETE = 3;
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, oneShotPurge } from './oneShot.js';
+// Each command's module is loaded when it runs: a purge starts without the daemon's HTTP server,
+// doctor, stats or list (and rules files need the yaml package, 3.5 MB): every module loaded
+// is start-up time, which is a large share of a CLI run on a small table.
+type RulesModule = typeof import('./rules.js');
 
 function version(): string {
   const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
@@ -117,55 +107,35 @@ export interface EarlySignals {
   releaseHangup(): void;
 }
 
-/** What a one-shot purge of one job left to do once the lock is released. */
-interface PurgeDone {
-  job: PurgeJob;
-  result: PurgeResult;
-  limit: number | undefined;
-  stoppedByMax: boolean;
-}
-
-/**
- * One purge of a one-shot run, under the lock, and its summary line (prefixed with the rule's
- * name). The grace's wait comes after the lock is released (finishOneShot).
- */
-async function purgeOneShot(ct: Conntrack, job: PurgeJob, out: Output, signal: AbortSignal, log: AuditLog | undefined): Promise<PurgeDone> {
-  const { args, plan } = job;
-  const run = runLimit(args, args.maxDelete ? (await ct.stats()).count : 0);
-  const result = await purgeCommand(ct, args, plan, signal, log, run.limit, job.rule);
-  // The summary first: what was deleted is said even when the metrics cannot be written.
-  if (!args.json && !args.quiet) await summaryTo(out, log, `${named(job)}${purgeSummary(result)}\n`);
-  // rsync's convention: more matched than --max-delete allows stops the run, and fails it.
-  return { job, result, limit: run.limit, stoppedByMax: run.byMaxDelete && result.limitReached };
-}
-
-const named = (job: PurgeJob) => (job.rule === null ? '' : `${job.rule}: `);
-/** With --log - the audit lines own stdout: the summaries go to stderr. */
-const summaryTo = (out: Output, log: AuditLog | undefined, text: string) => (log?.file === '-' ? Promise.resolve(void process.stderr.write(text)) : out.write(text));
-
-/**
- * The rest of a one-shot purge, once its grace (if any) was waited out: what expired; the JSON
- * line (after the wait: one line); the metrics of the run; the exit code (3 when --max-delete
- * stopped it).
- */
-async function finishOneShot(ct: Conntrack, done: PurgeDone, outcome: GraceOutcome | null, out: Output, log: AuditLog | undefined): Promise<{ exit: number; metrics: PurgeMetrics }> {
-  const { job, result, limit, stoppedByMax } = done;
-  const { args, plan } = job;
-  if (outcome && !args.json && !args.quiet) await summaryTo(out, log, `${named(job)}${graceOutcomeLine(outcome)}\n`);
-  if (args.json) {
-    const extra = { ...(outcome ? { graceOutcome: outcome } : {}), ...(args.maxDelete ? { maxDelete: limit, maxDeleteReached: stoppedByMax } : {}) };
-    await out.write(`${JSON.stringify({ netns: ct.netns, ...(job.rule === null ? {} : { rule: job.rule }), query: plan.description, ...result, ...extra })}\n`);
+/** stats, doctor and the purge (one-shot or --every) over every namespace of the host. */
+async function allNetnsCommand(args: ParsedArgs, plan: QueryPlan, jobs: PurgeJob[], out: Output, log: AuditLog | undefined, signal: AbortSignal, reload: RulesReload | undefined): Promise<number> {
+  const m = await import('./allNetns.js');
+  switch (args.command) {
+    case 'stats': {
+      const r = await m.collectAllStats(plan);
+      await out.write(args.json ? `${JSON.stringify(r)}\n` : m.renderAllStats(r, !plan.empty));
+      return r.failed.length > 0 ? EXIT_FAILURE : EXIT_OK;
+    }
+    case 'doctor': {
+      const r = await m.collectAllDoctor();
+      await out.write(args.json ? `${JSON.stringify(r)}\n` : m.renderAllDoctor(r));
+      return r.failed.length > 0 ? EXIT_FAILURE : EXIT_OK;
+    }
+    default: {
+      if (args.every !== undefined) {
+        const { runAllNetnsDaemon } = await import('./allNetnsDaemon.js');
+        const pid = args.pidFile ? PidFile.write(args.pidFile) : undefined;
+        try {
+          return await runAllNetnsDaemon(args, jobs, signal, log, reload);
+        } finally {
+          pid?.remove();
+        }
+      }
+      const r = await m.purgeAllNetns(args, jobs, out, log, signal);
+      if (args.metricsFile && r.metrics.length > 0) await (await import('./jobMetrics.js')).writeMetricsFile(args.metricsFile, r.metrics);
+      return r.exit;
+    }
   }
-  const metrics = jobMetrics(ct, job);
-  if (args.metricsFile) {
-    metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
-    if (outcome) metrics.recordGrace(outcome);
-  }
-  if (stoppedByMax) {
-    process.stderr.write(`ctpurge: ${named(job)}${maxDeleteLine(args, result, limit ?? 0)}\n`);
-    return { exit: EXIT_MAX_DELETE, metrics };
-  }
-  return { exit: EXIT_OK, metrics };
 }
 
 export async function main(argv: string[], early?: EarlySignals): Promise<number> {
@@ -187,7 +157,7 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
   try {
     args = parseArgs(argv);
     if (args.help) {
-      process.stdout.write(commandHelp(args.command));
+      process.stdout.write((await import('./help.js')).commandHelp(args.command));
       return EXIT_OK;
     }
     if (args.version) {
@@ -237,62 +207,36 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
   settleHangup(args.command === 'purge');
   let ct: Conntrack | undefined;
   try {
+    const rulesReload = (m: RulesModule | null) => (args.rules === undefined || m === null ? undefined : { key: rulesKey, load: () => jobsOf(args, m) });
+    if (args.allNetns) return await allNetnsCommand(args, plan, jobs, out, log, abort.signal, rulesReload(rulesModule));
     ct = await Conntrack.open(args.netns === undefined ? { lanes: CLI_LANES } : { netns: args.netns, lanes: CLI_LANES });
     switch (args.command) {
       case 'purge': {
         if (args.every !== undefined) {
+          const { runDaemon } = await import('./daemon.js');
           const pid = args.pidFile ? PidFile.write(args.pidFile) : undefined;
           try {
-            const rules = args.rules;
-            const m = rulesModule;
-            const reload = rules === undefined || m === null ? undefined : { key: rulesKey, load: () => jobsOf(args, m) };
-            await runDaemon(ct, args, jobs, abort.signal, log, reload);
+            await runDaemon(ct, args, jobs, abort.signal, log, rulesReload(rulesModule));
           } finally {
             pid?.remove();
           }
           break;
         }
-        // A SIGTERM while waiting for another purge ends the wait at once: nothing is deleted.
-        const lock = await acquirePurgeLock(ct.netns, args.lockWait, { signal: abort.signal }).catch((err: unknown) => {
-          if (err instanceof AbortError) return null;
-          throw err;
-        });
-        if (lock === null) {
-          if (!args.quiet) process.stderr.write('ctpurge: stopped while waiting for the purge lock; nothing was deleted\n');
-          if (args.json) await out.write(`${JSON.stringify({ netns: ct.netns, query: plan.description, started: false, cancelled: true, matched: 0, deleted: 0 })}\n`);
-          break;
+        const run = await oneShotPurge(ct, args, jobs, { out, log, prefix: '' }, abort.signal);
+        if (run === null) break;
+        if (args.metricsFile && run.metrics.length > 0) {
+          const { recordTableShape, writeMetricsFile } = await import('./jobMetrics.js');
+          await recordTableShape(run.metrics[0] as PurgeMetrics, ct);
+          await writeMetricsFile(args.metricsFile, run.metrics);
         }
-        // Each job in turn under the one lock: the command line's purge, or each rule. The
-        // graces' waits come after it is released, all at once.
-        const done: PurgeDone[] = [];
-        try {
-          for (const job of jobs) {
-            if (abort.signal.aborted) break;
-            done.push(await purgeOneShot(ct, job, out, abort.signal, log));
-          }
-        } finally {
-          lock.release();
-        }
-        const outcomes = await Promise.all(done.map((d) => (d.result.settle && !d.job.args.noWait ? d.result.settle({ signal: abort.signal }) : null)));
-        let exit = EXIT_OK;
-        const sets: PurgeMetrics[] = [];
-        for (const [i, d] of done.entries()) {
-          const finished = await finishOneShot(ct, d, outcomes[i] ?? null, out, log);
-          sets.push(finished.metrics);
-          if (finished.exit !== EXIT_OK) exit = finished.exit;
-        }
-        if (args.metricsFile && sets.length > 0) {
-          await recordTableShape(sets[0] as PurgeMetrics, ct);
-          await (sets[0] as PurgeMetrics).writeFile(args.metricsFile, PurgeMetrics.renderAll(sets)).catch((err: unknown) => {
-            throw Object.assign(new Error(`--metrics-file: ${(err as Error).message}`), { code: (err as NodeJS.ErrnoException).code });
-          });
-        }
-        if (exit !== EXIT_OK) return exit;
+        if (run.exit !== EXIT_OK) return run.exit;
         break;
       }
-      case 'list':
+      case 'list': {
+        const { listCommand } = await import('./listCommand.js');
         await listCommand(ct, args, plan, out, abort.signal);
         break;
+      }
       case 'watch': {
         // The lines are formatted in C++, as `list` formats its own; each says when it was read.
         for await (const batch of ct.eventLines({ query: plan.query, signal: abort.signal, format: args.json ? 'ndjson' : 'conntrack', timestamps: true })) {
@@ -305,12 +249,14 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
         break;
       }
       case 'stats': {
+        const { collectStats, renderStats } = await import('./statsCommand.js');
         const report = await collectStats(ct, args, plan);
         await out.write(args.json ? `${JSON.stringify(report)}\n` : renderStats(report));
         break;
       }
       case 'doctor': {
-        const report = await doctorCommand(ct, args);
+        const { doctorCommand, renderDoctor } = await import('./doctorCommand.js');
+        const report = await doctorCommand(ct, args.netns);
         await out.write(args.json ? `${JSON.stringify(report)}\n` : renderDoctor(report));
         break;
       }

@@ -46,10 +46,11 @@ export class Progress {
   #started = Date.now();
   #shown = false;
   constructor(private readonly enabled: boolean) {}
-  update(text: string): void {
+  /** text is only made when the line is shown. */
+  update(text: () => string): void {
     if (!this.enabled || Date.now() - this.#started < 1000) return;
     this.#shown = true;
-    process.stderr.write(`\r\x1b[K${text}`);
+    process.stderr.write(`\r\x1b[K${text()}`);
   }
   clear(): void {
     if (this.#shown) process.stderr.write('\r\x1b[K');

@@ -51,8 +51,8 @@ export interface PurgeJob {
   readonly plan: QueryPlan;
 }
 
-export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog, limit = args.limit, rule: string | null = null): Promise<PurgeResult> {
-  const progress = new Progress(process.stderr.isTTY === true && !args.quiet);
+export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryPlan, signal: AbortSignal, log?: AuditLog, limit = args.limit, rule: string | null = null, showProgress = true): Promise<PurgeResult> {
+  const progress = new Progress(showProgress && process.stderr.isTTY === true && !args.quiet);
   try {
     const result = await ct.purge({
       plan,
@@ -63,7 +63,7 @@ export async function purgeCommand(ct: Conntrack, args: ParsedArgs, plan: QueryP
       ...(args.grace === undefined ? {} : { grace: args.grace }),
       ...(rule === null ? {} : { rule }),
       onProgress: (p) => {
-        progress.update(`${args.dryRun || args.grace !== undefined ? 'matched' : 'purged'} ${formatCount(args.dryRun || args.grace !== undefined ? p.matched : p.deleted)}, scanned ${formatCount(p.scanned)}`);
+        progress.update(() => `${args.dryRun || args.grace !== undefined ? 'matched' : 'purged'} ${formatCount(args.dryRun || args.grace !== undefined ? p.matched : p.deleted)}, scanned ${formatCount(p.scanned)}`);
       },
     });
     progress.clear();

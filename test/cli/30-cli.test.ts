@@ -58,9 +58,9 @@ describeKernel('the ctpurge binary', () => {
       for (const e of lines) {
         expect(e).toMatchObject({ unreplied: true, protocol: 'tcp', orig: { dport: 80 } });
         // A superset of the list --json line: when (the line is written just before its delete),
-        // by which run (the summary's id) and in which namespace.
-        expect(Object.keys(e)).toEqual([...listKeys, 'time', 'run', 'netns']);
-        expect(e).toMatchObject({ run: summary.run, netns: ns.path });
+        // by which run (the summary's id) and in which namespace (its file, and the name given).
+        expect(Object.keys(e)).toEqual([...listKeys, 'time', 'run', 'netns', 'netnsName']);
+        expect(e).toMatchObject({ run: summary.run, netns: ns.path, netnsName: ns.name });
         const t = Date.parse(e.time as string);
         expect(e.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
         expect(t).toBeGreaterThanOrEqual(before - 1);

@@ -111,7 +111,7 @@ describeKernel('--rules on a real table, and check-rules', () => {
       const line = text.split('\n').find((l) => l.startsWith(`${series} `));
       return line === undefined ? undefined : Number(line.slice(series.length + 1));
     };
-    const label = `netns="${ns.path}"`;
+    const label = `netns="${ns.name}"`;
     expect(value(`ctpurge_entries_deleted_total{${label},rule="dns"}`)).toBe(30);
     expect(value(`ctpurge_entries_deleted_total{${label},rule="web"}`)).toBe(0);
     expect(value(`ctpurge_entries_graced_total{${label},rule="web"}`)).toBe(20);

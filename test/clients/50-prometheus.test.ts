@@ -95,7 +95,7 @@ describeClients(`Prometheus scrapes the daemon (${versionOf('prometheus')})`, ['
       'ctpurge_entries_deleted_total == 300 in Prometheus',
       500,
     );
-    expect(deleted.metric).toMatchObject({ job: 'ctpurge', netns: ns.path });
+    expect(deleted.metric).toMatchObject({ job: 'ctpurge', netns: ns.name });
     expect(ns.conntrackCount()).toBe(50);
 
     // A second wave: the counter Prometheus stores grows by exactly what was purged.
@@ -105,7 +105,7 @@ describeClients(`Prometheus scrapes the daemon (${versionOf('prometheus')})`, ['
     const runs = await query(promPort, 'ctpurge_runs_total');
     expect(Number(runs[0]?.value[1])).toBeGreaterThanOrEqual(2);
     const entries = await waitFor(async () => (await query(promPort, 'ctpurge_conntrack_entries')).find((s) => s.value[1] === '50'), 30_000, 'ctpurge_conntrack_entries == 50', 500);
-    expect(entries.metric.netns).toBe(ns.path);
+    expect(entries.metric.netns).toBe(ns.name);
     const interval = await query(promPort, 'ctpurge_interval_seconds');
     expect(interval[0]?.value[1]).toBe('1');
     // Prometheus took every series of the exposition: none was dropped as invalid.

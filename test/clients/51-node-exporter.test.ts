@@ -70,7 +70,7 @@ describeClients(`node_exporter's textfile collector reads --metrics-file (${vers
     const file = path.join(textfiles, 'ctpurge.prom');
     await waitFor(() => parsePrometheus(readFileSync(file, 'utf8')).get('ctpurge_entries_deleted_total')?.value === 200, 30_000, 'the purge of 200 entries');
     expect(ns.conntrackCount()).toBe(30);
-    const label = `{netns="${ns.path}"}`;
+    const label = `{netns="${ns.name}"}`;
     const deadline = Date.now() + 6000;
     let scrapes = 0;
     let rewrites = 0;

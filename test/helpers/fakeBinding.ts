@@ -126,6 +126,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
     close: () => {
       calls.closed++;
     },
+    inode: () => null,
   };
   const binding: NativeBinding = {
     open: async () => {

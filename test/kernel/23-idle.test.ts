@@ -162,7 +162,7 @@ describeKernel('doctor names the cause from the table, and its command does what
       const dry = ctpurge(['--state', 'ESTABLISHED', '--dry-run', '--metrics-file', prom, '--netns', ns.name]);
       expect(dry.status, dry.stderr).toBe(0);
       const text = readFileSync(prom, 'utf8');
-      const label = `netns="${ns.path}"`;
+      const label = `netns="${ns.name}"`;
       expect(seriesOf(text, 'ctpurge_table_entries_by_state').get(`${label},state="ESTABLISHED"`)).toBe(400);
       const idle = seriesOf(text, 'ctpurge_table_entries_by_idle');
       expect(idle.get(`idle="6h-1d",${label}`)).toBe(300);

@@ -11,7 +11,7 @@ import { expect, it } from 'vitest';
 import { ROOT, startCtpurge } from '../helpers/cli.js';
 import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/wait.js';
-import { METRICS_MAX_CONNECTIONS } from '../../src/cli/daemon.js';
+import { METRICS_MAX_CONNECTIONS } from '../../src/cli/metricsServer.js';
 import { logSources as sources, staleTcpLine } from '../helpers/seed.js';
 
 const ENTRY = (i: number) => staleTcpLine(i, 4);

@@ -1,0 +1,239 @@
+/**
+ * --all-netns: stats, doctor and purges over every network namespace of the host
+ * (src/namespaces.ts), several at once (as many as there are CPUs, one dump thread each).
+ * Each namespace is opened on a thread of its own (the addon's setns) and only while its path
+ * still names the namespace found; one that is gone by its turn is reported and skipped.
+ */
+import { availableParallelism } from 'node:os';
+import { Conntrack } from '../conntrack.js';
+import { ConntrackError } from '../errors.js';
+import type { PurgeMetrics } from '../metrics.js';
+import { findNamespaces, forEachLimit, type NamespaceInfo } from '../namespaces.js';
+import type { QueryPlan } from '../plan.js';
+import type { Ranked } from '../summary.js';
+import type { ParsedArgs } from './args.js';
+import { doctorCommand, type DoctorReport } from './doctorCommand.js';
+import type { AuditLog } from './files.js';
+import { formatCount, percent } from './format.js';
+import { EXIT_FAILURE, EXIT_MAX_DELETE, EXIT_OK, oneShotPurge } from './oneShot.js';
+import type { Output } from './output.js';
+import type { PurgeJob } from './purgeCommand.js';
+
+/** What became of one namespace: its value, or why it was skipped (gone) or failed. */
+export interface Visit<T> {
+  info: NamespaceInfo;
+  value?: T;
+  gone?: string;
+  error?: Error;
+}
+
+/** A namespace as a line starts: its name, with the pid of a container's process. */
+export function label(info: NamespaceInfo): string {
+  return info.container && info.pid !== undefined ? `${info.name} (pid ${info.pid})` : info.name;
+}
+
+/** What --netns takes for it: an `ip netns` name, else its path; nothing for the host. */
+export function netnsArg(info: NamespaceInfo): string | undefined {
+  if (info.name === 'host') return undefined;
+  return info.path === `/run/netns/${info.name}` ? info.name : info.path;
+}
+
+/** Namespaces opened at once: one per CPU, each with one dump thread. */
+export const concurrency = () => Math.max(1, availableParallelism());
+
+/** Opens each namespace in turn (at most `limit` at once), runs fn on it and closes it. */
+export async function eachNamespace<T>(infos: readonly NamespaceInfo[], fn: (ct: Conntrack, info: NamespaceInfo) => Promise<T>, limit = concurrency()): Promise<Visit<T>[]> {
+  const visits: Visit<T>[] = infos.map((info) => ({ info }));
+  await forEachLimit(infos, limit, async (info, i) => {
+    const visit = visits[i] as Visit<T>;
+    let ct: Conntrack;
+    try {
+      ct = await Conntrack.open({ netns: info, lanes: 1 });
+    } catch (err) {
+      // Deleted since it was found (ip netns del, a container that stopped): not a failure.
+      if (err instanceof ConntrackError && err.operation === 'open' && (err.code === 'ENOENT' || err.code === 'EINVAL')) visit.gone = err.message;
+      else visit.error = err as Error;
+      return;
+    }
+    try {
+      visit.value = await fn(ct, info);
+    } catch (err) {
+      visit.error = err as Error;
+    } finally {
+      await ct.close();
+    }
+  });
+  return visits;
+}
+
+/** The lines for namespaces skipped or failed, on stderr; true when one failed. */
+function reportTrouble(visits: readonly Visit<unknown>[], quiet: boolean): boolean {
+  for (const v of visits) {
+    if (v.gone !== undefined && !quiet) process.stderr.write(`ctpurge: ${label(v.info)}: skipped, the namespace is gone (${v.gone})\n`);
+    if (v.error) process.stderr.write(`ctpurge: ${label(v.info)}: ${v.error.message}\n`);
+  }
+  return visits.some((v) => v.error);
+}
+
+const trouble = (visits: readonly Visit<unknown>[]) => ({
+  skipped: visits.filter((v) => v.gone !== undefined).map((v) => ({ name: v.info.name, path: v.info.path, reason: v.gone })),
+  failed: visits.filter((v) => v.error).map((v) => ({ name: v.info.name, path: v.info.path, error: v.error?.message, code: (v.error as ConntrackError).code })),
+});
+
+export interface NamespaceRow {
+  name: string;
+  path: string;
+  inode: number;
+  pid?: number;
+  container?: NamespaceInfo['container'];
+  entries: number;
+  /** entries / nf_conntrack_max (which applies to each namespace). */
+  usage: number;
+  /** Entries the selectors take (all of them without selectors). */
+  matched: number;
+  unreplied: number;
+  idleOverDay: number;
+  largestState: Ranked | null;
+}
+
+export interface AllNetnsStats {
+  max: number;
+  /** Namespaces with entries: the host first, then the most entries first. */
+  namespaces: NamespaceRow[];
+  /** Namespaces whose table is empty (since 4.10 conntrack runs only where a rule needs it). */
+  empty: number;
+  total: { entries: number; matched: number; unreplied: number; idleOverDay: number };
+  skipped: { name: string; path: string; reason: string | undefined }[];
+  failed: { name: string; path: string; error: string | undefined; code: string | undefined }[];
+}
+
+const IDLE_DAY_BUCKETS = new Set(['1d-5d', '>=5d']);
+
+/** One row: the count from the kernel's counter, the rest from one dump (none for an empty table). */
+async function statsRow(ct: Conntrack, info: NamespaceInfo, plan: QueryPlan): Promise<NamespaceRow & { max: number }> {
+  const s = await ct.stats();
+  const row = { name: info.name, path: info.path, inode: info.inode, ...(info.pid === undefined ? {} : { pid: info.pid }), ...(info.container ? { container: info.container } : {}), entries: s.count, usage: s.usage, max: s.max };
+  if (s.count === 0) return { ...row, matched: 0, unreplied: 0, idleOverDay: 0, largestState: null };
+  const m = await ct.summary(plan.query, { talkers: false });
+  return {
+    ...row,
+    matched: m.total,
+    unreplied: m.unreplied,
+    idleOverDay: m.byIdle.filter((b) => IDLE_DAY_BUCKETS.has(b.key)).reduce((a, b) => a + b.count, 0),
+    // Tables of UDP only have no state: their largest protocol stands in.
+    largestState: m.byState[0] ?? m.byProtocol[0] ?? null,
+  };
+}
+
+export async function collectAllStats(plan: QueryPlan, infos?: readonly NamespaceInfo[]): Promise<AllNetnsStats> {
+  const visits = await eachNamespace(infos ?? (await findNamespaces()), (ct, info) => statsRow(ct, info, plan));
+  const rows = visits.flatMap((v) => (v.value ? [v.value] : []));
+  const withEntries = rows.filter((r) => r.entries > 0).sort((a, b) => (a.name === 'host' ? -1 : b.name === 'host' ? 1 : b.entries - a.entries));
+  const sum = (k: 'entries' | 'matched' | 'unreplied' | 'idleOverDay') => withEntries.reduce((a, r) => a + r[k], 0);
+  return {
+    max: rows[0]?.max ?? 0,
+    namespaces: withEntries.map(({ max: _max, ...r }) => r),
+    empty: rows.length - withEntries.length,
+    total: { entries: sum('entries'), matched: sum('matched'), unreplied: sum('unreplied'), idleOverDay: sum('idleOverDay') },
+    ...trouble(visits),
+  };
+}
+
+export function renderAllStats(r: AllNetnsStats, selective: boolean): string {
+  const head = ['NAMESPACE', 'ENTRIES', 'FULL', ...(selective ? ['MATCHED'] : []), 'UNREPLIED', 'IDLE >1D', 'LARGEST STATE'];
+  const rows = r.namespaces.map((n) => [
+    n.container && n.pid !== undefined ? `${n.name} (pid ${n.pid})` : n.name,
+    formatCount(n.entries),
+    percent(n.entries, r.max),
+    ...(selective ? [formatCount(n.matched)] : []),
+    formatCount(n.unreplied),
+    formatCount(n.idleOverDay),
+    n.largestState ? `${n.largestState.key} ${formatCount(n.largestState.count)}` : '-',
+  ]);
+  const t = r.total;
+  rows.push(['total', formatCount(t.entries), '', ...(selective ? [formatCount(t.matched)] : []), formatCount(t.unreplied), formatCount(t.idleOverDay), '']);
+  const all = [head, ...rows];
+  const w = head.map((_, i) => Math.max(...all.map((row) => (row[i] ?? '').length)));
+  // Names left-aligned, numbers right-aligned, the last column as it is.
+  const line = (row: string[]) => row.map((c, i) => (i === 0 ? c.padEnd(w[0] ?? 0) : i === row.length - 1 ? c : c.padStart(w[i] ?? 0))).join('  ').trimEnd();
+  const n = r.namespaces.length + r.empty;
+  const out = [
+    `conntrack tables in ${formatCount(n)} namespace${n === 1 ? '' : 's'}: ${formatCount(t.entries)} entries in all (nf_conntrack_max ${formatCount(r.max)} applies to each)`,
+    ...all.map(line),
+  ];
+  const notes = [r.empty > 0 ? `${formatCount(r.empty)} with an empty table` : '', r.skipped.length > 0 ? `${r.skipped.length} gone while read: ${r.skipped.map((s) => s.name).join(', ')}` : '', r.failed.length > 0 ? `${r.failed.length} failed: ${r.failed.map((f) => f.name).join(', ')}` : ''].filter(Boolean);
+  if (notes.length) out.push(`(${notes.join('; ')})`);
+  return `${out.join('\n')}\n`;
+}
+
+export interface AllNetnsDoctor {
+  /** Entries in all namespaces. */
+  total: number;
+  max: number;
+  /** Namespaces with entries, the most first, each with its share of all entries and its report. */
+  namespaces: { name: string; path: string; pid?: number; share: number; report: DoctorReport }[];
+  empty: number;
+  skipped: AllNetnsStats['skipped'];
+  failed: AllNetnsStats['failed'];
+}
+
+export async function collectAllDoctor(infos?: readonly NamespaceInfo[]): Promise<AllNetnsDoctor> {
+  const visits = await eachNamespace(infos ?? (await findNamespaces()), async (ct, info) => {
+    const s = await ct.stats();
+    return s.count === 0 ? null : doctorCommand(ct, netnsArg(info));
+  });
+  const found = visits.flatMap((v) => (v.value ? [{ info: v.info, report: v.value }] : []));
+  const total = found.reduce((a, f) => a + f.report.count, 0);
+  return {
+    total,
+    max: found[0]?.report.max ?? 0,
+    namespaces: found
+      .sort((a, b) => b.report.count - a.report.count)
+      .map((f) => ({ name: label(f.info), path: f.info.path, ...(f.info.pid === undefined ? {} : { pid: f.info.pid }), share: total > 0 ? f.report.count / total : 0, report: f.report })),
+    empty: visits.filter((v) => v.value === null).length,
+    ...trouble(visits),
+  };
+}
+
+/** A namespace matters when it has a warning or worse, or holds a tenth of all entries. */
+const matters = (n: AllNetnsDoctor['namespaces'][number]) => n.share >= 0.1 || n.report.findings.some((f) => f.severity !== 'info');
+
+export function renderAllDoctor(r: AllNetnsDoctor): string {
+  const count = r.namespaces.length + r.empty;
+  const out = [`ctpurge doctor --all-netns: ${formatCount(count)} namespaces, ${formatCount(r.total)} entries in all (nf_conntrack_max ${formatCount(r.max)} applies to each)`, ''];
+  const shown = r.namespaces.filter(matters);
+  for (const n of shown) {
+    const rep = n.report;
+    const top = rep.findings[0];
+    out.push(`${n.name}: ${percent(rep.count, r.total)} of all entries (${formatCount(rep.count)}, table ${percent(rep.count, rep.max)} full)${top ? `: ${top.title}` : ': no findings'}`);
+    for (const f of rep.findings) {
+      out.push(`  [${f.severity}] ${f.title}`);
+      for (const c of f.commands) out.push(`    $ ${c}`);
+    }
+  }
+  const rest = r.namespaces.filter((n) => !matters(n));
+  if (shown.length === 0) out.push('no namespace stands out: none has a warning, none holds a tenth of the entries.');
+  if (rest.length > 0) out.push(`${rest.length} other namespace${rest.length === 1 ? '' : 's'} with entries (${formatCount(rest.reduce((a, n) => a + n.report.count, 0))}): nothing worth a warning`);
+  if (r.empty > 0) out.push(`${r.empty} namespace${r.empty === 1 ? '' : 's'} with an empty table`);
+  for (const s of r.skipped) out.push(`${s.name}: gone while read, skipped`);
+  out.push('', 'doctor changes nothing; the commands above are for you to review and run.');
+  return `${out.join('\n')}\n`;
+}
+
+/**
+ * The purge (each job) in every namespace with entries, several at once: each under its own
+ * lock, with its own summary lines and audit lines (named by netnsName), a line for each
+ * namespace skipped or failed. Exit: 1 when a namespace failed, else 3 when --max-delete stopped
+ * one, else 0. The metrics sets of every namespace are returned for --metrics-file.
+ */
+export async function purgeAllNetns(args: ParsedArgs, jobs: readonly PurgeJob[], out: Output, log: AuditLog | undefined, signal: AbortSignal): Promise<{ exit: number; metrics: PurgeMetrics[] }> {
+  const visits = await eachNamespace(await findNamespaces(), async (ct, info) => {
+    if ((await ct.stats()).count === 0) return null;
+    return oneShotPurge(ct, args, jobs, { out, log, prefix: `${label(info)}: `, progress: false }, signal);
+  });
+  const failed = reportTrouble(visits, args.quiet);
+  const ran = visits.flatMap((v) => (v.value ? [v.value] : []));
+  const exit = failed ? EXIT_FAILURE : ran.some((r) => r.exit === EXIT_MAX_DELETE) ? EXIT_MAX_DELETE : EXIT_OK;
+  if (args.json) await out.write(`${JSON.stringify({ allNetns: true, namespaces: visits.length, purged: ran.length, empty: visits.filter((v) => v.value === null).length, ...trouble(visits), exit })}\n`);
+  return { exit, metrics: ran.flatMap((r) => r.metrics) };
+}
