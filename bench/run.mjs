@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { measureLag } from './lag.mjs';
 import { runIncident, SYNS } from '../scripts/incident.mjs';
 import { tupleFilterBench } from './tupleFilters.mjs';
+import { allNetnsBench } from './allNetns.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(root, 'bin/ctpurge.js');
@@ -19,6 +20,7 @@ const SIZES = (process.env.BENCH_SIZES ?? '262144,1048576,4194304').split(',').m
 const PIPELINE = process.env.BENCH_PIPELINE !== '0';
 const TUPLE = process.env.BENCH_TUPLE !== '0';
 const INCIDENT = process.env.BENCH_INCIDENT !== '0';
+const ALL_NETNS = process.env.BENCH_ALLNETNS !== '0';
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-bench-'));
 const namespaces = new Set();
 const restore = [];
@@ -337,6 +339,9 @@ if (TUPLE) {
   results.tupleFilters = { ...tuple.results, rows: tuple.rows };
 }
 
+// A container host: 200 namespaces of 5,000 entries, stats --all-netns against the shell loops.
+if (ALL_NETNS) results.allNetns = await allNetnsBench({ runs: RUNS });
+
 // The table-full incident (scripts/incident.mjs) at the raised nf_conntrack_max: time to relief.
 if (INCIDENT) {
   // At 1M + 64k whatever the table sizes (the table is filled to nf_conntrack_max), and never
@@ -437,6 +442,11 @@ if (results.tupleFilters) rows.push(...results.tupleFilters.rows);
 if (results.incident) {
   const i = results.incident;
   rows.push([`table full (${i.full.toLocaleString('en-US')} idle ASSURED flows): time to relief`, `${(i.reliefMs / 1000).toFixed(2)} s`, `ctpurge --idle 1h --every 1s --when-above 90; new connections answered ${i.before.answered}/${SYNS} before (drop +${i.dropsBefore.drop}), ${i.after.answered}/${SYNS} after (drop +${i.dropsAfter.drop})`]);
+}
+if (results.allNetns) {
+  const a = results.allNetns;
+  const [s, c, l] = [stats(a.ctpurge), stats(a.countLoop), stats(a.listLoop)];
+  rows.push([`${a.namespaces} namespaces of ${a.entries.toLocaleString('en-US')}: stats --all-netns (counts for all, detail for the ${a.detailed} largest)`, fmt(s), `${ratio(s.median, l.median)}x the ip netns exec NS conntrack -L | wc -l loop (${fmt(l)}; target <= 0.2x), ${ratio(s.median, c.median)}x the conntrack -C loop (${fmt(c)}; target <= 2x)`]);
 }
 if (results.pipeline) {
   const p = results.pipeline;

@@ -1,5 +1,6 @@
 /** ctpurge doctor: reads the table's pressure and prints findings with the exact commands that would help. Changes nothing. */
 import type { Conntrack, ConntrackSettings, ConntrackStats } from '../conntrack.js';
+import { DURATION_BUCKETS, type TableSummary } from '../summary.js';
 import { formatCount, percent } from './format.js';
 
 export interface Finding {
@@ -138,16 +139,30 @@ export function diagnose(
   };
 }
 
-/** netnsArg: the --netns value its commands take (the one given, or a namespace's name or path). */
+/**
+ * netnsArg: the --netns value its commands take (the one given, or a namespace's name or path).
+ * One dump: the summary's reply classes, idle buckets and candidates hold doctor's counts.
+ */
 export async function doctorCommand(ct: Conntrack, netnsArg: string | undefined): Promise<DoctorReport> {
-  const [stats, settings, unreplied, staleUnreplied, idleEstablished] = await Promise.all([
-    ct.stats(),
-    ct.settings(),
-    ct.count({ unreplied: true }),
-    ct.count({ unreplied: true, olderThan: STALE_AFTER }),
-    ct.count({ state: 'ESTABLISHED', assured: true, idleFor: IDLE_AFTER }),
-  ]);
-  return diagnose({ netns: ct.netns, ...(netnsArg === undefined ? {} : { netnsArg }), stats, settings, unreplied, staleUnreplied, idleEstablished });
+  const [stats, settings] = await Promise.all([ct.stats(), ct.settings()]);
+  const m = stats.count === 0 ? null : await ct.summary({}, { talkers: false });
+  return diagnose({ netns: ct.netns, ...(netnsArg === undefined ? {} : { netnsArg }), stats, settings, ...(m ? doctorCounts(m) : { unreplied: 0, staleUnreplied: 0, idleEstablished: 0 }) });
+}
+
+/** The first idle bucket of entries idle for IDLE_AFTER or more. */
+const IDLE_FROM = DURATION_BUCKETS.findIndex((b) => b.below > IDLE_AFTER);
+
+/**
+ * What doctor counts, from a summary of the whole table: never-replied entries, those of them
+ * over an hour old (the summary's --unreplied --older 1h candidate), and replied ASSURED
+ * ESTABLISHED entries idle for 6 h or more (any protocol with that state).
+ */
+export function doctorCounts(m: TableSummary): { unreplied: number; staleUnreplied: number; idleEstablished: number } {
+  const stale = m.candidates.find((c) => c.args === '--unreplied --older 1h')?.matched ?? 0;
+  const idle = m.distributions
+    .filter((d) => d.reply === 'assured' && d.group.endsWith(' ESTABLISHED'))
+    .reduce((a, d) => a + d.idle.slice(IDLE_FROM, DURATION_BUCKETS.length).reduce((x, y) => x + y, 0), 0);
+  return { unreplied: m.unreplied, staleUnreplied: stale, idleEstablished: idle };
 }
 
 export function renderDoctor(r: DoctorReport): string {

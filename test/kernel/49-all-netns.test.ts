@@ -26,7 +26,7 @@ const liveOf = (i: number) => 3 + (i % 5);
 const idleLine = (i: number, net: number) => `-I -p tcp -s 10.${net}.${(i >> 8) & 255}.${i & 255} -d 192.0.2.9 --sport ${2000 + i} --dport 443 --state ESTABLISHED -t 259200 -u SEEN_REPLY,ASSURED`;
 
 interface Row { name: string; path: string; inode: number; pid?: number; entries: number; unreplied: number; idleOverDay: number; container?: { id: string; name?: string; runtime: string } }
-interface StatsJson { max: number; namespaces: Row[]; empty: number; total: { entries: number; unreplied: number; idleOverDay: number }; skipped: unknown[]; failed: unknown[] }
+interface StatsJson { max: number; namespaces: Row[]; empty: number; detail: { namespaces: number; share: number }; total: { entries: number; unreplied: number; idleOverDay: number }; skipped: unknown[]; failed: unknown[] }
 
 describeKernel('--all-netns: every namespace of a host, in a private world', () => {
   let world: PrivateWorld;
@@ -122,6 +122,8 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
     expect(s.total.entries).toBe(s.namespaces.reduce((a, n) => a + n.entries, 0));
     expect(s.empty).toBe(EMPTY);
     expect(s.failed).toEqual([]);
+    // A table this small fits the dump budget: every namespace is read in detail.
+    expect(s.detail).toEqual({ namespaces: s.namespaces.length, share: 1 });
     // Containers: their ids from the cgroups, the pid that holds them.
     const web = s.namespaces.find((n) => n.name === 'ctr web-1');
     expect(web?.container).toMatchObject({ runtime: 'docker', name: 'web-1' });
