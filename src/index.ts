@@ -32,3 +32,4 @@ export { Purger, nextInterval, type PurgeTarget, type PurgerOptions, type Purger
 export { acquirePurgeLock, type PurgeLock } from './lock.js';
 export { PurgeMetrics } from './metrics.js';
 export { nativeAddonPath } from './addon.js';
+export type { NamespaceInfo, NamespaceSources, ContainerInfo } from './namespaces.js';
