@@ -4,7 +4,7 @@ _ctpurge() {
   cur=${COMP_WORDS[COMP_CWORD]}
   prev=${COMP_WORDS[COMP_CWORD-1]}
   cmd=purge
-  case ${COMP_WORDS[1]} in list|stats|doctor|watch|check-rules) cmd=${COMP_WORDS[1]} ;; esac
+  case ${COMP_WORDS[1]} in list|stats|doctor|watch|top|check-rules) cmd=${COMP_WORDS[1]} ;; esac
   case $prev in
     --family) COMPREPLY=($(compgen -W "ipv4 ipv6" -- "$cur")); return ;;
     --proto) COMPREPLY=($(compgen -W "tcp udp icmp icmpv6 sctp dccp gre udplite" -- "$cur")); return ;;
@@ -20,10 +20,11 @@ _ctpurge() {
     stats) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --all-netns --json --top --quiet --verbose --help --version" ;;
     doctor) opts="--netns --all-netns --json --quiet --verbose --help --version" ;;
     watch) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --json --quiet --verbose --help --version" ;;
+    top) opts="--unreplied --assured --status --src-nat --dst-nat --any-nat --label --older --idle --state --proto --family --src --dst --reply-src --reply-dst --sport --dport --reply-sport --reply-dport --mark --zone --orig-zone --reply-zone --except --netns --all-netns --json --interval --once --quiet --verbose --help --version" ;;
     check-rules) opts="--netns --json --quiet --verbose --help --version" ;;
   esac
   if [[ $COMP_CWORD -eq 1 && $cur != -* ]]; then
-    COMPREPLY=($(compgen -W "list stats doctor watch check-rules" -- "$cur"))
+    COMPREPLY=($(compgen -W "list stats doctor watch top check-rules" -- "$cur"))
   else
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
   fi

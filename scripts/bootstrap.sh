@@ -9,13 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build: libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3.
-# Tests: conntrack nftables iproute2 hping3 strace util-linux (setpriv, nsenter), and the
-# programs that consume ctpurge's output: prometheus (promtool), prometheus-node-exporter,
-# docker.io and debootstrap (the image test), systemd (systemd-analyze).
+# Tests: conntrack nftables iproute2 hping3 strace util-linux (setpriv, nsenter, unshare), tmux
+# (top on a real terminal), iptstate (top's peer in the bench), and the programs that consume
+# ctpurge's output: prometheus (promtool), prometheus-node-exporter, docker.io and debootstrap
+# (the image test), systemd (systemd-analyze).
 # `bootstrap.sh --demo` (npm run demo) installs only what the demo needs: the build, conntrack,
 # nft, ip and hping3.
 DEMO_PACKAGES=(libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 conntrack nftables iproute2 hping3)
-PACKAGES=("${DEMO_PACKAGES[@]}" strace util-linux clang-format
+PACKAGES=("${DEMO_PACKAGES[@]}" strace util-linux clang-format tmux iptstate
   prometheus prometheus-node-exporter docker.io debootstrap systemd logrotate)
 if [[ ${1:-} == --demo ]]; then PACKAGES=("${DEMO_PACKAGES[@]}"); fi
 

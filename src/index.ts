@@ -11,6 +11,7 @@ export type {
   PurgeProgress,
   PurgeResult,
   ConntrackEvent,
+  EventCounts,
   EventLines,
   EventLinesOptions,
   EventType,

@@ -17,6 +17,8 @@ import type { AuditLog } from './files.js';
 import { formatCount, percent } from './format.js';
 import { EXIT_FAILURE, EXIT_MAX_DELETE, EXIT_OK, oneShotPurge } from './oneShot.js';
 import type { Output } from './output.js';
+import type { TopSource } from './top.js';
+import type { TopNetnsRow } from './topModel.js';
 import type { PurgeJob } from './purgeCommand.js';
 
 /** What became of one namespace: its value, or why it was skipped (gone) or failed. */
@@ -297,4 +299,56 @@ export async function purgeAllNetns(args: ParsedArgs, jobs: readonly PurgeJob[],
   const exit = failed ? EXIT_FAILURE : ran.some((r) => r.exit === EXIT_MAX_DELETE) ? EXIT_MAX_DELETE : EXIT_OK;
   if (args.json) await out.write(`${JSON.stringify({ allNetns: true, namespaces: visits.length, purged: ran.length, empty: visits.filter((v) => v.value === null).length, ...trouble(visits), exit })}\n`);
   return { exit, metrics: ran.flatMap((r) => r.metrics) };
+}
+
+/**
+ * top --all-netns: every namespace's counter at each refresh, from handles kept open (the
+ * namespaces are found again every NAMESPACES_FOUND_EVERY_MS): a row each, the sum as the reading.
+ */
+export const NAMESPACES_FOUND_EVERY_MS = 10_000;
+
+export function allNetnsTopSource(): TopSource & { close(): Promise<void> } {
+  const open = new Map<number, { info: NamespaceInfo; ct: Conntrack; prev?: { at: number; count: number; drops: number } }>();
+  let foundAt = -Infinity;
+  const drop = async (inode: number) => {
+    const o = open.get(inode);
+    open.delete(inode);
+    await o?.ct.close();
+  };
+  return {
+    netns: null,
+    async read() {
+      if (Date.now() - foundAt >= NAMESPACES_FOUND_EVERY_MS) {
+        foundAt = Date.now();
+        const infos = await findNamespaces();
+        for (const inode of [...open.keys()]) if (!infos.some((i) => i.inode === inode)) await drop(inode);
+        await forEachLimit(infos.filter((i) => !open.has(i.inode)), concurrency(), async (info) => {
+          const ct = await Conntrack.open({ netns: info, lanes: 1 }).catch(() => null);
+          if (ct) open.set(info.inode, { info, ct });
+        });
+      }
+      const at = Date.now();
+      const rows: TopNetnsRow[] = [];
+      const sum = { count: 0, max: 0, drop: 0, earlyDrop: 0, insertFailed: 0 };
+      await Promise.all(
+        [...open.entries()].map(async ([inode, o]) => {
+          const s = await o.ct.stats().catch(() => null);
+          if (!s) return drop(inode);
+          const drops = s.totals.drop + s.totals.earlyDrop + s.totals.insertFailed;
+          const secs = o.prev ? (at - o.prev.at) / 1000 : 0;
+          rows.push({ name: label(o.info), count: s.count, max: s.max, change: o.prev && secs > 0 ? (s.count - o.prev.count) / secs : null, drops: o.prev && secs > 0 ? Math.max(0, drops - o.prev.drops) / secs : null });
+          o.prev = { at, count: s.count, drops };
+          sum.count += s.count;
+          sum.max = Math.max(sum.max, s.max);
+          sum.drop += s.totals.drop;
+          sum.earlyDrop += s.totals.earlyDrop;
+          sum.insertFailed += s.totals.insertFailed;
+        }),
+      );
+      return { reading: { at, ...sum }, namespaces: rows };
+    },
+    close: async () => {
+      for (const inode of [...open.keys()]) await drop(inode);
+    },
+  };
 }

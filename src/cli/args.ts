@@ -13,8 +13,8 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-export type Command = 'purge' | 'list' | 'stats' | 'doctor' | 'watch' | 'check-rules';
-export const COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor', 'watch', 'check-rules'];
+export type Command = 'purge' | 'list' | 'stats' | 'doctor' | 'watch' | 'top' | 'check-rules';
+export const COMMANDS: Command[] = ['purge', 'list', 'stats', 'doctor', 'watch', 'top', 'check-rules'];
 
 export interface OptionSpec {
   name: string;
@@ -37,7 +37,7 @@ export interface OptionSpec {
 export type SelectorKind = 'flag' | 'text' | 'list' | 'integer' | 'labels' | 'except';
 
 // doctor reads the whole table (its findings are about the table): it takes no selector.
-const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'watch'];
+const SELECTOR_COMMANDS: Command[] = ['purge', 'list', 'stats', 'watch', 'top'];
 /** The options a rule of a rules file takes besides the selectors (the rest stay on the command line). */
 export const RULE_OPTIONS: readonly string[] = ['grace', 'limit', 'max-delete'];
 
@@ -69,7 +69,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'reply-zone', value: 'N', commands: SELECTOR_COMMANDS, kind: 'integer', field: 'replyZone', help: 'zone of the reply direction only (zone-reply=)' },
   { name: 'except', value: "'SELECTORS'", repeat: true, commands: SELECTOR_COMMANDS, kind: 'except', field: 'except', help: "keep what these match: --except '--dst 10.1.2.3 --dport 5432' (repeatable)" },
   { name: 'netns', value: 'NAME|PATH', commands: 'all', help: 'work in a network namespace (ip netns name or /proc/PID/ns/net)' },
-  { name: 'all-netns', commands: ['purge', 'stats', 'doctor'], help: "every network namespace of the host: ip netns, Docker's, those held by a process" },
+  { name: 'all-netns', commands: ['purge', 'stats', 'doctor', 'top'], help: "every network namespace of the host: ip netns, Docker's, those held by a process" },
   { name: 'rules', value: 'FILE', commands: ['purge'], help: 'run the named rules of a YAML file, each with its own selectors (SIGHUP reloads it)' },
   { name: 'dry-run', commands: ['purge'], help: 'count what would go, delete nothing' },
   { name: 'grace', value: 'DUR', commands: ['purge'], help: 'instead of deleting, give each match DUR to show a packet (a short timeout)' },
@@ -87,6 +87,8 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'pid-file', value: 'PATH', commands: ['purge'], help: "with --every: write the daemon's pid here (for logrotate)" },
   { name: 'output', short: 'o', value: 'table|conntrack', commands: ['list'], help: 'table (default), or lines like conntrack -L' },
   { name: 'top', value: 'N', commands: ['stats'], help: 'how many top sources, destinations and ports (default 10)' },
+  { name: 'interval', value: 'DUR', commands: ['top'], help: 'refresh this often (default 1s)' },
+  { name: 'once', commands: ['top'], help: 'one snapshot (two readings an interval apart), then exit' },
   { name: 'quiet', short: 'q', commands: 'all', help: 'print nothing on success' },
   { name: 'verbose', short: 'v', commands: 'all', help: 'more detail' },
   { name: 'help', short: 'h', commands: 'all', help: 'this help' },
@@ -119,6 +121,9 @@ export interface ParsedArgs {
   json: boolean;
   /** Daemon mode: seconds between runs. */
   every?: number;
+  /** top: seconds between refreshes; one snapshot with once. */
+  interval?: number;
+  once: boolean;
   adaptive: boolean;
   /** 0-1 */
   whenAbove?: number;
@@ -163,7 +168,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
     if (!(COMMANDS as string[]).includes(first) || first === 'purge') {
       if (first !== 'purge') {
         const near = nearest(first, COMMANDS);
-        throw new UsageError(`unknown command '${first.slice(0, 40)}'${near ? ` (did you mean '${near}'?)` : ''} (commands: list, stats, doctor, watch, check-rules; the default is the purge)`);
+        throw new UsageError(`unknown command '${first.slice(0, 40)}'${near ? ` (did you mean '${near}'?)` : ''} (commands: list, stats, doctor, watch, top, check-rules; the default is the purge)`);
       }
     }
     command = first as Command;
@@ -256,6 +261,8 @@ export function parseArgs(argv: string[]): ParsedArgs {
     out.every = usage(() => parseInterval(one('every'), '--every'));
   }
   out.adaptive = values.has('adaptive');
+  if (values.has('interval')) out.interval = usage(() => parseInterval(one('interval'), '--interval'));
+  out.once = values.has('once');
   if (values.has('when-above')) {
     const m = /^(\d{1,3}(?:\.\d+)?)%?$/.exec(one('when-above') as string);
     const pct = m ? Number(m[1]) : NaN;
@@ -379,7 +386,7 @@ function exclusion(value: string): Query {
 }
 
 function defaults(command: Command): ParsedArgs {
-  return { command, query: {}, allNetns: false, dryRun: false, noWait: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
+  return { command, query: {}, allNetns: false, once: false, dryRun: false, noWait: false, json: false, adaptive: false, lockWait: 10, output: 'table', top: 10, quiet: false, verbose: false, help: false, version: false };
 }
 
 /** '9469' -> 127.0.0.1:9469 (loopback unless a host is given); '0.0.0.0:9469'; '[::1]:9469'. */

@@ -6,6 +6,7 @@ export const MAIN_HELP = `Usage: ctpurge [selectors] [options]          purge ma
        ctpurge stats [options]                table size, breakdowns, top talkers
        ctpurge doctor [options]               findings and the commands that would help (no selectors)
        ctpurge watch [selectors] [options]    conntrack events as they happen (new, update, destroy)
+       ctpurge top [selectors] [options]      a live view: fill level, rates, states, idle times, talkers
        ctpurge --rules FILE [options]         purge by the named rules of a YAML file
        ctpurge check-rules FILE               validate a rules file, touch nothing
 
@@ -105,6 +106,11 @@ const SUMMARY: Record<Exclude<Command, 'purge'>, { usage: string; what: string }
   stats: { usage: 'ctpurge stats [selectors] [options]', what: 'The table size against nf_conntrack_max, breakdowns by state, reply and idle time, top\nsources, destinations and ports, and what a purge would free; selectors narrow what is counted.' },
   doctor: { usage: 'ctpurge doctor [options]', what: 'Findings about the whole table and the sysctls, each with the command that would help.\nIt reads the whole table: it takes no selector.' },
   watch: { usage: 'ctpurge watch [selectors] [options]', what: 'Conntrack events as they happen (new, update, destroy), until Ctrl-C or SIGTERM.' },
+  top: {
+    usage: 'ctpurge top [selectors] [options]',
+    what:
+      'A live view of the table, refreshed every --interval: the fill level, entries and their change, new and\ndestroyed flows, drops, early drops and insert failures per second, the states, idle times, top talkers and\nwhat a purge would free. Keys: q quit, p pause, s sort, f filter (selectors), r read the table now.\nNot on a terminal, or with --once: one snapshot (text or --json), then exit.',
+  },
   'check-rules': {
     usage: 'ctpurge check-rules FILE',
     what: "Validates a rules file (--rules) as a purge would, touching no table: each rule's name and\nwhat it selects, or the file, line and key of the first error (exit 2).",

@@ -116,6 +116,14 @@ async function allNetnsCommand(args: ParsedArgs, plan: QueryPlan, jobs: PurgeJob
       await out.write(args.json ? `${JSON.stringify(r)}\n` : m.renderAllStats(r, !plan.empty));
       return r.failed.length > 0 ? EXIT_FAILURE : EXIT_OK;
     }
+    case 'top': {
+      const source = m.allNetnsTopSource();
+      try {
+        return await (await import('./top.js')).topCommand(source, args, plan, out, signal);
+      } finally {
+        await source.close();
+      }
+    }
     case 'doctor': {
       const r = await m.collectAllDoctor();
       await out.write(args.json ? `${JSON.stringify(r)}\n` : m.renderAllDoctor(r));
@@ -253,6 +261,11 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
         const report = await collectStats(ct, args, plan);
         await out.write(args.json ? `${JSON.stringify(report)}\n` : renderStats(report));
         break;
+      }
+      case 'top': {
+        const [{ topCommand }, { readingOf }] = await Promise.all([import('./top.js'), import('./topModel.js')]);
+        const handle = ct;
+        return await topCommand({ netns: ct.netnsName, ct, read: async () => ({ reading: readingOf(await handle.stats()) }) }, args, plan, out, abort.signal);
       }
       case 'doctor': {
         const { doctorCommand, renderDoctor } = await import('./doctorCommand.js');

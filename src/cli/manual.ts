@@ -11,6 +11,7 @@ const WHAT: Record<Command, string> = {
   stats: 'the table size, breakdowns, idle and age histograms, top talkers, what a purge would free',
   doctor: 'findings about the whole table and the sysctls, with the commands that would help; no selectors',
   watch: 'conntrack events as they happen (new, update, destroy)',
+  top: 'a live view of the table: fill level, rates, states, idle times, talkers (one snapshot with --once or on a pipe)',
   'check-rules': 'validate a rules file (--rules FILE) as a purge would read it; touch no table',
 };
 
