@@ -10,6 +10,7 @@ import { measureLag } from './lag.mjs';
 import { runIncident, SYNS } from '../scripts/incident.mjs';
 import { tupleFilterBench } from './tupleFilters.mjs';
 import { allNetnsBench } from './allNetns.mjs';
+import { topBench } from './top.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(root, 'bin/ctpurge.js');
@@ -21,6 +22,7 @@ const PIPELINE = process.env.BENCH_PIPELINE !== '0';
 const TUPLE = process.env.BENCH_TUPLE !== '0';
 const INCIDENT = process.env.BENCH_INCIDENT !== '0';
 const ALL_NETNS = process.env.BENCH_ALLNETNS !== '0';
+const TOP = process.env.BENCH_TOP !== '0';
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-bench-'));
 const namespaces = new Set();
 const restore = [];
@@ -339,6 +341,9 @@ if (TUPLE) {
   results.tupleFilters = { ...tuple.results, rows: tuple.rows };
 }
 
+// ctpurge top against iptstate on a 1M table under a SYN flood of 10,000 new flows a second.
+if (TOP) results.top = await topBench({ size: 1048576, rate: 10000, seconds: 60 });
+
 // A container host: 200 namespaces of 5,000 entries, stats --all-netns against the shell loops.
 if (ALL_NETNS) results.allNetns = await allNetnsBench({ runs: RUNS });
 
@@ -442,6 +447,10 @@ if (results.tupleFilters) rows.push(...results.tupleFilters.rows);
 if (results.incident) {
   const i = results.incident;
   rows.push([`table full (${i.full.toLocaleString('en-US')} idle ASSURED flows): time to relief`, `${(i.reliefMs / 1000).toFixed(2)} s`, `ctpurge --idle 1h --every 1s --when-above 90; new connections answered ${i.before.answered}/${SYNS} before (drop +${i.dropsBefore.drop}), ${i.after.answered}/${SYNS} after (drop +${i.dropsAfter.drop})`]);
+}
+if (results.top) {
+  const { top, iptstate, table } = results.top;
+  rows.push([`ctpurge top, ${table.toLocaleString('en-US')} entries, 10,000 new/s, 1 s refresh, 60 s`, `${(top.cpuShare * 100).toFixed(1)}% of a core, ${top.rssMB.toFixed(1)} MB`, `entries within ${(top.maxCountError * 100).toFixed(2)}% of conntrack -C; iptstate ${iptstate ? `${(iptstate.cpuShare * 100).toFixed(1)}% of a core, ${iptstate.rssMB.toFixed(1)} MB` : 'not installed'}; target <= 25%, <= 100 MB, within 1%`]);
 }
 if (results.allNetns) {
   const a = results.allNetns;

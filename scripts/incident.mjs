@@ -142,8 +142,17 @@ export async function runIncident({ log = (s) => console.log(s), unrepliedEvery 
     const full = count(CLIENT);
     log(`table: ${full.toLocaleString('en-US')} of ${max.toLocaleString('en-US')} entries (${((full / max) * 100).toFixed(1)}%)`);
 
-    // 2. New connections while it is full.
+    // 2. New connections while it is full, watched by ctpurge top (one snapshot over the probe).
+    const topArgs = ['top', '--once', '--interval', '2s', '--netns', CLIENT];
+    const top = spawn(process.execPath, [BIN, ...topArgs], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CTPURGE_LOCK_DIR: dir } });
+    let topOut = '';
+    top.stdout.on('data', (d) => (topOut += d));
+    const topDone = new Promise((r) => top.once('exit', r));
+    await sleep(300);
     const probeBefore = probe(CLIENT, 30000, log);
+    await topDone;
+    log(`$ ctpurge ${topArgs.join(' ')}`);
+    for (const line of topOut.split('\n').slice(1, 4)) if (line) log(`  ${line}`);
 
     // 3. The rescue.
     const args = ['--state', 'ESTABLISHED', '--idle', '1h', '--every', '1s', '--when-above', '90', '--adaptive', '--netns', CLIENT];
