@@ -125,22 +125,32 @@ const CGROUP_PATTERNS: { re: RegExp; runtime: ContainerInfo['runtime'] }[] = [
   { re: /\/kubepods\/(?:[^/]+\/)*pod[0-9a-f_-]{36}\/([0-9a-f]{64})$/, runtime: 'containerd' },
 ];
 
+/**
+ * The container a /proc/PID/cgroup names (cgroup v1 lines or the v2 line), by the paths
+ * Docker, containerd (Kubernetes), CRI-O and Podman give their containers; null for none.
+ */
+export function containerOfCgroup(text: string): Omit<ContainerInfo, 'name'> | null {
+  for (const line of text.split('\n')) {
+    const cgroup = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
+    for (const { re, runtime } of CGROUP_PATTERNS) {
+      const m = re.exec(cgroup);
+      if (!m) continue;
+      // systemd's slices spell the pod uid with '_' (kubepods-besteffort-pod0f1e_2d3c...slice).
+      const podUid = /pod([0-9a-f]{8}[_-][0-9a-f]{4}[_-][0-9a-f]{4}[_-][0-9a-f]{4}[_-][0-9a-f]{12})/.exec(cgroup)?.[1]?.replaceAll('_', '-');
+      return { runtime, id: m[1] as string, ...(podUid ? { podUid } : {}) };
+    }
+  }
+  return null;
+}
+
 /** The container of the first process (of the namespace's) whose cgroup names one. */
 async function containerOf(pids: number[], proc: string, sources: NamespaceSources): Promise<ContainerInfo | undefined> {
   for (const pid of pids.slice(0, 8)) {
     const text = await readSmall(path.join(proc, String(pid), 'cgroup'), 64 * 1024);
-    if (text === null) continue;
-    for (const line of text.split('\n')) {
-      const cgroup = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
-      for (const { re, runtime } of CGROUP_PATTERNS) {
-        const m = re.exec(cgroup);
-        if (!m) continue;
-        const id = m[1] as string;
-        const podUid = /pod([0-9a-f]{8}[_-][0-9a-f]{4}[_-][0-9a-f]{4}[_-][0-9a-f]{4}[_-][0-9a-f]{12})/.exec(cgroup)?.[1]?.replaceAll('_', '-');
-        const name = podUid ? await podName(podUid, sources) : runtime === 'docker' ? await dockerName(id, sources) : undefined;
-        return { runtime, id, ...(name ? { name } : {}), ...(podUid ? { podUid } : {}) };
-      }
-    }
+    const c = text === null ? null : containerOfCgroup(text);
+    if (!c) continue;
+    const name = c.podUid ? await podName(c.podUid, sources) : c.runtime === 'docker' ? await dockerName(c.id, sources) : undefined;
+    return { ...c, ...(name ? { name } : {}) };
   }
   return undefined;
 }
