@@ -395,6 +395,7 @@ const w1 = Math.max(...rows.map((r) => r[1].length));
 console.log(`\nctpurge bench, ${results.date.slice(0, 10)}, ${results.machine.cpus} vCPU ${results.machine.model}, kernel ${results.machine.kernel}, ${RUNS} runs each (${RUNS_LARGE} above 2M entries; median (min-max))\n`);
 for (const r of rows) console.log(`${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`);
 mkdirSync(path.join(root, 'bench/results'), { recursive: true });
-const file = path.join(root, 'bench/results', `${results.date.slice(0, 10)}.json`);
+// Named by the day and the sizes: the runs of one day at other sizes are all kept.
+const file = path.join(root, 'bench/results', `${results.date.slice(0, 10)}-${SIZES.map((n) => (n >= 1048576 ? `${n / 1048576}m` : `${n / 1024}k`)).join('-')}.json`);
 writeFileSync(file, `${JSON.stringify({ ...results, table: rows }, null, 2)}\n`);
 console.log(`\nwritten: ${path.relative(root, file)}`);
