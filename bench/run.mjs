@@ -81,7 +81,6 @@ function timed(cmd, args, { shell = false, capture = false } = {}) {
   return { wall, rss, stdout: r.stdout ?? '' };
 }
 
-
 // Table layout: 1/4 stale UNREPLIED, 1/8 young UNREPLIED, 5/8 replied; TCP and UDP; all
 // IPv4 (what most hosts have, the default table), or half IPv6 (mixed). Ages come from the
 // timeouts (timestamps off), against the namespace's own
