@@ -16,7 +16,7 @@ import { ROOT } from '../helpers/cli.js';
 const SAMPLE: Record<string, string> = {
   rules: '/tmp/r.yaml', grace: '60s', status: 'ASSURED', label: '3', older: '1h', idle: '1h', state: 'ESTABLISHED', proto: 'tcp', family: 'ipv4', src: '10.0.0.1', dst: '10.0.0.1', 'reply-src': '10.0.0.1', 'reply-dst': '10.0.0.1',
   sport: '80', dport: '80', 'reply-sport': '80', 'reply-dport': '80', except: '--dport 22', mark: '1', zone: '1', 'orig-zone': '1', 'reply-zone': '1', netns: 'blue', limit: '5', 'max-delete': '5', log: '/tmp/x.log', every: '1m',
-  'when-above': '50', 'metrics-file': '/tmp/m.prom', 'metrics-listen': '9469', 'lock-wait': '1s', 'pid-file': '/tmp/p.pid', output: 'conntrack', top: '3',
+  'when-above': '50', 'metrics-file': '/tmp/m.prom', 'metrics-listen': '9469', 'lock-wait': '1s', 'pid-file': '/tmp/p.pid', output: 'conntrack', top: '3', interval: '2s',
 };
 /** Options that only make sense with another (the parser says so). */
 const NEEDS: Record<string, string[]> = { 'no-wait': ['--grace', '1m'], adaptive: ['--every', '1m'], 'when-above': ['--every', '1m'], 'metrics-listen': ['--every', '1m'], 'pid-file': ['--every', '1m'] };
