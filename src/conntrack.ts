@@ -264,7 +264,10 @@ export class Conntrack {
   }
 
   async stats(): Promise<ConntrackStats> {
-    const s = await this.#call((h) => h.stats());
+    // Outside the pool share (pool.ts): two short requests that never hold a thread for long,
+    // while a live view's event stream and summary dump hold the share for seconds and its
+    // counter must not wait for them (a refresh stalled behind the summary of 1M entries).
+    const s = await this.#call((h) => h.stats(), undefined, true);
     const totals = { found: 0, invalid: 0, insert: 0, insertFailed: 0, drop: 0, earlyDrop: 0, error: 0, searchRestart: 0, clashResolve: 0, chainTooLong: 0 };
     for (const c of s.cpus) for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += c[k];
     return { count: s.count, max: s.max, usage: s.max > 0 ? s.count / s.max : 0, buckets: await readBuckets(), perCpu: s.cpus, totals };

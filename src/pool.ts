@@ -4,8 +4,9 @@
  * a count, a summary, one chunk of a dump, one 200 ms poll slice of an event stream). Left
  * alone, 70 concurrent operations of an embedding service made an fs.readFile wait 3 s. So
  * the library holds at most half the pool (at least one thread) at once, across every handle of
- * the thread; further native calls wait here, in order, on the event loop. An export is left
- * out: its reader paces it, and a stalled reader must not hold up every other call.
+ * the thread; further native calls wait here, in order, on the event loop. Left out: an export
+ * (its reader paces it, and a stalled reader must not hold up every other call) and the stats
+ * request (short: a live view's counter must not wait behind a dump).
  */
 
 /** The pool's size as libuv reads it at its first use: UV_THREADPOOL_SIZE (0 is 1, at most 1024), default 4. */

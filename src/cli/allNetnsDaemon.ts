@@ -117,7 +117,8 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
         const where = top.has(name) ? (own.get(name) ?? own.set(name, new Map()).get(name)!) : other;
         const netns = top.has(name) ? name : 'other';
         if (v.error) {
-          setOf(where, netns, null).recordError();
+          // Counted on the first rule's series (the command line's purge has no rule).
+          setOf(where, netns, runJobs[0]?.rule ?? null).recordError();
           process.stderr.write(`ctpurge: ${label(v.info)}: ${v.error.message}\n`);
           continue;
         }
@@ -134,7 +135,12 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
           into.entries = netns === 'other' ? into.entries + run.entries : run.entries;
           into.max = run.max;
           into.interval = every;
-          if (run.skipped) into.runs++;
+          // A namespace skipped (an empty table, or not above --when-above) was still run: the
+          // alert on the last run's age must not fire for it.
+          if (run.skipped) {
+            into.runs++;
+            into.lastRunTimestamp = Math.max(into.lastRunTimestamp, Date.now() / 1000);
+          }
         }
       }
       await writeMetrics();

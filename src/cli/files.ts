@@ -151,4 +151,14 @@ export class PidFile {
       // gone already
     }
   }
+
+  /** Runs a daemon with its pid in file (none without one), removed when it returns or throws. */
+  static async around<T>(file: string | undefined, run: () => Promise<T>): Promise<T> {
+    const pid = file ? PidFile.write(file) : undefined;
+    try {
+      return await run();
+    } finally {
+      pid?.remove();
+    }
+  }
 }

@@ -132,12 +132,7 @@ async function allNetnsCommand(args: ParsedArgs, plan: QueryPlan, jobs: PurgeJob
     default: {
       if (args.every !== undefined) {
         const { runAllNetnsDaemon } = await import('./allNetnsDaemon.js');
-        const pid = args.pidFile ? PidFile.write(args.pidFile) : undefined;
-        try {
-          return await runAllNetnsDaemon(args, jobs, signal, log, reload);
-        } finally {
-          pid?.remove();
-        }
+        return await PidFile.around(args.pidFile, () => runAllNetnsDaemon(args, jobs, signal, log, reload));
       }
       const r = await m.purgeAllNetns(args, jobs, out, log, signal);
       if (args.metricsFile && r.metrics.length > 0) await (await import('./jobMetrics.js')).writeMetricsFile(args.metricsFile, r.metrics);
@@ -222,12 +217,8 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
       case 'purge': {
         if (args.every !== undefined) {
           const { runDaemon } = await import('./daemon.js');
-          const pid = args.pidFile ? PidFile.write(args.pidFile) : undefined;
-          try {
-            await runDaemon(ct, args, jobs, abort.signal, log, rulesReload(rulesModule));
-          } finally {
-            pid?.remove();
-          }
+          const daemonCt = ct;
+          await PidFile.around(args.pidFile, () => runDaemon(daemonCt, args, jobs, abort.signal, log, rulesReload(rulesModule)));
           break;
         }
         const run = await oneShotPurge(ct, args, jobs, { out, log, prefix: '' }, abort.signal);

@@ -15,7 +15,18 @@ import { trafficPair } from '../helpers/traffic.js';
 import { waitFor } from '../helpers/wait.js';
 import { repliedTcpLine } from '../helpers/seed.js';
 
-const tmux = (...args: string[]) => spawnSync('tmux', ['-L', `ctp-top-${process.pid}`, ...args], { encoding: 'utf8' });
+// tmux and hping3 run without a sanitizer runtime preloaded (npm run test:asan): tmux hangs
+// with it. The ctpurge typed into the pane gets it back, with the sanitizer build it needs.
+const plainEnv = () => {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  return env;
+};
+const SANITIZER = ['LD_PRELOAD', 'ASAN_OPTIONS', 'UBSAN_OPTIONS', 'CTPURGE_ADDON']
+  .filter((k) => process.env[k])
+  .map((k) => `${k}='${process.env[k] as string}' `)
+  .join('');
+const tmux = (...args: string[]) => spawnSync('tmux', ['-L', `ctp-top-${process.pid}`, ...args], { encoding: 'utf8', env: plainEnv() });
 
 describeKernel('ctpurge top, on a terminal (tmux) with real traffic', () => {
   let pair: ReturnType<typeof trafficPair>;
@@ -36,10 +47,10 @@ describeKernel('ctpurge top, on a terminal (tmux) with real traffic', () => {
     }, 5000);
     return found;
   };
-  const flood = (): ChildProcess => spawn('ip', ['netns', 'exec', pair.client.name, 'hping3', '-q', '-S', '-p', '80', '-i', 'u1000', pair.peerIp], { stdio: 'ignore' });
+  const flood = (): ChildProcess => spawn('ip', ['netns', 'exec', pair.client.name, 'hping3', '-q', '-S', '-p', '80', '-i', 'u1000', pair.peerIp], { stdio: 'ignore', env: plainEnv() });
   const topPid = () => Number(spawnSync('pgrep', ['-f', `top --netns ${pair.client.name}`], { encoding: 'utf8' }).stdout.trim().split('\n')[0]);
   const startTop = async () => {
-    typed(`CTPURGE_LOCK_DIR=${lockDir} ${process.execPath} ${BIN} top --netns ${pair.client.name} --interval 500ms`);
+    typed(`${SANITIZER}CTPURGE_LOCK_DIR=${lockDir} ${process.execPath} ${BIN} top --netns ${pair.client.name} --interval 500ms`);
     key('Enter');
     await waitFor('the top screen', () => /^table .* entries/m.test(screen()), 10_000);
   };
