@@ -156,6 +156,8 @@ describeKernel('a 2M-entry table', () => {
     // consumed are garbage, but V8's sweeper frees them late while both CPUs are busy
     // dumping, hence the margin.
     expect(peakBuffers).toBeLessThan(48 * 1024 * 1024);
-    expect(peakRss).toBeLessThan(96 * 1024 * 1024);
+    // Under npm run test:asan, freed memory also waits in ASan's quarantine of this size.
+    const quarantineMb = Number(process.env.CTPURGE_ASAN_QUARANTINE_MB ?? 0);
+    expect(peakRss).toBeLessThan((96 + quarantineMb) * 1024 * 1024);
   }, 300_000);
 });
