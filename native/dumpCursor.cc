@@ -49,10 +49,7 @@ class NextChunkWorker : public PromiseWorker {
     DumpState& c = *state_;
     c.busy = false;
     // A failed read ends the cursor too: its socket is in an unknown state.
-    if (!ok || finished_ || c.closed) {
-      c.finished = true;
-      c.reader.reset();
-    }
+    if (!ok || finished_ || c.closed) c.release();
   }
 
  private:

@@ -30,10 +30,12 @@ struct DumpState {
 
   bool ended() const { return finished || closed; }
   void close() { closed = true; }
+  // On the JS thread: the reader is discarded without waiting for its thread (DumpReader::discard).
   void release() {
-    reader.reset();
+    DumpReader::discard(std::move(reader));
     finished = true;
   }
+  ~DumpState() { DumpReader::discard(std::move(reader)); }
 };
 
 class NextChunkWorker;

@@ -1,7 +1,6 @@
 #include "dumpReader.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
+#include <system_error>
 
 #include "ctRequest.h"
 
@@ -28,11 +27,24 @@ DumpReader::DumpReader(int nsFd, const Lane& lane, const char* operation) : sock
     b.data.resize(kDumpBufferSize);
     free_.push_back(&b);
   }
-  reader_ = std::thread([this] {
-    // Like a helper lane, the reader yields to the embedding process's event loop.
-    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
-    readAheadLoop();
-  });
+  // The thread keeps the priority of the lane it reads for (a new thread inherits its creator's
+  // nice value): the kernel's dump work is the purge's critical path, as it was in the lane.
+  reader_ = std::thread([this] { readAheadLoop(); });
+}
+
+void DumpReader::discard(std::unique_ptr<DumpReader> reader) {
+  if (!reader || !reader->reader_.joinable()) return;  // nothing to wait for: destroyed here
+  {
+    std::lock_guard<std::mutex> g(reader->mu_);
+    if (reader->readerEnded_) return;  // the thread is ending on its own: joined here at once
+    reader->stop_ = true;
+  }
+  reader->cv_.notify_all();
+  try {
+    std::thread([](std::unique_ptr<DumpReader> r) { r.reset(); }, std::move(reader)).detach();
+  } catch (const std::system_error&) {
+    // No thread to be had: the reader, destroyed with the failed thread's arguments, was joined here.
+  }
 }
 
 DumpReader::~DumpReader() {

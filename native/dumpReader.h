@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -25,6 +26,10 @@ class DumpReader {
   // Stops the reader thread (after the recvmsg it is in, which the kernel answers at once while
   // a dump is open) and joins it.
   ~DumpReader();
+  // Destroys a reader without waiting on the calling thread (the JS thread, for a cursor closed
+  // early): a reader thread still reading is told to stop and joined on a short-lived thread of
+  // its own, for the recvmsg it is in can walk much of a large table on a filtered dump.
+  static void discard(std::unique_ptr<DumpReader> reader);
   DumpReader(const DumpReader&) = delete;
   DumpReader& operator=(const DumpReader&) = delete;
 

@@ -108,7 +108,7 @@ class CountWorker : public PromiseWorker {
     if (lanes_[0].match.needsAge()) inNetns(ns_->fd.get(), [&] { timeouts = PolicyTimeouts::readFromProc(); });
     const uint64_t now = realtimeNowNs();
     std::vector<uint64_t> counts(lanes_.size());
-    scanLanes(ns_->fd.get(), lanes_, "count", timeouts, now, false, [&](size_t i, const Entry&, const Ages&) { counts[i]++; });
+    scanLanes(ns_->fd.get(), lanes_, "count", timeouts, now, false, nullptr, [&](size_t i, const Entry&, const Ages&) { counts[i]++; });
     for (uint64_t c : counts) count_ += c;
   }
   Napi::Value Resolve(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(count_)); }

@@ -47,23 +47,28 @@ void runLanes(size_t n, Fn&& fn, OnError&& onError) {
 }
 
 // Dumps every lane on its own thread (runLanes), the kernel filtering by the lane's kernel
-// filter, and calls fn(lane, entry, ages) for each entry its match filter takes. Ages are estimated when the filter needs them or withAges is set. A
-// failing lane stops the others after their current read.
+// filter, and calls fn(lane, entry, ages) for each entry its match filter takes. Ages are
+// estimated when the filter needs them or withAges is set. A failing lane stops the others
+// after their current read; so does a cancel (*cancel set by JS through a SharedArrayBuffer).
+// Returns false when cancelled.
 template <typename Fn>
-void scanLanes(int nsFd, const std::vector<Lane>& lanes, const char* operation, const PolicyTimeouts& timeouts, uint64_t nowNs, bool withAges, Fn&& fn) {
+bool scanLanes(int nsFd, const std::vector<Lane>& lanes, const char* operation, const PolicyTimeouts& timeouts, uint64_t nowNs, bool withAges,
+               const int32_t* cancel, Fn&& fn) {
   std::atomic<bool> failed{false};
+  const auto cancelled = [cancel] { return cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0; };
   runLanes(
       lanes.size(),
       [&](size_t i) {
         const Filter& f = lanes[i].match;
         const bool ages = withAges || f.needsAge();
         DumpReader reader(nsFd, lanes[i], operation);
-        while (!failed.load() && reader.next([&](const Entry& e) {
+        while (!failed.load() && !cancelled() && reader.next([&](const Entry& e) {
           const Ages a = ages ? estimateAges(e, timeouts, nowNs) : Ages{};
           if (f.matches(e, a)) fn(i, e, a);
         })) {}
       },
       [&](size_t) { failed.store(true); });
+  return !cancelled();
 }
 
 }  // namespace ctpurge

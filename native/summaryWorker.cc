@@ -57,8 +57,15 @@ class SummaryWorker : public PromiseWorker {
     bool talkers;
     size_t capacity, top, memory;
   };
-  SummaryWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes, Options o)
-      : PromiseWorker(env, "ctpurge:summary"), ns_(std::move(ns)), lanes_(std::move(lanes)), o_(o) {}
+  SummaryWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes, Options o, Napi::Value cancelArray)
+      : PromiseWorker(env, "ctpurge:summary"), ns_(std::move(ns)), lanes_(std::move(lanes)), o_(o) {
+    // The flag JS sets on abort (an Int32Array on a SharedArrayBuffer), kept alive while we run.
+    if (cancelArray.IsTypedArray() && cancelArray.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array &&
+        cancelArray.As<Napi::Int32Array>().ElementLength() >= 1) {
+      cancelRef_ = Napi::Persistent(cancelArray.As<Napi::Object>());
+      cancel_ = cancelArray.As<Napi::Int32Array>().Data();
+    }
+  }
 
  protected:
   void Run() override {
@@ -74,13 +81,14 @@ class SummaryWorker : public PromiseWorker {
       dst.lanes.emplace_back(o_.capacity, budget);
     }
     // Pass 1: everything, talkers exactly while their counts fit in the budget.
-    scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, true, [&](size_t i, const Entry& e, const Ages& ages) {
+    cancelled_ = !scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, true, cancel_, [&](size_t i, const Entry& e, const Ages& ages) {
       counts[i].add(e, ages);
       if (o_.talkers) {
         src.lanes[i].add(e.family, e.orig.src);
         dst.lanes[i].add(e.family, e.orig.dst);
       }
     });
+    if (cancelled_) return;
     for (size_t i = 1; i < n; i++) counts[0].merge(counts[i]);
     counts_ = std::move(counts[0]);
     if (!o_.talkers) return;
@@ -88,6 +96,7 @@ class SummaryWorker : public PromiseWorker {
     if (!srcExact || !dstExact) {
       exactAbove_ = std::floor(counts_.total / static_cast<double>(o_.capacity));
       secondPass(timeouts, now, srcExact ? nullptr : &src, dstExact ? nullptr : &dst);
+      if (cancelled_) return;
     }
     sources_ = srcExact ? exactTop(src) : candidateTop(src);
     destinations_ = dstExact ? exactTop(dst) : candidateTop(dst);
@@ -106,7 +115,7 @@ class SummaryWorker : public PromiseWorker {
       }
     }
     std::vector<ExactCounts> srcLane(n, src ? src->candidates : ExactCounts{}), dstLane(n, dst ? dst->candidates : ExactCounts{});
-    scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, false, [&](size_t i, const Entry& e, const Ages&) {
+    cancelled_ = !scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, false, cancel_, [&](size_t i, const Entry& e, const Ages&) {
       if (src) {
         if (auto it = srcLane[i].find(AddressKey::of(e.family, e.orig.src)); it != srcLane[i].end()) it->second++;
       }
@@ -149,6 +158,10 @@ class SummaryWorker : public PromiseWorker {
   Napi::Value Resolve(Napi::Env env) override {
     const TableCounts& c = counts_;
     Napi::Object o = Napi::Object::New(env);
+    if (cancelled_) {
+      o.Set("cancelled", true);
+      return o;
+    }
     o.Set("total", c.total);
     o.Set("unreplied", c.unreplied);
     o.Set("protocols", doubles(env, c.protocol, 256));
@@ -216,6 +229,9 @@ class SummaryWorker : public PromiseWorker {
   NamespacePtr ns_;
   std::vector<Lane> lanes_;
   Options o_;
+  Napi::ObjectReference cancelRef_;
+  const int32_t* cancel_ = nullptr;
+  bool cancelled_ = false;
   TableCounts counts_;
   Ranking sources_, destinations_;
   double exactAbove_ = 0;
@@ -239,7 +255,7 @@ Napi::Value startSummary(const Napi::CallbackInfo& info, NamespacePtr ns) {
       // (8M slots of 8 bytes, 70% full), or 2.9 million IPv6 ones (4M slots of 20).
       number("memory", 96u << 20, 0, size_t{1} << 40),
   };
-  return queueWorker<SummaryWorker>(env, std::move(ns), lanesFromJs(info[0]), o);
+  return queueWorker<SummaryWorker>(env, std::move(ns), lanesFromJs(info[0]), o, ownGet(opts, "cancel"));
 }
 
 }  // namespace ctpurge

@@ -9,8 +9,9 @@
 
 namespace ctpurge {
 
-// handle.summary(lanes, { talkers, top, capacity, memory }) -> Promise<NativeSummary>
-// (see src/native.ts).
+// handle.summary(lanes, { talkers, top, capacity, memory, cancel? }) -> Promise<NativeSummary>
+// (see src/native.ts), or { cancelled: true } when JS set cancel[0] (an Int32Array on a
+// SharedArrayBuffer) before the dumps ended: they stop after the buffer they are reading.
 Napi::Value startSummary(const Napi::CallbackInfo& info, NamespacePtr ns);
 
 }  // namespace ctpurge

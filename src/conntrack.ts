@@ -5,22 +5,22 @@
  */
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { captureStack, ConntrackError, fromNative } from './errors.js';
+import { AbortError, captureStack, ConntrackError, fromNative, throwIfAborted } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
 import { createToNative, entryToTuple, isEntry, tupleToNative, type CreateSpec, type TupleSpec } from './entrySpec.js';
 import { kernelFeatures, type KernelFeatures } from './kernel.js';
 import { namespaceField, resolveNetns } from './netns.js';
-import { findNamespaces, type NamespaceInfo, type NamespaceSources } from './namespaces.js';
+import { findNamespaces, processStartTime, type NamespaceInfo, type NamespaceSources } from './namespaces.js';
 import { loadNative } from './addon.js';
 import type { NativeBinding, NativeCpuStats, NativeHandle, NativeSettings } from './native.js';
-import { bare, booleanField, integerField, ownOptions } from './validate.js';
+import { bare, booleanField, integerField, ownOptions, signalField } from './validate.js';
 import type { Query } from './query.js';
 import { planQuery, toPlan, type PlanOptions, type QueryPlan } from './plan.js';
 import { tableSummary, type TableSummary } from './summary.js';
 import { streamEventCounts, streamEventLines, streamEvents, type ConntrackEvent, type EventCounts, type EventLines, type EventLinesOptions, type EventsOptions } from './events.js';
-import type { HandleAccess } from './handleAccess.js';
+import { abortFlag, type HandleAccess } from './handleAccess.js';
 import { entriesOf, exportOptions, exportPlan, streamLanes, type ExportOptions, type ListOptions } from './list.js';
-import { onPool } from './pool.js';
+import { onPool, SHORT_SLOTS } from './pool.js';
 import { purgeRequest, runPurge, type PurgeOptions, type PurgeResult } from './purge.js';
 import { Purger, type PurgerOptions } from './purger.js';
 export type { ConntrackEvent, EventCounts, EventLines, EventLinesOptions, EventsOptions, EventType } from './events.js';
@@ -86,6 +86,11 @@ export class Conntrack {
    * path given, or the name `Conntrack.namespaces()` gave it; null for the caller's own.
    */
   readonly netnsName: string | null;
+  /**
+   * The inode of the namespace this handle has open (its identity: acquirePurgeLock(ct) names
+   * the lock by it); null for the caller's own.
+   */
+  readonly netnsInode: number | null;
   readonly kernel: KernelFeatures;
   #handle: NativeHandle | null;
   #inflight = new Set<Promise<unknown>>();
@@ -100,6 +105,7 @@ export class Conntrack {
     this.#handle = handle;
     this.netns = netns;
     this.netnsName = netnsName;
+    this.netnsInode = handle.inode();
     this.kernel = kernel;
     this.lanes = lanes;
     this.#access = { netns, netnsName, native: () => this.#native(), call: (fn, h, paced) => this.#call(fn, h, paced) };
@@ -132,7 +138,9 @@ export class Conntrack {
     }
     // A namespace found earlier is opened only while its path names it: a /proc/PID path names
     // another one once the process is gone and its pid reused.
-    if (found && handle.inode() !== found.inode) {
+    // Its process's start time, read again now that the namespace is open, tells a pid reused
+    // meanwhile (whose new namespace may even have been given the freed inode).
+    if (found && (handle.inode() !== found.inode || (found.startTime !== undefined && (await processStartTime(found.path)) !== found.startTime))) {
       handle.close();
       throw new ConntrackError(`${found.name} is gone: ${found.path} now names another namespace`, { code: 'ENOENT', syscall: 'open', operation: 'open', netns: found.path });
     }
@@ -264,10 +272,10 @@ export class Conntrack {
   }
 
   async stats(): Promise<ConntrackStats> {
-    // Outside the pool share (pool.ts): two short requests that never hold a thread for long,
-    // while a live view's event stream and summary dump hold the share for seconds and its
-    // counter must not wait for them (a refresh stalled behind the summary of 1M entries).
-    const s = await this.#call((h) => h.stats(), undefined, true);
+    // In a slot of its own, not the pool share (pool.ts): two short requests, while a live
+    // view's event stream and summary dump hold the share for seconds and its counter must not
+    // wait for them (a refresh stalled behind the summary of 1M entries).
+    const s = await this.#call((h) => SHORT_SLOTS.run(() => h.stats()), undefined, true);
     const totals = { found: 0, invalid: 0, insert: 0, insertFailed: 0, drop: 0, earlyDrop: 0, error: 0, searchRestart: 0, clashResolve: 0, chainTooLong: 0 };
     for (const c of s.cpus) for (const k of Object.keys(totals) as (keyof typeof totals)[]) totals[k] += c[k];
     return { count: s.count, max: s.max, usage: s.max > 0 ? s.count / s.max : 0, buckets: await readBuckets(), perCpu: s.cpus, totals };
@@ -276,15 +284,24 @@ export class Conntrack {
   /**
    * Breakdowns of the matching entries: by protocol, state, reply status, idle time and age,
    * what typical purges would free, and the top sources, destinations and ports (talkers:
-   * false skips the top lists, which keep one key per distinct address).
+   * false skips the top lists, which keep one key per distinct address). An abort of `signal`
+   * stops the dump after the buffer it is reading and rejects with an AbortError.
    */
-  async summary(query: Query | QueryPlan = {}, options: { top?: number; talkers?: boolean } = {}): Promise<TableSummary> {
-    const { top: given, talkers } = ownOptions<{ top?: unknown; talkers?: unknown }>(options, 'summary options', ['top', 'talkers']);
+  async summary(query: Query | QueryPlan = {}, options: { top?: number; talkers?: boolean; signal?: AbortSignal } = {}): Promise<TableSummary> {
+    const { top: given, talkers, signal } = ownOptions<{ top?: unknown; talkers?: unknown; signal?: unknown }>(options, 'summary options', ['top', 'talkers', 'signal']);
     const top = given === undefined ? 10 : integerField(given, 'top', 1, 1000);
     const withTalkers = talkers === undefined ? true : booleanField(talkers, 'talkers');
+    const abort = signal === undefined ? undefined : signalField(signal, 'signal');
     const plan = this.#dumpPlan(query);
-    const n = await this.#call((h) => h.summary(plan.lanes, { talkers: withTalkers, top }));
-    return tableSummary(n, top, withTalkers);
+    throwIfAborted(abort, 'summary');
+    const cancel = abortFlag(abort);
+    try {
+      const n = await this.#call((h) => h.summary(plan.lanes, { talkers: withTalkers, top, cancel: cancel.flag }));
+      if (n.cancelled) throw new AbortError('summary: aborted; the dump stopped early', { cause: abort?.reason });
+      return tableSummary(n, top, withTalkers);
+    } finally {
+      cancel.release();
+    }
   }
 
   /** The namespace's policy timeouts and the conntrack sysctls that matter for purging. */

@@ -25,17 +25,20 @@ const RETRY_MS = 50;
  * holds no thread: each try is a non-blocking flock on a pool thread, and the waits between
  * tries are timers, so an embedding service's thread pool stays free. An abort of `signal`
  * ends the wait at once with an AbortError (nothing was purged).
+ *
+ * `target` is an open Conntrack handle (the lock is named by the namespace it has open, even if
+ * its path now names another) or a namespace path (null: the caller's own namespace).
  */
 export async function acquirePurgeLock(
-  netns: string | null,
+  target: string | null | { readonly netns: string | null; readonly netnsInode: number | null },
   waitSeconds: number,
   options: { dir?: string; binding?: NativeBinding; signal?: AbortSignal } = {},
 ): Promise<PurgeLock> {
   const binding = options.binding ?? loadNative();
   const dir = options.dir ?? process.env.CTPURGE_LOCK_DIR ?? DEFAULT_LOCK_DIR;
-  const nsFile = netns ?? '/proc/self/ns/net';
+  const netns = typeof target === 'object' && target !== null ? target.netns : target;
   throwIfAborted(options.signal, 'purge lock');
-  const { ino } = await stat(nsFile);
+  const ino = typeof target === 'object' && target !== null && target.netnsInode !== null ? target.netnsInode : await namespaceInode(netns);
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const file = path.join(dir, `netns-${ino}.lock`);
   const deadline = Date.now() + waitSeconds * 1000;
@@ -68,6 +71,23 @@ export async function acquirePurgeLock(
         held = false;
       },
     };
+  }
+}
+
+/** The inode that names a namespace's lock, read from its path; a gone namespace is ENOENT. */
+async function namespaceInode(netns: string | null): Promise<number> {
+  try {
+    return (await stat(netns ?? '/proc/self/ns/net')).ino;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new ConntrackError(`cannot take the purge lock of ${netns}: ${e.message}`, {
+      code: e.code ?? 'EIO',
+      errno: e.errno,
+      syscall: 'stat',
+      operation: 'lock',
+      netns,
+      hint: e.code === 'ENOENT' ? 'the namespace is gone (deleted, or its process exited)' : 'check the namespace path',
+    });
   }
 }
 

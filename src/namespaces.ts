@@ -35,6 +35,12 @@ export interface NamespaceInfo {
   inode: number;
   /** The lowest pid of a process inside it, when there is one. */
   pid?: number;
+  /**
+   * When `path` is a process's /proc/PID/ns/net: the process's start time (clock ticks after
+   * boot, /proc/PID/stat). open() reads it again once the namespace is open: a pid reused
+   * meanwhile (and a namespace inode reused with it) is never opened in its stead.
+   */
+  startTime?: number;
   container?: ContainerInfo;
 }
 
@@ -59,8 +65,17 @@ interface Found {
   pids: number[];
 }
 
-/** Every namespace, the host's first, then by name. A namespace that vanishes while it is read is left out. */
-export async function findNamespaces(sources: NamespaceSources = {}): Promise<NamespaceInfo[]> {
+/** A namespace file that was there and could not be read (EACCES without CAP_SYS_PTRACE). */
+export interface Unreadable {
+  path: string;
+  code: string;
+}
+
+/**
+ * Every namespace, the host's first, then by name. A namespace that vanishes while it is read is
+ * left out; one whose file exists but cannot be read is left out and added to `unreadable`.
+ */
+export async function findNamespaces(sources: NamespaceSources = {}, unreadable: Unreadable[] = []): Promise<NamespaceInfo[]> {
   const proc = sources.proc ?? '/proc';
   const dirs = sources.namespaceDirs ?? NAMESPACE_DIRS;
   // Every namespace inode lives on the one nsfs device: a file on another device in a
@@ -71,6 +86,12 @@ export async function findNamespaces(sources: NamespaceSources = {}): Promise<Na
   const host = initVisible ?? self;
   const hostPath = path.join(proc, initVisible ? '1' : 'self', 'ns/net');
   const found = new Map<string, Found>();
+  // Gone (the process exited, the file was removed) is no news; anything else is reported.
+  const statOf = (file: string) =>
+    stat(file).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT' && err.code !== 'ESRCH') unreadable.push({ path: file, code: err.code ?? 'EIO' });
+      return null;
+    });
   const note = (dev: number, inode: number): Found => {
     const key = `${dev}:${inode}`;
     let f = found.get(key);
@@ -81,14 +102,14 @@ export async function findNamespaces(sources: NamespaceSources = {}): Promise<Na
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const name of names.sort()) {
       const file = path.join(dir, name);
-      const st = await stat(file).catch(() => null);
+      const st = await statOf(file);
       if (st && st.dev === self.dev) note(st.dev, st.ino).files.push(file);
     }
   }
   const pids = (await readdir(proc).catch(() => [] as string[])).filter((p) => /^\d+$/.test(p)).map(Number).sort((a, b) => a - b);
   await forEachLimit(pids, 64, async (pid) => {
     // A process that exits meanwhile is simply not there.
-    const st = await stat(path.join(proc, String(pid), 'ns/net')).catch(() => null);
+    const st = await statOf(path.join(proc, String(pid), 'ns/net'));
     if (st && st.dev === self.dev) note(st.dev, st.ino).pids.push(pid);
   });
   const out: NamespaceInfo[] = [];
@@ -98,11 +119,16 @@ export async function findNamespaces(sources: NamespaceSources = {}): Promise<Na
     const isHost = f.dev === host.dev && f.inode === host.ino;
     const named = f.files.find((file) => dirs[0] !== undefined && path.dirname(file) === dirs[0]);
     const container = isHost || named ? undefined : await containerOf(f.pids, proc, sources);
+    const nsPath = f.files[0] ?? (isHost ? hostPath : path.join(proc, String(pid), 'ns/net'));
+    const startTime = f.files[0] === undefined ? await processStartTime(nsPath) : undefined;
+    // A process that exited since it was seen: its namespace went with it (or lives on a path).
+    if (f.files[0] === undefined && startTime === null) continue;
     const info: NamespaceInfo = {
       name: isHost ? 'host' : named ? path.basename(named) : container ? `ctr ${container.name ?? container.id.slice(0, 12)}` : pid !== undefined ? `pid ${pid}` : `netns ${path.basename(f.files[0] as string)}`,
-      path: f.files[0] ?? (isHost ? hostPath : path.join(proc, String(pid), 'ns/net')),
+      path: nsPath,
       inode: f.inode,
       ...(pid === undefined ? {} : { pid }),
+      ...(typeof startTime === 'number' ? { startTime } : {}),
       ...(container ? { container } : {}),
     };
     out.push(info);
@@ -112,6 +138,29 @@ export async function findNamespaces(sources: NamespaceSources = {}): Promise<Na
   for (const i of out) seen.set(i.name, (seen.get(i.name) ?? 0) + 1);
   for (const i of out) if ((seen.get(i.name) ?? 0) > 1) i.name = `${i.name} #${i.inode}`;
   return out.sort((a, b) => (a.name === 'host' ? -1 : b.name === 'host' ? 1 : a.name.localeCompare(b.name)));
+}
+
+/**
+ * The start time of the process whose /proc/PID/ns/net (or /proc/self/...) nsPath is: field 22
+ * of /proc/PID/stat, after the command name (which may hold spaces and parentheses); null when
+ * the process is gone.
+ */
+export async function processStartTime(nsPath: string): Promise<number | null> {
+  const stat = path.join(path.dirname(path.dirname(nsPath)), 'stat');
+  let text: string;
+  try {
+    const fh = await open(stat, constants.O_RDONLY);
+    try {
+      text = (await fh.readFile('utf8')) as string;
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return null;
+  }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const start = Number(fields[19]);
+  return Number.isSafeInteger(start) ? start : null;
 }
 
 const CGROUP_PATTERNS: { re: RegExp; runtime: ContainerInfo['runtime'] }[] = [

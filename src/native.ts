@@ -234,6 +234,8 @@ export interface NativeSummaryOptions {
   top?: number;
   capacity?: number;
   memory?: number;
+  /** Set [0] to 1 (Atomics.store, a SharedArrayBuffer) to stop the dumps: resolves { cancelled: true }. */
+  cancel?: Int32Array;
 }
 
 /** One summary pass (native/summaryWorker.cc). */
@@ -261,6 +263,8 @@ export interface NativeSummary {
   destinations: NativeTalkers;
   /** 0 when every address was counted in one pass; else total / heavy-hitter counters per lane. */
   exactAbove: number;
+  /** True when options.cancel stopped the dumps: then no other field is set. */
+  cancelled?: true;
 }
 
 export interface NativeHandle {

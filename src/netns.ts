@@ -36,5 +36,11 @@ export function namespaceField(value: object, name = 'netns'): NamespaceInfo {
   if (typeof path !== 'string' || !path.startsWith('/')) throw fieldError(TypeError, `${name}.path`, `expected a namespace's absolute path, got ${typeName(path)}`);
   const label = own('name');
   if (typeof label !== 'string' || label === '') throw fieldError(TypeError, `${name}.name`, `expected the namespace's name, got ${typeName(label)}`);
-  return { name: label, path: resolveNetns(path, `${name}.path`), inode: integerField(own('inode'), `${name}.inode`, 1, Number.MAX_SAFE_INTEGER) };
+  const startTime = own('startTime');
+  return {
+    name: label,
+    path: resolveNetns(path, `${name}.path`),
+    inode: integerField(own('inode'), `${name}.inode`, 1, Number.MAX_SAFE_INTEGER),
+    ...(startTime === undefined ? {} : { startTime: integerField(startTime, `${name}.startTime`, 0, Number.MAX_SAFE_INTEGER) }),
+  };
 }

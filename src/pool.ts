@@ -6,7 +6,8 @@
  * the library holds at most half the pool (at least one thread) at once, across every handle of
  * the thread; further native calls wait here, in order, on the event loop. Left out: an export
  * (its reader paces it, and a stalled reader must not hold up every other call) and the stats
- * request (short: a live view's counter must not wait behind a dump).
+ * request, which has one slot of its own (SHORT_SLOTS: a live view's counter must not wait
+ * behind a dump, and a hundred handles' counters still take one thread at a time).
  */
 
 /** The pool's size as libuv reads it at its first use: UV_THREADPOOL_SIZE (0 is 1, at most 1024), default 4. */
@@ -61,6 +62,9 @@ export class Slots {
  * the pool at its first use, so a UV_THREADPOOL_SIZE set after the imports counts.
  */
 export const POOL_SLOTS = new Slots(() => Math.max(1, Math.floor(threadPoolSize() / 2)));
+
+/** The one slot of the short requests (stats: the counter and per-CPU statistics, about a millisecond). */
+export const SHORT_SLOTS = new Slots(1);
 
 /** Runs one native call that holds a pool thread, when the library's share of the pool has room. */
 export function onPool<T>(fn: () => Promise<T>): Promise<T> {

@@ -1,14 +1,15 @@
 /**
  * --all-netns: stats, doctor and purges over every network namespace of the host
- * (src/namespaces.ts), several at once (as many as there are CPUs, one dump thread each).
+ * (src/namespaces.ts), several at once (see concurrency: one per CPU, one dump thread each).
  * Each namespace is opened on a thread of its own (the addon's setns) and only while its path
  * still names the namespace found; one that is gone by its turn is reported and skipped.
  */
 import { availableParallelism } from 'node:os';
 import { Conntrack } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
+import { POOL_SLOTS } from '../pool.js';
 import type { PurgeMetrics } from '../metrics.js';
-import { findNamespaces, forEachLimit, type NamespaceInfo } from '../namespaces.js';
+import { findNamespaces, forEachLimit, type NamespaceInfo, type Unreadable } from '../namespaces.js';
 import type { QueryPlan } from '../plan.js';
 import type { Ranked } from '../summary.js';
 import type { ParsedArgs } from './args.js';
@@ -18,7 +19,7 @@ import { formatCount, percent } from './format.js';
 import { EXIT_FAILURE, EXIT_MAX_DELETE, EXIT_OK, oneShotPurge } from './oneShot.js';
 import type { Output } from './output.js';
 import type { TopSource } from './top.js';
-import type { TopNetnsRow } from './topModel.js';
+import { NetnsReadings } from './topModel.js';
 import type { PurgeJob } from './purgeCommand.js';
 
 /** What became of one namespace: its value, or why it was skipped (gone) or failed. */
@@ -40,8 +41,27 @@ export function netnsArg(info: NamespaceInfo): string | undefined {
   return info.path === `/run/netns/${info.name}` ? info.name : info.path;
 }
 
-/** Namespaces opened at once: one per CPU, each with one dump thread. */
-export const concurrency = () => Math.max(1, availableParallelism());
+/**
+ * The namespaces, and a line on stderr (unless quiet) when some could not be read: without
+ * CAP_SYS_PTRACE another user's /proc/PID/ns/net is refused, and its namespace would be missing
+ * from a report that reads clean.
+ */
+export async function discover(quiet = false): Promise<NamespaceInfo[]> {
+  const unreadable: Unreadable[] = [];
+  const infos = await findNamespaces({}, unreadable);
+  if (unreadable.length > 0 && !quiet) {
+    const first = unreadable[0] as Unreadable;
+    process.stderr.write(`ctpurge: ${unreadable.length} namespace file${unreadable.length === 1 ? '' : 's'} could not be read (${first.path}: ${first.code}), their namespaces left out; run as root (CAP_SYS_ADMIN, CAP_SYS_PTRACE)\n`);
+  }
+  return infos;
+}
+
+/**
+ * Namespaces opened at once: one per CPU, each with one dump thread, within the library's share
+ * of libuv's pool (pool.ts; half of UV_THREADPOOL_SIZE, default 4): no namespace is opened and
+ * locked only to wait there for a thread.
+ */
+export const concurrency = () => Math.max(1, Math.min(availableParallelism(), POOL_SLOTS.size));
 
 /** Opens each namespace in turn (at most `limit` at once), runs fn on it and closes it. */
 export async function eachNamespace<T>(infos: readonly NamespaceInfo[], fn: (ct: Conntrack, info: NamespaceInfo) => Promise<T>, limit = concurrency()): Promise<Visit<T>[]> {
@@ -100,7 +120,7 @@ interface Counted {
 
 /** The namespaces' counts (no dump), and those worth a dump within the budget, the largest first. */
 async function countAll(infos: readonly NamespaceInfo[] | undefined): Promise<{ counted: Counted[]; detail: Counted[]; visits: Visit<unknown>[] }> {
-  const visits = await eachNamespace(infos ?? (await findNamespaces()), async (ct, info): Promise<Counted> => {
+  const visits = await eachNamespace(infos ?? (await discover()), async (ct, info): Promise<Counted> => {
     const s = await ct.stats();
     return { info, entries: s.count, usage: s.usage, max: s.max };
   });
@@ -290,7 +310,7 @@ export function renderAllDoctor(r: AllNetnsDoctor): string {
  * one, else 0. The metrics sets of every namespace are returned for --metrics-file.
  */
 export async function purgeAllNetns(args: ParsedArgs, jobs: readonly PurgeJob[], out: Output, log: AuditLog | undefined, signal: AbortSignal): Promise<{ exit: number; metrics: PurgeMetrics[] }> {
-  const visits = await eachNamespace(await findNamespaces(), async (ct, info) => {
+  const visits = await eachNamespace(await discover(args.quiet), async (ct, info) => {
     if ((await ct.stats()).count === 0) return null;
     return oneShotPurge(ct, args, jobs, { out, log, prefix: `${label(info)}: `, progress: false }, signal);
   });
@@ -303,12 +323,14 @@ export async function purgeAllNetns(args: ParsedArgs, jobs: readonly PurgeJob[],
 
 /**
  * top --all-netns: every namespace's counter at each refresh, from handles kept open (the
- * namespaces are found again every NAMESPACES_FOUND_EVERY_MS): a row each, the sum as the reading.
+ * namespaces are found again every NAMESPACES_FOUND_EVERY_MS): a row each, the sum as the
+ * reading, its rates from each namespace's own change (NetnsReadings).
  */
 export const NAMESPACES_FOUND_EVERY_MS = 10_000;
 
 export function allNetnsTopSource(): TopSource & { close(): Promise<void> } {
-  const open = new Map<number, { info: NamespaceInfo; ct: Conntrack; prev?: { at: number; count: number; drops: number } }>();
+  const open = new Map<number, { info: NamespaceInfo; ct: Conntrack }>();
+  const readings = new NetnsReadings();
   let foundAt = -Infinity;
   const drop = async (inode: number) => {
     const o = open.get(inode);
@@ -328,24 +350,17 @@ export function allNetnsTopSource(): TopSource & { close(): Promise<void> } {
         });
       }
       const at = Date.now();
-      const rows: TopNetnsRow[] = [];
-      const sum = { count: 0, max: 0, drop: 0, earlyDrop: 0, insertFailed: 0 };
-      await Promise.all(
+      const read = await Promise.all(
         [...open.entries()].map(async ([inode, o]) => {
           const s = await o.ct.stats().catch(() => null);
-          if (!s) return drop(inode);
-          const drops = s.totals.drop + s.totals.earlyDrop + s.totals.insertFailed;
-          const secs = o.prev ? (at - o.prev.at) / 1000 : 0;
-          rows.push({ name: label(o.info), count: s.count, max: s.max, change: o.prev && secs > 0 ? (s.count - o.prev.count) / secs : null, drops: o.prev && secs > 0 ? Math.max(0, drops - o.prev.drops) / secs : null });
-          o.prev = { at, count: s.count, drops };
-          sum.count += s.count;
-          sum.max = Math.max(sum.max, s.max);
-          sum.drop += s.totals.drop;
-          sum.earlyDrop += s.totals.earlyDrop;
-          sum.insertFailed += s.totals.insertFailed;
+          if (!s) {
+            await drop(inode);
+            return null;
+          }
+          return { key: inode, name: label(o.info), counters: { count: s.count, max: s.max, drop: s.totals.drop, earlyDrop: s.totals.earlyDrop, insertFailed: s.totals.insertFailed } };
         }),
       );
-      return { reading: { at, ...sum }, namespaces: rows };
+      return readings.read(at, read.flatMap((r) => (r ? [r] : [])));
     },
     close: async () => {
       for (const inode of [...open.keys()]) await drop(inode);

@@ -7,9 +7,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PurgeMetrics } from '../metrics.js';
-import { findNamespaces } from '../namespaces.js';
 import { formatDuration } from '../parse/duration.js';
-import { eachNamespace, label } from './allNetns.js';
+import { discover, eachNamespace, label } from './allNetns.js';
 import type { ParsedArgs } from './args.js';
 import type { RulesReload } from './daemon.js';
 import type { AuditLog } from './files.js';
@@ -90,13 +89,17 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
   const sink = () => (log?.file === '-' ? process.stderr : process.stdout);
   const out = new Output();
   let exit = EXIT_OK;
+  let warned = false;
   try {
     while (!signal.aborted) {
       inRun = true;
       const started = Date.now();
       // The grace's outcome is not waited for: the next run would wait with it.
       const runJobs = jobs.map((j) => ({ ...j, args: { ...j.args, noWait: true } }));
-      const visits = await eachNamespace(await findNamespaces(), async (ct, info): Promise<NamespaceRun> => {
+      // Unreadable namespace files are said on the first run (each run would repeat it).
+      const infos = await discover(args.quiet || warned);
+      warned = true;
+      const visits = await eachNamespace(infos, async (ct, info): Promise<NamespaceRun> => {
         const s = await ct.stats();
         if (s.count === 0 || (args.whenAbove !== undefined && s.usage <= args.whenAbove)) return { entries: s.count, max: s.max, skipped: true, sets: [] };
         const prefix = `${new Date().toISOString()} ${label(info)}: `;

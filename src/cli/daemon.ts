@@ -89,7 +89,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
   const lockInTurn = async (stopSignal: AbortSignal) => {
     const endTurn = await takeTurn();
     try {
-      const lock = await acquirePurgeLock(ct.netns, args.lockWait, { signal: stopSignal });
+      const lock = await acquirePurgeLock(ct, args.lockWait, { signal: stopSignal });
       return {
         release: () => {
           lock.release();

@@ -46,7 +46,7 @@ export interface RunOutput {
  */
 export async function oneShotPurge(ct: Conntrack, args: ParsedArgs, jobs: readonly PurgeJob[], to: RunOutput, signal: AbortSignal): Promise<{ exit: number; metrics: PurgeMetrics[] } | null> {
   // A SIGTERM while waiting for another purge ends the wait at once: nothing is deleted.
-  const lock = await acquirePurgeLock(ct.netns, args.lockWait, { signal }).catch((err: unknown) => {
+  const lock = await acquirePurgeLock(ct, args.lockWait, { signal }).catch((err: unknown) => {
     if (err instanceof AbortError) return null;
     throw err;
   });

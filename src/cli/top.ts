@@ -42,11 +42,15 @@ interface Live {
   nextSummaryAt: number;
   summarizing: Promise<void> | null;
   events: AbortController;
+  /** Aborted on the way out (a signal, q): a summary dump in flight stops after its buffer. */
+  done: AbortController;
   error: string;
 }
 
 export async function topCommand(source: TopSource, args: ParsedArgs, plan: QueryPlan, out: Output, signal: AbortSignal): Promise<number> {
-  const live: Live = { plan, tracker: new TopTracker(), rates: null, reading: null, summary: null, summaryAt: 0, summaryMs: 0, nextSummaryAt: 0, summarizing: null, events: new AbortController(), error: '' };
+  const live: Live = { plan, tracker: new TopTracker(), rates: null, reading: null, summary: null, summaryAt: 0, summaryMs: 0, nextSummaryAt: 0, summarizing: null, events: new AbortController(), done: new AbortController(), error: '' };
+  const onAbort = () => live.done.abort();
+  signal.addEventListener('abort', onAbort, { once: true });
   const interval = (args.interval ?? 1) * 1000;
   const countEvents = () => {
     live.events.abort();
@@ -68,7 +72,7 @@ export async function topCommand(source: TopSource, args: ParsedArgs, plan: Quer
     const t0 = Date.now();
     const forPlan = live.plan;
     live.summarizing = ct
-      .summary(forPlan, { top: 5 })
+      .summary(forPlan, { top: 5, signal: live.done.signal })
       .then(
         (m) => {
           if (forPlan !== live.plan) return;
@@ -122,7 +126,9 @@ export async function topCommand(source: TopSource, args: ParsedArgs, plan: Quer
     await runScreen(live, source, signal, { refresh, snapshot, countEvents, interval });
     return 0;
   } finally {
+    live.done.abort();
     live.events.abort();
+    signal.removeEventListener('abort', onAbort);
     await live.summarizing?.catch(() => undefined);
   }
 }
@@ -140,9 +146,17 @@ async function runScreen(live: Live, source: TopSource, signal: AbortSignal, ops
   let editing: string | null = null;
   let note = '';
   const quit = new AbortController();
-  const stop = () => quit.abort();
-  signal.addEventListener('abort', stop, { once: true });
   let restored = false;
+  // The terminal is put back at once (not after the refresh in flight), and further signals
+  // while the screen is up are taken here: a second SIGTERM must not end us with raw mode on.
+  const stop = () => {
+    restore();
+    quit.abort();
+    live.done.abort();
+  };
+  signal.addEventListener('abort', stop, { once: true });
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
   const restore = () => {
     if (restored) return;
     restored = true;
@@ -159,7 +173,7 @@ async function runScreen(live: Live, source: TopSource, signal: AbortSignal, ops
   process.on('exit', restore);
   process.on('uncaughtException', onCrash);
   const draw = () => {
-    if (!live.reading) return;
+    if (!live.reading || restored) return;
     const rows = stdout.rows || 24;
     const cols = stdout.columns || 80;
     const s = ops.snapshot();
@@ -215,6 +229,8 @@ async function runScreen(live: Live, source: TopSource, signal: AbortSignal, ops
     stdin.off('data', onKey);
     stdout.off('resize', draw);
     signal.removeEventListener('abort', stop);
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
     restore();
     process.off('uncaughtException', onCrash);
     process.off('exit', restore);

@@ -18,6 +18,11 @@ export interface TopReading {
   drop: number;
   earlyDrop: number;
   insertFailed: number;
+  /**
+   * The level the entries' rate is taken from, where the count alone would mislead (with
+   * --all-netns, namespaces come and go): default count.
+   */
+  level?: number;
 }
 
 export const readingOf = (s: ConntrackStats, at = Date.now()): TopReading => ({ at, count: s.count, max: s.max, drop: s.totals.drop, earlyDrop: s.totals.earlyDrop, insertFailed: s.totals.insertFailed });
@@ -58,7 +63,53 @@ export class TopTracker {
     const s = (r.at - prev.at) / 1000;
     // A counter that went back (a namespace made again) reads as no change, not a negative rate.
     const per = (now: number, before: number) => Math.max(0, now - before) / s;
-    return { entries: (r.count - prev.count) / s, new: events.new / s, destroy: events.destroy / s, drop: per(r.drop, prev.drop), earlyDrop: per(r.earlyDrop, prev.earlyDrop), insertFailed: per(r.insertFailed, prev.insertFailed) };
+    return { entries: ((r.level ?? r.count) - (prev.level ?? prev.count)) / s, new: events.new / s, destroy: events.destroy / s, drop: per(r.drop, prev.drop), earlyDrop: per(r.earlyDrop, prev.earlyDrop), insertFailed: per(r.insertFailed, prev.insertFailed) };
+  }
+}
+
+/** One namespace's counter and statistics at a refresh (--all-netns). */
+export interface NetnsCounters {
+  count: number;
+  max: number;
+  drop: number;
+  earlyDrop: number;
+  insertFailed: number;
+}
+
+type Running = Omit<NetnsCounters, 'max'>;
+const RUNNING = ['count', 'drop', 'earlyDrop', 'insertFailed'] as const;
+
+/**
+ * With --all-netns: each refresh's readings of every namespace as a row each and one reading.
+ * The reading's count is the sum; its level and counters add each namespace's change since its
+ * own previous reading, so a namespace found (with its entries and drops so far) or gone is no
+ * burst in the rates.
+ */
+export class NetnsReadings {
+  readonly #prev = new Map<number, Running & { at: number }>();
+  readonly #run: Running = { count: 0, drop: 0, earlyDrop: 0, insertFailed: 0 };
+
+  read(at: number, namespaces: readonly { key: number; name: string; counters: NetnsCounters }[]): { reading: TopReading; namespaces: TopNetnsRow[] } {
+    const rows: TopNetnsRow[] = [];
+    let count = 0;
+    let max = 0;
+    const seen = new Set<number>();
+    for (const { key, name, counters: now } of namespaces) {
+      seen.add(key);
+      const prev = this.#prev.get(key);
+      const secs = prev ? (at - prev.at) / 1000 : 0;
+      // A statistics counter that went back (reset) reads as no change.
+      const delta = (k: keyof Running) => (!prev ? 0 : k === 'count' ? now.count - prev.count : Math.max(0, now[k] - prev[k]));
+      const drops = delta('drop') + delta('earlyDrop') + delta('insertFailed');
+      rows.push({ name, count: now.count, max: now.max, change: prev && secs > 0 ? delta('count') / secs : null, drops: prev && secs > 0 ? drops / secs : null });
+      for (const k of RUNNING) this.#run[k] += delta(k);
+      this.#prev.set(key, { at, count: now.count, drop: now.drop, earlyDrop: now.earlyDrop, insertFailed: now.insertFailed });
+      count += now.count;
+      max = Math.max(max, now.max);
+    }
+    for (const key of [...this.#prev.keys()]) if (!seen.has(key)) this.#prev.delete(key);
+    const r = this.#run;
+    return { reading: { at, count, max, level: r.count, drop: r.drop, earlyDrop: r.earlyDrop, insertFailed: r.insertFailed }, namespaces: rows };
   }
 }
 

@@ -45,7 +45,7 @@ describe('summary (from the native pass)', () => {
     const { binding, calls } = fakeBinding({ summary: n });
     const ct = await Conntrack.open({ binding, lanes: 2 });
     const s = await ct.summary({ protocol: 'tcp' }, { top: 3 });
-    expect(calls.summary[0]?.options).toEqual({ talkers: true, top: 3 });
+    expect(calls.summary[0]?.options).toEqual({ talkers: true, top: 3, cancel: expect.any(Int32Array) });
     expect(calls.summary[0]?.lanes.every((l) => l.match.protocol === 6)).toBe(true);
     expect(s).toMatchObject({ total: 100, unreplied: 30, replied: 70, talkersExactAbove: 6 });
     expect(s.byProtocol).toEqual([{ key: 'tcp', count: 70 }, { key: 'udp', count: 30 }]);
@@ -70,7 +70,7 @@ describe('summary (from the native pass)', () => {
     const { binding, calls } = fakeBinding();
     const ct = await Conntrack.open({ binding });
     const s = await ct.summary({}, { talkers: false });
-    expect(calls.summary[0]?.options).toEqual({ talkers: false, top: 10 });
+    expect(calls.summary[0]?.options).toEqual({ talkers: false, top: 10, cancel: expect.any(Int32Array) });
     expect([s.topSources, s.topDestinations, s.topDestinationPorts]).toEqual([[], [], []]);
     await expect(ct.summary({}, { talkers: 'no' as never })).rejects.toThrow(/talkers: expected true or false/);
   });

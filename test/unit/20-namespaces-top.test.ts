@@ -1,7 +1,10 @@
 /** Naming containers from their cgroups, and top's rates and text, without a kernel. */
 import { describe, expect, it } from 'vitest';
-import { containerOfCgroup } from '../../src/namespaces.js';
-import { renderTop, TopTracker, type TopReading, type TopSnapshot } from '../../src/cli/topModel.js';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { containerOfCgroup, findNamespaces, type Unreadable } from '../../src/namespaces.js';
+import { NetnsReadings, renderTop, TopTracker, type TopReading, type TopSnapshot } from '../../src/cli/topModel.js';
 
 const ID = 'a'.repeat(40) + '0123456789abcdef01234567';
 
@@ -29,6 +32,28 @@ describe('containers named from /proc/PID/cgroup', () => {
 
 const reading = (at: number, count: number, drop = 0): TopReading => ({ at, count, max: 1000, drop, earlyDrop: 0, insertFailed: 0 });
 
+describe('finding namespaces', () => {
+  it('a namespace file that is there but cannot be read is reported, not left out silently; a gone one is no news', async () => {
+    // A proc of links to this process's own (read only), a process whose ns/net cannot be read
+    // (a link loop stands in for the EACCES of another user's without CAP_SYS_PTRACE), and none
+    // for a process that exited.
+    const proc = mkdtempSync(path.join(os.tmpdir(), 'ctpurge-proc-'));
+    try {
+      symlinkSync('/proc/self', path.join(proc, 'self'));
+      symlinkSync('/proc/self', path.join(proc, '1'));
+      mkdirSync(path.join(proc, '4242/ns'), { recursive: true });
+      symlinkSync('net', path.join(proc, '4242/ns/net'));
+      mkdirSync(path.join(proc, '4343'));
+      const unreadable: Unreadable[] = [];
+      const found = await findNamespaces({ proc, namespaceDirs: [path.join(proc, 'none')] }, unreadable);
+      expect(found.map((f) => f.name)).toEqual(['host']);
+      expect(unreadable).toEqual([{ path: path.join(proc, '4242/ns/net'), code: 'ELOOP' }]);
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("top's rates", () => {
   it('per second between two readings: the counter, the per-CPU drops, the events counted between them', () => {
     const t = new TopTracker();
@@ -38,6 +63,30 @@ describe("top's rates", () => {
     expect(t.reading(reading(2000, 180, 6))).toEqual({ entries: 40, new: 25, destroy: 5, drop: 3, earlyDrop: 0, insertFailed: 0 });
     // The events were reset with the reading; a counter that went back is no negative rate.
     expect(t.reading(reading(3000, 170, 2))).toEqual({ entries: -10, new: 0, destroy: 0, drop: 0, earlyDrop: 0, insertFailed: 0 });
+  });
+
+  it('with --all-netns: a namespace found or gone is no burst in the rates; each row its own change', () => {
+    const r = new NetnsReadings();
+    const t = new TopTracker();
+    const ns = (key: number, name: string, count: number, drop = 0) => ({ key, name, counters: { count, max: 1000, drop, earlyDrop: 0, insertFailed: 0 } });
+    const first = r.read(0, [ns(1, 'host', 100, 5)]);
+    expect(t.reading(first.reading)).toBeNull();
+    // 'blue' is found with 5,000 entries and 40 drops so far: the sum shows them, the rates do not.
+    const second = r.read(1000, [ns(1, 'host', 110, 7), ns(2, 'blue', 5000, 40)]);
+    expect(second.reading.count).toBe(5110);
+    expect(t.reading(second.reading)).toMatchObject({ entries: 10, drop: 2 });
+    expect(second.namespaces).toEqual([
+      { name: 'host', count: 110, max: 1000, change: 10, drops: 2 },
+      { name: 'blue', count: 5000, max: 1000, change: null, drops: null },
+    ]);
+    // 'host' is gone (its 110 entries with it), 'blue' changed by -200 over 2 s.
+    const third = r.read(3000, [ns(2, 'blue', 4800, 40)]);
+    expect(third.reading.count).toBe(4800);
+    expect(t.reading(third.reading)).toMatchObject({ entries: -100, drop: 0 });
+    // Found again later: a new start, no rate from its old reading.
+    const fourth = r.read(4000, [ns(1, 'host', 300, 9), ns(2, 'blue', 4800, 41)]);
+    expect(fourth.namespaces[0]).toMatchObject({ name: 'host', change: null });
+    expect(t.reading(fourth.reading)).toMatchObject({ entries: 0, drop: 1 });
   });
 
   it('lost events are kept and said, never silent', () => {
