@@ -105,6 +105,9 @@ function ignoreClosedPipes(): void {
 export interface EarlySignals {
   hangupSeen(): boolean;
   releaseHangup(): void;
+  /** A SIGTERM or SIGINT that came before main() had its own handlers, or null. */
+  stopSeen?(): string | null;
+  releaseStop?(): void;
 }
 
 /** stats, doctor and the purge (one-shot or --every) over every namespace of the host. */
@@ -203,6 +206,10 @@ export async function main(argv: string[], early?: EarlySignals): Promise<number
   const onSignal = () => abort.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // A stop while the modules loaded (bin/ctpurge.js) stops the command now, as one that came
+  // just after this point would.
+  early?.releaseStop?.();
+  if (early?.stopSeen?.()) abort.abort();
   // logrotate's postrotate signals every ctpurge writing the log: a one-shot purge finishes
   // (its lines land in the rotated file) instead of dying, from its first moment on; a daemon
   // adds its own handler, which reopens the log, once it runs.

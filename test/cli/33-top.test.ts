@@ -15,8 +15,8 @@ import { trafficPair } from '../helpers/traffic.js';
 import { waitFor } from '../helpers/wait.js';
 import { repliedTcpLine } from '../helpers/seed.js';
 
-// tmux and hping3 run without a sanitizer runtime preloaded (npm run test:asan): tmux hangs
-// with it. The ctpurge typed into the pane gets it back, with the sanitizer build it needs.
+// tmux, hping3 and pgrep run without a sanitizer runtime preloaded (npm run test:asan): tmux
+// and pgrep hang with it. The ctpurge typed into the pane gets it back, with the sanitizer build it needs.
 const plainEnv = () => {
   const env = { ...process.env };
   delete env.LD_PRELOAD;
@@ -48,7 +48,12 @@ describeKernel('ctpurge top, on a terminal (tmux) with real traffic', () => {
     return found;
   };
   const flood = (): ChildProcess => spawn('ip', ['netns', 'exec', pair.client.name, 'hping3', '-q', '-S', '-p', '80', '-i', 'u1000', pair.peerIp], { stdio: 'ignore', env: plainEnv() });
-  const topPid = () => Number(spawnSync('pgrep', ['-f', `top --netns ${pair.client.name}`], { encoding: 'utf8' }).stdout.trim().split('\n')[0]);
+  const topPid = () => {
+    const pid = Number(spawnSync('pgrep', ['-f', `top --netns ${pair.client.name}`], { encoding: 'utf8', env: plainEnv() }).stdout.trim().split('\n')[0]);
+    // Never 0 or NaN: process.kill(0) would signal this whole process group.
+    if (!Number.isInteger(pid) || pid <= 1) throw new Error(`no ctpurge top process found (pgrep gave ${pid})`);
+    return pid;
+  };
   const startTop = async () => {
     typed(`${SANITIZER}CTPURGE_LOCK_DIR=${lockDir} ${process.execPath} ${BIN} top --netns ${pair.client.name} --interval 500ms`);
     key('Enter');
@@ -140,7 +145,15 @@ describeKernel('ctpurge top, on a terminal (tmux) with real traffic', () => {
     await startTop();
     const pid = topPid();
     process.kill(pid, 'SIGKILL');
-    await waitFor('the process gone', () => spawnSync('kill', ['-0', String(pid)]).status !== 0, 5000);
+    const gone = () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    };
+    await waitFor('the process gone', gone, 5000);
     // No file, lock or process of its own; the next run works. (The terminal a kill -9 leaves
     // in raw mode is the terminal's to reset: no process can act after SIGKILL.)
     expect(readdirSync(lockDir)).toEqual([]);

@@ -1,5 +1,6 @@
 /** Runs the built ctpurge binary. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,4 +39,15 @@ export function startCtpurge(args: string[], env: NodeJS.ProcessEnv = {}): Runni
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, out: () => out, err: () => err, exited };
+}
+
+/** Whether process pid has a handler for signal number signo (its SigCgt mask); false once it is gone. */
+export function catchesSignal(pid: number | undefined, signo: number): boolean {
+  if (pid === undefined) return false;
+  try {
+    const mask = /^SigCgt:\s+([0-9a-f]+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? '0';
+    return ((BigInt(`0x${mask}`) >> BigInt(signo - 1)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
 }

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect, it } from 'vitest';
 import { AbortError, acquirePurgeLock, Conntrack } from '../../src/index.js';
-import { startCtpurge } from '../helpers/cli.js';
+import { catchesSignal, startCtpurge } from '../helpers/cli.js';
 import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
 import { staleTcpLine } from '../helpers/seed.js';
 import { waitFor } from '../helpers/wait.js';
@@ -68,7 +68,12 @@ describeKernel('cancel before deleting deletes nothing', () => {
     try {
       for (const extra of [[], ['--every', '1h']]) {
         const run = startCtpurge(['--unreplied', '--netns', ns.name, '--lock-wait', '30s', ...extra], { CTPURGE_LOCK_DIR: lockDir() });
-        await new Promise((r) => setTimeout(r, 700));
+        // Once ctpurge's own first line has run (its early SIGHUP handler shows, bit 0 of SigCgt;
+        // Node catches SIGTERM from its start, so that bit tells nothing), and a moment for the
+        // lock's first tries. A SIGTERM that comes while the modules still load stops the
+        // command the same way once it runs (bin/ctpurge.js).
+        await waitFor('ctpurge to run', () => catchesSignal(run.child.pid, 1), 20_000);
+        await new Promise((r) => setTimeout(r, 300));
         const t0 = Date.now();
         run.child.kill('SIGTERM');
         const code = await run.exited;

@@ -8,7 +8,7 @@ import { get as httpGet } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { expect, it } from 'vitest';
-import { ROOT, startCtpurge } from '../helpers/cli.js';
+import { catchesSignal, ROOT, startCtpurge } from '../helpers/cli.js';
 import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
 import { waitFor } from '../helpers/wait.js';
 import { METRICS_MAX_CONNECTIONS } from '../../src/cli/metricsServer.js';
@@ -93,14 +93,7 @@ describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, id
       const d = daemon(['--state', 'ESTABLISHED', '--netns', ns.name, '--json', ...extra]);
       // From the moment ctpurge's own code runs (its SIGHUP handler shows in SigCgt, bit 0),
       // before its modules have loaded, a SIGHUP every 5 ms.
-      const caught = () => {
-        try {
-          return (BigInt(`0x${/^SigCgt:\s+([0-9a-f]+)/m.exec(readFileSync(`/proc/${d.child.pid}/status`, 'utf8'))?.[1] ?? '0'}`) & 1n) === 1n;
-        } catch {
-          return false;
-        }
-      };
-      await waitFor('the handler', caught, 5000, 1);
+      await waitFor('the handler', () => catchesSignal(d.child.pid, 1), 5000, 1);
       // Until the run's result is out (the teardown after it is node's: see the issue note).
       for (let i = 0; i < 40 && d.child.exitCode === null && !d.out().includes('"deleted"') && !d.out().includes('"result"'); i++) {
         d.child.kill('SIGHUP');
