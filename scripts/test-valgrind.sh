@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm run test:valgrind: memcheck over a 100k-entry list plus a purge, in a throwaway
-# namespace, with the dumps read ahead on their own threads (lanes: 2). Passes when nothing is
+# namespace, with the dumps read ahead on their own threads (lanes: 2), a list left after ten
+# entries (its reader thread discarded mid-dump) and an aborted summary. Passes when nothing is
 # definitely lost in the addon's own code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,10 +24,16 @@ let n = 0;
 for await (const e of ct.list()) n++;
 let bytes = 0;
 for await (const t of ct.listNdjson({ dport: 80 })) bytes += t.length;
+let early = 0;
+for await (const e of ct.list()) if (++early === 10) break;
+const ac = new AbortController();
+const summary = ct.summary({}, { signal: ac.signal }).then(() => 'finished', (e) => e.name);
+ac.abort();
+const aborted = await summary;
 const r = await ct.purge({ unreplied: true, olderThan: 3600, onDeleted: () => {} });
 await ct.get({ protocol: 'tcp', src: '10.1.0.2', dst: '192.0.2.80', sport: 1026, dport: 80 });
 await ct.close();
-console.log(JSON.stringify({ listed: n, bytes, deleted: r.deleted }));
+console.log(JSON.stringify({ listed: n, bytes, early, aborted, deleted: r.deleted }));
 JS
 echo "test:valgrind: running memcheck (this takes a few minutes)" >&2
 ip netns exec "$ns" valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite \
