@@ -103,7 +103,7 @@ const trouble = (visits: readonly Visit<unknown>[]) => ({
 });
 
 /**
- * How many entries the detail dumps may walk, per CPU. All namespaces share one hash table:
+ * How many entries the detail dumps may walk, per dump running at once (concurrency). All namespaces share one hash table:
  * a dump in one walks every namespace's entries to find its own (0.62 s for a namespace of
  * 5,000 among 1M, measured), so the detail costs (namespaces dumped) x (entries in all). The
  * counts come from a counter and cost nothing: every namespace gets them; the detail goes to
