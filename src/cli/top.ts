@@ -217,6 +217,8 @@ async function runScreen(live: Live, source: TopSource, signal: AbortSignal, ops
   stdin.resume();
   stdin.on('data', onKey);
   stdout.on('resize', draw);
+  // A signal that came before the screen was up (while the first reading was taken).
+  if (signal.aborted) stop();
   try {
     while (!quit.signal.aborted) {
       if (!paused) {
