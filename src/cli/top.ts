@@ -217,7 +217,7 @@ async function runScreen(live: Live, source: TopSource, signal: AbortSignal, ops
   stdin.resume();
   stdin.on('data', onKey);
   stdout.on('resize', draw);
-  // A signal that came before the screen was up (while the first reading was taken).
+  // A signal that came before the screen was up (while the namespace was opened).
   if (signal.aborted) stop();
   try {
     while (!quit.signal.aborted) {
