@@ -20,15 +20,12 @@ struct ExportOptions {
   int fd = -1;
   TextFormat format = TextFormat::Ndjson;
   double limit = -1;  // < 0: no limit
-  const int32_t* cancel = nullptr;
 };
 
 class ExportWorker : public PromiseWorker {
  public:
-  ExportWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes, ExportOptions opts, Napi::Value cancelArray)
-      : PromiseWorker(env, "ctpurge:export"), ns_(std::move(ns)), lanes_(std::move(lanes)), opts_(opts) {
-    if (cancelArray.IsTypedArray()) cancelRef_ = Napi::Persistent(cancelArray.As<Napi::Object>());
-  }
+  ExportWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes, ExportOptions opts, Napi::Value cancel)
+      : PromiseWorker(env, "ctpurge:export"), ns_(std::move(ns)), lanes_(std::move(lanes)), opts_(opts), cancel_(cancel) {}
 
  protected:
   void Run() override {
@@ -121,12 +118,12 @@ class ExportWorker : public PromiseWorker {
   }
 
  private:
-  bool cancelled() const { return abort_.load() || (opts_.cancel && __atomic_load_n(opts_.cancel, __ATOMIC_RELAXED) != 0); }
+  bool cancelled() const { return abort_.load() || cancel_.requested(); }
 
   NamespacePtr ns_;
   std::vector<Lane> lanes_;
   ExportOptions opts_;
-  Napi::ObjectReference cancelRef_;
+  CancelFlag cancel_;
   std::atomic<bool> abort_{false};  // a lane failed: the others stop after their current read
   double written_ = 0;
   bool cancelled_ = false, limitReached_ = false;
@@ -147,13 +144,7 @@ Napi::Value startExport(const Napi::CallbackInfo& info, NamespacePtr ns) {
   opts.format = textFormatFromJs(ownGet(o, "format"), TextFormat::Ndjson, {TextFormat::Ndjson, TextFormat::Conntrack, TextFormat::Table}, "export");
   Napi::Value limit = ownGet(o, "limit");
   opts.limit = limit.IsNumber() ? limit.As<Napi::Number>().DoubleValue() : -1;
-  Napi::Value cancel = ownGet(o, "cancel");
-  if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
-    opts.cancel = cancel.As<Napi::Int32Array>().Data();
-  } else {
-    cancel = env.Undefined();
-  }
-  return queueWorker<ExportWorker>(env, std::move(ns), std::move(lanes), opts, cancel);
+  return queueWorker<ExportWorker>(env, std::move(ns), std::move(lanes), opts, ownGet(o, "cancel"));
 }
 
 }  // namespace ctpurge

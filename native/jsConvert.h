@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cancelFlag.h"
 #include "ctRequest.h"
 #include "filter.h"
 #include "policyTimeouts.h"
@@ -36,5 +37,27 @@ EntrySpec entrySpecFromJs(const Napi::Object& o);
 Napi::Object timeoutsToJs(Napi::Env env, const PolicyTimeouts& t);
 // Copies bytes into a new ArrayBuffer (transferable to other threads by the caller).
 Napi::ArrayBuffer toArrayBuffer(Napi::Env env, const std::vector<uint8_t>& bytes);
+
+// A worker's cancel flag (cancelFlag.h) from an options field, made on the JS thread: the
+// Int32Array's memory, kept alive by a reference while the worker holds it. Anything else
+// (undefined, another type, an empty array) is no flag.
+class CancelFlag {
+ public:
+  CancelFlag() = default;
+  explicit CancelFlag(const Napi::Value& v) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) return;
+    Napi::Int32Array a = v.As<Napi::Int32Array>();
+    if (a.ElementLength() < 1) return;
+    ref_ = Napi::Persistent(v.As<Napi::Object>());
+    flag_ = a.Data();
+  }
+  // What the worker's threads read (cancelRequested), or null.
+  const int32_t* get() const { return flag_; }
+  bool requested() const { return cancelRequested(flag_); }
+
+ private:
+  Napi::ObjectReference ref_;
+  const int32_t* flag_ = nullptr;
+};
 
 }  // namespace ctpurge

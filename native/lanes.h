@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "cancelFlag.h"
 #include "dumpReader.h"
 #include "filter.h"
 #include "sysError.h"
@@ -55,20 +56,19 @@ template <typename Fn>
 bool scanLanes(int nsFd, const std::vector<Lane>& lanes, const char* operation, const PolicyTimeouts& timeouts, uint64_t nowNs, bool withAges,
                const int32_t* cancel, Fn&& fn) {
   std::atomic<bool> failed{false};
-  const auto cancelled = [cancel] { return cancel != nullptr && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0; };
   runLanes(
       lanes.size(),
       [&](size_t i) {
         const Filter& f = lanes[i].match;
         const bool ages = withAges || f.needsAge();
         DumpReader reader(nsFd, lanes[i], operation);
-        while (!failed.load() && !cancelled() && reader.next([&](const Entry& e) {
+        while (!failed.load() && !cancelRequested(cancel) && reader.next([&](const Entry& e) {
           const Ages a = ages ? estimateAges(e, timeouts, nowNs) : Ages{};
           if (f.matches(e, a)) fn(i, e, a);
         })) {}
       },
       [&](size_t) { failed.store(true); });
-  return !cancelled();
+  return !cancelRequested(cancel);
 }
 
 }  // namespace ctpurge

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cancelFlag.h"
 #include "filter.h"
 #include "lineSink.h"
 #include "netlinkSocket.h"
@@ -49,7 +50,7 @@ struct PurgeShared {
   // Set for an audit log: its lines are stamped with it (see stampNdjson).
   std::optional<std::string> logTag;
 
-  bool cancelled() const { return abort.load() || (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED) != 0); }
+  bool cancelled() const { return abort.load() || cancelRequested(cancel); }
 };
 
 class PurgeLane {

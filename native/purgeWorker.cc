@@ -22,7 +22,6 @@ struct PurgeOptions {
   bool wantEntries = false;
   int logFd = -1;                     // write-ahead audit log (NDJSON)
   std::optional<std::string> logTag;  // an audit log: more members for each line (",\"run\":...")
-  const int32_t* cancel = nullptr;
 };
 
 struct ProgressItem {
@@ -32,15 +31,15 @@ struct ProgressItem {
 
 class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
  public:
-  PurgeWorker(Napi::Env env, NamespacePtr ns, bool flush, std::vector<Lane> lanes, PurgeOptions opts, Napi::Function onProgress, Napi::Value cancelArray)
+  PurgeWorker(Napi::Env env, NamespacePtr ns, bool flush, std::vector<Lane> lanes, PurgeOptions opts, Napi::Function onProgress, Napi::Value cancel)
       : Napi::AsyncProgressQueueWorker<ProgressItem>(env, "ctpurge:purge"),
         deferred_(Napi::Promise::Deferred::New(env)),
         ns_(std::move(ns)),
         flush_(flush),
         lanes_(std::move(lanes)),
-        opts_(std::move(opts)) {
+        opts_(std::move(opts)),
+        cancel_(cancel) {
     if (!onProgress.IsEmpty()) onProgress_ = Napi::Persistent(onProgress);
-    if (cancelArray.IsTypedArray()) cancelRef_ = Napi::Persistent(cancelArray.As<Napi::Object>());
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -117,7 +116,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   void run(const ExecutionProgress& progress) {
     // A cancel that came before the run starts (an aborted signal, a SIGTERM while waiting
     // for the lock) ends it with nothing read and nothing deleted.
-    if (opts_.cancel && __atomic_load_n(opts_.cancel, __ATOMIC_RELAXED) != 0) {
+    if (cancel_.requested()) {
       counts_.cancelled = true;
       return;
     }
@@ -136,7 +135,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     shared_.grace = opts_.grace;
     shared_.collectGraced = opts_.collectGraced;
     shared_.wantEntries = opts_.wantEntries;
-    shared_.cancel = opts_.cancel;
+    shared_.cancel = cancel_.get();
     std::optional<LineSink> log;
     if (opts_.logFd >= 0) log.emplace(opts_.logFd, [this] { return shared_.cancelled(); });
     shared_.log = log ? &*log : nullptr;
@@ -177,7 +176,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
     // conditions but names no family).
     for (const Lane& part : lanes_) {
       // No flush request is sent after a cancel (the ones before it are done).
-      if (opts_.cancel && __atomic_load_n(opts_.cancel, __ATOMIC_RELAXED) != 0) {
+      if (cancel_.requested()) {
         counts_.cancelled = true;
         break;
       }
@@ -202,7 +201,7 @@ class PurgeWorker : public Napi::AsyncProgressQueueWorker<ProgressItem> {
   std::vector<Lane> lanes_;  // the plan's disjoint lanes (or flush requests)
   PurgeOptions opts_;
   Napi::FunctionReference onProgress_;
-  Napi::ObjectReference cancelRef_;
+  CancelFlag cancel_;
   SysError error_;
   PurgeCounts counts_;
   std::vector<uint32_t> gracedIds_;
@@ -237,15 +236,9 @@ Napi::Value startPurge(const Napi::CallbackInfo& info, NamespacePtr ns) {
   opts.logFd = logFd.IsNumber() ? logFd.As<Napi::Number>().Int32Value() : -1;
   Napi::Value logTag = ownGet(o, "logTag");
   if (logTag.IsString()) opts.logTag = logTag.As<Napi::String>().Utf8Value();
-  Napi::Value cancel = ownGet(o, "cancel");
-  if (cancel.IsTypedArray() && cancel.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
-    opts.cancel = cancel.As<Napi::Int32Array>().Data();
-  } else {
-    cancel = env.Undefined();
-  }
   Napi::Function onProgress;
   if (info.Length() > 3 && info[3].IsFunction()) onProgress = info[3].As<Napi::Function>();
-  return queueWorker<PurgeWorker>(env, std::move(ns), method == "flush", std::move(lanes), opts, onProgress, cancel);
+  return queueWorker<PurgeWorker>(env, std::move(ns), method == "flush", std::move(lanes), opts, onProgress, ownGet(o, "cancel"));
 }
 
 }  // namespace ctpurge

@@ -57,15 +57,8 @@ class SummaryWorker : public PromiseWorker {
     bool talkers;
     size_t capacity, top, memory;
   };
-  SummaryWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes, Options o, Napi::Value cancelArray)
-      : PromiseWorker(env, "ctpurge:summary"), ns_(std::move(ns)), lanes_(std::move(lanes)), o_(o) {
-    // The flag JS sets on abort (an Int32Array on a SharedArrayBuffer), kept alive while we run.
-    if (cancelArray.IsTypedArray() && cancelArray.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array &&
-        cancelArray.As<Napi::Int32Array>().ElementLength() >= 1) {
-      cancelRef_ = Napi::Persistent(cancelArray.As<Napi::Object>());
-      cancel_ = cancelArray.As<Napi::Int32Array>().Data();
-    }
-  }
+  SummaryWorker(Napi::Env env, NamespacePtr ns, std::vector<Lane> lanes, Options o, Napi::Value cancel)
+      : PromiseWorker(env, "ctpurge:summary"), ns_(std::move(ns)), lanes_(std::move(lanes)), o_(o), cancel_(cancel) {}
 
  protected:
   void Run() override {
@@ -81,7 +74,7 @@ class SummaryWorker : public PromiseWorker {
       dst.lanes.emplace_back(o_.capacity, budget);
     }
     // Pass 1: everything, talkers exactly while their counts fit in the budget.
-    cancelled_ = !scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, true, cancel_, [&](size_t i, const Entry& e, const Ages& ages) {
+    cancelled_ = !scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, true, cancel_.get(), [&](size_t i, const Entry& e, const Ages& ages) {
       counts[i].add(e, ages);
       if (o_.talkers) {
         src.lanes[i].add(e.family, e.orig.src);
@@ -115,7 +108,7 @@ class SummaryWorker : public PromiseWorker {
       }
     }
     std::vector<ExactCounts> srcLane(n, src ? src->candidates : ExactCounts{}), dstLane(n, dst ? dst->candidates : ExactCounts{});
-    cancelled_ = !scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, false, cancel_, [&](size_t i, const Entry& e, const Ages&) {
+    cancelled_ = !scanLanes(ns_->fd.get(), lanes_, "summary", timeouts, now, false, cancel_.get(), [&](size_t i, const Entry& e, const Ages&) {
       if (src) {
         if (auto it = srcLane[i].find(AddressKey::of(e.family, e.orig.src)); it != srcLane[i].end()) it->second++;
       }
@@ -229,8 +222,7 @@ class SummaryWorker : public PromiseWorker {
   NamespacePtr ns_;
   std::vector<Lane> lanes_;
   Options o_;
-  Napi::ObjectReference cancelRef_;
-  const int32_t* cancel_ = nullptr;
+  CancelFlag cancel_;
   bool cancelled_ = false;
   TableCounts counts_;
   Ranking sources_, destinations_;
