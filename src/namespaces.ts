@@ -146,18 +146,9 @@ export async function findNamespaces(sources: NamespaceSources = {}, unreadable:
  * the process is gone.
  */
 export async function processStartTime(nsPath: string): Promise<number | null> {
-  const stat = path.join(path.dirname(path.dirname(nsPath)), 'stat');
-  let text: string;
-  try {
-    const fh = await open(stat, constants.O_RDONLY);
-    try {
-      text = (await fh.readFile('utf8')) as string;
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    return null;
-  }
+  // One line of 52 fields, well under 4 KiB (the command name is at most 64 bytes).
+  const text = await readSmall(path.join(path.dirname(path.dirname(nsPath)), 'stat'), 4096);
+  if (text === null) return null;
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const start = Number(fields[19]);
   return Number.isSafeInteger(start) ? start : null;
