@@ -19,7 +19,7 @@ import { formatCount, percent } from './format.js';
 import { EXIT_FAILURE, EXIT_MAX_DELETE, EXIT_OK, oneShotPurge } from './oneShot.js';
 import type { Output } from './output.js';
 import type { TopSource } from './top.js';
-import { NetnsReadings } from './topModel.js';
+import { NetnsReadings, readingOf } from './topModel.js';
 import type { PurgeJob } from './purgeCommand.js';
 
 /** What became of one namespace: its value, or why it was skipped (gone) or failed. */
@@ -357,7 +357,7 @@ export function allNetnsTopSource(): TopSource & { close(): Promise<void> } {
             await drop(inode);
             return null;
           }
-          return { key: inode, name: label(o.info), counters: { count: s.count, max: s.max, drop: s.totals.drop, earlyDrop: s.totals.earlyDrop, insertFailed: s.totals.insertFailed } };
+          return { key: inode, name: label(o.info), counters: readingOf(s) };
         }),
       );
       return readings.read(at, read.flatMap((r) => (r ? [r] : [])));
