@@ -6,6 +6,7 @@
 // "Every namespace" must never include the machine's own: everything runs inside a private
 // world (new PID, mount and network namespaces, /run a private tmpfs), as the tests do.
 // Runs from bench/run.mjs, or alone (as root): node bench/allNetns.mjs
+import './environment.mjs';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

@@ -4,6 +4,7 @@
 //
 // Used by bench/run.mjs on each table size. Each operation runs in its own Node process in
 // the table's namespace, so one operation's garbage does not land in the next one's figures.
+import './environment.mjs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 

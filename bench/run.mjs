@@ -1,6 +1,7 @@
 // npm run bench: ctpurge against the tools people use today, on the same tables, in the same
 // run. Tables live in throwaway namespaces; nf_conntrack_max and hashsize are raised for the
 // run and put back, also on failure.
+import { removedVariables } from './environment.mjs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -192,7 +193,7 @@ function comparePurge(ns, c, n, runs, label) {
   return { purge, reference, listUnreplied, parts };
 }
 
-const results = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version, conntrack: execFileSync('conntrack', ['--version'], { encoding: 'utf8' }).trim() }, sizes: {} };
+const results = { date: new Date().toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGB: Math.round(os.totalmem() / 2 ** 30), kernel: os.release(), node: process.version, conntrack: execFileSync('conntrack', ['--version'], { encoding: 'utf8' }).trim(), environmentRemoved: removedVariables }, sizes: {} };
 
 setKnob('/proc/sys/net/netfilter/nf_conntrack_max', Math.max(...SIZES) + 65536);
 setKnob('/sys/module/nf_conntrack/parameters/hashsize', Math.max(...SIZES) / 4);

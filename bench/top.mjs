@@ -7,6 +7,7 @@
 //
 // Runs from bench/run.mjs (which raised nf_conntrack_max and hashsize), or alone:
 //   node bench/top.mjs   (as root; it raises the two knobs for the run and puts them back)
+import './environment.mjs';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

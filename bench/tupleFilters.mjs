@@ -8,6 +8,7 @@
 // Runs from bench/run.mjs (which has raised nf_conntrack_max and hashsize), or alone:
 //   flock /tmp/ctpurge-knobs.lock node bench/tupleFilters.mjs
 // Alone it raises the two knobs for the run and puts them back, also on failure.
+import './environment.mjs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

@@ -1,8 +1,8 @@
 /** Prometheus metrics for scheduled purges: the textfile-collector format, written atomically. */
-import { randomBytes } from 'node:crypto';
 import { chmod, lstat, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { PurgeResult } from './conntrack.js';
+import { randomHex } from './random.js';
 import type { TableSummary } from './summary.js';
 
 /** The table's shape, for gauges with bounded label sets (states, idle buckets). */
@@ -174,7 +174,7 @@ export class PurgeMetrics {
       throw err;
     });
     if (existing && !existing.isFile()) throw new Error(`${file} is not a regular file; refusing to replace it`);
-    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomHex(4)}.tmp`);
     try {
       // 'wx' (O_EXCL): never through a symlink planted at the temporary name.
       await writeFile(tmp, text, { mode: 0o644, flag: 'wx' });

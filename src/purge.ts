@@ -1,6 +1,5 @@
 /** Conntrack.purge: its options, its result, and the run of a planned purge. */
-import { randomBytes } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
+import { randomHex } from './random.js';
 import { ConntrackError, throwIfAborted, type PartialResult } from './errors.js';
 import { decodeRecords, type Entry } from './entry.js';
 import type { KernelFeatures } from './kernel.js';
@@ -190,7 +189,7 @@ export async function runPurge(access: HandleAccess, request: PurgeRequest): Pro
   const cancel = abortFlag(signal);
   let callbackError: unknown;
   const started = performance.now();
-  const run = randomBytes(6).toString('hex');
+  const run = randomHex(6);
   // Each audit line ends with these members (after "time", which the addon writes).
   const named = access.netnsName === null || access.netnsName === access.netns ? '' : `,"netnsName":${JSON.stringify(access.netnsName)}`;
   const logTag = logFd === undefined ? undefined : `,"run":"${run}","netns":${JSON.stringify(access.netns)}${named}${rule === undefined ? '' : `,"rule":"${rule}"`}${grace === undefined ? '' : `,"grace":${grace}`}`;

@@ -5,7 +5,6 @@
  * 74 ms of timer lag on a 1M-entry list. A stream checks its slice between entries and, once
  * the slice has run SLICE_MS, awaits setImmediate, which lets the loop run timers and I/O.
  */
-import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 /** Long enough that the pauses cost nothing measurable, short enough for a 10 ms p99. */
