@@ -137,6 +137,29 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
     expect(text.stdout).toContain(`(${EMPTY} with an empty table)`);
   });
 
+  it('top --all-netns: a row per namespace, each the kernel\'s count, the reading their sum; the text view names them', () => {
+    const r = ctp(['top', '--all-netns', '--once', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const snap = JSON.parse(r.stdout) as { entries: number; namespaces: { name: string; count: number; max: number; change: number | null }[] };
+    // Containers carry their holder's pid in the row's name, as in stats' text view.
+    const rows = new Map(snap.namespaces.map((n) => [n.name.replace(/ \(pid \d+\)$/, ''), n]));
+    for (const [name, [stale, live, idle]] of expected) {
+      expect(rows.get(name)?.count, name).toBe(stale + live + idle);
+    }
+    for (let i = 0; i < EMPTY; i++) expect(rows.get(`empty${i}`)?.count ?? 0).toBe(0);
+    // Nothing but the world's namespaces: the expected ones and the empty ones.
+    expect([...rows.keys()].filter((k) => !expected.has(k) && !/^empty\d$/.test(k))).toEqual([]);
+    expect(snap.entries).toBe(snap.namespaces.reduce((a, n) => a + n.count, 0));
+    // The snapshot's rates come from two readings an interval apart: nothing changes in this
+    // world meanwhile, so every row's change and drops are 0; each row has its table's limit.
+    expect(snap.namespaces.filter((n) => !(n.change === 0 && n.drops === 0 && n.max > 0))).toEqual([]);
+    const text = ctp(['top', '--all-netns', '--once']);
+    expect(text.status, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`^total\\s+${snap.entries.toLocaleString('en-US')}$`, 'm'));
+    expect(text.stdout).toMatch(/^ctr web-1 \(pid \d+\)\s+\d+/m);
+    expect(text.stdout).toMatch(new RegExp(`entries in ${snap.namespaces.length} namespaces`));
+  });
+
   it('doctor names the namespaces that matter, with the command that would help there', () => {
     const r = ctp(['doctor', '--all-netns']);
     expect(r.status, r.stderr).toBe(0);
