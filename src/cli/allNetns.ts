@@ -16,7 +16,7 @@ import type { ParsedArgs } from './args.js';
 import { doctorCommand, type DoctorReport } from './doctorCommand.js';
 import type { AuditLog } from './files.js';
 import { formatCount, percent } from './format.js';
-import { EXIT_FAILURE, EXIT_MAX_DELETE, EXIT_OK, oneShotPurge } from './oneShot.js';
+import { EXIT_FAILURE, EXIT_MAX_DELETE, EXIT_OK, purgeLocked, type OneShotResult } from './oneShot.js';
 import type { Output } from './output.js';
 import type { TopSource } from './top.js';
 import { NetnsReadings, readingOf } from './topModel.js';
@@ -63,8 +63,15 @@ export async function discover(quiet = false): Promise<NamespaceInfo[]> {
  */
 export const concurrency = () => Math.max(1, Math.min(availableParallelism(), POOL_SLOTS.size));
 
-/** Opens each namespace in turn (at most `limit` at once), runs fn on it and closes it. */
-export async function eachNamespace<T>(infos: readonly NamespaceInfo[], fn: (ct: Conntrack, info: NamespaceInfo) => Promise<T>, limit = concurrency()): Promise<Visit<T>[]> {
+/**
+ * Opens each namespace in turn (at most `limit` at once), runs fn on it and closes it, at once
+ * or, when fn held it open (`hold`), once what it waits for is over.
+ */
+export async function eachNamespace<T>(
+  infos: readonly NamespaceInfo[],
+  fn: (ct: Conntrack, info: NamespaceInfo, hold: (until: Promise<unknown>) => void) => Promise<T>,
+  limit = concurrency(),
+): Promise<Visit<T>[]> {
   const visits: Visit<T>[] = infos.map((info) => ({ info }));
   await forEachLimit(infos, limit, async (info, i) => {
     const visit = visits[i] as Visit<T>;
@@ -77,12 +84,16 @@ export async function eachNamespace<T>(infos: readonly NamespaceInfo[], fn: (ct:
       else visit.error = err as Error;
       return;
     }
+    // What fn holds the handle open for (a grace's wait) goes on after the visit, out of the
+    // limit: the handle is closed once that is over.
+    const held: Promise<unknown>[] = [];
     try {
-      visit.value = await fn(ct, info);
+      visit.value = await fn(ct, info, (until) => held.push(until));
     } catch (err) {
       visit.error = err as Error;
     } finally {
-      await ct.close();
+      if (held.length === 0) await ct.close();
+      else void Promise.allSettled(held).then(() => ct.close()).catch((err: unknown) => void process.stderr.write(`ctpurge: ${label(info)}: ${(err as Error).message}\n`));
     }
   });
   return visits;
@@ -310,12 +321,28 @@ export function renderAllDoctor(r: AllNetnsDoctor): string {
  * one, else 0. The metrics sets of every namespace are returned for --metrics-file.
  */
 export async function purgeAllNetns(args: ParsedArgs, jobs: readonly PurgeJob[], out: Output, log: AuditLog | undefined, signal: AbortSignal): Promise<{ exit: number; metrics: PurgeMetrics[] }> {
-  const visits = await eachNamespace(await discover(args.quiet), async (ct, info) => {
+  const visits = await eachNamespace(await discover(args.quiet), async (ct, info, hold) => {
     if ((await ct.stats()).count === 0) return null;
-    return oneShotPurge(ct, args, jobs, { out, log, prefix: `${label(info)}: `, progress: false }, signal);
+    const locked = await purgeLocked(ct, args, jobs, { out, log, prefix: `${label(info)}: `, progress: false }, signal);
+    if (locked === null) return { finished: Promise.resolve(null) };
+    // A grace is waited out beside the other namespaces' purges, not in a slot of theirs (200
+    // namespaces, two at a time, each waiting a minute, would take 100 minutes).
+    const finished = locked.finish();
+    hold(finished);
+    return { finished };
   });
+  // Each namespace's lines and metrics are written once its graces are over; a failure there
+  // fails the namespace.
+  const ran: OneShotResult[] = [];
+  for (const v of visits) {
+    try {
+      const r = await v.value?.finished;
+      if (r) ran.push(r);
+    } catch (err) {
+      v.error = err as Error;
+    }
+  }
   const failed = reportTrouble(visits, args.quiet);
-  const ran = visits.flatMap((v) => (v.value ? [v.value] : []));
   const exit = failed ? EXIT_FAILURE : ran.some((r) => r.exit === EXIT_MAX_DELETE) ? EXIT_MAX_DELETE : EXIT_OK;
   if (args.json) await out.write(`${JSON.stringify({ allNetns: true, namespaces: visits.length, purged: ran.length, empty: visits.filter((v) => v.value === null).length, ...trouble(visits), exit })}\n`);
   return { exit, metrics: ran.flatMap((r) => r.metrics) };

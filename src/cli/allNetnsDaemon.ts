@@ -7,6 +7,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PurgeMetrics } from '../metrics.js';
+import type { Conntrack } from '../conntrack.js';
+import type { NamespaceInfo } from '../namespaces.js';
 import { formatDuration } from '../parse/duration.js';
 import { discover, eachNamespace, label } from './allNetns.js';
 import type { ParsedArgs } from './args.js';
@@ -14,9 +16,9 @@ import type { RulesReload } from './daemon.js';
 import type { AuditLog } from './files.js';
 import { formatCount } from './format.js';
 import { closeServer, listen } from './metricsServer.js';
-import { EXIT_FAILURE, EXIT_OK, oneShotPurge } from './oneShot.js';
+import { EXIT_FAILURE, EXIT_OK, oneShotPurge, type PendingGrace } from './oneShot.js';
 import { Output } from './output.js';
-import type { PurgeJob } from './purgeCommand.js';
+import { graceOutcomeLine, type PurgeJob } from './purgeCommand.js';
 
 /** Namespaces with series of their own; the others are summed into netns="other". */
 export const METRICS_TOP_NAMESPACES = 20;
@@ -87,6 +89,29 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
   };
   process.on('SIGHUP', onHangup);
   const sink = () => (log?.file === '-' ? process.stderr : process.stdout);
+  // The graces' outcomes: counted once each is over, in the series the namespace has then (its
+  // own, or "other"), with a line each. On the way out the waits end: what has expired by then
+  // is counted, and in the last metrics.
+  const settles = new Set<Promise<void>>();
+  const endSettles = new AbortController();
+  const awaitGrace = (ct: Conntrack, info: NamespaceInfo, grace: PendingGrace): Promise<void> => {
+    const named = `${label(info)}: ${grace.rule === null ? '' : `${grace.rule}: `}`;
+    const settling = grace.settle({ signal: endSettles.signal }).then(
+      (outcome) => {
+        const mine = own.get(info.name);
+        setOf(mine ?? other, mine ? info.name : 'other', grace.rule).recordGrace(outcome);
+        void writeMetrics();
+        if (args.quiet) return;
+        const time = new Date().toISOString();
+        if (args.json) sink().write(`${JSON.stringify({ time, netns: ct.netns, ...(ct.netnsName !== null && ct.netnsName !== ct.netns ? { netnsName: ct.netnsName } : {}), ...(grace.rule === null ? {} : { rule: grace.rule }), run: grace.run, graceOutcome: outcome })}\n`);
+        else sink().write(`${time} ${named}${graceOutcomeLine(outcome)} (run ${grace.run})\n`);
+      },
+      (err: unknown) => void process.stderr.write(`ctpurge: ${named}counting what the grace of run ${grace.run} let expire: ${(err as Error).message}\n`),
+    );
+    settles.add(settling);
+    void settling.finally(() => settles.delete(settling));
+    return settling;
+  };
   const out = new Output();
   let exit = EXIT_OK;
   let warned = false;
@@ -94,16 +119,19 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
     while (!signal.aborted) {
       inRun = true;
       const started = Date.now();
-      // The grace's outcome is not waited for: the next run would wait with it.
+      // A grace's outcome is waited for beside the runs, as the one-namespace daemon does
+      // (awaitGrace): a run does not wait for it, nor the next run.
       const runJobs = jobs.map((j) => ({ ...j, args: { ...j.args, noWait: true } }));
       // Unreadable namespace files are said on the first run (each run would repeat it).
       const infos = await discover(args.quiet || warned);
       warned = true;
-      const visits = await eachNamespace(infos, async (ct, info): Promise<NamespaceRun> => {
+      const visits = await eachNamespace(infos, async (ct, info, hold): Promise<NamespaceRun> => {
         const s = await ct.stats();
         if (s.count === 0 || (args.whenAbove !== undefined && s.usage <= args.whenAbove)) return { entries: s.count, max: s.max, skipped: true, sets: [] };
         const prefix = `${new Date().toISOString()} ${label(info)}: `;
         const r = await oneShotPurge(ct, args, runJobs, { out, log, prefix, progress: false, metrics: true }, signal);
+        // The handle stays open until the grace is over (its entries are looked up there).
+        for (const grace of r?.pending ?? []) hold(awaitGrace(ct, info, grace));
         return { entries: r?.metrics[0]?.entries ?? s.count, max: s.max, skipped: false, sets: r?.metrics ?? [] };
       });
       inRun = false;
@@ -165,6 +193,8 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
     exit = EXIT_FAILURE;
   } finally {
     process.off('SIGHUP', onHangup);
+    endSettles.abort();
+    await Promise.all([...settles]);
     await writeMetrics();
     if (server) await closeServer(server);
   }

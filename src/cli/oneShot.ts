@@ -39,12 +39,39 @@ export interface RunOutput {
   metrics?: boolean;
 }
 
+/** A grace given and not waited for (--no-wait): its outcome, for whoever waits for it. */
+export interface PendingGrace {
+  rule: string | null;
+  run: string;
+  settle: NonNullable<PurgeResult['settle']>;
+}
+
+/** What a one-shot purge of one namespace comes to. */
+export interface OneShotResult {
+  /** EXIT_OK, or EXIT_MAX_DELETE when --max-delete stopped a job. */
+  exit: number;
+  /** Each job's metrics. */
+  metrics: PurgeMetrics[];
+  /** The graces not waited for (--no-wait). */
+  pending: PendingGrace[];
+}
+
 /**
- * The purge of each job on one namespace, under its lock. Returns the exit code (EXIT_OK, or
- * EXIT_MAX_DELETE when --max-delete stopped a job) and each job's metrics, or null when a
- * signal ended the wait for the lock (nothing was deleted).
+ * The purge of each job on one namespace, under its lock, then each job's grace waited out (not
+ * with --no-wait), its lines and its metrics; null when a signal ended the wait for the lock
+ * (nothing was deleted).
  */
-export async function oneShotPurge(ct: Conntrack, args: ParsedArgs, jobs: readonly PurgeJob[], to: RunOutput, signal: AbortSignal): Promise<{ exit: number; metrics: PurgeMetrics[] } | null> {
+export async function oneShotPurge(ct: Conntrack, args: ParsedArgs, jobs: readonly PurgeJob[], to: RunOutput, signal: AbortSignal): Promise<OneShotResult | null> {
+  const locked = await purgeLocked(ct, args, jobs, to, signal);
+  return locked === null ? null : locked.finish();
+}
+
+/**
+ * oneShotPurge in its two steps: the jobs under the lock (this), then finish(): the graces'
+ * waits, after the lock is released, all at once, and each job's lines and metrics. With
+ * --all-netns the waits go on beside the other namespaces' purges.
+ */
+export async function purgeLocked(ct: Conntrack, args: ParsedArgs, jobs: readonly PurgeJob[], to: RunOutput, signal: AbortSignal): Promise<{ finish(): Promise<OneShotResult> } | null> {
   // A SIGTERM while waiting for another purge ends the wait at once: nothing is deleted.
   const lock = await acquirePurgeLock(ct, args.lockWait, { signal }).catch((err: unknown) => {
     if (err instanceof AbortError) return null;
@@ -55,7 +82,7 @@ export async function oneShotPurge(ct: Conntrack, args: ParsedArgs, jobs: readon
     if (args.json) await to.out.write(`${JSON.stringify({ netns: ct.netns, ...nameOf(ct), query: jobs[0]?.plan.description, started: false, cancelled: true, matched: 0, deleted: 0 })}\n`);
     return null;
   }
-  // Each job in turn under the one lock. The graces' waits come after it is released, all at once.
+  // Each job in turn under the one lock.
   const done: PurgeDone[] = [];
   try {
     for (const job of jobs) {
@@ -65,15 +92,20 @@ export async function oneShotPurge(ct: Conntrack, args: ParsedArgs, jobs: readon
   } finally {
     lock.release();
   }
-  const outcomes = await Promise.all(done.map((d) => (d.result.settle && !d.job.args.noWait ? d.result.settle({ signal }) : null)));
-  let exit = EXIT_OK;
-  const metrics: PurgeMetrics[] = [];
-  for (const [i, d] of done.entries()) {
-    const finished = await finishJob(ct, d, outcomes[i] ?? null, to);
-    metrics.push(finished.metrics);
-    if (finished.exit !== EXIT_OK) exit = finished.exit;
-  }
-  return { exit, metrics };
+  return {
+    async finish() {
+      const outcomes = await Promise.all(done.map((d) => (d.result.settle && !d.job.args.noWait ? d.result.settle({ signal }) : null)));
+      let exit = EXIT_OK;
+      const metrics: PurgeMetrics[] = [];
+      for (const [i, d] of done.entries()) {
+        const finished = await finishJob(ct, d, outcomes[i] ?? null, to);
+        metrics.push(finished.metrics);
+        if (finished.exit !== EXIT_OK) exit = finished.exit;
+      }
+      const pending = done.flatMap(({ job, result }) => (result.settle && result.graced > 0 && job.args.noWait ? [{ rule: job.rule, run: result.run, settle: result.settle }] : []));
+      return { exit, metrics, pending };
+    },
+  };
 }
 
 /** The namespace's name in JSON lines, where it is not its path. */

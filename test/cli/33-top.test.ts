@@ -33,6 +33,8 @@ describeKernel('ctpurge top, on a terminal (tmux) with real traffic', () => {
   let lockDir: string;
   const session = 'top';
   const screen = () => tmux('capture-pane', '-t', session, '-p').stdout;
+  /** The screen with the lines the terminal wrapped joined again (a long command line). */
+  const joinedScreen = () => tmux('capture-pane', '-t', session, '-p', '-J').stdout;
   const typed = (text: string) => tmux('send-keys', '-t', session, '-l', '--', text);
   const key = (k: string) => tmux('send-keys', '-t', session, k);
   /** The shell's terminal settings (stty -g), written to the pane and read back. */
@@ -133,7 +135,7 @@ describeKernel('ctpurge top, on a terminal (tmux) with real traffic', () => {
     await waitFor('the shell back', () => !/^table /m.test(screen()), 5000);
     expect(await sttyNow()).toBe(before);
     // The main screen is back: what was typed before top is there again.
-    expect(screen()).toContain('top --netns');
+    expect(joinedScreen()).toContain('top --netns');
   }
 
   it('SIGTERM puts the terminal back; kill -9 leaves nothing behind', async () => {

@@ -140,7 +140,7 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
   it('top --all-netns: a row per namespace, each the kernel\'s count, the reading their sum; the text view names them', () => {
     const r = ctp(['top', '--all-netns', '--once', '--json']);
     expect(r.status, r.stderr).toBe(0);
-    const snap = JSON.parse(r.stdout) as { entries: number; namespaces: { name: string; count: number; max: number; change: number | null }[] };
+    const snap = JSON.parse(r.stdout) as { entries: number; namespaces: { name: string; count: number; max: number; change: number | null; drops: number | null }[] };
     // Containers carry their holder's pid in the row's name, as in stats' text view.
     const rows = new Map(snap.namespaces.map((n) => [n.name.replace(/ \(pid \d+\)$/, ''), n]));
     for (const [name, [stale, live, idle]] of expected) {
@@ -200,8 +200,13 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
     expect(new Set(audit.map((a) => a.netnsName ?? 'host'))).toEqual(new Set(before.namespaces.map((n) => n.name)));
   });
 
+  const named = () => [...expected.keys()].filter((n) => /^n\d\d$/.test(n));
+  const reloadStale = (tag: string) => {
+    for (const [i, name] of named().entries()) load(`/run/netns/${name}`, Array.from({ length: staleOf(i) }, (_, k) => staleTcpLine(k, 2 + (i % 40))), `${tag}-${name}`);
+  };
+
   it('--every: each run finds the namespaces again; metrics name them, the busiest 20 on their own, the rest as "other"', async () => {
-    for (const [i, name] of [...expected.keys()].filter((n) => /^n\d\d$/.test(n)).entries()) load(`/run/netns/${name}`, Array.from({ length: staleOf(i) }, (_, k) => staleTcpLine(k, 2 + (i % 40))), `again-${name}`);
+    reloadStale('again');
     const prom = path.join(dir, 'all.prom');
     const d = world.spawn([process.execPath, BIN, '--all-netns', '--unreplied', '--older', '1h', '--every', '1s', '--metrics-file', prom, '--pid-file', '/run/ctpurge-all.pid'], env);
     let out = '';
@@ -215,7 +220,7 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
           return -1;
         }
       };
-      const want = [...expected.keys()].filter((n) => /^n\d\d$/.test(n)).reduce((a, _n, i) => a + staleOf(i), 0);
+      const want = named().reduce((a, _n, i) => a + staleOf(i), 0);
       await waitFor('the reloaded stale entries to be deleted and counted', () => deletedTotal() === want, 30_000);
       // A namespace made now is found by the next run.
       world.sh('ip netns add late');
@@ -233,6 +238,51 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
       await new Promise((r) => d.on('exit', r));
     }
   }, 60_000);
+
+  it('--grace: each namespace\'s grace is waited out beside the others\' purges, not in turn; each says what expired', () => {
+    reloadStale('grace');
+    const started = Date.now();
+    const r = ctp(['--all-netns', '--unreplied', '--older', '1h', '--grace', '3s', '--json']);
+    const took = (Date.now() - started) / 1000;
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { netnsName?: string; graced?: number; graceOutcome?: { expired: number; alive: number; complete: boolean } });
+    for (const [i, name] of named().entries()) {
+      const line = lines.find((l) => l.netnsName === name);
+      expect(line, name).toMatchObject({ graced: staleOf(i), graceOutcome: { expired: staleOf(i), alive: 0, complete: true } });
+    }
+    // 50 namespaces two at a time, each waiting 3 s in its slot, took 75 s or more; the waits
+    // now overlap (the purges themselves take a few seconds here).
+    expect(took).toBeLessThan(40);
+  }, 120_000);
+
+  it('--grace in the daemon: the outcome of each namespace\'s grace is counted once it is over, in its series', async () => {
+    reloadStale('daemon-grace');
+    const prom = path.join(dir, 'grace.prom');
+    const d = world.spawn([process.execPath, BIN, '--all-netns', '--unreplied', '--older', '1h', '--grace', '1s', '--every', '1h', '--json', '--metrics-file', prom, '--pid-file', '/run/ctpurge-grace.pid'], env);
+    let out = '';
+    d.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    const outcomes = () => out.split('\n').flatMap((l) => (l.includes('"graceOutcome"') ? [JSON.parse(l) as { netnsName?: string; run: string; graceOutcome: { expired: number; alive: number } }] : []));
+    try {
+      await waitFor('every named namespace\'s grace outcome', () => named().every((n) => outcomes().some((o) => o.netnsName === n)), 60_000);
+      for (const [i, name] of named().entries()) {
+        expect(outcomes().find((o) => o.netnsName === name)?.graceOutcome, name).toMatchObject({ expired: staleOf(i), alive: 0 });
+      }
+      // The metrics count them: the sum over the series (the busiest own, the rest "other").
+      const want = named().reduce((a, _n, i) => a + staleOf(i), 0);
+      const expiredTotal = () => {
+        try {
+          return [...readFileSync(prom, 'utf8').matchAll(/^ctpurge_grace_expired_total\{[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+        } catch {
+          return -1;
+        }
+      };
+      await waitFor('the metrics to count what expired', () => expiredTotal() === want, 10_000);
+      parsePrometheus(readFileSync(prom, 'utf8'));
+    } finally {
+      world.sh('kill -TERM $(cat /run/ctpurge-grace.pid)');
+      await new Promise((r) => d.on('exit', r));
+    }
+  }, 90_000);
 
   it('a namespace deleted (or replaced) after it was found is reported and skipped, never opened in its stead', () => {
     const script = `
