@@ -44,7 +44,7 @@ export function reportRows(results) {
     const f = r.footprint;
     rows.push([`${N}: stats --json (breakdowns, idle/age, candidates, talkers)`, fmt(f['stats --json'].wall), `${ratio(f['stats --json'].wall.median, f.count.wall.median)}x count() of the same table (target <= 1.5x); ${ratio(f['stats --json'].wall.median, f['conntrack -L'].wall.median)}x conntrack -L alone (target <= 1.5x)`]);
     const perM = (s) => ((s.median / Number(n)) * 1048576).toFixed(2);
-    rows.push([`${N}: time per million entries`, `purge ${perM(r.purge)} s, dry run ${perM(f['dry run'].wall)}, count ${perM(f.count.wall)}, list --json ${perM(f['list --json'].wall)}, stats ${perM(f['stats --json'].wall)}`, `${r.runs} run${r.runs === 1 ? '' : 's'}`]);
+    rows.push([`${N}: time per million entries`, `purge ${perM(r.purge)} s, dry run ${perM(f['dry run'].wall)}, count ${perM(f.count.wall)}, list --json ${perM(f['list --json'].wall)}, stats ${perM(f['stats --json'].wall)}`, `${r.runs} run${r.runs === 1 ? '' : 's'} (the purge ${r.targetRuns ?? r.runs})`]);
     for (const [op, l] of Object.entries(r.lag)) {
       const p99 = stats(l.p99Ms);
       const max = stats(l.maxMs);

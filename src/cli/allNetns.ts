@@ -87,11 +87,18 @@ export async function eachNamespace<T>(
     // What fn holds the handle open for (a grace's wait) goes on after the visit, out of the
     // limit: the handle is closed once that is over.
     const held: Promise<unknown>[] = [];
+    let visiting = true;
+    const hold = (until: Promise<unknown>) => {
+      // Once the visit is over the handle may be closed already: a late hold would not keep it.
+      if (!visiting) throw new Error(`${label(info)}: hold() after the visit ended`);
+      held.push(until);
+    };
     try {
-      visit.value = await fn(ct, info, (until) => held.push(until));
+      visit.value = await fn(ct, info, hold);
     } catch (err) {
       visit.error = err as Error;
     } finally {
+      visiting = false;
       if (held.length === 0) await ct.close();
       else void Promise.allSettled(held).then(() => ct.close()).catch((err: unknown) => void process.stderr.write(`ctpurge: ${label(info)}: ${(err as Error).message}\n`));
     }
@@ -334,17 +341,20 @@ export async function purgeAllNetns(args: ParsedArgs, jobs: readonly PurgeJob[],
   // Each namespace's lines and metrics are written once its graces are over; a failure there
   // fails the namespace.
   const ran: OneShotResult[] = [];
+  let cancelled = 0;
   for (const v of visits) {
+    if (!v.value) continue;
     try {
-      const r = await v.value?.finished;
+      const r = await v.value.finished;
       if (r) ran.push(r);
+      else cancelled++;
     } catch (err) {
       v.error = err as Error;
     }
   }
   const failed = reportTrouble(visits, args.quiet);
   const exit = failed ? EXIT_FAILURE : ran.some((r) => r.exit === EXIT_MAX_DELETE) ? EXIT_MAX_DELETE : EXIT_OK;
-  if (args.json) await out.write(`${JSON.stringify({ allNetns: true, namespaces: visits.length, purged: ran.length, empty: visits.filter((v) => v.value === null).length, ...trouble(visits), exit })}\n`);
+  if (args.json) await out.write(`${JSON.stringify({ allNetns: true, namespaces: visits.length, purged: ran.length, empty: visits.filter((v) => v.value === null).length, cancelled, ...trouble(visits), exit })}\n`);
   return { exit, metrics: ran.flatMap((r) => r.metrics) };
 }
 

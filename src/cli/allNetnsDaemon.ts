@@ -17,7 +17,9 @@ import type { AuditLog } from './files.js';
 import { formatCount } from './format.js';
 import { closeServer, listen } from './metricsServer.js';
 import { EXIT_FAILURE, EXIT_OK, oneShotPurge, type PendingGrace } from './oneShot.js';
+import type { GraceOutcome } from '../purge.js';
 import { Output } from './output.js';
+import { metricsFileWriter } from './jobMetrics.js';
 import { graceOutcomeLine, type PurgeJob } from './purgeCommand.js';
 
 /** Namespaces with series of their own; the others are summed into netns="other". */
@@ -56,10 +58,8 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
   };
   const render = () => PurgeMetrics.renderAll([...[...own.values()].flatMap((m) => [...m.values()]), ...other.values()]);
   const server = args.metricsListen ? await listen(render, args.metricsListen.host, args.metricsListen.port) : null;
-  const writeMetrics = async () => {
-    if (!args.metricsFile) return;
-    await new PurgeMetrics().writeFile(args.metricsFile, render()).catch((err: unknown) => process.stderr.write(`ctpurge: --metrics-file: ${(err as Error).message}\n`));
-  };
+  const metricsFile = args.metricsFile;
+  const writeMetrics = metricsFile ? metricsFileWriter(() => new PurgeMetrics().writeFile(metricsFile, render())) : async () => undefined;
   // SIGHUP (logrotate): the log is reopened and the rules file read again between runs.
   let hangup = false;
   let inRun = false;
@@ -89,17 +89,31 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
   };
   process.on('SIGHUP', onHangup);
   const sink = () => (log?.file === '-' ? process.stderr : process.stdout);
-  // The graces' outcomes: counted once each is over, in the series the namespace has then (its
-  // own, or "other"), with a line each. On the way out the waits end: what has expired by then
-  // is counted, and in the last metrics.
+  // The graces' outcomes: counted once each is over, in the series the namespace has (its own,
+  // or "other", as the last run ranked it), with a line each. A grace that ends before the run
+  // that gave it has ranked its namespace waits for that ranking (unranked). On the way out the
+  // waits end: what has expired by then is counted, and in the last metrics.
   const settles = new Set<Promise<void>>();
   const endSettles = new AbortController();
+  /** The namespaces the last run summed into "other". */
+  let othered = new Set<string>();
+  const unranked: { name: string; rule: string | null; outcome: GraceOutcome }[] = [];
+  /** Counts an outcome in its namespace's series; false when no run has ranked it yet. */
+  const recordGrace = (name: string, rule: string | null, outcome: GraceOutcome): boolean => {
+    const mine = own.get(name);
+    if (mine) setOf(mine, name, rule).recordGrace(outcome);
+    else if (othered.has(name)) setOf(other, 'other', rule).recordGrace(outcome);
+    else return false;
+    return true;
+  };
   const awaitGrace = (ct: Conntrack, info: NamespaceInfo, grace: PendingGrace): Promise<void> => {
     const named = `${label(info)}: ${grace.rule === null ? '' : `${grace.rule}: `}`;
     const settling = grace.settle({ signal: endSettles.signal }).then(
       (outcome) => {
-        const mine = own.get(info.name);
-        setOf(mine ?? other, mine ? info.name : 'other', grace.rule).recordGrace(outcome);
+        // Not ranked yet: during a run, the ranking at its end places it; between runs, the
+        // namespace has gone from the runs since, and its series with it (as when it drops out
+        // of the busiest 20).
+        if (!recordGrace(info.name, grace.rule, outcome) && inRun) unranked.push({ name: info.name, rule: grace.rule, outcome });
         void writeMetrics();
         if (args.quiet) return;
         const time = new Date().toISOString();
@@ -109,7 +123,8 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
       (err: unknown) => void process.stderr.write(`ctpurge: ${named}counting what the grace of run ${grace.run} let expire: ${(err as Error).message}\n`),
     );
     settles.add(settling);
-    void settling.finally(() => settles.delete(settling));
+    const done = () => void settles.delete(settling);
+    settling.then(done, done);
     return settling;
   };
   const out = new Output();
@@ -139,6 +154,7 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
       // The namespaces with the most entries keep series of their own; the rest go to "other".
       const ranked = visits.filter((v) => v.value || v.error).sort((a, b) => (b.value?.entries ?? 0) - (a.value?.entries ?? 0));
       const top = new Set(ranked.slice(0, METRICS_TOP_NAMESPACES).map((v) => v.info.name));
+      othered = new Set(ranked.slice(METRICS_TOP_NAMESPACES).map((v) => v.info.name));
       for (const name of [...own.keys()]) if (!top.has(name)) own.delete(name);
       for (const m of other.values()) m.entries = 0;
       let deleted = 0;
@@ -174,6 +190,8 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
           }
         }
       }
+      // The graces that ended during this run, now that their namespaces are ranked.
+      for (const u of unranked.splice(0)) recordGrace(u.name, u.rule, u.outcome);
       await writeMetrics();
       const gone = visits.filter((v) => v.gone !== undefined);
       if (!args.quiet) {

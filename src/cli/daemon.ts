@@ -3,7 +3,7 @@ import type { Conntrack } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
 import { acquirePurgeLock } from '../lock.js';
 import { PurgeMetrics } from '../metrics.js';
-import { jobMetrics, recordTableShape } from './jobMetrics.js';
+import { jobMetrics, metricsFileWriter, recordTableShape } from './jobMetrics.js';
 import { closeServer, listen } from './metricsServer.js';
 import { Purger, type PurgerRun } from '../purger.js';
 import { formatDuration } from '../parse/duration.js';
@@ -37,14 +37,8 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
   const metricsByRule = new Map<string | null, PurgeMetrics>();
   const render = () => PurgeMetrics.renderAll(running.map((r) => r.metrics));
   const server = args.metricsListen ? await listen(render, args.metricsListen.host, args.metricsListen.port) : null;
-  const writeMetrics = async () => {
-    if (!args.metricsFile) return;
-    try {
-      await running[0]?.metrics.writeFile(args.metricsFile, render());
-    } catch (err) {
-      process.stderr.write(`ctpurge: --metrics-file: ${(err as Error).message}\n`);
-    }
-  };
+  const metricsFile = args.metricsFile;
+  const writeMetrics = metricsFile ? metricsFileWriter(async () => running[0]?.metrics.writeFile(metricsFile, render())) : async () => undefined;
   // The table's shape (entries by state and idle time) costs a dump of the whole table: read
   // at most once a minute, after a run, and only when metrics go somewhere. It goes with the
   // first job's metrics (without its rule label: it is the table's).
@@ -164,7 +158,8 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
           (err: unknown) => void process.stderr.write(`ctpurge: ${named}counting what the grace of run ${r.run} let expire: ${(err as Error).message}\n`),
         );
         settles.add(settling);
-        void settling.finally(() => settles.delete(settling));
+        const done = () => void settles.delete(settling);
+        settling.then(done, done);
       }
       if (args.quiet) return;
       const next = `next run in ${formatDuration(run.nextInSeconds)}`;

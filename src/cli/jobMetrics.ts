@@ -34,3 +34,26 @@ export async function writeMetricsFile(file: string, sets: readonly PurgeMetrics
     throw Object.assign(new Error(`--metrics-file: ${(err as Error).message}`), { code: (err as NodeJS.ErrnoException).code });
   });
 }
+
+/**
+ * A daemon's --metrics-file writer: one write at a time, and a write asked for while one is in
+ * flight comes after it, with the counters as they are then (several asked meanwhile make one).
+ * Each write renames a new file into place, so two at once could leave the older counters last.
+ * The promise returned settles once the counters as of the call are on disk (or failed, said on
+ * stderr).
+ */
+export function metricsFileWriter(write: () => Promise<void>): () => Promise<void> {
+  let inFlight: Promise<void> | null = null;
+  let again = false;
+  return () => {
+    again = true;
+    inFlight ??= (async () => {
+      while (again) {
+        again = false;
+        await write().catch((err: unknown) => void process.stderr.write(`ctpurge: --metrics-file: ${(err as Error).message}\n`));
+      }
+      inFlight = null;
+    })();
+    return inFlight;
+  };
+}

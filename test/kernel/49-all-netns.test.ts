@@ -146,7 +146,7 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
     for (const [name, [stale, live, idle]] of expected) {
       expect(rows.get(name)?.count, name).toBe(stale + live + idle);
     }
-    for (let i = 0; i < EMPTY; i++) expect(rows.get(`empty${i}`)?.count ?? 0).toBe(0);
+    for (let i = 0; i < EMPTY; i++) expect(rows.get(`empty${i}`)?.count, `empty${i}`).toBe(0);
     // Nothing but the world's namespaces: the expected ones and the empty ones.
     expect([...rows.keys()].filter((k) => !expected.has(k) && !/^empty\d$/.test(k))).toEqual([]);
     expect(snap.entries).toBe(snap.namespaces.reduce((a, n) => a + n.count, 0));
@@ -257,6 +257,9 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
 
   it('--grace in the daemon: the outcome of each namespace\'s grace is counted once it is over, in its series', async () => {
     reloadStale('daemon-grace');
+    // n49's purge lock is held for 4 s: the first run lasts that long, and the other
+    // namespaces' 1 s graces end while it goes on, before it has ranked them.
+    world.sh(`mkdir -p ${env.CTPURGE_LOCK_DIR}; f=${env.CTPURGE_LOCK_DIR}/netns-$(stat -L -c %i /run/netns/n49).lock; [ -e $f ] || install -m 600 /dev/null $f; flock $f sleep 4 >/dev/null 2>&1 &`);
     const prom = path.join(dir, 'grace.prom');
     const d = world.spawn([process.execPath, BIN, '--all-netns', '--unreplied', '--older', '1h', '--grace', '1s', '--every', '1h', '--json', '--metrics-file', prom, '--pid-file', '/run/ctpurge-grace.pid'], env);
     let out = '';
@@ -277,11 +280,43 @@ describeKernel('--all-netns: every namespace of a host, in a private world', () 
         }
       };
       await waitFor('the metrics to count what expired', () => expiredTotal() === want, 10_000);
-      parsePrometheus(readFileSync(prom, 'utf8'));
+      const text = readFileSync(prom, 'utf8');
+      parsePrometheus(text);
+      // Each outcome is in the series of the namespace it was graced in: every series (a
+      // namespace's own, or "other") counts as expired what it counts as graced. (Outcomes that
+      // came before the first run had ranked the namespaces once went to "other".)
+      const bySeries = (name: string) => new Map([...text.matchAll(new RegExp(`^${name}(\\{[^}]*\\}) (\\d+)$`, 'gm'))].map((m) => [m[1] as string, Number(m[2])]));
+      const graced = bySeries('ctpurge_entries_graced_total');
+      const expired = bySeries('ctpurge_grace_expired_total');
+      expect(graced.size).toBeGreaterThan(1);
+      expect(Object.fromEntries(expired)).toEqual(Object.fromEntries(graced));
     } finally {
       world.sh('kill -TERM $(cat /run/ctpurge-grace.pid)');
       await new Promise((r) => d.on('exit', r));
     }
+  }, 90_000);
+
+  it('--grace in the daemon, stopped while the graces are pending: each wait is cut short and counted, and it exits 0', async () => {
+    reloadStale('stop-grace');
+    const d = world.spawn([process.execPath, BIN, '--all-netns', '--unreplied', '--older', '1h', '--grace', '60s', '--every', '1h', '--json', '--pid-file', '/run/ctpurge-stop.pid'], env);
+    let out = '';
+    d.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((r) => d.on('exit', (code) => r(code)));
+    await waitFor('the first run to end', () => out.includes('"allNetns":true'), 60_000);
+    const stopped = Date.now();
+    world.sh('kill -TERM $(cat /run/ctpurge-stop.pid)');
+    expect(await exited).toBe(0);
+    // Long before the 60 s grace is over.
+    expect(Date.now() - stopped).toBeLessThan(30_000);
+    const outcomes = out.split('\n').flatMap((l) => (l.includes('"graceOutcome"') ? [JSON.parse(l) as { netnsName?: string; graceOutcome: { expired: number; alive: number; complete: boolean } }] : []));
+    for (const [i, name] of named().entries()) {
+      // Cut short: none has expired yet, every one is still there.
+      expect(outcomes.find((o) => o.netnsName === name)?.graceOutcome, name).toEqual({ expired: 0, alive: staleOf(i), complete: false });
+    }
+    // The graced entries are still there (60 s): the tests after this one count without them.
+    const flush = ctp(['--all-netns', '--unreplied', '-q']);
+    expect(flush.status, flush.stderr).toBe(0);
+    for (const name of named()) expect(count(`/run/netns/${name}`), name).toBe(liveOf(named().indexOf(name)));
   }, 90_000);
 
   it('a namespace deleted (or replaced) after it was found is reported and skipped, never opened in its stead', () => {
