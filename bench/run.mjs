@@ -398,7 +398,7 @@ cleanup();
 const rows = reportRows(results);
 const w0 = Math.max(...rows.map((r) => r[0].length));
 const w1 = Math.max(...rows.map((r) => r[1].length));
-console.log(`\nctpurge bench, ${results.date.slice(0, 10)}, ${results.machine.cpus} vCPU ${results.machine.model}, kernel ${results.machine.kernel}, ${RUNS} runs each (${Math.max(RUNS, TARGET_RUNS)} for the comparisons behind the targets, ${RUNS_LARGE} above 2M entries; median (min-max))${removedVariables.length ? `; commands run without ${removedVariables.join(', ')}, as from a systemd unit or cron` : ''}\n`);
+console.log(`\nctpurge bench, ${results.date.slice(0, 10)}, ${results.machine.cpus} vCPU ${results.machine.model}, kernel ${results.machine.kernel}, ${RUNS} runs each (${SIZES.some((n) => n <= 2_000_000) ? `${Math.max(RUNS, TARGET_RUNS)} for the comparisons behind the targets, ` : ''}${RUNS_LARGE} above 2M entries; median (min-max))${removedVariables.length ? `; commands run without ${removedVariables.join(', ')}, as from a systemd unit or cron` : ''}\n`);
 for (const r of rows) console.log(`${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2]}`);
 mkdirSync(path.join(root, 'bench/results'), { recursive: true });
 // Named by the day and the sizes, and numbered when that name is taken: every run is kept.

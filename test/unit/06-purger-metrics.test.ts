@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Conntrack, DURATION_BUCKETS, Purger, nextInterval, type PurgeResult, type PurgerRun, type TableSummary } from '../../src/index.js';
 import { PurgeMetrics } from '../../src/metrics.js';
+import { metricsFileWriter } from '../../src/cli/jobMetrics.js';
 import { fakeBinding as sharedFake } from '../helpers/fakeBinding.js';
 import { parsePrometheus, seriesOf } from '../helpers/prometheus.js';
 
@@ -339,6 +340,54 @@ describe('a Purger never fails silently', () => {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('metricsFileWriter: a daemon\'s --metrics-file writes', () => {
+  it('one write at a time; writes asked for meanwhile make one more, with the counters as they are then', async () => {
+    let counter = 0;
+    let inFlight = 0;
+    let most = 0;
+    const written: number[] = [];
+    const write = metricsFileWriter(async () => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      const value = counter;
+      await new Promise((r) => setTimeout(r, 20));
+      written.push(value);
+      inFlight--;
+    });
+    counter = 1;
+    const first = write();
+    counter = 2;
+    void write();
+    counter = 3;
+    const last = write();
+    await first;
+    await last;
+    expect(most).toBe(1);
+    // The first write had counter 1; the two asked meanwhile made one, after it, with 3.
+    expect(written).toEqual([1, 3]);
+    // Idle again: a new call writes at once.
+    counter = 4;
+    await write();
+    expect(written).toEqual([1, 3, 4]);
+  });
+
+  it('a failed write is said on stderr and the next still happens', async () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      let n = 0;
+      const write = metricsFileWriter(async () => {
+        if (n++ === 0) throw new Error('EACCES: permission denied');
+      });
+      await write();
+      await write();
+      expect(n).toBe(2);
+      expect(err).toHaveBeenCalledWith('ctpurge: --metrics-file: EACCES: permission denied\n');
+    } finally {
+      err.mockRestore();
     }
   });
 });
