@@ -12,5 +12,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 180_000,
     reporters: ['default'],
+    // Removes what the test processes left in /tmp (their purge-lock directories).
+    globalSetup: ['test/helpers/globalTeardown.ts'],
   },
 });
