@@ -16,11 +16,12 @@ import type { RulesReload } from './daemon.js';
 import type { AuditLog } from './files.js';
 import { formatCount } from './format.js';
 import { closeServer, listen } from './metricsServer.js';
-import { EXIT_FAILURE, EXIT_OK, oneShotPurge, type PendingGrace } from './oneShot.js';
+import { GraceWaits } from './graceWaits.js';
+import { EXIT_FAILURE, EXIT_OK, nameOf, oneShotPurge, type PendingGrace } from './oneShot.js';
 import type { GraceOutcome } from '../purge.js';
 import { Output } from './output.js';
 import { metricsFileWriter } from './jobMetrics.js';
-import { graceOutcomeLine, type PurgeJob } from './purgeCommand.js';
+import type { PurgeJob } from './purgeCommand.js';
 
 /** Namespaces with series of their own; the others are summed into netns="other". */
 export const METRICS_TOP_NAMESPACES = 20;
@@ -93,8 +94,7 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
   // or "other", as the last run ranked it), with a line each. A grace that ends before the run
   // that gave it has ranked its namespace waits for that ranking (unranked). On the way out the
   // waits end: what has expired by then is counted, and in the last metrics.
-  const settles = new Set<Promise<void>>();
-  const endSettles = new AbortController();
+  const graces = new GraceWaits({ quiet: args.quiet, json: args.json, sink });
   /** The namespaces the last run summed into "other". */
   let othered = new Set<string>();
   const unranked: { name: string; rule: string | null; outcome: GraceOutcome }[] = [];
@@ -106,27 +106,14 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
     else return false;
     return true;
   };
-  const awaitGrace = (ct: Conntrack, info: NamespaceInfo, grace: PendingGrace): Promise<void> => {
-    const named = `${label(info)}: ${grace.rule === null ? '' : `${grace.rule}: `}`;
-    const settling = grace.settle({ signal: endSettles.signal }).then(
-      (outcome) => {
-        // Not ranked yet: during a run, the ranking at its end places it; between runs, the
-        // namespace has gone from the runs since, and its series with it (as when it drops out
-        // of the busiest 20).
-        if (!recordGrace(info.name, grace.rule, outcome) && inRun) unranked.push({ name: info.name, rule: grace.rule, outcome });
-        void writeMetrics();
-        if (args.quiet) return;
-        const time = new Date().toISOString();
-        if (args.json) sink().write(`${JSON.stringify({ time, netns: ct.netns, ...(ct.netnsName !== null && ct.netnsName !== ct.netns ? { netnsName: ct.netnsName } : {}), ...(grace.rule === null ? {} : { rule: grace.rule }), run: grace.run, graceOutcome: outcome })}\n`);
-        else sink().write(`${time} ${named}${graceOutcomeLine(outcome)} (run ${grace.run})\n`);
-      },
-      (err: unknown) => void process.stderr.write(`ctpurge: ${named}counting what the grace of run ${grace.run} let expire: ${(err as Error).message}\n`),
-    );
-    settles.add(settling);
-    const done = () => void settles.delete(settling);
-    settling.then(done, done);
-    return settling;
-  };
+  const awaitGrace = (ct: Conntrack, info: NamespaceInfo, grace: PendingGrace): Promise<void> =>
+    graces.wait(grace, `${label(info)}: ${grace.rule === null ? '' : `${grace.rule}: `}`, { netns: ct.netns, ...nameOf(ct) }, (outcome) => {
+      // Not ranked yet: during a run, the ranking at its end places it; between runs, the
+      // namespace has gone from the runs since, and its series with it (as when it drops out
+      // of the busiest 20).
+      if (!recordGrace(info.name, grace.rule, outcome) && inRun) unranked.push({ name: info.name, rule: grace.rule, outcome });
+      void writeMetrics();
+    });
   const out = new Output();
   let exit = EXIT_OK;
   let warned = false;
@@ -211,8 +198,7 @@ export async function runAllNetnsDaemon(args: ParsedArgs, firstJobs: readonly Pu
     exit = EXIT_FAILURE;
   } finally {
     process.off('SIGHUP', onHangup);
-    endSettles.abort();
-    await Promise.all([...settles]);
+    await graces.end();
     await writeMetrics();
     if (server) await closeServer(server);
   }

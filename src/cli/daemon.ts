@@ -3,13 +3,14 @@ import type { Conntrack } from '../conntrack.js';
 import { ConntrackError } from '../errors.js';
 import { acquirePurgeLock } from '../lock.js';
 import { PurgeMetrics } from '../metrics.js';
+import { GraceWaits } from './graceWaits.js';
 import { jobMetrics, metricsFileWriter, recordTableShape } from './jobMetrics.js';
 import { closeServer, listen } from './metricsServer.js';
 import { Purger, type PurgerRun } from '../purger.js';
 import { formatDuration } from '../parse/duration.js';
 import type { ParsedArgs } from './args.js';
 import type { AuditLog } from './files.js';
-import { graceOutcomeLine, logFailure, maxDeleteLine, purgeSummary, runLimit, type PurgeJob } from './purgeCommand.js';
+import { logFailure, maxDeleteLine, purgeSummary, runLimit, type PurgeJob } from './purgeCommand.js';
 
 /** How often the daemon reads the whole table for the by_state / by_idle gauges. */
 const TABLE_METRICS_EVERY_MS = 60_000;
@@ -97,8 +98,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
   };
   // A grace's outcome is counted once it is over, without holding the lock or the next run. On
   // the way out the waits end: what has expired by then is counted, and in the last metrics.
-  const settles = new Set<Promise<void>>();
-  const endSettles = new AbortController();
+  const graces = new GraceWaits({ quiet: args.quiet, json: args.json, sink: sinkOf });
 
   const start = (job: PurgeJob) => {
     const metrics = metricsByRule.get(job.rule) ?? jobMetrics(ct, job);
@@ -146,20 +146,10 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
       }
       const r = run.result;
       if (r?.settle && r.graced > 0) {
-        const settling = r.settle({ signal: endSettles.signal }).then(
-          (outcome) => {
-            metrics.recordGrace(outcome);
-            void writeMetrics();
-            if (args.quiet) return;
-            const time = new Date().toISOString();
-            if (args.json) sinkOf().write(`${JSON.stringify({ time, ...(job.rule === null ? {} : { rule: job.rule }), run: r.run, graceOutcome: outcome })}\n`);
-            else sinkOf().write(`${time} ${named}${graceOutcomeLine(outcome)} (run ${r.run})\n`);
-          },
-          (err: unknown) => void process.stderr.write(`ctpurge: ${named}counting what the grace of run ${r.run} let expire: ${(err as Error).message}\n`),
-        );
-        settles.add(settling);
-        const done = () => void settles.delete(settling);
-        settling.then(done, done);
+        void graces.wait({ rule: job.rule, run: r.run, settle: r.settle }, named, {}, (outcome) => {
+          metrics.recordGrace(outcome);
+          void writeMetrics();
+        });
       }
       if (args.quiet) return;
       const next = `next run in ${formatDuration(run.nextInSeconds)}`;
@@ -251,8 +241,7 @@ export async function runDaemon(ct: Conntrack, args: ParsedArgs, firstJobs: read
   await stopped;
   await reloading;
   await Promise.all(running.map((r) => r.purger.stop()));
-  endSettles.abort();
-  await Promise.all([...settles]);
+  await graces.end();
   clearInterval(keepAlive);
   process.off('SIGHUP', onHangup);
   await writeMetrics();

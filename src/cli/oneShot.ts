@@ -109,7 +109,7 @@ export async function purgeLocked(ct: Conntrack, args: ParsedArgs, jobs: readonl
 }
 
 /** The namespace's name in JSON lines, where it is not its path. */
-const nameOf = (ct: Conntrack) => (ct.netnsName !== null && ct.netnsName !== ct.netns ? { netnsName: ct.netnsName } : {});
+export const nameOf = (ct: Conntrack) => (ct.netnsName !== null && ct.netnsName !== ct.netns ? { netnsName: ct.netnsName } : {});
 
 /** One job's purge, under the lock, and its summary line. The grace's wait comes after the lock is released (finishJob). */
 async function purgeJob(ct: Conntrack, job: PurgeJob, to: RunOutput, signal: AbortSignal): Promise<PurgeDone> {
