@@ -21,7 +21,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const RUNS_LARGE = Number(process.env.BENCH_RUNS_LARGE ?? 1);
 // The comparisons behind the targets (the purge against the C reference, list --json against
 // conntrack -L) alternate more runs up to 2M entries: a single run on a shared VM varies by
-// 20-25% (the kernel's walk is bound by memory latency), and their median steadies the ratio.
+// a fifth to a half (the kernel's walk is bound by memory latency), and their median steadies the ratio.
 const TARGET_RUNS = Number(process.env.BENCH_TARGET_RUNS ?? 5);
 const SIZES = (process.env.BENCH_SIZES ?? '262144,1048576,4194304').split(',').map(Number);
 const PIPELINE = process.env.BENCH_PIPELINE !== '0';

@@ -1,6 +1,6 @@
 /** Runs the built ctpurge binary. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,10 +17,9 @@ export interface CliResult {
 
 /**
  * Purge locks of test runs go to a directory of their own, not the machine's /run/ctpurge;
- * removed when the test process ends (each test file's worker made one and left it in /tmp).
+ * removed after the run (test/helpers/globalTeardown.ts).
  */
 export const TEST_LOCK_DIR = path.join(os.tmpdir(), `ctpurge-test-locks-${process.pid}`);
-process.once('exit', () => rmSync(TEST_LOCK_DIR, { recursive: true, force: true }));
 
 export function ctpurge(args: string[], env: NodeJS.ProcessEnv = {}): CliResult {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, CTPURGE_LOCK_DIR: TEST_LOCK_DIR, ...env }, timeout: 120_000, maxBuffer: 1 << 30 });

@@ -1,7 +1,7 @@
 /**
  * After the whole run: the purge-lock directories (test/helpers/cli.ts) of test processes that
- * have ended. A worker removes its own at exit, but the pool may end a worker without one; the
- * directories of processes still alive (another run going on beside this one) stay.
+ * have ended (each test file's worker makes one). The directories of processes still alive
+ * (another run going on beside this one) stay.
  */
 import { readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
