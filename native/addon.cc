@@ -18,32 +18,50 @@
 namespace ctpurge {
 namespace {
 
+// Policy timeouts from a unit test's object ({ tcp: [...], sctp: [...], dccp: [...], udp, ...,
+// policies: [ same shape ] }); missing fields are 0 (not available).
+PolicyTimeouts timeoutsFromJs(Napi::Object o) {
+  PolicyTimeouts t;
+  auto num = [&](const char* k) {
+    Napi::Value v = ownGet(o, k);
+    return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : 0u;
+  };
+  auto array = [&](const char* k, uint32_t* out, uint32_t size) {
+    Napi::Value v = ownGet(o, k);
+    if (!v.IsArray()) return;
+    auto a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length() && i < size; i++) {
+      Napi::Value x = a.Get(i);
+      out[i] = x.IsNumber() ? x.As<Napi::Number>().Uint32Value() : 0;
+    }
+  };
+  array("tcp", t.tcp, 14);
+  array("sctp", t.sctp, 10);
+  array("dccp", t.dccp, 8);
+  t.udp = num("udp");
+  t.udpStream = num("udpStream");
+  t.icmp = num("icmp");
+  t.icmpv6 = num("icmpv6");
+  t.generic = num("generic");
+  t.gre = num("gre");
+  t.greStream = num("greStream");
+  Napi::Value policies = ownGet(o, "policies");
+  if (policies.IsArray()) {
+    auto a = policies.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value p = a.Get(i);
+      if (p.IsObject()) t.policies.push_back(timeoutsFromJs(p.As<Napi::Object>()));
+    }
+  }
+  return t;
+}
+
 // estimateAge(protocol, family, state, secondsLeft, timeouts) for unit tests: the same
 // code the filters use, with policy timeouts given instead of read from /proc.
 Napi::Value EstimateAge(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[4].IsObject()) throw Napi::TypeError::New(env, "estimateAge(p, f, s, left, timeouts)");
-  PolicyTimeouts t;
-  Napi::Object o = info[4].As<Napi::Object>();
-  auto num = [&](Napi::Object obj, const char* k) {
-    Napi::Value v = ownGet(obj, k);
-    return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : 0u;
-  };
-  Napi::Value tcp = ownGet(o, "tcp");
-  if (tcp.IsArray()) {
-    auto a = tcp.As<Napi::Array>();
-    for (uint32_t i = 0; i < a.Length() && i < 14; i++) {
-      Napi::Value v = a.Get(i);
-      t.tcp[i] = v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : 0;
-    }
-  }
-  t.udp = num(o, "udp");
-  t.udpStream = num(o, "udpStream");
-  t.icmp = num(o, "icmp");
-  t.icmpv6 = num(o, "icmpv6");
-  t.generic = num(o, "generic");
-  t.gre = num(o, "gre");
-  t.greStream = num(o, "greStream");
+  const PolicyTimeouts t = timeoutsFromJs(info[4].As<Napi::Object>());
   Age age =
       estimateAgeFromTimeout(static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()), static_cast<uint8_t>(info[1].As<Napi::Number>().Uint32Value()),
                              static_cast<uint8_t>(info[2].As<Napi::Number>().Uint32Value()), info[3].As<Napi::Number>().Uint32Value(), t);

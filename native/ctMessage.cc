@@ -5,6 +5,9 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 
 #include <cstring>
+#include <string_view>
+
+#include "attrWalk.h"
 
 namespace ctpurge {
 namespace {
@@ -12,28 +15,6 @@ namespace {
 uint16_t be16(const nlattr* a) { return ntohs(mnl_attr_get_u16(a)); }
 uint32_t be32(const nlattr* a) { return ntohl(mnl_attr_get_u32(a)); }
 uint64_t be64(const nlattr* a) { return be64toh(mnl_attr_get_u64(a)); }
-
-// libmnl's iteration macros do arithmetic on void*, which C++ rejects; these walks do the
-// same and let unknown attributes (newer kernels) pass untouched.
-template <typename Fn>
-void forEachIn(const nlattr* first, int len, Fn&& fn) {
-  for (const nlattr* a = first; mnl_attr_ok(a, len); a = mnl_attr_next(a)) {
-    len -= static_cast<int>(MNL_ALIGN(a->nla_len));
-    fn(a);
-  }
-}
-
-template <typename Fn>
-void forEachNested(const nlattr* nest, Fn&& fn) {
-  forEachIn(static_cast<const nlattr*>(mnl_attr_get_payload(nest)), static_cast<int>(mnl_attr_get_payload_len(nest)), fn);
-}
-
-template <typename Fn>
-void forEachAttr(const nlmsghdr* nlh, size_t offset, Fn&& fn) {
-  forEachIn(static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, offset)), static_cast<int>(nlh->nlmsg_len - MNL_NLMSG_HDRLEN - MNL_ALIGN(offset)), fn);
-}
-
-bool payloadAtLeast(const nlattr* a, size_t n) { return mnl_attr_get_payload_len(a) >= n; }
 
 void parseIp(const nlattr* nest, Tuple& t) {
   forEachNested(nest, [&](const nlattr* a) {
@@ -144,6 +125,19 @@ void parseCounters(const nlattr* nest, Entry& e, int dir) {
   e.hasCounters = true;
 }
 
+// The helpers that refresh their entries with a timeout of their own choosing: sip
+// (sip_timeout), H.323's RAS (the registration's time to live), and the broadcast helpers.
+bool helperSetsTimeout(const nlattr* nest) {
+  bool sets = false;
+  forEachNested(nest, [&](const nlattr* a) {
+    if (mnl_attr_get_type(a) != CTA_HELP_NAME) return;
+    const size_t n = strnlen(static_cast<const char*>(mnl_attr_get_payload(a)), mnl_attr_get_payload_len(a));
+    const std::string_view name(static_cast<const char*>(mnl_attr_get_payload(a)), n);
+    sets = name == "sip" || name == "RAS" || name == "netbios-ns" || name == "snmp";
+  });
+  return sets;
+}
+
 void parseTimestamp(const nlattr* nest, Entry& e) {
   forEachNested(nest, [&](const nlattr* a) {
     if (mnl_attr_get_type(a) == CTA_TIMESTAMP_START && payloadAtLeast(a, 8)) {
@@ -199,6 +193,7 @@ bool parseEntry(const nlmsghdr* nlh, Entry& e) {
         if (payloadAtLeast(a, 2)) e.zone = be16(a);
         break;
       case CTA_TIMESTAMP: parseTimestamp(a, e); break;
+      case CTA_HELP: e.helperTimeout = helperSetsTimeout(a); break;
       case CTA_LABELS: {
         size_t n = mnl_attr_get_payload_len(a);
         if (n > sizeof e.labels) n = sizeof e.labels;

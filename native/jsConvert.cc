@@ -266,6 +266,7 @@ Napi::Object timeoutsToJs(Napi::Env env, const PolicyTimeouts& t) {
   o.Set("icmp", t.icmp);
   o.Set("icmpv6", t.icmpv6);
   o.Set("generic", t.generic);
+  o.Set("policies", static_cast<double>(t.policies.size()));
   return o;
 }
 

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 # nft, ip and hping3.
 DEMO_PACKAGES=(libnetfilter-conntrack-dev libmnl-dev pkg-config g++ make python3 conntrack nftables iproute2 hping3)
 PACKAGES=("${DEMO_PACKAGES[@]}" strace util-linux clang-format tmux iptstate
-  prometheus prometheus-node-exporter docker.io debootstrap systemd logrotate)
+  prometheus prometheus-node-exporter docker.io debootstrap systemd logrotate nfct)
 if [[ ${1:-} == --demo ]]; then PACKAGES=("${DEMO_PACKAGES[@]}"); fi
 
 LOG_DIR=${CTPURGE_LOG_DIR:-${TMPDIR:-/tmp}/ctpurge-bootstrap}

@@ -58,8 +58,9 @@ export interface Entry {
   ageSource: AgeSource;
   /**
    * Seconds since the last packet that refreshed the timeout, estimated from the timeout
-   * left against the policy timeout that applies ('timeout'); null when no policy timeout
-   * explains the timeout left (set by hand or by a timeout policy) or there is none.
+   * left against the timeout that applies, a sysctl or one of the namespace's timeout
+   * policies ('timeout'); null when none explains the timeout left (set by hand above them
+   * all), a helper sets the entry's timeouts itself (sip, RAS), or there is none.
    */
   idle: number | null;
   idleSource: IdleSource;

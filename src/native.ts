@@ -123,6 +123,8 @@ export interface NativeTimeouts {
   icmp: number;
   icmpv6: number;
   generic: number;
+  /** How many timeout policies the namespace has (nft ct timeout, cttimeout objects). */
+  policies: number;
 }
 
 export interface NativeSettings {
@@ -308,6 +310,8 @@ export interface NativeHandle {
 
 export interface NativeTimeoutTable {
   tcp?: number[];
+  sctp?: number[];
+  dccp?: number[];
   udp?: number;
   udpStream?: number;
   icmp?: number;
@@ -315,6 +319,8 @@ export interface NativeTimeoutTable {
   generic?: number;
   gre?: number;
   greStream?: number;
+  /** Timeout policies: each one protocol's values, candidates beside the sysctls. */
+  policies?: NativeTimeoutTable[];
 }
 
 export interface NativeBinding {

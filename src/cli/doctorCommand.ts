@@ -174,7 +174,7 @@ export function renderDoctor(r: DoctorReport): string {
   );
   const t = r.timeouts;
   out.push(
-    `timeouts: tcp established ${t.tcp.established ?? '?'} s, unacknowledged ${t.tcp.unacknowledged ?? '?'} s, syn_sent ${t.tcp.syn_sent ?? '?'} s; udp ${t.udp.unreplied} s / stream ${t.udp.stream} s; generic ${t.generic} s`,
+    `timeouts: tcp established ${t.tcp.established ?? '?'} s, unacknowledged ${t.tcp.unacknowledged ?? '?'} s, syn_sent ${t.tcp.syn_sent ?? '?'} s; udp ${t.udp.unreplied} s / stream ${t.udp.stream} s; generic ${t.generic} s${t.policies > 0 ? `; ${t.policies} timeout ${t.policies === 1 ? 'policy' : 'policies'} (counted in idle estimates)` : ''}`,
   );
   out.push(`per-CPU: drop ${formatCount(r.drops.drop)}, early_drop ${formatCount(r.drops.earlyDrop)}, insert_failed ${formatCount(r.drops.insertFailed)}`);
   out.push('');

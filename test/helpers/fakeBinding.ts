@@ -81,7 +81,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
       calls.specs.push({ call: 'delete', spec });
       return true;
     },
-    settings: async () => ({ timeouts: { tcp: {}, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600 }, sysctl: {} }),
+    settings: async () => ({ timeouts: { tcp: {}, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600, policies: 0 }, sysctl: {} }),
     dump: (lane: NativeLane): NativeCursor<never> => {
       calls.dump.push(lane);
       return emptyCursor<never>();

@@ -135,6 +135,73 @@ describeKernel('--idle versus --older, with timestamps on and a real busy flow',
   });
 });
 
+// A timeout policy gives a flow a timeout of its own: a busy flow under an hour's policy has
+// 3,599 s left, which the sysctls alone (432,000 s) read as 5 days idle. The namespace's
+// policies are candidates too: nft ct timeout objects (real traffic), cttimeout objects (nfct).
+describeKernel('--idle with timeout policies: a busy flow under a short policy is never idle', () => {
+  let pair: ReturnType<typeof trafficPair>;
+  let procs: { server: ChildProcess; client: ChildProcess } | undefined;
+  beforeAll(async () => {
+    pair = trafficPair({ peerAnswers: true });
+    pair.client.exec('nft', ['-f', '-'], `table ip ctp_policy {
+  ct timeout est1h { protocol tcp; l3proto ip; policy = { established: 3600 }; }
+  chain out { type filter hook output priority 0; policy accept; tcp dport ${PORT} ct timeout set "est1h"; }
+}
+`);
+    procs = busyConnection(pair);
+    pair.client.load(['-I -p tcp -s 10.99.0.1 -d 192.0.2.7 --sport 40000 --dport 5432 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED']);
+    const t0 = Date.now();
+    while (!lines(pair.client).some((l) => l.includes(`dport=${PORT}`) && l.includes('[ASSURED]'))) {
+      if (Date.now() - t0 > 10_000) throw new Error(`no ASSURED flow to port ${PORT}: ${lines(pair.client).join('\n')}`);
+      await sleep(100);
+    }
+    await sleep(1500);
+  }, 30_000);
+  afterAll(() => {
+    procs?.client.kill('SIGKILL');
+    procs?.server.kill('SIGKILL');
+    pair?.client.destroy();
+    pair?.peer.destroy();
+  });
+
+  it('the busy flow has the policy\'s timeout, reads as idle for about a second, and --idle 6h keeps it', async () => {
+    const json = ctpurge(['list', '--netns', pair.client.name, '--json', '--proto', 'tcp']);
+    const entries = json.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const busy = entries.find((e) => e.orig.dport === PORT);
+    // The policy's timeout (not the sysctl's 432,000 s): the policy applies.
+    expect(busy.timeout).toBeGreaterThan(3590);
+    expect(busy.timeout).toBeLessThanOrEqual(3600);
+    expect(busy).toMatchObject({ idleSource: 'timeout' });
+    expect(busy.idle).toBeLessThan(2);
+    expect(entries.find((e) => e.orig.dport === 5432).idle).toBeGreaterThanOrEqual(7199);
+    const doctor = ctpurge(['doctor', '--netns', pair.client.name]);
+    expect(doctor.stdout).toMatch(/1 timeout policy \(counted in idle estimates\)/);
+    const purge = ctpurge(['--netns', pair.client.name, '--state', 'ESTABLISHED', '--idle', '6h', '--json']);
+    expect(purge.status, purge.stderr).toBe(0);
+    expect(JSON.parse(purge.stdout)).toMatchObject({ matched: 0, deleted: 0 });
+    const hour = ctpurge(['--netns', pair.client.name, '--state', 'ESTABLISHED', '--idle', '1h', '--json']);
+    expect(JSON.parse(hour.stdout)).toMatchObject({ matched: 1, deleted: 1 });
+    expect(lines(pair.client).some((l) => l.includes(`dport=${PORT} `))).toBe(true);
+    expect(lines(pair.client).some((l) => l.includes('dport=5432'))).toBe(false);
+  });
+
+  it('a cttimeout policy (nfct, as iptables CT --timeout uses) counts as well', () => {
+    const ns = TestNetns.create('ctp-cttimeout');
+    try {
+      ns.load(['-I -p udp -s 10.99.0.1 -d 192.0.2.9 --sport 1000 --dport 6000 -t 3590']);
+      const idle = () => JSON.parse(ctpurge(['list', '--netns', ns.name, '--json']).stdout.trim()).idle;
+      // 3,590 s left is more than any UDP sysctl (30 s, 120 s): unknown.
+      expect(idle()).toBeNull();
+      ns.exec('nfct', ['add', 'timeout', 'udp1h', 'inet', 'udp', 'unreplied', '3600']);
+      const withPolicy = idle();
+      expect(withPolicy).toBeGreaterThanOrEqual(10);
+      expect(withPolicy).toBeLessThan(20);
+    } finally {
+      ns.destroy();
+    }
+  });
+});
+
 describeKernel('doctor names the cause from the table, and its command does what it says', () => {
   let ns: TestNetns;
   beforeAll(() => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { diagnose } from '../../src/cli/doctorCommand.js';
 
 describe('doctor findings', () => {
-  const timeouts = { tcp: { established: 432000, unacknowledged: 300 }, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600 };
+  const timeouts = { tcp: { established: 432000, unacknowledged: 300 }, udp: { unreplied: 30, stream: 120 }, icmp: 30, icmpv6: 30, generic: 600, policies: 0 };
   const totals = { found: 0, invalid: 0, insert: 0, insertFailed: 0, drop: 0, earlyDrop: 0, error: 0, searchRestart: 0, clashResolve: 0, chainTooLong: 0 };
 
   it('a full table with stale unreplied entries gets the exact remedies', () => {
