@@ -1,10 +1,25 @@
 #include "singleRequest.h"
 
 #include <cerrno>
+#include <cstring>
 
 #include "sysError.h"
 
 namespace ctpurge {
+namespace {
+
+// Whether the entry's original tuple is the spec's. The kernel's lookup by tuple finds an
+// entry by either direction: asked for A -> B, it answers with the entry whose reply is A -> B
+// (a NAT mapping) when no entry has that original tuple.
+bool origTupleIs(const Entry& e, const EntrySpec& spec) {
+  if (e.family != spec.family || e.protocol != spec.protocol) return false;
+  if (std::memcmp(e.orig.src, spec.src, sizeof spec.src) != 0 || std::memcmp(e.orig.dst, spec.dst, sizeof spec.dst) != 0) return false;
+  if (spec.hasPorts && (e.orig.sport != spec.sport || e.orig.dport != spec.dport)) return false;
+  if (spec.hasIcmp && (e.orig.icmpType != spec.icmpType || e.orig.icmpCode != spec.icmpCode || e.orig.icmpId != spec.icmpId)) return false;
+  return true;
+}
+
+}  // namespace
 
 bool getEntry(NetlinkSocket& s, const EntrySpec& spec, Entry& e) {
   char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
@@ -21,8 +36,9 @@ bool getEntry(NetlinkSocket& s, const EntrySpec& spec, Entry& e) {
     throw;
   }
   e.origTupleAttr = nullptr;
-  if (found && spec.hasId && e.id != spec.id) return false;
-  return found;
+  if (!found || !origTupleIs(e, spec)) return false;
+  if (spec.hasId && e.id != spec.id) return false;
+  return true;
 }
 
 void createEntry(NetlinkSocket& s, const EntrySpec& spec) {
@@ -32,8 +48,17 @@ void createEntry(NetlinkSocket& s, const EntrySpec& spec) {
 }
 
 bool deleteEntry(NetlinkSocket& s, const EntrySpec& spec) {
+  // By tuple alone, the kernel would delete an entry whose reply tuple it is: the entry with
+  // that original tuple is looked up first, and deleted by its id.
+  EntrySpec target = spec;
+  if (!target.hasId) {
+    Entry e;
+    if (!getEntry(s, spec, e)) return false;
+    target.hasId = true;
+    target.id = e.id;
+  }
   char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
-  nlmsghdr* nlh = buildSpecRequest(buf, SpecRequest::Delete, s.nextSeq(), spec);
+  nlmsghdr* nlh = buildSpecRequest(buf, SpecRequest::Delete, s.nextSeq(), target);
   try {
     s.request(nlh, "delete", [](const nlmsghdr*) {});
   } catch (const SysError& err) {

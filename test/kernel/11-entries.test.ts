@@ -83,6 +83,21 @@ describeKernel('create, get and delete', () => {
     expect(await ct.delete(tuple)).toBe(false);
   });
 
+  it('get and delete by tuple take the original tuple only, never an entry whose reply it is (a NAT mapping)', async () => {
+    // DNAT: 10.6.0.1:1003 -> 10.6.0.2:80, answered by 10.6.9.9:8080. The kernel's lookup finds
+    // an entry by either direction's tuple.
+    await ct.create({ protocol: 'tcp', src: '10.6.0.1', dst: '10.6.0.2', sport: 1003, dport: 80, state: 'ESTABLISHED', timeout: 3000, reply: { src: '10.6.9.9', dst: '10.6.0.1', sport: 8080, dport: 1003 } });
+    const replyAsOrig = { protocol: 'tcp' as const, src: '10.6.9.9', dst: '10.6.0.1', sport: 8080, dport: 1003 };
+    expect(await ct.get(replyAsOrig)).toBeNull();
+    expect(await ct.delete(replyAsOrig)).toBe(false);
+    expect(ns.conntrackList(['-s', '10.6.0.1'])).toHaveLength(1);
+    // Its original tuple finds and deletes it.
+    const orig = { protocol: 'tcp' as const, src: '10.6.0.1', dst: '10.6.0.2', sport: 1003, dport: 80 };
+    expect((await ct.get(orig))?.reply).toMatchObject({ src: '10.6.9.9', sport: 8080 });
+    expect(await ct.delete(orig)).toBe(true);
+    expect(ns.conntrackList(['-s', '10.6.0.1'])).toHaveLength(0);
+  });
+
   it('bad specs throw before any kernel I/O', async () => {
     const before = ns.conntrackCount();
     await expect(ct.create({ protocol: 'tcp', src: '10.0.0.1', dst: 'fd00::1', sport: 1, dport: 2, timeout: 5 })).rejects.toThrow(/dst/);
