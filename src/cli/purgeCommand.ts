@@ -87,9 +87,13 @@ export function purgeSummary(r: PurgeResult): string {
   // deleted than there were.
   const of = (n: number) => (n <= r.tableSize ? `${formatCount(n)} of ${formatCount(r.tableSize)} entries` : `${formatCount(n)} entries (the table held ${formatCount(r.tableSize)} when the run started)`);
   if (r.grace !== null) return `${graceHead(r, of)} in ${secs} s${tail ? `; ${tail}` : ''}`;
+  // A kernel flush counts nothing: what it took is how much the table shrank meanwhile, which
+  // other flows' arrivals and expiries change too.
   const head = r.dryRun
     ? `would purge ${of(r.matched)} (dry run)`
-    : `purged ${of(r.deleted)} (${formatCount(r.matched)} matched, ${formatCount(r.vanished)} vanished)`;
+    : r.method === 'flush'
+      ? `purged ${of(r.deleted)} (a kernel flush: the count is how much the table shrank)`
+      : `purged ${of(r.deleted)} (${formatCount(r.matched)} matched, ${formatCount(r.vanished)} vanished)`;
   return `${head} in ${secs} s${tail ? `; ${tail}` : ''}`;
 }
 

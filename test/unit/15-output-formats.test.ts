@@ -63,6 +63,8 @@ describe('output formats', () => {
     expect(purgeSummary({ ...r, dryRun: true, deleted: 0 })).toMatch(/^would purge 262,144 of 1,048,576 entries \(dry run\)/);
     // Entries that arrived during the run: never "140,769 of 140,000".
     expect(purgeSummary({ ...r, tableSize: 140000, matched: 140769, deleted: 140769 })).toMatch(/^purged 140,769 entries \(the table held 140,000 when the run started\) \(140,769 matched, 0 vanished\)/);
+    // A kernel flush counts nothing: the line says what its number is, and claims no matches.
+    expect(purgeSummary({ ...r, method: 'flush' })).toBe('purged 262,144 of 1,048,576 entries (a kernel flush: the count is how much the table shrank) in 1.90 s');
   });
 
   it('summarises a grace: how many got it, what it left as it was, and what became of them', () => {
