@@ -39,7 +39,7 @@ export async function acquirePurgeLock(
   const netns = typeof target === 'object' && target !== null ? target.netns : target;
   throwIfAborted(options.signal, 'purge lock');
   const ino = typeof target === 'object' && target !== null && target.netnsInode !== null ? target.netnsInode : await namespaceInode(netns);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await makeLockDir(dir, netns);
   const file = path.join(dir, `netns-${ino}.lock`);
   const deadline = Date.now() + waitSeconds * 1000;
   for (;;) {
@@ -71,6 +71,27 @@ export async function acquirePurgeLock(
         held = false;
       },
     };
+  }
+}
+
+/**
+ * The lock directory, made if missing (only its last component: a mistyped path must not
+ * create a tree). It must be absolute: two runs from different directories share a lock only
+ * through the same directory.
+ */
+async function makeLockDir(dir: string, netns: string | null): Promise<void> {
+  const fail = (code: string, message: string, hint: string, cause?: NodeJS.ErrnoException) =>
+    new ConntrackError(message, { code, errno: cause?.errno, syscall: cause?.syscall ?? 'mkdir', operation: 'lock', netns, hint });
+  if (!path.isAbsolute(dir)) {
+    throw fail('EINVAL', `the purge lock directory ${JSON.stringify(dir)} (CTPURGE_LOCK_DIR) is not an absolute path`, 'set CTPURGE_LOCK_DIR to an absolute path, e.g. /run/ctpurge, or unset it');
+  }
+  try {
+    await mkdir(dir, { mode: 0o755 });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EEXIST') return;
+    const why = e.code === 'ENOENT' ? `its parent directory ${path.dirname(dir)} does not exist` : e.message;
+    throw fail(e.code ?? 'EIO', `cannot make the purge lock directory ${dir} (CTPURGE_LOCK_DIR): ${why}`, 'set CTPURGE_LOCK_DIR to a writable directory (systemd: RuntimeDirectory=ctpurge)', e);
   }
 }
 

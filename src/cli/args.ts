@@ -291,6 +291,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
   if (values.has('output')) {
     const o = one('output');
     if (o === 'json') out.json = true;
+    else if ((o === 'table' || o === 'conntrack') && out.json) throw new UsageError(`--output ${o} and --json ask for two formats: give one`);
     else if (o === 'table' || o === 'conntrack') out.output = o;
     else throw new UsageError(`--output: expected table, conntrack or json, got ${JSON.stringify(o?.slice(0, 40))}`);
   }
@@ -303,7 +304,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
     if (clash || values.has('except')) throw new UsageError(`--rules: --${clash ?? 'except'} goes in the rules file, in each rule`);
     out.rules = f;
   }
-  if (command === 'check-rules' && out.rules === undefined) throw new UsageError('check-rules: give the rules file: ctpurge check-rules FILE');
+  if (command === 'check-rules' && out.rules === undefined && !values.has('help')) throw new UsageError('check-rules: give the rules file: ctpurge check-rules FILE');
   out.quiet = values.has('quiet');
   out.verbose = values.has('verbose');
   out.help = values.has('help');

@@ -65,7 +65,8 @@ Options:
   --no-wait                with --grace: do not wait the grace out
   --limit N                purge: at most N deletions; list: at most N entries
   --max-delete N|PCT%      purge: stop before deleting more than N entries (or PCT% of the
-                           table) and exit 3 when more matched (a guard for cron and daemons)
+                           table, rounded up; per namespace with --all-netns) and exit 3
+                           when more matched (a guard for cron and daemons)
   --log FILE               purge: append every deleted entry as NDJSON (file created 0600)
   --json                   purge/stats/doctor: one JSON object; list: NDJSON, one entry per line
   --every DUR              run as a daemon: purge now, then every DUR, never overlapping

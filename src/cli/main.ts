@@ -1,5 +1,5 @@
 /** The ctpurge command: parse, validate everything, then call the library. */
-import { existsSync, readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Conntrack } from '../conntrack.js';
@@ -54,7 +54,15 @@ function validate(args: ParsedArgs): QueryPlan {
   }
   if (args.netns !== undefined) {
     const file = resolveNetns(args.netns, '--netns');
-    if (!existsSync(file)) {
+    // lstat, not existsSync: a file this user may not look at exists all the same (EACCES is
+    // a runtime failure when it is opened, with its own hint), only ENOENT is "no such".
+    let missing = false;
+    try {
+      lstatSync(file);
+    } catch (err) {
+      missing = (err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR';
+    }
+    if (missing) {
       throw new UsageError(args.netns.includes('/') ? `--netns: ${file} does not exist` : `--netns: no network namespace named '${args.netns}' (see: ip netns list)`);
     }
   }

@@ -80,10 +80,24 @@ export async function listen(render: () => string, host: string, port: number): 
   });
   server.timeout = METRICS_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)));
     server.listen(port, host, () => resolve());
   });
   return server;
+}
+
+/** A failure to listen, naming the option and the address, with the system's code kept. */
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): Error {
+  const at = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const hint: Record<string, string> = {
+    EADDRINUSE: 'something already listens there (see: ss -ltnp); pick another port',
+    EADDRNOTAVAIL: 'no interface of this host (or of the namespace it runs in) has that address',
+    EACCES: 'ports below 1024 need CAP_NET_BIND_SERVICE; pick a higher one',
+    ENOTFOUND: 'the host name does not resolve; give an address',
+    EAI_AGAIN: 'the host name could not be resolved now; give an address',
+  };
+  const why = err.code && hint[err.code] ? `${err.code}: ${hint[err.code]}` : err.message;
+  return Object.assign(new Error(`--metrics-listen ${at}: cannot listen (${why})`), { code: err.code, errno: err.errno, syscall: err.syscall, cause: err });
 }
 
 /** Stops listening and drops every connection, idle or not: no client can delay the exit. */

@@ -143,6 +143,8 @@ async function finishJob(ct: Conntrack, done: PurgeDone, outcome: GraceOutcome |
   if (args.metricsFile || to.metrics) {
     metrics.recordRun(result, { count: result.tableSize - result.deleted, max: (await ct.stats()).max });
     if (outcome) metrics.recordGrace(outcome);
+    // A run --max-delete stopped is a failed run, as in a daemon: the shipped alerts see it.
+    if (stoppedByMax) metrics.recordError();
   }
   if (stoppedByMax) {
     process.stderr.write(`ctpurge: ${named(to, job)}${maxDeleteLine(args, result, limit ?? 0)}\n`);

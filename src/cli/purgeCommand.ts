@@ -26,7 +26,9 @@ export function logFailure(err: unknown, log: AuditLog | undefined): unknown {
 export function maxDeleteCount(args: ParsedArgs, count: number): number | undefined {
   const m = args.maxDelete;
   if (!m) return undefined;
-  return 'count' in m ? m.count : Math.floor(m.share * count);
+  // Rounded up: a share of a nearly empty table is at least one entry, or the shipped rules'
+  // 50% would stop every run on a namespace that holds one stale entry.
+  return 'count' in m ? m.count : Math.ceil(m.share * count);
 }
 
 /** The limit a run uses (--limit and --max-delete, the smaller), and whether --max-delete set it. */
@@ -40,7 +42,12 @@ export function runLimit(args: ParsedArgs, count: number): { limit: number | und
 export function maxDeleteLine(args: ParsedArgs, r: PurgeResult, cap: number): string {
   const m = args.maxDelete;
   const what = m && 'share' in m ? `${cap} (${+(m.share * 100).toFixed(2)}% of ${formatCount(r.tableSize)})` : String(cap);
-  return `stopped at --max-delete ${what}: more entries matched; ${r.dryRun ? `a purge would delete ${formatCount(r.matched)} and stop` : `${formatCount(r.deleted)} deleted`}. Check the selectors, or raise --max-delete`;
+  const done = r.dryRun
+    ? `a purge would ${r.grace === null ? 'delete' : 'give the grace to'} ${formatCount(r.matched)} and stop`
+    : r.grace === null
+      ? `${formatCount(r.deleted)} deleted`
+      : `${formatCount(r.graced)} given the grace`;
+  return `stopped at --max-delete ${what}: more entries matched; ${done}. Check the selectors, or raise --max-delete`;
 }
 
 /** One purge of a run: the command line's (rule null), or one rule of a rules file, planned. */

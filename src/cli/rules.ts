@@ -17,7 +17,7 @@
  *
  * An error names the file, the line and the key: `rules.yaml:7: vanished-peers: --idle: ...`.
  */
-import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import { nearest } from '../parse/nearest.js';
 import { RULE_NAME } from '../purge.js';
@@ -50,20 +50,30 @@ export const MAX_RULES_BYTES = 1 << 20;
 
 /** The text of a rules file, or a UsageError naming it. */
 export function readRulesText(file: string): string {
-  let text: string;
+  let fd: number;
   try {
-    const fd = openSync(file, 'r');
-    try {
-      if (fstatSync(fd).size > MAX_RULES_BYTES) throw new UsageError(`--rules: ${file} is larger than ${MAX_RULES_BYTES} bytes; is it the rules file?`);
-      text = readFileSync(fd, 'utf8');
-    } finally {
-      closeSync(fd);
-    }
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (nor a device for its carrier);
+    // anything but a regular file is refused below, before a byte is read.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    throw new UsageError(`--rules: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new UsageError(`--rules: ${file} is ${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device'}, not a file; refusing`);
+    if (st.size > MAX_RULES_BYTES) throw new UsageError(`--rules: ${file} is larger than ${MAX_RULES_BYTES} bytes; is it the rules file?`);
+    // At most one byte more than allowed: a file that grows while it is read is refused too.
+    const buf = Buffer.alloc(MAX_RULES_BYTES + 1);
+    let n = 0;
+    for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
+    if (n > MAX_RULES_BYTES) throw new UsageError(`--rules: ${file} is larger than ${MAX_RULES_BYTES} bytes; is it the rules file?`);
+    return buf.toString('utf8', 0, n);
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw new UsageError(`--rules: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  } finally {
+    closeSync(fd);
   }
-  return text;
 }
 
 /** Reads and validates a rules file; a UsageError (exit 2) names the file, line and key. */

@@ -3,11 +3,12 @@
  * its audit-log lines and its metrics label), and a daemon that reloads the file on SIGHUP,
  * keeping the old rules when the new file does not validate.
  */
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseRules } from '../../src/cli/rules.js';
-import { ctpurge, startCtpurge } from '../helpers/cli.js';
+import { BIN, ctpurge, startCtpurge, TEST_LOCK_DIR } from '../helpers/cli.js';
 import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
 import { parsePrometheus } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
@@ -87,6 +88,21 @@ describeKernel('--rules on a real table, and check-rules', () => {
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
     expect(ctpurge(['check-rules']).stderr).toMatch(/^ctpurge: check-rules: give the rules file/);
     expect(ctpurge(['--rules', file, '--idle', '1h']).stderr).toMatch(/^ctpurge: --rules: --idle goes in the rules file, in each rule/);
+  });
+
+  it('a rules path that is a FIFO, a device or a directory exits 2 at once, reading nothing (no wait for a writer, no endless read)', () => {
+    const fifo = path.join(dir, 'fifo.yaml');
+    execFileSync('mkfifo', [fifo]);
+    for (const [target, what] of [[fifo, 'a FIFO'], ['/dev/zero', 'a device'], [dir, 'a directory']] as const) {
+      for (const argv of [['check-rules', target], ['--netns', ns.name, '--rules', target]]) {
+        const t0 = Date.now();
+        const r = spawnSync(process.execPath, [BIN, ...argv], { encoding: 'utf8', timeout: 15_000, killSignal: 'SIGKILL', env: { ...process.env, CTPURGE_LOCK_DIR: TEST_LOCK_DIR } });
+        expect(r.signal, `${argv.join(' ')} hung`).toBeNull();
+        expect(Date.now() - t0).toBeLessThan(10_000);
+        expect(r.status).toBe(2);
+        expect(r.stderr).toBe(`ctpurge: --rules: ${target} is ${what}, not a file; refusing\n`);
+      }
+    }
   });
 
   it('a one-shot run: each rule purges its own, with its summary line, audit lines and metrics label', () => {

@@ -2,9 +2,13 @@
  * Safety valves: --max-delete stops a purge before it deletes more than allowed, exits 3 and
  * says so (rsync's convention); doctor takes no selector.
  */
+import { readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { expect, it } from 'vitest';
 import { ctpurge, startCtpurge } from '../helpers/cli.js';
 import { describeKernel, freshNetnsAndDir, TestNetns } from '../helpers/kernel.js';
+import { seriesOf } from '../helpers/prometheus.js';
 import { staleTcpLine } from '../helpers/seed.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -43,6 +47,32 @@ describeKernel('--max-delete and doctor\'s selectors', () => {
     expect(ns.conntrackCount()).toBe(65);
     for (const bad of ['0%', '101%', 'x', '-1']) expect(ctpurge(['--unreplied', '--max-delete', bad, '--netns', ns.name]).status, bad).toBe(2);
     expect(ns.conntrackCount()).toBe(65);
+  });
+
+  it('a share rounds up: on a nearly empty table 50% still takes its one stale entry (the shipped rules\' guard)', () => {
+    ns.exec('conntrack', ['-F']);
+    ns.load([staleTcpLine(0)]);
+    const r = ctpurge(['--unreplied', '--max-delete', '50%', '--json', '--netns', ns.name]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 1, maxDelete: 1, maxDeleteReached: false });
+    expect(ns.conntrackCount()).toBe(0);
+  });
+
+  it('a one-shot run --max-delete stopped counts as a failed run in its metrics, as a daemon\'s does', () => {
+    const prom = path.join(os.tmpdir(), `ctpurge-maxdel-${process.pid}.prom`);
+    try {
+      const r = ctpurge(['--unreplied', '--max-delete', '10', '-q', '--metrics-file', prom, '--netns', ns.name]);
+      expect(r.status).toBe(3);
+      const text = readFileSync(prom, 'utf8');
+      expect(seriesOf(text, 'ctpurge_errors_total').get(`netns="${ns.name}"`)).toBe(1);
+      expect(seriesOf(text, 'ctpurge_entries_deleted_total').get(`netns="${ns.name}"`)).toBe(10);
+      // A run with room enough is no failure.
+      const ok = ctpurge(['--unreplied', '--max-delete', '1000', '-q', '--metrics-file', prom, '--netns', ns.name]);
+      expect(ok.status, ok.stderr).toBe(0);
+      expect(seriesOf(readFileSync(prom, 'utf8'), 'ctpurge_errors_total').get(`netns="${ns.name}"`)).toBe(0);
+    } finally {
+      rmSync(prom, { force: true });
+    }
   });
 
   it('a daemon: each run stops at it, says so and goes on', async () => {

@@ -4,7 +4,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { get as httpGet } from 'node:http';
+import { createServer, get as httpGet } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import path from 'node:path';
 import { expect, it } from 'vitest';
@@ -140,6 +141,23 @@ describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, id
       expect(d.err()).toMatch(new RegExp(`^ctpurge: --netns: ${name} ${what}`));
       expect(d.err().trim().split('\n')).toHaveLength(1);
       if (!recreate) ns = TestNetns.recreate(name);
+    }
+  });
+
+  it('a --metrics-listen port that is taken, or an address the host lacks: exit 1, one line naming the option, the address and the code', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      for (const [at, code] of [[`127.0.0.1:${port}`, 'EADDRINUSE'], ['192.0.2.123:9464', 'EADDRNOTAVAIL']] as const) {
+        const d = daemon(['--unreplied', '--every', '1h', '--metrics-listen', at, '--netns', ns.name]);
+        expect(await d.exited).toBe(1);
+        const lines = d.err().trim().split('\n');
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatch(new RegExp(`^ctpurge: --metrics-listen ${at.replace(/\./g, '\\.')}: cannot listen \\(${code}: `));
+      }
+    } finally {
+      taken.close();
     }
   });
 

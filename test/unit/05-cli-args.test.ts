@@ -20,6 +20,16 @@ describe('CLI argument parsing', () => {
     expect(parseArgs(['stats', '--top', '3']).top).toBe(3);
     expect(parseArgs(['doctor', '--json']).json).toBe(true);
     expect(parseArgs(['help']).help).toBe(true);
+    // check-rules --help is help, not a missing file.
+    expect(parseArgs(['check-rules', '--help']).help).toBe(true);
+  });
+
+  it('refuses two output formats at once instead of picking one silently', () => {
+    for (const argv of [['list', '-o', 'conntrack', '--json'], ['list', '--json', '--output', 'table']]) {
+      expect(() => parseArgs(argv)).toThrow(UsageError);
+      expect(() => parseArgs(argv)).toThrow(/--output (conntrack|table) and --json ask for two formats/);
+    }
+    expect(parseArgs(['list', '-o', 'json']).json).toBe(true);
   });
 
   it.each([
