@@ -4,8 +4,10 @@
  * directory, another user's file or a file others can write is refused (exit 2) before the
  * table is touched, and the open itself never follows a symlink and never blocks.
  */
-import { accessSync, closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, rmSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
+import { loadNative } from '../addon.js';
+import type { NativeBinding } from '../native.js';
 import { UsageError } from './args.js';
 
 function kind(st: Stats): string {
@@ -128,33 +130,44 @@ function openLogFile(file: string): number {
  * when it still holds this pid.
  */
 export class PidFile {
-  private constructor(readonly file: string) {}
+  private constructor(
+    readonly file: string,
+    private readonly fd: number,
+    private readonly binding: NativeBinding,
+  ) {}
 
-  /** Throws UsageError (exit 2) for a path that must not be written. */
-  static write(file: string): PidFile {
+  /**
+   * Writes the pid and holds an flock on the file for the daemon's life: a second daemon given
+   * the same file is refused instead of taking it over, and a reader (logrotate's postrotate:
+   * `flock -n -s FILE`) can tell a live daemon's file from a stale one, whose pid may now be
+   * another process's. Throws UsageError (exit 2) for a path that must not be written.
+   */
+  static async write(file: string, binding: NativeBinding = loadNative()): Promise<PidFile> {
     checkOutputFile('--pid-file', file);
-    const tmp = `${file}.${process.pid}.tmp`;
     try {
-      writeFileSync(tmp, `${process.pid}\n`, { mode: 0o644, flag: 'wx' });
-      renameSync(tmp, file);
+      return new PidFile(file, await binding.lockFile(path.resolve(file), 0), binding);
     } catch (err) {
-      rmSync(tmp, { force: true });
-      throw new UsageError(`--pid-file: cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      const e = err as NodeJS.ErrnoException & { holderPid?: number };
+      if (e.code === 'ELOCKED') {
+        throw Object.assign(new Error(`--pid-file: ${file} belongs to a running ctpurge daemon${e.holderPid ? ` (pid ${e.holderPid})` : ''}; give each daemon its own pid file`), { code: 'ELOCKED' });
+      }
+      throw new UsageError(`--pid-file: cannot write ${file}: ${e.code ?? e.message}`);
     }
-    return new PidFile(file);
   }
 
   remove(): void {
     try {
+      // Removed while still locked, so no reader takes a half-gone file for a live one.
       if (readFileSync(this.file, 'utf8').trim() === String(process.pid)) rmSync(this.file, { force: true });
     } catch {
       // gone already
     }
+    this.binding.unlockFile(this.fd);
   }
 
   /** Runs a daemon with its pid in file (none without one), removed when it returns or throws. */
   static async around<T>(file: string | undefined, run: () => Promise<T>): Promise<T> {
-    const pid = file ? PidFile.write(file) : undefined;
+    const pid = file ? await PidFile.write(file) : undefined;
     try {
       return await run();
     } finally {

@@ -41,6 +41,10 @@ describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, id
     expect(snippet).toContain(`for f in ${pids}/*.pid`);
     expect(snippet).not.toMatch(/pkill/);
     writeFileSync(conf, snippet);
+    // A stale pid file (its daemon killed with -9) whose pid is now another process's: the
+    // snippet must not signal it (SIGHUP would end this sleep).
+    const bystander = spawn('sleep', ['60'], { stdio: 'ignore' });
+    writeFileSync(path.join(pids, 'stale.pid'), `${bystander.pid}\n`);
     ns.load(Array.from({ length: 160 }, (_, i) => ENTRY(i)));
     // --log=PATH: the spelling a command-line pattern missed.
     const d = daemon(['--state', 'ESTABLISHED', '--every', '200ms', `--log=${log}`, '--pid-file', path.join(pids, 'daemon.pid'), '--netns', ns.name, '--json']);
@@ -62,8 +66,11 @@ describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, id
     }
     expect(await d.exited).toBe(0);
     expect(d.err()).toBe('');
-    // The pid file goes with the daemon.
+    // The pid file goes with the daemon; the bystander of the stale file was never signalled.
     expect(existsSync(path.join(pids, 'daemon.pid'))).toBe(false);
+    expect(bystander.exitCode).toBeNull();
+    expect(bystander.signalCode).toBeNull();
+    bystander.kill('SIGKILL');
     const runs = d.out().trim().split('\n').map((l) => JSON.parse(l) as { result: { deleted: number } | null });
     const deleted = runs.reduce((n, r) => n + (r.result?.deleted ?? 0), 0);
     expect(deleted).toBe(640);
@@ -76,6 +83,22 @@ describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, id
     expect(all.length).toBe(640);
     expect(sources(all).size).toBe(640);
     expect(statSync(log).mode & 0o777).toBe(0o600);
+  });
+
+  it('a second daemon given a running one\'s pid file is refused (exit 1, naming the holder), and the first keeps it', async () => {
+    const pid = path.join(dir, 'one.pid');
+    const first = daemon(['--unreplied', '--every', '1h', '--pid-file', pid, '--netns', ns.name]);
+    try {
+      await waitFor('the pid file', () => existsSync(pid) && readFileSync(pid, 'utf8').trim() === String(first.child.pid), 10_000);
+      const second = daemon(['--unreplied', '--every', '1h', '--pid-file', pid, '--netns', ns.name]);
+      expect(await second.exited).toBe(1);
+      expect(second.err()).toBe(`ctpurge: --pid-file: ${pid} belongs to a running ctpurge daemon (pid ${first.child.pid}); give each daemon its own pid file\n`);
+      expect(readFileSync(pid, 'utf8').trim()).toBe(String(first.child.pid));
+    } finally {
+      first.child.kill('SIGTERM');
+    }
+    expect(await first.exited).toBe(0);
+    expect(existsSync(pid)).toBe(false);
   });
 
   it('SIGHUP without --log does not kill the daemon', async () => {
