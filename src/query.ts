@@ -390,10 +390,14 @@ function statusNames(value: unknown): { name: string; bit: number; on: boolean }
   });
 }
 
-/** True when a state condition takes every state of each protocol it can match (see selective). */
+/**
+ * True when a state condition takes every entry of a protocol it can match (see selective):
+ * every state of the protocol given, or without one, every state of any protocol (every TCP
+ * state alone selects what `protocol: 'tcp'` does).
+ */
 function everyState(f: NativeFilter): boolean {
   const all = (names: readonly string[]) => names.slice(1).reduce((m, _, i) => m | (1 << (i + 1)), 0);
   const full: Record<number, boolean> = { [PROTOCOLS.tcp]: f.tcpStates === all(TCP_STATES), [PROTOCOLS.sctp]: f.sctpStates === all(SCTP_STATES), [PROTOCOLS.dccp]: f.dccpStates === all(DCCP_STATES) };
   if (f.protocol !== undefined) return full[f.protocol] === true;
-  return Object.values(full).every(Boolean);
+  return Object.values(full).some(Boolean);
 }

@@ -59,6 +59,12 @@ describe('compileQuery', () => {
     // Every entry of the table is confirmed: alone, CONFIRMED selects all.
     expect(compileQuery({ status: 'CONFIRMED' })).toMatchObject({ selective: false, unselective: [{ field: 'status' }] });
     expect(compileQuery({ status: ['CONFIRMED', 'ASSURED'] }).selective).toBe(true);
+    // Every TCP state, with or without the protocol, selects every TCP entry: as protocol alone.
+    const tcpStates = ['SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'];
+    expect(compileQuery({ state: tcpStates })).toMatchObject({ selective: false, unselective: [{ field: 'state' }] });
+    expect(compileQuery({ protocol: 'tcp', state: tcpStates }).selective).toBe(false);
+    expect(compileQuery({ state: tcpStates.slice(1) }).selective).toBe(true);
+    expect(compileQuery({ state: 'ESTABLISHED' }).selective).toBe(true);
     const nat = compileQuery({ srcNat: true, dstNat: false, anyNat: true });
     expect(nat.filter).toMatchObject({ srcNat: true, dstNat: false, anyNat: true });
     expect(nat.description).toBe('source-NATed, not destination-NATed, NATed');
