@@ -3,7 +3,7 @@ import { optionsOf, type Command, type OptionSpec } from './args.js';
 
 export const MAIN_HELP = `Usage: ctpurge [selectors] [options]          purge matching entries (the default)
        ctpurge list [selectors] [options]     show matching entries
-       ctpurge stats [options]                table size, breakdowns, top talkers
+       ctpurge stats [selectors] [options]    table size, breakdowns, top talkers
        ctpurge doctor [options]               findings and the commands that would help (no selectors)
        ctpurge watch [selectors] [options]    conntrack events as they happen (new, update, destroy)
        ctpurge top [selectors] [options]      a live view: fill level, rates, states, idle times, talkers
