@@ -75,7 +75,7 @@ export const OPTIONS: OptionSpec[] = [
   { name: 'grace', value: 'DUR', commands: ['purge'], help: 'instead of deleting, give each match DUR to show a packet (a short timeout)' },
   { name: 'no-wait', commands: ['purge'], help: 'with --grace: do not wait the grace out to count what expired' },
   { name: 'limit', value: 'N', commands: ['purge', 'list'], help: 'at most N deletions (purge) or entries (list)' },
-  { name: 'max-delete', value: 'N|PCT%', commands: ['purge'], help: 'stop before deleting more than N (or PCT% of the table); exit 3' },
+  { name: 'max-delete', value: 'N|PCT%', commands: ['purge'], help: 'stop before deleting more than N (or PCT% of the table, rounded up; per namespace with --all-netns); exit 3' },
   { name: 'log', value: 'FILE', commands: ['purge'], help: 'append every deleted entry as NDJSON (created 0600)' },
   { name: 'json', commands: 'all', help: 'JSON output (list and watch: NDJSON, one line each)' },
   { name: 'every', value: 'DUR', commands: ['purge'], help: 'run as a daemon: purge now, then every DUR' },
