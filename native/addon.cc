@@ -146,6 +146,7 @@ static Napi::Object InitCtpurge(Napi::Env env, Napi::Object exports) {
   exports.Set("formatRecords", Napi::Function::New(env, FormatRecords, "formatRecords"));
   exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
   exports.Set("unlockFile", Napi::Function::New(env, UnlockFile, "unlockFile"));
+  exports.Set("lockPidFile", Napi::Function::New(env, LockPidFile, "lockPidFile"));
   exports.Set("recordSize", Napi::Number::New(env, static_cast<double>(kRecordSize)));
   exports.Set("names", ctpurge::NameTables(env));
   return exports;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <endian.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+#include <netinet/in.h>
 
 #include <cstring>
 #include <string_view>
@@ -205,6 +206,9 @@ bool parseEntry(const nlmsghdr* nlh, Entry& e) {
       default: break;
     }
   });
+  // Helpers run after the tracker; sip refreshes only its UDP entries (sip_help_tcp never
+  // does), and the others are UDP helpers: elsewhere the tracker's timeout stands.
+  if (e.protocol != IPPROTO_UDP) e.helperTimeout = false;
   return e.origTupleAttr != nullptr;
 }
 

@@ -50,8 +50,9 @@ struct Entry {
   bool hasStart = false;
   bool hasLabels = false;
   bool hasId = false;
-  // A helper that refreshes the entry with timeouts of its own (sip, RAS, netbios-ns, snmp):
-  // no policy timeout tells how long it has been idle.
+  // A helper that refreshes the entry with timeouts of its own (sip, RAS, netbios-ns, snmp),
+  // on UDP, where they do it (sip over TCP never does): no policy timeout tells how long it
+  // has been idle.
   bool helperTimeout = false;
   Tuple orig, reply;
   uint64_t packets[2] = {}, bytes[2] = {};  // [0] original direction, [1] reply

@@ -168,6 +168,51 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
   return queueWorker<LockWorker>(env, info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().DoubleValue());
 }
 
+Napi::Value LockPidFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "lockPidFile(path)");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  try {
+    for (int attempt = 0;; attempt++) {
+      // O_NOFOLLOW on the file only: /var/run -> /run is a symlinked directory on Debian.
+      // No O_TRUNC: a running daemon's file must stay as it is until its lock is known.
+      const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | (attempt > 0 ? O_EXCL : 0), 0644);
+      if (fd < 0) throw SysError::fromErrno(errno, "open", "pid file", "cannot open " + path);
+      struct stat st {};
+      if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || st.st_nlink != 1) {
+        // Another user's file, a FIFO or device, or a hard link (to a file we would truncate):
+        // never written; the name is freed and made anew, once.
+        ::close(fd);
+        if (attempt > 0 || ::unlink(path.c_str()) != 0)
+          throw SysError::fromErrno(EEXIST, "open", "pid file", path + " is not a file of this user's; refusing to write it");
+        continue;
+      }
+      int rc;
+      while ((rc = ::flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {}
+      if (rc != 0) {
+        const int err = errno;
+        SysError e = SysError::fromErrno(err, "flock", "pid file");
+        if (err == EWOULDBLOCK) {
+          e.code = "ELOCKED";
+          char buf[32] = {};
+          const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+          e.holderPid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+          e.message = "the pid file is held by another process";
+        }
+        ::close(fd);
+        throw e;
+      }
+      const std::string pid = std::to_string(::getpid()) + "\n";
+      if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+        const int err = errno;
+        ::close(fd);
+        throw SysError::fromErrno(err, "write", "pid file", "cannot write " + path);
+      }
+      return Napi::Number::New(env, fd);
+    }
+  } catch (const SysError& e) { throw toJsError(env, e); }
+}
+
 Napi::Value UnlockFile(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsNumber()) {
     const int fd = info[0].As<Napi::Number>().Int32Value();

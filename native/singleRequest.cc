@@ -48,15 +48,14 @@ void createEntry(NetlinkSocket& s, const EntrySpec& spec) {
 }
 
 bool deleteEntry(NetlinkSocket& s, const EntrySpec& spec) {
-  // By tuple alone, the kernel would delete an entry whose reply tuple it is: the entry with
-  // that original tuple is looked up first, and deleted by its id.
+  // By tuple, the kernel would delete an entry whose reply tuple it is (given an id too, if the
+  // id is that entry's): the entry with that original tuple (and id) is looked up first, and
+  // deleted by its id.
   EntrySpec target = spec;
-  if (!target.hasId) {
-    Entry e;
-    if (!getEntry(s, spec, e)) return false;
-    target.hasId = true;
-    target.id = e.id;
-  }
+  Entry e;
+  if (!getEntry(s, spec, e)) return false;
+  target.hasId = true;
+  target.id = e.id;
   char buf[MNL_SOCKET_BUFFER_SIZE] = {};  // zeroed: no stack bytes reach the kernel in padding
   nlmsghdr* nlh = buildSpecRequest(buf, SpecRequest::Delete, s.nextSeq(), target);
   try {

@@ -83,7 +83,7 @@ async function makeLockDir(dir: string, netns: string | null): Promise<void> {
   const fail = (code: string, message: string, hint: string, cause?: NodeJS.ErrnoException) =>
     new ConntrackError(message, { code, errno: cause?.errno, syscall: cause?.syscall ?? 'mkdir', operation: 'lock', netns, hint });
   if (!path.isAbsolute(dir)) {
-    throw fail('EINVAL', `the purge lock directory ${JSON.stringify(dir)} (CTPURGE_LOCK_DIR) is not an absolute path`, 'set CTPURGE_LOCK_DIR to an absolute path, e.g. /run/ctpurge, or unset it');
+    throw fail('EINVAL', `the purge lock directory ${JSON.stringify(dir)} (CTPURGE_LOCK_DIR, or the dir option) is not an absolute path`, 'give an absolute path, e.g. /run/ctpurge, or unset CTPURGE_LOCK_DIR');
   }
   try {
     await mkdir(dir, { mode: 0o755 });

@@ -340,4 +340,6 @@ export interface NativeBinding {
   lockFile(path: string, waitMs: number): Promise<number>;
   /** Closes the fd, releasing the lock. */
   unlockFile(fd: number): void;
+  /** A daemon's pid file (0644, its pid inside), flock'd for its life. Throws ELOCKED with holderPid. */
+  lockPidFile(path: string): number;
 }

@@ -125,9 +125,9 @@ function openLogFile(file: string): number {
 }
 
 /**
- * The daemon's pid file (--pid-file), for logrotate's postrotate: written atomically (a
- * temporary file renamed over the path, never through what sits there), removed at exit
- * when it still holds this pid.
+ * The daemon's pid file (--pid-file), for logrotate's postrotate: this user's regular file
+ * (anything else at the path, a hard link included, is replaced, never written through),
+ * flock'd while the daemon lives, removed at exit when it still holds this pid.
  */
 export class PidFile {
   private constructor(
@@ -142,16 +142,16 @@ export class PidFile {
    * `flock -n -s FILE`) can tell a live daemon's file from a stale one, whose pid may now be
    * another process's. Throws UsageError (exit 2) for a path that must not be written.
    */
-  static async write(file: string, binding: NativeBinding = loadNative()): Promise<PidFile> {
+  static write(file: string, binding: NativeBinding = loadNative()): PidFile {
     checkOutputFile('--pid-file', file);
     try {
-      return new PidFile(file, await binding.lockFile(path.resolve(file), 0), binding);
+      return new PidFile(file, binding.lockPidFile(file), binding);
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { holderPid?: number };
       if (e.code === 'ELOCKED') {
         throw Object.assign(new Error(`--pid-file: ${file} belongs to a running ctpurge daemon${e.holderPid ? ` (pid ${e.holderPid})` : ''}; give each daemon its own pid file`), { code: 'ELOCKED' });
       }
-      throw new UsageError(`--pid-file: cannot write ${file}: ${e.code ?? e.message}`);
+      throw new UsageError(`--pid-file: cannot write ${file}: ${e.message}`);
     }
   }
 
@@ -167,7 +167,7 @@ export class PidFile {
 
   /** Runs a daemon with its pid in file (none without one), removed when it returns or throws. */
   static async around<T>(file: string | undefined, run: () => Promise<T>): Promise<T> {
-    const pid = file ? await PidFile.write(file) : undefined;
+    const pid = file ? PidFile.write(file) : undefined;
     try {
       return await run();
     } finally {

@@ -28,7 +28,9 @@ export function maxDeleteCount(args: ParsedArgs, count: number): number | undefi
   if (!m) return undefined;
   // Rounded up: a share of a nearly empty table is at least one entry, or the shipped rules'
   // 50% would stop every run on a namespace that holds one stale entry.
-  return 'count' in m ? m.count : Math.ceil(m.share * count);
+  // The share is PCT/100 in binary floating point: 7% of 100 comes to 7.000000000000001, which
+  // must not round up to 8. A relative nudge below exact integers keeps them.
+  return 'count' in m ? m.count : Math.ceil(m.share * count * (1 - 1e-12));
 }
 
 /** The limit a run uses (--limit and --max-delete, the smaller), and whether --max-delete set it. */

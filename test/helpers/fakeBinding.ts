@@ -139,6 +139,7 @@ export function fakeBinding(opts: FakeOptions = {}): { binding: NativeBinding; c
     names: { protocols: { ...PROTOCOLS }, tcp: [...TCP_STATES], sctp: [...SCTP_STATES], dccp: [...DCCP_STATES], status: Object.keys(STATUS_BITS), ageSources: [...AGE_SOURCES] },
     lockFile: async () => -1,
     unlockFile: () => undefined,
+    lockPidFile: () => -1,
   };
   return { binding, calls };
 }

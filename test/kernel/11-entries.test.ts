@@ -90,9 +90,13 @@ describeKernel('create, get and delete', () => {
     const replyAsOrig = { protocol: 'tcp' as const, src: '10.6.9.9', dst: '10.6.0.1', sport: 8080, dport: 1003 };
     expect(await ct.get(replyAsOrig)).toBeNull();
     expect(await ct.delete(replyAsOrig)).toBe(false);
+    // Not even with the entry's own id.
+    const orig = { protocol: 'tcp' as const, src: '10.6.0.1', dst: '10.6.0.2', sport: 1003, dport: 80 };
+    const id = (await ct.get(orig))?.id as number;
+    expect(await ct.get({ ...replyAsOrig, id })).toBeNull();
+    expect(await ct.delete({ ...replyAsOrig, id })).toBe(false);
     expect(ns.conntrackList(['-s', '10.6.0.1'])).toHaveLength(1);
     // Its original tuple finds and deletes it.
-    const orig = { protocol: 'tcp' as const, src: '10.6.0.1', dst: '10.6.0.2', sport: 1003, dport: 80 };
     expect((await ct.get(orig))?.reply).toMatchObject({ src: '10.6.9.9', sport: 8080 });
     expect(await ct.delete(orig)).toBe(true);
     expect(ns.conntrackList(['-s', '10.6.0.1'])).toHaveLength(0);

@@ -185,6 +185,44 @@ describeKernel('--idle with timeout policies: a busy flow under a short policy i
     expect(lines(pair.client).some((l) => l.includes('dport=5432'))).toBe(false);
   });
 
+  it('a UDP entry whose helper set its timeout (sip: sip_timeout, 3,600 s) has an unknown idle time; over TCP the tracker\'s timeout stands', () => {
+    const ns = TestNetns.create('ctp-sip');
+    try {
+      // udp_timeout_stream above sip_timeout: the sysctls alone would read the SIP entry's
+      // 3,599 s left as 100 s idle, right after its packet.
+      ns.sysctl('net.netfilter.nf_conntrack_udp_timeout_stream', 3700);
+      ns.exec('nft', ['-f', '-'], `table ip ctp_sip {
+  ct helper sip_udp { type "sip" protocol udp; }
+  ct helper sip_tcp { type "sip" protocol tcp; }
+  chain out { type filter hook output priority 0; policy accept; udp dport 5060 ct helper set "sip_udp"; tcp dport 5060 ct helper set "sip_tcp"; }
+}
+`);
+      ns.exec('/usr/bin/python3', ['-c', `
+import socket, time
+sip = b'OPTIONS sip:x@127.0.0.1 SIP/2.0\\r\\nCSeq: 1 OPTIONS\\r\\nContent-Length: 0\\r\\n\\r\\n'
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(sip, ('127.0.0.1', 5060))
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); srv.bind(('127.0.0.1', 5060)); srv.listen(1)
+c = socket.create_connection(('127.0.0.1', 5060)); a, _ = srv.accept()
+c.sendall(sip); a.recv(1000); a.sendall(b'SIP/2.0 200 OK\\r\\nCSeq: 1 OPTIONS\\r\\nContent-Length: 0\\r\\n\\r\\n'); c.recv(1000)
+time.sleep(0.3)
+`]);
+      const entries = ctpurge(['list', '--netns', ns.name, '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l));
+      const udp = entries.find((e) => e.protocol === 'udp' && e.orig.dport === 5060);
+      const tcp = entries.find((e) => e.protocol === 'tcp' && e.orig.dport === 5060);
+      expect(ns.conntrackList(['-p', 'udp']).join('\n')).toMatch(/helper=sip/);
+      // The helper's own timeout, not udp_timeout_stream's 3,700 s.
+      expect(udp.timeout).toBeGreaterThan(3590);
+      expect(udp.timeout).toBeLessThanOrEqual(3600);
+      expect(udp).toMatchObject({ idle: null, idleSource: 'unknown' });
+      expect(tcp).toMatchObject({ idleSource: 'timeout' });
+      expect(tcp.idle).toBeLessThan(5);
+      const purge = ctpurge(['--netns', ns.name, '--proto', 'udp', '--idle', '1m', '--json']);
+      expect(JSON.parse(purge.stdout)).toMatchObject({ matched: 0, deleted: 0 });
+    } finally {
+      ns.destroy();
+    }
+  });
+
   it('a cttimeout policy (nfct, as iptables CT --timeout uses) counts as well', () => {
     const ns = TestNetns.create('ctp-cttimeout');
     try {

@@ -36,10 +36,15 @@ describeKernel('--max-delete and doctor\'s selectors', () => {
   });
 
   it('a share of the table, and the smaller of --limit and --max-delete', () => {
+    // 7/100 in binary floating point is a hair above 0.07: 7% of 100 is 7, never 8.
+    const seven = ctpurge(['--unreplied', '--max-delete', '7%', '--dry-run', '--netns', ns.name]);
+    expect(seven.status).toBe(3);
+    expect(seven.stderr).toMatch(/--max-delete 7 \(7% of 100\): more entries matched; a purge would delete 7 and stop/);
     const r = ctpurge(['--unreplied', '--max-delete', '25%', '--json', '--netns', ns.name]);
     expect(r.status).toBe(3);
     expect(JSON.parse(r.stdout)).toMatchObject({ deleted: 25 });
     expect(r.stderr).toMatch(/--max-delete 25 \(25% of 100\)/);
+
     // --limit below it: a plain limit, exit 0.
     const l = ctpurge(['--unreplied', '--max-delete', '50', '--limit', '10', '--json', '--netns', ns.name]);
     expect(l.status).toBe(0);

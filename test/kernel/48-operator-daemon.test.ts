@@ -3,7 +3,7 @@
  * idle and slowloris clients on its /metrics port (the one-shot share: 44-operator).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, linkSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
@@ -99,6 +99,30 @@ describeKernel('the daemon: --log, SIGHUP and logrotate, a deleted namespace, id
     }
     expect(await first.exited).toBe(0);
     expect(existsSync(pid)).toBe(false);
+  });
+
+  it('a pid file through a symlinked directory (/var/run -> /run) and in another user\'s directory works; a hard link at the path is replaced, never written through', async () => {
+    const real = path.join(dir, 'real');
+    const other = path.join(dir, 'other');
+    mkdirSync(real);
+    mkdirSync(other);
+    chownSync(other, 65534, 65534);
+    symlinkSync(real, path.join(dir, 'var-run'));
+    // A hard link to a file that must keep its content.
+    const precious = path.join(dir, 'precious');
+    writeFileSync(precious, 'keep me\n');
+    linkSync(precious, path.join(real, 'linked.pid'));
+    for (const pid of [path.join(dir, 'var-run', 'd.pid'), path.join(other, 'd.pid'), path.join(dir, 'var-run', 'linked.pid')]) {
+      const d = daemon(['--unreplied', '--every', '1h', '--pid-file', pid, '--netns', ns.name]);
+      try {
+        await waitFor(`the pid file ${pid}`, () => existsSync(pid) && readFileSync(pid, 'utf8').trim() === String(d.child.pid), 10_000);
+      } finally {
+        d.child.kill('SIGTERM');
+      }
+      expect(await d.exited, d.err()).toBe(0);
+      expect(existsSync(pid)).toBe(false);
+    }
+    expect(readFileSync(precious, 'utf8')).toBe('keep me\n');
   });
 
   it('SIGHUP without --log does not kill the daemon', async () => {
