@@ -128,6 +128,8 @@ function lockError(e: Error & { code?: string; holderPid?: number; errno?: numbe
     syscall: e.syscall,
     operation: 'lock',
     netns,
-    hint: 'set CTPURGE_LOCK_DIR to a writable directory (systemd: RuntimeDirectory=ctpurge)',
+    hint: /belongs to uid/.test(e.message)
+      ? "a lock directory holds one user's locks: give this user its own with CTPURGE_LOCK_DIR; see 'The purge lock and users' in docs/operations.md"
+      : 'set CTPURGE_LOCK_DIR to a writable directory (systemd: RuntimeDirectory=ctpurge)',
   });
 }

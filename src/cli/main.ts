@@ -92,8 +92,11 @@ function jobsOf(args: ParsedArgs, rulesModule: RulesModule | null): { key: strin
   return { key, jobs };
 }
 
+/** The error's message, with its hint where the message does not carry it yet (errors made in TypeScript: the lock, the audit log). */
 function errorLine(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  if (!(err instanceof Error)) return String(err);
+  const hint = err instanceof ConntrackError ? err.hint : undefined;
+  return hint && !err.message.includes(hint) ? `${err.message} (${hint})` : err.message;
 }
 
 const ignoreHangup = () => undefined;

@@ -90,7 +90,8 @@ export function parseRules(text: string, file: string): RuleSet {
     throw new UsageError(`${file}:${at(node)}: ${message}`);
   };
   const bad = doc.errors[0];
-  if (bad) throw new UsageError(`${file}:${bad.linePos?.[0]?.line ?? 1}: not valid YAML: ${bad.message.split('\n')[0]}`);
+  // linePos is only filled with prettyErrors: the line comes from the error's offset.
+  if (bad) throw new UsageError(`${file}:${bad.linePos?.[0]?.line ?? lines.linePos(bad.pos[0]).line}: not valid YAML: ${bad.message.split('\n')[0]}`);
   const root = doc.contents;
   if (!isMap(root)) return fail(root, 'expected a mapping with "rules:"');
   for (const pair of root.items) {

@@ -47,7 +47,7 @@ describe('parseRules', () => {
     ['rules:\n  a: {}\n', /^x\.yaml:2: a: expected the rule's options/],
     ['rules: {}\n', /^x\.yaml:1: rules: expected a mapping of rule names/],
     ['rule:\n  a:\n    unreplied: true\n', /^x\.yaml:1: unknown key "rule" \(the file has one key: rules\)/],
-    ['rules:\n  a:\n    unreplied: true\n  a:\n    assured: true\n', /^x\.yaml:\d+: not valid YAML: Map keys must be unique/],
+    ['rules:\n  a:\n    unreplied: true\n  a:\n    assured: true\n', /^x\.yaml:4: not valid YAML: Map keys must be unique/],
     ['rules:\n  a:\n    unreplied: true\n    except:\n      - { every: 1m }\n', /^x\.yaml:5: a: except: "every" is not a selector/],
     ['rules:\n  a: [\n', /^x\.yaml:\d+: not valid YAML/],
   ])('%j is refused naming the file, line and key', (text, message) => {
