@@ -58,15 +58,16 @@ export function readRulesText(file: string): string {
   } catch (err) {
     throw new UsageError(`--rules: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  const tooLarge = () => new UsageError(`--rules: ${file} is larger than ${MAX_RULES_BYTES} bytes; is it the rules file?`);
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new UsageError(`--rules: ${file} is ${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a device'}, not a file; refusing`);
-    if (st.size > MAX_RULES_BYTES) throw new UsageError(`--rules: ${file} is larger than ${MAX_RULES_BYTES} bytes; is it the rules file?`);
+    if (st.size > MAX_RULES_BYTES) throw tooLarge();
     // At most one byte more than allowed: a file that grows while it is read is refused too.
     const buf = Buffer.alloc(MAX_RULES_BYTES + 1);
     let n = 0;
     for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
-    if (n > MAX_RULES_BYTES) throw new UsageError(`--rules: ${file} is larger than ${MAX_RULES_BYTES} bytes; is it the rules file?`);
+    if (n > MAX_RULES_BYTES) throw tooLarge();
     return buf.toString('utf8', 0, n);
   } catch (err) {
     if (err instanceof UsageError) throw err;

@@ -42,27 +42,40 @@ function lines(ns: TestNetns): string[] {
   return ns.conntrackList(['-p', 'tcp']);
 }
 
-describeKernel('--idle versus --older, with timestamps on and a real busy flow', () => {
+/**
+ * For a describe block: a traffic pair whose client namespace, once `setup` has run on it, holds
+ * the busy connection (ASSURED) and a flow whose peer vanished (ASSURED ESTABLISHED, silent for
+ * 2 h: 432,000 - 424,800 s), then `settleMs` of traffic; all removed after the block.
+ */
+function busyFlowLab(setup: (pair: ReturnType<typeof trafficPair>) => void, settleMs: number): () => ReturnType<typeof trafficPair> {
   let pair: ReturnType<typeof trafficPair>;
   let procs: { server: ChildProcess; client: ChildProcess } | undefined;
   beforeAll(async () => {
     pair = trafficPair({ peerAnswers: true });
-    pair.client.sysctl('net.netfilter.nf_conntrack_timestamp', 1);
+    setup(pair);
     procs = busyConnection(pair);
-    // A flow whose peer vanished: ASSURED ESTABLISHED, silent for 2 h (432,000 - 424,800 s).
     pair.client.load(['-I -p tcp -s 10.99.0.1 -d 192.0.2.7 --sport 40000 --dport 5432 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED']);
     const t0 = Date.now();
     while (!lines(pair.client).some((l) => l.includes(`dport=${PORT}`) && l.includes('[ASSURED]'))) {
       if (Date.now() - t0 > 10_000) throw new Error(`no ASSURED flow to port ${PORT}: ${lines(pair.client).join('\n')}`);
       await sleep(100);
     }
-    await sleep(WAIT_S * 1000);
+    await sleep(settleMs);
   }, 30_000);
   afterAll(() => {
     procs?.client.kill('SIGKILL');
     procs?.server.kill('SIGKILL');
     pair?.client.destroy();
     pair?.peer.destroy();
+  });
+  return () => pair;
+}
+
+describeKernel('--idle versus --older, with timestamps on and a real busy flow', () => {
+  const lab = busyFlowLab((p) => p.client.sysctl('net.netfilter.nf_conntrack_timestamp', 1), WAIT_S * 1000);
+  let pair: ReturnType<typeof trafficPair>;
+  beforeAll(() => {
+    pair = lab();
   });
 
   it('list shows both times with their sources: the busy flow is old but not idle', async () => {
@@ -139,29 +152,18 @@ describeKernel('--idle versus --older, with timestamps on and a real busy flow',
 // 3,599 s left, which the sysctls alone (432,000 s) read as 5 days idle. The namespace's
 // policies are candidates too: nft ct timeout objects (real traffic), cttimeout objects (nfct).
 describeKernel('--idle with timeout policies: a busy flow under a short policy is never idle', () => {
-  let pair: ReturnType<typeof trafficPair>;
-  let procs: { server: ChildProcess; client: ChildProcess } | undefined;
-  beforeAll(async () => {
-    pair = trafficPair({ peerAnswers: true });
-    pair.client.exec('nft', ['-f', '-'], `table ip ctp_policy {
+  const lab = busyFlowLab(
+    (p) =>
+      p.client.exec('nft', ['-f', '-'], `table ip ctp_policy {
   ct timeout est1h { protocol tcp; l3proto ip; policy = { established: 3600 }; }
   chain out { type filter hook output priority 0; policy accept; tcp dport ${PORT} ct timeout set "est1h"; }
 }
-`);
-    procs = busyConnection(pair);
-    pair.client.load(['-I -p tcp -s 10.99.0.1 -d 192.0.2.7 --sport 40000 --dport 5432 --state ESTABLISHED -t 424800 -u SEEN_REPLY,ASSURED']);
-    const t0 = Date.now();
-    while (!lines(pair.client).some((l) => l.includes(`dport=${PORT}`) && l.includes('[ASSURED]'))) {
-      if (Date.now() - t0 > 10_000) throw new Error(`no ASSURED flow to port ${PORT}: ${lines(pair.client).join('\n')}`);
-      await sleep(100);
-    }
-    await sleep(1500);
-  }, 30_000);
-  afterAll(() => {
-    procs?.client.kill('SIGKILL');
-    procs?.server.kill('SIGKILL');
-    pair?.client.destroy();
-    pair?.peer.destroy();
+`),
+    1500,
+  );
+  let pair: ReturnType<typeof trafficPair>;
+  beforeAll(() => {
+    pair = lab();
   });
 
   it('the busy flow has the policy\'s timeout, reads as idle for about a second, and --idle 6h keeps it', async () => {
